@@ -1,0 +1,1 @@
+//! The Vigil analyzer: telemetry, judges per signal, verdicts, and the `vigil` command line.

@@ -1,0 +1,1 @@
+//! The Kayenta-compatible judge (NetflixACAJudge) and orca's interval planning.

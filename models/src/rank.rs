@@ -1,0 +1,1 @@
+//! Rank tests (Mann-Whitney U) with scipy-compatible conventions.
