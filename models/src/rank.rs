@@ -114,7 +114,7 @@ pub fn mann_whitney_u(
 ) -> Result<MannWhitneyResult, RankError> {
     let kx = sorted_keys(x, "x")?;
     let ky = sorted_keys(y, "y")?;
-    let ranks = merge_rank_sums(&kx, &ky);
+    let ranks = rank_sums(&kx, &ky);
 
     let (n1, n2) = (x.len() as u64, y.len() as u64);
     // 2*U1 = 2*R1 - n1*(n1+1) is an exact integer; U1 itself may end in .5 under ties.
@@ -200,8 +200,52 @@ fn sorted_keys(values: &[f64], sample: &'static str) -> Result<Vec<u64>, RankErr
         }
         keys.push(sort_key(v));
     }
-    keys.sort_unstable();
+    sort_u64(&mut keys);
     Ok(keys)
+}
+
+/// Sorts integer keys. Large inputs go through an LSD radix sort: with 11-bit digits that is six
+/// linear passes instead of ~17 rounds of comparisons, and it is what makes the 2 × 100 000 test
+/// several times faster than scipy rather than merely as fast. Passes where every key has the same
+/// digit (common in the high bits of floats from a narrow range) are skipped.
+fn sort_u64(keys: &mut Vec<u64>) {
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    const PASSES: usize = 64usize.div_ceil(BITS as usize);
+    // u32 counters keep all six histograms (48 KiB) in cache; larger inputs take the slow path.
+    let Ok(len) = u32::try_from(keys.len()) else {
+        keys.sort_unstable();
+        return;
+    };
+    if len < 2048 {
+        keys.sort_unstable();
+        return;
+    }
+    let digit = |k: u64, pass: usize| ((k >> (pass as u32 * BITS)) as usize) & (BUCKETS - 1);
+    let mut counts = vec![0u32; BUCKETS * PASSES];
+    for &k in keys.iter() {
+        for pass in 0..PASSES {
+            counts[pass * BUCKETS + digit(k, pass)] += 1;
+        }
+    }
+    let mut scratch = vec![0u64; keys.len()];
+    for (pass, c) in counts.chunks_exact_mut(BUCKETS).enumerate() {
+        if c.contains(&len) {
+            continue;
+        }
+        let mut offset = 0;
+        for slot in c.iter_mut() {
+            let count = *slot;
+            *slot = offset;
+            offset += count;
+        }
+        for &k in keys.iter() {
+            let d = digit(k, pass);
+            scratch[c[d] as usize] = k;
+            c[d] += 1;
+        }
+        std::mem::swap(keys, &mut scratch);
+    }
 }
 
 /// What the test needs from the joint ranking, gathered in one merge of the two sorted samples.
@@ -211,6 +255,43 @@ struct RankSums {
     /// Sum of `t^3 - t` over groups of `t` tied values, for the variance correction.
     tie_term: f64,
     has_ties: bool,
+}
+
+/// The joint ranking of two sorted samples. Without ties the answer needs only, for each x, how
+/// many y are below it, which a branch-free merge counts quickly even when x and y interleave
+/// randomly (the general grouping merge below mispredicts a branch on almost every element, and
+/// was the slowest step at 2 × 100 000). Any tie, within or across samples, falls back to the
+/// general merge.
+fn rank_sums(kx: &[u64], ky: &[u64]) -> RankSums {
+    let within_ties = kx.windows(2).any(|w| w[0] == w[1]) || ky.windows(2).any(|w| w[0] == w[1]);
+    if within_ties {
+        return merge_rank_sums(kx, ky);
+    }
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut below: u128 = 0;
+    let mut cross_tie = false;
+    while i < kx.len() && j < ky.len() {
+        let (a, b) = (kx[i], ky[j]);
+        // A tie across the samples always meets here: when the first x equal to v comes up,
+        // every smaller y has been consumed, so the current y is the first y >= v.
+        cross_tie |= a == b;
+        let y_first = b < a;
+        below += u128::from(!y_first) * j as u128;
+        j += usize::from(y_first);
+        i += usize::from(!y_first);
+    }
+    if cross_tie {
+        return merge_rank_sums(kx, ky);
+    }
+    // Every remaining x is above all y.
+    below += (kx.len() - i) as u128 * ky.len() as u128;
+    // The rank of the i-th smallest x (0-based) is i + 1 + (number of y below it).
+    let n1 = kx.len() as u128;
+    RankSums {
+        twice_rank_sum_x: 2 * below + n1 * (n1 + 1),
+        tie_term: 0.0,
+        has_ties: false,
+    }
 }
 
 fn merge_rank_sums(kx: &[u64], ky: &[u64]) -> RankSums {
@@ -466,6 +547,52 @@ mod tests {
         assert_eq!(normal_sf(f64::INFINITY), 0.0);
         assert_eq!(normal_sf(f64::NEG_INFINITY), 1.0);
         assert!(normal_sf(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn radix_sort_agrees_with_comparison_sort() {
+        // A deterministic mix of magnitudes, signs and duplicates, large enough for the radix path.
+        let mut state = 12345u64;
+        let mut keys: Vec<u64> = (0..20_000)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let v = ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 10f64.powi(i % 7);
+                sort_key(if i % 5 == 0 { v.round() } else { v })
+            })
+            .collect();
+        let mut expected = keys.clone();
+        expected.sort_unstable();
+        sort_u64(&mut keys);
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn fast_and_general_rank_sums_agree() {
+        let keys = |v: &[f64]| {
+            let mut k: Vec<u64> = v.iter().map(|&x| sort_key(x)).collect();
+            k.sort_unstable();
+            k
+        };
+        let cases: [(&[f64], &[f64]); 5] = [
+            (&[1.0, 4.0, 6.0], &[2.0, 3.0, 5.0, 7.0]),
+            (&[10.0, 11.0], &[1.0, 2.0]),
+            (&[1.0], &[2.0]),
+            (&[1.0, 2.0, 2.0], &[3.0]),
+            (&[1.0, 3.0], &[3.0, 4.0]),
+        ];
+        for (x, y) in cases {
+            let (kx, ky) = (keys(x), keys(y));
+            let fast = rank_sums(&kx, &ky);
+            let general = merge_rank_sums(&kx, &ky);
+            assert_eq!(
+                fast.twice_rank_sum_x, general.twice_rank_sum_x,
+                "{x:?} {y:?}"
+            );
+            assert_eq!(fast.has_ties, general.has_ties, "{x:?} {y:?}");
+            assert_eq!(fast.tie_term, general.tie_term, "{x:?} {y:?}");
+        }
     }
 
     #[test]
