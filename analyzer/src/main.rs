@@ -4,16 +4,25 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigil_analyzer::cli;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Canary analysis: judge a canary against its baseline")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Canary analysis: judge a canary against its baseline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Statistical tests with scipy's conventions: JSON request on stdin, JSON result on stdout.
+    #[command(subcommand)]
+    Stats(cli::stats::StatsCommand),
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -24,5 +33,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    let outcome = match &cli.command {
+        Command::Stats(command) => cli::stats::run(command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

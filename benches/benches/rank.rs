@@ -57,7 +57,10 @@ fn median_seconds(mut f: impl FnMut()) -> f64 {
 fn compare_with_scipy(opts: &MannWhitneyOptions) {
     let dir = std::env::temp_dir().join(format!("vigil-rank-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("scipy comparison skipped: cannot create {}: {e}", dir.display());
+        eprintln!(
+            "scipy comparison skipped: cannot create {}: {e}",
+            dir.display()
+        );
         return;
     }
     for n in SIZES {
@@ -99,7 +102,11 @@ fn compare_with_scipy(opts: &MannWhitneyOptions) {
         let (x, y) = samples(n);
         let ours = mann_whitney_u(&x, &y, opts).expect("bench data are valid");
         let (scipy_u, scipy_p) = (peer["statistic"].as_f64(), peer["pvalue"].as_f64());
-        assert_eq!(scipy_u, Some(ours.statistic), "U differs from scipy at n={n}");
+        assert_eq!(
+            scipy_u,
+            Some(ours.statistic),
+            "U differs from scipy at n={n}"
+        );
         let scipy_p = scipy_p.expect("scipy p-value");
         assert!(
             (ours.pvalue - scipy_p).abs() <= 1e-9 * scipy_p,
