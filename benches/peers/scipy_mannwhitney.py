@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Time scipy.stats.mannwhitneyu on the data the Rust bench wrote (benches/benches/rank.rs).
 
-Usage: scipy_mannwhitney.py DIR N [N ...]
-Reads DIR/x_N.f64 and DIR/y_N.f64 (little-endian float64, as written by the bench) and prints one
-JSON object per size: the median seconds per call over several repeats, and scipy's result, so the
-bench can check that both sides computed the same thing.
+Usage: scipy_mannwhitney.py DIR CASE [CASE ...]
+Each CASE names two files DIR/CASE_x.f64 and DIR/CASE_y.f64 (little-endian float64) and is run
+with scipy's defaults (two-sided, method="auto", continuity on), like the Rust side. Prints one
+JSON object per case: median seconds per call over 7 repeats, scipy's result (so the bench can
+check both sides computed the same thing), and for exact cases the time of the first ("cold")
+call, because scipy memoizes the exact distribution per pair of sizes and later calls reuse it.
 """
 import json
 import sys
+import time
 import timeit
 
 import numpy as np
@@ -16,18 +19,26 @@ from scipy.stats import mannwhitneyu
 
 
 def main():
-    root, sizes = sys.argv[1], [int(s) for s in sys.argv[2:]]
-    for n in sizes:
-        x = np.fromfile(f"{root}/x_{n}.f64", dtype="<f8")
-        y = np.fromfile(f"{root}/y_{n}.f64", dtype="<f8")
-        res = mannwhitneyu(x, y)  # scipy's defaults: two-sided, auto (asymptotic here), continuity
+    root, cases = sys.argv[1], sys.argv[2:]
+    for case in cases:
+        x = np.fromfile(f"{root}/{case}_x.f64", dtype="<f8")
+        y = np.fromfile(f"{root}/{case}_y.f64", dtype="<f8")
+        cold = None
+        if case.startswith("exact"):
+            # Reset scipy's per-thread table to another shape, then time one uncached call.
+            mannwhitneyu([1.0, 2.0], [3.0, 4.0, 5.0], method="exact")
+            start = time.perf_counter()
+            mannwhitneyu(x, y)
+            cold = time.perf_counter() - start
+        res = mannwhitneyu(x, y)
         timer = timeit.Timer(lambda: mannwhitneyu(x, y))
         number, _ = timer.autorange()  # calls per repeat so one repeat takes >= 0.2 s
         times = sorted(t / number for t in timer.repeat(repeat=7, number=number))
         print(json.dumps({
-            "n": n,
+            "case": case,
             "median_s": times[len(times) // 2],
             "min_s": times[0],
+            "cold_s": cold,
             "statistic": float(res.statistic),
             "pvalue": float(res.pvalue),
             "scipy": scipy.__version__,

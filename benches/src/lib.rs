@@ -20,6 +20,20 @@ pub mod rank {
         (baseline, canary)
     }
 
+    /// Sizes of the larger sample in the exact-method benchmark, against a smaller sample of 8:
+    /// the largest size for which scipy's `auto` still chooses the exact distribution.
+    pub const EXACT_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+    pub const EXACT_SMALL: usize = 8;
+
+    /// 8 canary points against `n` baseline points, shifted by 0.3: the shape of a short canary
+    /// (few pods or few intervals) where scipy's `auto` rule picks the exact method. No ties.
+    pub fn exact_samples(n: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = SplitMix64(0xE7AC_0000 + n as u64);
+        let canary = (0..EXACT_SMALL).map(|_| 0.3 + rng.normal()).collect();
+        let baseline = (0..n).map(|_| rng.normal()).collect();
+        (canary, baseline)
+    }
+
     /// SplitMix64 (Steele, Lea and Flood 2014): tiny, well mixed, and stable across releases.
     struct SplitMix64(u64);
 
