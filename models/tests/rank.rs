@@ -166,3 +166,115 @@ fn average_ranks_match_scipy_rankdata() {
     );
     assert_eq!(average_ranks(&[]), Ok(vec![]));
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use vigil_models::rank::{mann_whitney_u, Alternative, MannWhitneyOptions, Method};
+
+    /// U of x straight from its definition: pairs where x wins, plus half the tied pairs.
+    fn naive_u(x: &[f64], y: &[f64]) -> f64 {
+        let mut u = 0.0;
+        for &a in x {
+            for &b in y {
+                if a > b {
+                    u += 1.0;
+                } else if a == b {
+                    u += 0.5;
+                }
+            }
+        }
+        u
+    }
+
+    /// Small integers make ties common; the occasional -0.0 checks that it ties with 0.0.
+    fn sample(max_len: usize) -> impl Strategy<Value = Vec<f64>> {
+        prop::collection::vec(
+            prop_oneof![(-4i32..5).prop_map(f64::from), Just(-0.0), -1e3f64..1e3],
+            1..max_len,
+        )
+    }
+
+    fn opts(alternative: Alternative, method: Method, use_continuity: bool) -> MannWhitneyOptions {
+        MannWhitneyOptions {
+            alternative,
+            method,
+            use_continuity,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn statistic_is_the_pairwise_definition(x in sample(40), y in sample(40)) {
+            let r = mann_whitney_u(&x, &y, &MannWhitneyOptions::default()).unwrap();
+            prop_assert_eq!(r.statistic, naive_u(&x, &y));
+            prop_assert!((0.0..=1.0).contains(&r.pvalue), "p = {}", r.pvalue);
+        }
+
+        #[test]
+        fn less_for_x_y_is_greater_for_y_x(
+            x in sample(30),
+            y in sample(30),
+            method in prop_oneof![Just(Method::Auto), Just(Method::Exact), Just(Method::Asymptotic)],
+            use_continuity: bool,
+        ) {
+            let less = mann_whitney_u(&x, &y, &opts(Alternative::Less, method, use_continuity)).unwrap();
+            let greater = mann_whitney_u(&y, &x, &opts(Alternative::Greater, method, use_continuity)).unwrap();
+            prop_assert_eq!(less.statistic + greater.statistic, (x.len() * y.len()) as f64);
+            prop_assert_eq!(less.pvalue.to_bits(), greater.pvalue.to_bits());
+        }
+    }
+
+    /// The exact two-sided and one-sided tails against brute force: enumerate every way to pick
+    /// which of the n1 + n2 ranks belong to x, and count the U values at least as extreme.
+    #[test]
+    fn exact_tails_match_enumeration_of_all_rank_assignments() {
+        for (n1, n2) in [
+            (1, 1),
+            (1, 5),
+            (2, 7),
+            (3, 3),
+            (4, 6),
+            (5, 5),
+            (6, 7),
+            (8, 4),
+        ] {
+            let n = n1 + n2;
+            let mut u_counts = vec![0u64; n1 * n2 + 1];
+            for mask in 0u32..(1 << n) {
+                if mask.count_ones() as usize != n1 {
+                    continue;
+                }
+                // U of x = sum of x ranks - n1(n1+1)/2, ranks 1..=n.
+                let rank_sum: usize = (0..n).filter(|i| mask & (1 << i) != 0).map(|i| i + 1).sum();
+                u_counts[rank_sum - n1 * (n1 + 1) / 2] += 1;
+            }
+            let total: u64 = u_counts.iter().sum();
+            let sf = |k: usize| u_counts[k..].iter().sum::<u64>() as f64 / total as f64;
+            let y: Vec<f64> = (0..n2).map(|i| i as f64).collect();
+            // Place x so that U of x takes every value from 0 to n1 * n2.
+            for u in 0..=n1 * n2 {
+                let x: Vec<f64> = (0..n1)
+                    .map(|i| {
+                        let above = (u / n1 + usize::from(i < u % n1)).min(n2);
+                        above as f64 - 0.5
+                    })
+                    .collect();
+                let exact = |alternative| {
+                    mann_whitney_u(&x, &y, &opts(alternative, Method::Exact, true)).unwrap()
+                };
+                let greater = exact(Alternative::Greater);
+                assert_eq!(greater.statistic, u as f64, "n1={n1} n2={n2} x={x:?}");
+                let check = |got: f64, want: f64, what: &str| {
+                    assert!(
+                        (got - want).abs() <= 1e-12 * want,
+                        "{what} n1={n1} n2={n2} U={u}: {got} vs {want}"
+                    );
+                };
+                check(greater.pvalue, sf(u), "greater");
+                check(exact(Alternative::Less).pvalue, sf(n1 * n2 - u), "less");
+                let two_sided = (2.0 * sf(u.max(n1 * n2 - u))).min(1.0);
+                check(exact(Alternative::TwoSided).pvalue, two_sided, "two-sided");
+            }
+        }
+    }
+}
