@@ -466,7 +466,7 @@ fn solve_increasing(f: impl Fn(f64) -> f64, df: impl Fn(f64) -> f64, start: f64)
         }
         let slope = df(x);
         let mut next = x - fx / slope;
-        if !(next > lo && next < hi) || !next.is_finite() {
+        if !(next > lo && next < hi && next.is_finite()) {
             next = if lo > 0.0 && hi / lo > 4.0 {
                 (lo * hi).sqrt()
             } else if lo == 0.0 {
