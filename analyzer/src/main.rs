@@ -6,14 +6,24 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Canary analysis: judge a canary against its baseline")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Canary analysis: judge a canary against its baseline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Log pattern mining: parse, eval.
+    Logs {
+        #[command(subcommand)]
+        command: vigil_analyzer::cli::logs::LogsCommand,
+    },
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -24,5 +34,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    let result = match cli.command {
+        Command::Logs { command } => vigil_analyzer::cli::logs::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,375 @@
+//! Variable detection: splits a message into tokens and replaces the variable parts of each token
+//! with `<*>` before any clustering happens.
+//!
+//! Why mask before clustering: a clustering rule (Drain's similarity) can only generalise a position
+//! after it has seen two different values there, so a template seen once keeps its numbers, and
+//! messages whose constant part is short get split by their variables. Values whose *shape* says
+//! they vary (numbers, hex, IPs, paths, ids with digits, booleans) are masked up front, consistently
+//! in every message, which is what makes the default configuration work on systems never seen.
+//!
+//! The rules follow the template conventions of the corrected Loghub labels (Khan et al. 2022):
+//! a token is cut at punctuation; a piece is variable when it starts with a digit, holds two or more
+//! digits, is a long hex word or `0x…`, or is a boolean/`null`; a path (`/a/b`) or URL is one
+//! variable; variables joined by `.` or `-` collapse into one `<*>` (IPs, versions, dates, UUIDs);
+//! the punctuation itself stays, so `node-12` becomes `node-<*>` and `10.0.0.1:80` becomes `<*>:<*>`.
+
+use std::borrow::Cow;
+
+/// The variable marker in template text.
+pub const WILDCARD: &str = "<*>";
+
+/// Delimiters that end a "segment" of a token: a path is recognised per segment, so that
+/// `/10.1.2.3:50010` is a path-like address followed by a port.
+fn is_segment_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b',' | b';'
+            | b':'
+            | b'='
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'"'
+            | b'\''
+            | b'|'
+            | b'<'
+            | b'>'
+            | b'!'
+            | b'@'
+    )
+}
+
+/// Delimiters that split a segment into pieces, each piece judged on its own.
+fn is_piece_delim(b: u8) -> bool {
+    is_segment_delim(b)
+        || matches!(
+            b,
+            b'.' | b'-' | b'+' | b'#' | b'$' | b'%' | b'&' | b'/' | b'*'
+        )
+}
+
+/// Whether a piece (a run of non-delimiter bytes) is a variable by its shape.
+fn piece_is_variable(p: &[u8]) -> bool {
+    let Some(&first) = p.first() else {
+        return false;
+    };
+    if first.is_ascii_digit() {
+        return true;
+    }
+    // A version: `v6`, `V2`.
+    if p.len() > 1 && (first == b'v' || first == b'V') && p[1..].iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    let digits = p.iter().filter(|b| b.is_ascii_digit()).count();
+    if digits >= 2 {
+        return true;
+    }
+    if p.len() > 2 && (p.starts_with(b"0x") || p.starts_with(b"0X")) {
+        return p[2..].iter().all(u8::is_ascii_hexdigit);
+    }
+    if digits >= 1 && p.len() >= 5 && p.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    p.eq_ignore_ascii_case(b"true")
+        || p.eq_ignore_ascii_case(b"false")
+        || p.eq_ignore_ascii_case(b"null")
+}
+
+/// A path: `/` followed by at least one more byte and no `/`-only run, or a Windows path.
+fn segment_is_path(s: &[u8]) -> bool {
+    (s.len() > 1 && s[0] == b'/' && s[1] != b'/') || s.contains(&b'\\')
+}
+
+/// Masks one whitespace-free token. Returns the token unchanged (borrowed) when nothing varies,
+/// which is the common case and costs no allocation.
+pub fn mask_token(tok: &str) -> Cow<'_, str> {
+    let b = tok.as_bytes();
+    // Fast path: letters only, plus punctuation that cannot start a variable.
+    let mut suspicious = false;
+    for &c in b {
+        if c.is_ascii_digit() || c == b'/' || c == b'\\' || c >= 0x80 {
+            suspicious = true;
+            break;
+        }
+    }
+    if !suspicious && !has_keyword(b) {
+        return Cow::Borrowed(tok);
+    }
+    if let Some(i) = tok.find("://") {
+        // A URL: the scheme's text before it stays if it is a key (`url=http://…`).
+        let start = tok[..i].rfind(|c: char| c.is_ascii() && is_segment_delim(c as u8) && c != ':');
+        let keep = start.map_or(0, |s| s + 1);
+        let end = trailing_punct_start(tok);
+        let mut out = String::with_capacity(tok.len());
+        out.push_str(&tok[..keep]);
+        out.push_str(WILDCARD);
+        out.push_str(&tok[end.max(i + 3)..]);
+        return Cow::Owned(out);
+    }
+    let mut out = String::with_capacity(tok.len() + 4);
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        if is_segment_delim(b[i]) {
+            out.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_segment_delim(b[i]) {
+            i += 1;
+        }
+        // Non-ASCII bytes are never delimiters, so `start..i` is on char boundaries.
+        let seg = &tok[start..i];
+        if segment_is_path(seg.as_bytes()) {
+            push_wildcard(&mut out);
+            changed = true;
+        } else {
+            changed |= mask_segment(seg, &mut out);
+        }
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(tok)
+    }
+}
+
+fn has_keyword(b: &[u8]) -> bool {
+    // Cheap pre-check: only tokens containing a boolean/null word need the slow path.
+    b.len() >= 4
+        && b.windows(4).any(|w| {
+            w.eq_ignore_ascii_case(b"true")
+                || w.eq_ignore_ascii_case(b"fals")
+                || w.eq_ignore_ascii_case(b"null")
+        })
+}
+
+fn trailing_punct_start(tok: &str) -> usize {
+    tok.trim_end_matches(|c: char| {
+        matches!(c, ',' | ';' | ')' | ']' | '}' | '"' | '\'' | '.' | '>')
+    })
+    .len()
+}
+
+/// Appends `seg` to `out` with its variable pieces replaced; returns whether anything was replaced.
+fn mask_segment(seg: &str, out: &mut String) -> bool {
+    let b = seg.as_bytes();
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        if is_piece_delim(b[i]) {
+            // Collapse `<*>.<*>` and `<*>-<*>`: an IP, a version, a date, a UUID is one value.
+            let joins = matches!(b[i], b'.' | b'-');
+            if joins && out.ends_with(WILDCARD) {
+                let mut j = i;
+                while j < b.len() && matches!(b[j], b'.' | b'-') {
+                    j += 1;
+                }
+                let pend = piece_end(b, j);
+                if j - i == 1 && pend > j && piece_is_variable(&b[j..pend]) {
+                    i = pend;
+                    changed = true;
+                    continue;
+                }
+            }
+            out.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let mut end = piece_end(b, i);
+        // `blk_-42`: an identifier whose number is negative is still one identifier.
+        if b[end - 1] == b'_' && end + 1 < b.len() && b[end] == b'-' {
+            end = piece_end(b, end + 1);
+        }
+        if piece_is_variable(&b[i..end]) {
+            push_wildcard(out);
+            changed = true;
+        } else {
+            out.push_str(&seg[i..end]);
+        }
+        i = end;
+    }
+    changed
+}
+
+fn piece_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && !is_piece_delim(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Appends `<*>` unless `out` already ends with one (adjacent variables are one value).
+fn push_wildcard(out: &mut String) {
+    if !out.ends_with(WILDCARD) {
+        out.push_str(WILDCARD);
+    }
+}
+
+/// Generalises two different masked forms of the same token position: pieces that agree stay,
+/// pieces that differ become `<*>`, provided both have the same punctuation skeleton; otherwise
+/// the whole token is a variable. This keeps `node-<*>` when hosts `node-12` and `node-7` meet,
+/// rather than erasing the constant prefix.
+pub fn generalise_token(a: &str, b: &str) -> String {
+    if a == b {
+        return a.to_owned();
+    }
+    let pa = pieces(a);
+    let pb = pieces(b);
+    let same_skeleton = pa.len() == pb.len()
+        && pa
+            .iter()
+            .zip(&pb)
+            .all(|(x, y)| x.0 == y.0 && (!x.0 || x.1 == y.1));
+    if !same_skeleton || pa.len() == 1 {
+        return WILDCARD.to_owned();
+    }
+    let mut out = String::with_capacity(a.len());
+    for (x, y) in pa.iter().zip(&pb) {
+        if x.0 || x.1 == y.1 {
+            // Delimiters and equal pieces; an existing `<*>` is kept as it is.
+            if x.1 == WILDCARD {
+                push_wildcard(&mut out);
+            } else {
+                out.push_str(x.1);
+            }
+        } else {
+            push_wildcard(&mut out);
+        }
+    }
+    // A template that is only wildcards and joiners is one wildcard.
+    if out
+        .bytes()
+        .all(|c| matches!(c, b'<' | b'*' | b'>' | b'.' | b'-'))
+    {
+        return WILDCARD.to_owned();
+    }
+    out
+}
+
+/// Splits a masked token into (is_delimiter, text) pieces; `<*>` is one piece.
+fn pieces(s: &str) -> Vec<(bool, &str)> {
+    let b = s.as_bytes();
+    let mut v = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if s[i..].starts_with(WILDCARD) {
+            v.push((false, WILDCARD));
+            i += WILDCARD.len();
+        } else if is_piece_delim(b[i]) {
+            v.push((true, &s[i..i + 1]));
+            i += 1;
+        } else {
+            let st = i;
+            while i < b.len() && !is_piece_delim(b[i]) {
+                i += 1;
+            }
+            v.push((false, &s[st..i]));
+        }
+    }
+    v
+}
+
+/// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
+/// run of the template must occur in order; what lies between is a parameter. When the raw token
+/// does not fit (it cannot happen for tokens this module masked), the whole token is the value.
+pub fn extract_params(template_tok: &str, raw: &str, out: &mut Vec<String>) {
+    if template_tok == WILDCARD {
+        out.push(raw.to_owned());
+        return;
+    }
+    if !template_tok.contains(WILDCARD) {
+        return;
+    }
+    let parts: Vec<&str> = template_tok.split(WILDCARD).collect();
+    let mut found = Vec::with_capacity(parts.len() - 1);
+    let mut pos = match raw.strip_prefix(parts[0]) {
+        Some(_) => parts[0].len(),
+        None => {
+            out.push(raw.to_owned());
+            return;
+        }
+    };
+    for (k, lit) in parts.iter().enumerate().skip(1) {
+        let last = k == parts.len() - 1;
+        let next = if last {
+            if raw.len() >= pos + lit.len() && raw.ends_with(lit) {
+                Some(raw.len() - lit.len())
+            } else {
+                None
+            }
+        } else if lit.is_empty() {
+            Some(pos)
+        } else {
+            raw[pos..].find(lit).map(|o| pos + o)
+        };
+        match next {
+            Some(n) => {
+                found.push(raw[pos..n].to_owned());
+                pos = n + lit.len();
+            }
+            None => {
+                out.push(raw.to_owned());
+                return;
+            }
+        }
+    }
+    out.extend(found);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_by_shape() {
+        let cases = [
+            ("blk_-6952295868487656571", "<*>"),
+            ("10.251.43.21:50010", "<*>:<*>"),
+            ("/10.10.34.11:45307", "<*>:<*>"),
+            ("node-246", "node-<*>"),
+            ("core.114", "core.<*>"),
+            ("0x00e462c0,", "<*>,"),
+            ("001064fc", "<*>"),
+            ("eth0", "eth0"),
+            ("uid=0", "uid=<*>"),
+            ("allDrawn=false,", "allDrawn=<*>,"),
+            ("/usr/lib/x", "<*>"),
+            ("http://example.com/a?b=1", "<*>"),
+            (
+                "00000001@2016/9/27:20:30:31.455",
+                "<*>@<*>/<*>/<*>:<*>:<*>:<*>",
+            ),
+            ("v6.1.7601.23505", "<*>"),
+            ("Registered", "Registered"),
+            (
+                "i-fetch......................0",
+                "i-fetch......................<*>",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(mask_token(input), want, "input {input}");
+        }
+    }
+
+    #[test]
+    fn generalises_piecewise() {
+        assert_eq!(generalise_token("node-<*>", "node-<*>"), "node-<*>");
+        assert_eq!(generalise_token("MININT-ABC", "MININT-XYZ"), "MININT-<*>");
+        assert_eq!(generalise_token("root", "guest"), "<*>");
+        assert_eq!(generalise_token("a.b", "a.b.c"), "<*>");
+    }
+
+    #[test]
+    fn extracts_params() {
+        let mut v = Vec::new();
+        extract_params("<*>:<*>", "10.0.0.1:80", &mut v);
+        extract_params("node-<*>", "node-7", &mut v);
+        extract_params("<*>", "x y", &mut v);
+        assert_eq!(v, ["10.0.0.1", "80", "7", "x y"]);
+    }
+}
