@@ -188,20 +188,20 @@ impl LogRule {
                     index: Some(i),
                     reason,
                 };
-                let matcher = match (r.template_id, r.regex) {
-                    (Some(id), None) => RuleMatcher::TemplateId(
-                        id.parse()
-                            .map_err(|_| err(format!("template_id `{id}`: expected 16 hex digits")))?,
-                    ),
-                    (None, Some(re)) => RuleMatcher::Regex(
-                        Regex::new(&re).map_err(|e| err(format!("regex `{re}`: {e}")))?,
-                    ),
-                    _ => {
-                        return Err(err(
-                            "expected exactly one of `template_id` or `regex`".to_owned()
-                        ))
-                    }
-                };
+                let matcher =
+                    match (r.template_id, r.regex) {
+                        (Some(id), None) => RuleMatcher::TemplateId(id.parse().map_err(|_| {
+                            err(format!("template_id `{id}`: expected 16 hex digits"))
+                        })?),
+                        (None, Some(re)) => RuleMatcher::Regex(
+                            Regex::new(&re).map_err(|e| err(format!("regex `{re}`: {e}")))?,
+                        ),
+                        _ => {
+                            return Err(err(
+                                "expected exactly one of `template_id` or `regex`".to_owned()
+                            ))
+                        }
+                    };
                 Ok(LogRule {
                     action: r.action,
                     matcher,
@@ -224,7 +224,10 @@ impl LogRule {
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
     #[error("rules{}: {reason}", index.map(|i| format!(" (rule {i})")).unwrap_or_default())]
-    Rules { index: Option<usize>, reason: String },
+    Rules {
+        index: Option<usize>,
+        reason: String,
+    },
     #[error(transparent)]
     Counts(#[from] CountsError),
 }
@@ -599,7 +602,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rules.len(), 2);
-        assert!(matches!(rules[0].matcher, RuleMatcher::TemplateId(TemplateId(255))));
+        assert!(matches!(
+            rules[0].matcher,
+            RuleMatcher::TemplateId(TemplateId(255))
+        ));
         let e = LogRule::parse_rules(r#"{"rules":[{"action":"ignore"}]}"#)
             .unwrap_err()
             .to_string();

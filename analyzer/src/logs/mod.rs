@@ -25,6 +25,9 @@ mod format;
 pub mod mask;
 mod miner;
 
+pub mod judge;
+pub mod records;
+
 pub use format::LogFormat;
 pub use mask::WILDCARD;
 pub use miner::{
