@@ -152,3 +152,50 @@ fn bh_matches_false_discovery_control() {
         }
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use vigil_models::counts::{bh_adjust, binom_test, rate_test, Alternative};
+
+    proptest! {
+        /// P(X ≤ k) + P(X ≥ k+1) = 1: the two tails are computed from opposite ends, so this
+        /// catches an off-by-one or a lost term in either.
+        #[test]
+        fn binomial_tails_are_complementary(n in 1u64..5000, k_frac in 0.0f64..1.0, p in 0.001f64..0.999) {
+            let k = ((n as f64) * k_frac) as u64;
+            prop_assume!(k < n);
+            let lower = binom_test(k, n, p, Alternative::Less).unwrap();
+            let upper = binom_test(k + 1, n, p, Alternative::Greater).unwrap();
+            prop_assert!((lower + upper - 1.0).abs() < 1e-12, "{} + {}", lower, upper);
+        }
+
+        /// The interval contains the point estimate, and swapping sides inverts everything.
+        #[test]
+        fn rate_ratio_interval_is_consistent(kc in 0u64..500, kb in 0u64..500, ec in 1.0f64..1e6, eb in 1.0f64..1e6) {
+            let t = rate_test(kc, ec, kb, eb, 0.95).unwrap();
+            prop_assert!((0.0..=1.0).contains(&t.p_two_sided));
+            if kc + kb > 0 {
+                prop_assert!(t.ci_low <= t.rate_ratio && t.rate_ratio <= t.ci_high);
+                let s = rate_test(kb, eb, kc, ec, 0.95).unwrap();
+                prop_assert!((t.p_greater - s.p_less).abs() <= 1e-12 * t.p_greater.max(1e-300));
+                if t.ci_low > 0.0 && s.ci_high.is_finite() {
+                    prop_assert!(((1.0 / t.ci_low) - s.ci_high).abs() <= 1e-8 * s.ci_high);
+                }
+            }
+        }
+
+        /// q-values are at least the p-values, at most 1, and keep the p-values' order.
+        #[test]
+        fn bh_is_monotone(ps in proptest::collection::vec(0.0f64..=1.0, 0..60)) {
+            let q = bh_adjust(&ps).unwrap();
+            for i in 0..ps.len() {
+                prop_assert!(q[i] >= ps[i] && q[i] <= 1.0);
+                for j in 0..ps.len() {
+                    if ps[i] < ps[j] {
+                        prop_assert!(q[i] <= q[j]);
+                    }
+                }
+            }
+        }
+    }
+}
