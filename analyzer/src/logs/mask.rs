@@ -210,68 +210,212 @@ fn push_wildcard(out: &mut String) {
     }
 }
 
-/// Generalises two different masked forms of the same token position: pieces that agree stay,
-/// pieces that differ become `<*>`, provided both have the same punctuation skeleton; otherwise
-/// the whole token is a variable. This keeps `node-<*>` when hosts `node-12` and `node-7` meet,
-/// rather than erasing the constant prefix.
+/// Generalises two different masked forms of the same token position. Both are cut into slots
+/// at segment delimiters (`=`, `:`, `,`, brackets, quotes…); if the delimiters agree, equal slots
+/// stay and differing slots become `<*>` (so `rhost=1.2.3.4` and `rhost=example.org` give
+/// `rhost=<*>`, and `()` and `(host)` give `(<*>)`). A differing slot is cut once more at `-`, `/`,
+/// `+`, `#` to keep a constant prefix such as `MININT-<*>`; dotted names stay whole, because a
+/// host or package name is one value. Tokens with different delimiters become `<*>`.
 pub fn generalise_token(a: &str, b: &str) -> String {
     if a == b {
         return a.to_owned();
     }
-    let pa = pieces(a);
-    let pb = pieces(b);
-    let same_skeleton = pa.len() == pb.len()
-        && pa
-            .iter()
-            .zip(&pb)
-            .all(|(x, y)| x.0 == y.0 && (!x.0 || x.1 == y.1));
-    if !same_skeleton || pa.len() == 1 {
+    let Some(slots) = align(a, b, is_segment_delim) else {
         return WILDCARD.to_owned();
-    }
+    };
     let mut out = String::with_capacity(a.len());
-    for (x, y) in pa.iter().zip(&pb) {
-        if x.0 || x.1 == y.1 {
-            // Delimiters and equal pieces; an existing `<*>` is kept as it is.
-            if x.1 == WILDCARD {
-                push_wildcard(&mut out);
-            } else {
-                out.push_str(x.1);
-            }
-        } else {
-            push_wildcard(&mut out);
+    for slot in slots {
+        match slot {
+            Slot::Delim(d) => out.push_str(d),
+            Slot::Same(t) => push_text(&mut out, t),
+            Slot::Differ(x, y) => match align(x, y, is_sub_delim) {
+                Some(sub)
+                    if sub
+                        .iter()
+                        .any(|s| matches!(s, Slot::Same(t) if !t.is_empty() && *t != WILDCARD)) =>
+                {
+                    for s in sub {
+                        match s {
+                            Slot::Delim(d) => out.push_str(d),
+                            Slot::Same(t) => push_text(&mut out, t),
+                            Slot::Differ(..) => push_wildcard(&mut out),
+                        }
+                    }
+                }
+                _ => push_wildcard(&mut out),
+            },
         }
-    }
-    // A template that is only wildcards and joiners is one wildcard.
-    if out
-        .bytes()
-        .all(|c| matches!(c, b'<' | b'*' | b'>' | b'.' | b'-'))
-    {
-        return WILDCARD.to_owned();
     }
     out
 }
 
-/// Splits a masked token into (is_delimiter, text) pieces; `<*>` is one piece.
-fn pieces(s: &str) -> Vec<(bool, &str)> {
-    let b = s.as_bytes();
-    let mut v = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if s[i..].starts_with(WILDCARD) {
-            v.push((false, WILDCARD));
-            i += WILDCARD.len();
-        } else if is_piece_delim(b[i]) {
-            v.push((true, &s[i..i + 1]));
-            i += 1;
-        } else {
-            let st = i;
-            while i < b.len() && !is_piece_delim(b[i]) {
-                i += 1;
+fn is_sub_delim(b: u8) -> bool {
+    matches!(b, b'-' | b'/' | b'+' | b'#')
+}
+
+fn push_text(out: &mut String, t: &str) {
+    if t == WILDCARD {
+        push_wildcard(out);
+    } else {
+        out.push_str(t);
+    }
+}
+
+enum Slot<'a> {
+    Delim(&'a str),
+    Same(&'a str),
+    Differ(&'a str, &'a str),
+}
+
+/// Cuts both strings at delimiter bytes (a `<*>` is never cut); `None` unless the delimiter
+/// sequences are identical.
+fn align<'a>(a: &'a str, b: &'a str, delim: fn(u8) -> bool) -> Option<Vec<Slot<'a>>> {
+    let sa = cut(a, delim);
+    let sb = cut(b, delim);
+    if sa.len() != sb.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(sa.len());
+    for (k, (x, y)) in sa.into_iter().zip(sb).enumerate() {
+        if k % 2 == 1 {
+            if x != y {
+                return None;
             }
-            v.push((false, &s[st..i]));
+            out.push(Slot::Delim(x));
+        } else if x == y {
+            out.push(Slot::Same(x));
+        } else {
+            out.push(Slot::Differ(x, y));
         }
     }
+    Some(out)
+}
+
+/// Alternating text / delimiter pieces, starting and ending with a (possibly empty) text.
+fn cut(s: &str, delim: fn(u8) -> bool) -> Vec<&str> {
+    let b = s.as_bytes();
+    let mut v = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(WILDCARD.as_bytes()) {
+            i += WILDCARD.len();
+        } else if delim(b[i]) {
+            v.push(&s[start..i]);
+            v.push(&s[i..i + 1]);
+            i += 1;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    v.push(&s[start..]);
     v
+}
+
+/// Whether two different masked tokens disagree in constant text: some slot differs where neither
+/// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
+/// only becomes `<*>` once the position has shown enough distinct constants.
+pub fn constant_conflict(a: &str, b: &str) -> bool {
+    if a == b {
+        return false;
+    }
+    match align(a, b, is_segment_delim) {
+        None => !a.contains(WILDCARD) && !b.contains(WILDCARD),
+        Some(slots) => slots.iter().any(
+            |s| matches!(s, Slot::Differ(x, y) if !x.contains(WILDCARD) && !y.contains(WILDCARD)),
+        ),
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// `Jul`, `July`, `Mon`, `Monday,` (ASCII, case-insensitive on the first three letters).
+fn calendar_word(t: &str) -> Option<bool> {
+    let t = t.trim_end_matches(',');
+    if t.len() < 3 || !t.is_char_boundary(3) || !t.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let head = t[..3].to_ascii_lowercase();
+    let full = t.to_ascii_lowercase();
+    const MONTH_NAMES: [&str; 12] = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    const DAY_NAMES: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    if let Some(i) = MONTHS.iter().position(|m| *m == head) {
+        return (t.len() == 3 || full == MONTH_NAMES[i]).then_some(true);
+    }
+    if let Some(i) = WEEKDAYS.iter().position(|d| *d == head) {
+        return (t.len() == 3 || full == DAY_NAMES[i]).then_some(false);
+    }
+    None
+}
+
+/// A masked token with no constant text left (`<*>`, `<*>:<*>:<*>`, `<*>,`).
+fn all_variable(t: &str) -> bool {
+    t.contains(WILDCARD)
+        && t.replace(WILDCARD, "")
+            .bytes()
+            .all(|b| matches!(b, b':' | b'.' | b'-' | b'/' | b','))
+}
+
+/// Collapses a written-out date (`Sun Jul 24 02:38:22 2005`, `Jul 24 02:38:22`) into one `<*>`
+/// token: an optional weekday, a month name, then the numeric parts that follow it. `raw` tokens
+/// must be slices of `content`.
+pub fn collapse_dates<'a>(
+    content: &'a str,
+    raw: &mut Vec<&'a str>,
+    masked: &mut Vec<Cow<'a, str>>,
+) {
+    let mut k = 0;
+    while k < raw.len() {
+        let start = k;
+        let mut m = k;
+        if calendar_word(raw[m]) == Some(false) {
+            m += 1;
+        }
+        if m >= raw.len() || calendar_word(raw[m]) != Some(true) {
+            k += 1;
+            continue;
+        }
+        let mut end = m + 1;
+        while end < raw.len() && all_variable(&masked[end]) {
+            end += 1;
+        }
+        // A month alone, or with one number, is too weak a signal (`May 3` may be text).
+        if end - m < 3 {
+            k += 1;
+            continue;
+        }
+        let from = raw[start].as_ptr() as usize - content.as_ptr() as usize;
+        let last = raw[end - 1];
+        let to = last.as_ptr() as usize - content.as_ptr() as usize + last.len();
+        raw.splice(start..end, [&content[from..to]]);
+        masked.splice(start..end, [Cow::Borrowed(WILDCARD)]);
+        k = start + 1;
+    }
 }
 
 /// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
@@ -357,11 +501,32 @@ mod tests {
     }
 
     #[test]
+    fn collapses_dates() {
+        let content = "connection from 1.2.3.4 () at Sun Jul 24 02:38:22 2005";
+        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
+        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
+        assert_eq!(raw.last().copied(), Some("Sun Jul 24 02:38:22 2005"));
+        assert_eq!(masked.join(" "), "connection from <*> () at <*>");
+        let content = "May I help";
+        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
+        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
+        assert_eq!(raw.len(), 3);
+    }
+
+    #[test]
     fn generalises_piecewise() {
         assert_eq!(generalise_token("node-<*>", "node-<*>"), "node-<*>");
         assert_eq!(generalise_token("MININT-ABC", "MININT-XYZ"), "MININT-<*>");
         assert_eq!(generalise_token("root", "guest"), "<*>");
         assert_eq!(generalise_token("a.b", "a.b.c"), "<*>");
+        assert_eq!(
+            generalise_token("rhost=1.2.3.4", "rhost=example.org"),
+            "rhost=1.2.3.4".replace("1.2.3.4", "<*>")
+        );
+        assert_eq!(generalise_token("()", "(host)"), "(<*>)");
+        assert_eq!(generalise_token("com.a.b", "com.c.d"), "<*>");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::str::FromStr;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::mask::{extract_params, generalise_token, mask_token, WILDCARD};
+use super::mask::{
+    collapse_dates, constant_conflict, extract_params, generalise_token, mask_token, WILDCARD,
+};
 use super::LogError;
 
 /// Stable id of a template: FNV-1a 64 of its text, so the same template text has the same id in
@@ -76,6 +78,10 @@ impl<'de> Deserialize<'de> for TemplateId {
 pub struct MinerConfig {
     /// Share of equal token positions needed to join a cluster (Drain's `st`).
     pub similarity: f64,
+    /// Distinct constant values a position must show before it becomes `<*>`. Two values are
+    /// more often two templates (`startup`/`shutdown succeeded`) than a variable; variables
+    /// such as user names soon show a third. Variables recognised by shape merge at once.
+    pub distinct_constants: usize,
     masks: Vec<Regex>,
     delimiters: Vec<char>,
 }
@@ -84,6 +90,7 @@ impl Default for MinerConfig {
     fn default() -> Self {
         MinerConfig {
             similarity: 0.5,
+            distinct_constants: 3,
             masks: Vec::new(),
             delimiters: Vec::new(),
         }
@@ -133,10 +140,14 @@ struct Cluster {
     text: String,
     id: TemplateId,
     count: u64,
+    /// Clusters split from each other only by constant words share a family; the family records
+    /// which constants each position has shown, to turn the position into `<*>` once enough do.
+    family: u32,
+    alive: bool,
 }
 
 impl Cluster {
-    fn new(tokens: Vec<Box<str>>, count: u64) -> Cluster {
+    fn new(tokens: Vec<Box<str>>, count: u64, family: u32) -> Cluster {
         let hashes = tokens.iter().map(|t| fnv1a(t.as_bytes())).collect();
         let text = tokens.join(" ");
         let id = TemplateId::of(&text);
@@ -146,6 +157,8 @@ impl Cluster {
             text,
             id,
             count,
+            family,
+            alive: true,
         }
     }
 }
@@ -159,6 +172,8 @@ pub struct Miner {
     by_id: HashMap<TemplateId, u32>,
     /// Ids a template had before it generalised, pointing to the id that replaced them.
     aliases: HashMap<TemplateId, TemplateId>,
+    /// Per family: position → hashes of the distinct constants seen there (capped).
+    families: HashMap<u32, HashMap<usize, Vec<u64>>>,
 }
 
 /// Messages per block handed from masking workers to the clustering thread.
@@ -184,6 +199,7 @@ impl Miner {
             buckets: HashMap::new(),
             by_id: HashMap::new(),
             aliases: HashMap::new(),
+            families: HashMap::new(),
         }
     }
 
@@ -193,7 +209,8 @@ impl Miner {
         let mut m = Miner::new(config);
         for t in &library.templates {
             let tokens: Vec<Box<str>> = t.template.split(' ').map(Box::from).collect();
-            m.insert_cluster(Cluster::new(tokens, t.count));
+            let family = m.clusters.len() as u32;
+            m.insert_cluster(Cluster::new(tokens, t.count, family));
         }
         m
     }
@@ -298,7 +315,7 @@ impl Miner {
 
     /// All templates, in order of first appearance.
     pub fn templates(&self) -> impl Iterator<Item = Template<'_>> + '_ {
-        self.clusters.iter().map(|c| Template {
+        self.clusters.iter().filter(|c| c.alive).map(|c| Template {
             id: c.id,
             text: &c.text,
             count: c.count,
@@ -340,7 +357,9 @@ impl Miner {
                 .filter(|t| !t.is_empty())
                 .collect()
         };
-        let masked = raw.iter().map(|t| mask_token(t)).collect();
+        let mut raw = raw;
+        let mut masked: Vec<Cow<'a, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
         Tokens { raw, masked }
     }
 
@@ -397,14 +416,98 @@ impl Miner {
             }
         }
         let n = hashes.len().max(1);
+        let mut family = self.clusters.len() as u32;
         if let Some((eq, _, ci)) = best {
             if eq as f64 / n as f64 >= self.config.similarity {
-                self.merge_into(ci, masked, hashes);
-                return ci;
+                if self.constants_settled(ci, masked, hashes) {
+                    self.merge_into(ci, masked, hashes);
+                    self.absorb_family(ci);
+                    return ci;
+                }
+                family = self.clusters[ci].family;
             }
         }
         let tokens: Vec<Box<str>> = masked.iter().map(|t| Box::from(t.as_ref())).collect();
-        self.insert_cluster(Cluster::new(tokens, 1))
+        self.insert_cluster(Cluster::new(tokens, 1, family))
+    }
+
+    /// Whether a message may join cluster `ci`: true unless they differ at a position where both
+    /// hold a constant that has not yet shown `distinct_constants` values in the family. Records
+    /// the constants seen either way.
+    fn constants_settled(&mut self, ci: usize, masked: &[Cow<'_, str>], hashes: &[u64]) -> bool {
+        let c = &self.clusters[ci];
+        let need = self.config.distinct_constants.max(2);
+        let mut settled = true;
+        for (k, h) in hashes.iter().enumerate() {
+            if c.hashes[k] == *h || !constant_conflict(&c.tokens[k], &masked[k]) {
+                continue;
+            }
+            let seen = self
+                .families
+                .entry(c.family)
+                .or_default()
+                .entry(k)
+                .or_default();
+            for v in [c.hashes[k], *h] {
+                if !seen.contains(&v) && seen.len() < need {
+                    seen.push(v);
+                }
+            }
+            if seen.len() < need {
+                settled = false;
+            }
+        }
+        settled
+    }
+
+    /// After cluster `ci` generalised, folds in the family's other clusters that now differ from
+    /// it only where one side is a variable. Their ids become aliases of `ci`'s.
+    fn absorb_family(&mut self, ci: usize) {
+        let c = &self.clusters[ci];
+        let family = c.family;
+        let key = bucket_key(&c.hashes);
+        let Some(cands) = self.buckets.get(&key) else {
+            return;
+        };
+        let members: Vec<usize> = cands
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| i != ci && self.clusters[i].family == family)
+            .collect();
+        for vi in members {
+            let compatible = {
+                let (c, v) = (&self.clusters[ci], &self.clusters[vi]);
+                c.tokens
+                    .iter()
+                    .zip(&v.tokens)
+                    .all(|(a, b)| a == b || a.contains(WILDCARD) || b.contains(WILDCARD))
+            };
+            if !compatible {
+                continue;
+            }
+            let v_tokens: Vec<Cow<'_, str>> = self.clusters[vi]
+                .tokens
+                .iter()
+                .map(|t| Cow::Owned(t.to_string()))
+                .collect();
+            let v_hashes = self.clusters[vi].hashes.clone();
+            let v_count = self.clusters[vi].count;
+            self.merge_into(ci, &v_tokens, &v_hashes);
+            self.clusters[ci].count += v_count - 1;
+            let v = &mut self.clusters[vi];
+            v.alive = false;
+            let vid = v.id;
+            let cid = self.clusters[ci].id;
+            if self.by_id.get(&vid) == Some(&(vi as u32)) {
+                self.by_id.remove(&vid);
+            }
+            if vid != cid {
+                self.aliases.insert(vid, cid);
+            }
+            if let Some(b) = self.buckets.get_mut(&key) {
+                b.retain(|&i| i as usize != vi);
+            }
+        }
     }
 
     fn merge_into(&mut self, ci: usize, masked: &[Cow<'_, str>], hashes: &[u64]) {
@@ -437,6 +540,8 @@ impl Miner {
     fn insert_cluster(&mut self, c: Cluster) -> usize {
         let idx = self.clusters.len();
         let key = bucket_key(&c.hashes);
+        // A live template owns its text's id again, even if an older template once had it.
+        self.aliases.remove(&c.id);
         self.buckets.entry(key).or_default().push(idx as u32);
         self.by_id.entry(c.id).or_insert(idx as u32);
         self.clusters.push(c);
