@@ -389,6 +389,7 @@ pub fn collapse_dates<'a>(
     raw: &mut Vec<&'a str>,
     masked: &mut Vec<Cow<'a, str>>,
 ) {
+    collapse_sizes(content, raw, masked);
     let mut k = 0;
     while k < raw.len() {
         let start = k;
@@ -415,6 +416,31 @@ pub fn collapse_dates<'a>(
         raw.splice(start..end, [&content[from..to]]);
         masked.splice(start..end, [Cow::Borrowed(WILDCARD)]);
         k = start + 1;
+    }
+}
+
+const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
+
+/// Joins a number and its byte unit (`16.0 B`, `413.9 KB,`) into one `<*>`: the unit scales
+/// with the value, so it is part of the value (`B` here, `KB` there), not of the template.
+/// Punctuation after the unit stays in the token (`<*>,`).
+fn collapse_sizes<'a>(content: &'a str, raw: &mut Vec<&'a str>, masked: &mut Vec<Cow<'a, str>>) {
+    let mut k = 0;
+    while k + 1 < raw.len() {
+        let unit = raw[k + 1].trim_end_matches([',', ';', ')', ']', '.']);
+        if masked[k] == WILDCARD && BYTE_UNITS.contains(&unit) {
+            let from = raw[k].as_ptr() as usize - content.as_ptr() as usize;
+            let tail = &raw[k + 1][unit.len()..];
+            let to = raw[k + 1].as_ptr() as usize - content.as_ptr() as usize + raw[k + 1].len();
+            let m = if tail.is_empty() {
+                Cow::Borrowed(WILDCARD)
+            } else {
+                Cow::Owned(format!("{WILDCARD}{tail}"))
+            };
+            raw.splice(k..k + 2, [&content[from..to]]);
+            masked.splice(k..k + 2, [m]);
+        }
+        k += 1;
     }
 }
 
@@ -513,6 +539,12 @@ mod tests {
         let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
         collapse_dates(content, &mut raw, &mut masked);
         assert_eq!(raw.len(), 3);
+        let content = "estimated size 16.0 B, free 413.9 KB)";
+        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
+        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
+        assert_eq!(masked.join(" "), "estimated size <*>, free <*>)");
+        assert_eq!(raw, ["estimated", "size", "16.0 B,", "free", "413.9 KB)"]);
     }
 
     #[test]

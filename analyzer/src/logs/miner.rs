@@ -480,7 +480,7 @@ impl Miner {
                 c.tokens
                     .iter()
                     .zip(&v.tokens)
-                    .all(|(a, b)| a == b || a.contains(WILDCARD) || b.contains(WILDCARD))
+                    .all(|(a, b)| !constant_conflict(a, b))
             };
             if !compatible {
                 continue;
@@ -619,17 +619,37 @@ mod tests {
     #[test]
     fn groups_and_generalises() {
         let mut m = Miner::new(MinerConfig::default());
-        let a = m.add("Connected to host alpha port 80");
-        let b = m.add("Connected to host beta port 81");
-        assert_eq!(a.params, ["80"]);
-        assert_eq!(b.params, ["beta", "81"]);
-        assert_eq!(m.resolve(a.template_id), b.template_id);
+        let a = m.add("Connected to host 10.0.0.1 port 80");
+        let b = m.add("Connected to host 10.0.0.2 port 81");
+        assert_eq!(a.params, ["10.0.0.1", "80"]);
+        assert_eq!(b.params, ["10.0.0.2", "81"]);
+        assert_eq!(a.template_id, b.template_id);
         assert_eq!(
             m.template(a.template_id),
             Some("Connected to host <*> port <*>")
         );
-        let c = m.add("Disk full");
-        assert_ne!(c.template_id, b.template_id);
+        assert_ne!(m.add_id("Disk full"), b.template_id);
+    }
+
+    #[test]
+    fn constant_words_split_until_a_third_value() {
+        let mut m = Miner::new(MinerConfig::default());
+        let start = m.add_id("cupsd startup succeeded");
+        let stop = m.add_id("cupsd shutdown succeeded");
+        assert_ne!(m.resolve(start), m.resolve(stop));
+        let alice = m.add("session opened for user alice");
+        let bob = m.add_id("session opened for user bob");
+        assert_ne!(m.resolve(alice.template_id), m.resolve(bob));
+        let carol = m.add("session opened for user carol");
+        // The third user name shows the position is a variable: all three now share a template.
+        assert_eq!(m.resolve(alice.template_id), carol.template_id);
+        assert_eq!(m.resolve(bob), carol.template_id);
+        assert_eq!(
+            m.template(alice.template_id),
+            Some("session opened for user <*>")
+        );
+        assert_eq!(carol.params, ["carol"]);
+        assert_eq!(m.templates().count(), 3);
     }
 
     #[test]
@@ -651,12 +671,12 @@ mod tests {
     #[test]
     fn library_round_trip_and_seed() {
         let mut m = Miner::new(MinerConfig::default());
-        m.add("user alice logged in");
-        m.add("user bob logged in");
+        m.add("user 1001 logged in");
+        m.add("user 1002 logged in");
         let lib = TemplateLibrary::from_json(&m.library().to_json()).unwrap();
         assert_eq!(lib, m.library());
         let mut seeded = Miner::with_library(MinerConfig::default(), &lib);
-        let id = seeded.add_id("user carol logged in");
+        let id = seeded.add_id("user 1003 logged in");
         assert_eq!(id, lib.templates[0].id);
         let bad = lib
             .to_json()
