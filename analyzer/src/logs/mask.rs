@@ -132,6 +132,9 @@ pub fn mask_token(tok: &str) -> Cow<'_, str> {
         }
     }
     if changed {
+        while out.contains("<*>:<*>") {
+            out = out.replace("<*>:<*>", "<*>");
+        }
         Cow::Owned(out)
     } else {
         Cow::Borrowed(tok)
@@ -161,6 +164,14 @@ fn mask_segment(seg: &str, out: &mut String) -> bool {
     let mut changed = false;
     let mut i = 0;
     while i < b.len() {
+        // A negative number: `-` at the start of a segment (after `:`, `=`, a space…).
+        if i == 0 && b[0] == b'-' && b.len() > 1 && b[1].is_ascii_digit() {
+            let end = piece_end(b, 1);
+            push_wildcard(out);
+            changed = true;
+            i = end;
+            continue;
+        }
         if is_piece_delim(b[i]) {
             // Collapse `<*>.<*>` and `<*>-<*>`: an IP, a version, a date, a UUID is one value.
             let joins = matches!(b[i], b'.' | b'-');
@@ -221,7 +232,7 @@ pub fn generalise_token(a: &str, b: &str) -> String {
         return a.to_owned();
     }
     let Some(slots) = align(a, b, is_segment_delim) else {
-        return WILDCARD.to_owned();
+        return frame_wildcard(a, b);
     };
     let mut out = String::with_capacity(a.len());
     for slot in slots {
@@ -247,6 +258,26 @@ pub fn generalise_token(a: &str, b: &str) -> String {
         }
     }
     out
+}
+
+/// `<*>` inside the punctuation both tokens start and end with: `LOCAL(0),` and `<*>,` give
+/// `<*>,`, so the comma of the template survives.
+fn frame_wildcard(a: &str, b: &str) -> String {
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let frame = |c: u8| is_segment_delim(c) && c != b'<' && c != b'>';
+    let mut pre = 0;
+    while pre < ab.len() && pre < bb.len() && ab[pre] == bb[pre] && frame(ab[pre]) {
+        pre += 1;
+    }
+    let mut suf = 0;
+    while suf < ab.len() - pre
+        && suf < bb.len() - pre
+        && ab[ab.len() - 1 - suf] == bb[bb.len() - 1 - suf]
+        && frame(ab[ab.len() - 1 - suf])
+    {
+        suf += 1;
+    }
+    format!("{}{WILDCARD}{}", &a[..pre], &a[a.len() - suf..])
 }
 
 fn is_sub_delim(b: u8) -> bool {
@@ -506,6 +537,7 @@ mod tests {
             ("0x00e462c0,", "<*>,"),
             ("001064fc", "<*>"),
             ("eth0", "eth0"),
+            ("vCores:-1>", "vCores:<*>>"),
             ("uid=0", "uid=<*>"),
             ("allDrawn=false,", "allDrawn=<*>,"),
             ("/usr/lib/x", "<*>"),
@@ -558,6 +590,8 @@ mod tests {
             "rhost=1.2.3.4".replace("1.2.3.4", "<*>")
         );
         assert_eq!(generalise_token("()", "(host)"), "(<*>)");
+        assert_eq!(generalise_token("LOCAL(<*>),", "<*>,"), "<*>,");
+        assert_eq!(generalise_token("(a:b)", "(c)"), "(<*>)");
         assert_eq!(generalise_token("com.a.b", "com.c.d"), "<*>");
     }
 

@@ -442,6 +442,12 @@ impl Miner {
             if c.hashes[k] == *h || !constant_conflict(&c.tokens[k], &masked[k]) {
                 continue;
             }
+            if is_enum_word(&c.tokens[k]) && is_enum_word(&masked[k]) {
+                // Upper-case identifiers (`NEW`, `RUNNING`, `CONTAINER_REMOTE_LAUNCH`) are
+                // states and event kinds: each value is its own template, however many appear.
+                settled = false;
+                continue;
+            }
             let seen = self
                 .families
                 .entry(c.family)
@@ -547,6 +553,16 @@ impl Miner {
         self.clusters.push(c);
         idx
     }
+}
+
+/// An upper-case identifier such as `ASSIGNED` or `FAIL_TASK_CLEANUP` (trailing punctuation
+/// allowed): in logs these name states and event kinds, not values.
+fn is_enum_word(t: &str) -> bool {
+    let t = t.trim_end_matches([',', '.', ':', ';', ')', ']']);
+    t.len() >= 2
+        && t.bytes().any(|b| b.is_ascii_uppercase())
+        && t.bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
 }
 
 const WILD_HASH: u64 = {
