@@ -83,6 +83,48 @@ fn segment_is_path(s: &[u8]) -> bool {
     (s.len() > 1 && s[0] == b'/' && s[1] != b'/') || s.contains(&b'\\')
 }
 
+/// A host name with a digit or two dots in it (`msra-sa-41`, `db.example.org`); one dot and
+/// no digit is more often a source file (`sweep.c:1112`).
+fn host_like(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s[0].is_ascii_alphanumeric()
+        && s.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        && (s.iter().any(u8::is_ascii_digit) || s.iter().filter(|&&c| c == b'.').count() >= 2)
+}
+
+/// `host/1.2.3.4`, as Java prints an `InetAddress`.
+fn is_address(s: &[u8]) -> bool {
+    let Some(slash) = s.iter().position(|&c| c == b'/') else {
+        return false;
+    };
+    let (host, ip) = (&s[..slash], &s[slash + 1..]);
+    let host_ok = !host.is_empty()
+        && host
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'));
+    host_ok
+        && ip.len() >= 7
+        && ip.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+        && ip.iter().filter(|&&c| c == b'.').count() == 3
+}
+
+/// Length of `:port` (2 to 5 digits, then the end of the token or punctuation) at `rest`.
+fn port_len(rest: &[u8]) -> Option<usize> {
+    if rest.first() != Some(&b':') {
+        return None;
+    }
+    let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let after = rest.get(1 + digits).copied();
+    let ends = after.is_none_or(|c| {
+        matches!(
+            c,
+            b',' | b';' | b')' | b']' | b'}' | b'.' | b'/' | b'>' | b'"' | b'\''
+        )
+    });
+    ((2..=5).contains(&digits) && ends).then_some(1 + digits)
+}
+
 /// Masks one whitespace-free token. Returns the token unchanged (borrowed) when nothing varies,
 /// which is the common case and costs no allocation.
 pub fn mask_token(tok: &str) -> Cow<'_, str> {
@@ -124,7 +166,18 @@ pub fn mask_token(tok: &str) -> Cow<'_, str> {
         }
         // Non-ASCII bytes are never delimiters, so `start..i` is on char boundaries.
         let seg = &tok[start..i];
-        if segment_is_path(seg.as_bytes()) {
+        if is_address(seg.as_bytes()) {
+            // `host/1.2.3.4` or `host:port`: one network address.
+            if let Some(p) = port_len(&b[i..]) {
+                i += p;
+            }
+            push_wildcard(&mut out);
+            changed = true;
+        } else if host_like(seg.as_bytes()) && port_len(&b[i..]).is_some() {
+            i += port_len(&b[i..]).unwrap_or(0);
+            push_wildcard(&mut out);
+            changed = true;
+        } else if segment_is_path(seg.as_bytes()) {
             push_wildcard(&mut out);
             changed = true;
         } else {
@@ -265,19 +318,32 @@ pub fn generalise_token(a: &str, b: &str) -> String {
 fn frame_wildcard(a: &str, b: &str) -> String {
     let (ab, bb) = (a.as_bytes(), b.as_bytes());
     let frame = |c: u8| is_segment_delim(c) && c != b'<' && c != b'>';
+    // Longest common prefix that ends just after a delimiter (`ws=`), and the same for suffixes.
     let mut pre = 0;
-    while pre < ab.len() && pre < bb.len() && ab[pre] == bb[pre] && frame(ab[pre]) {
-        pre += 1;
+    let mut k = 0;
+    while k < ab.len() && k < bb.len() && ab[k] == bb[k] && ab[k] != b'<' {
+        k += 1;
+        if frame(ab[k - 1]) {
+            pre = k;
+        }
     }
     let mut suf = 0;
-    while suf < ab.len() - pre
-        && suf < bb.len() - pre
-        && ab[ab.len() - 1 - suf] == bb[bb.len() - 1 - suf]
-        && frame(ab[ab.len() - 1 - suf])
+    let mut k = 0;
+    while k < ab.len() - pre
+        && k < bb.len() - pre
+        && ab[ab.len() - 1 - k] == bb[bb.len() - 1 - k]
+        && ab[ab.len() - 1 - k] != b'>'
     {
-        suf += 1;
+        k += 1;
+        if frame(ab[ab.len() - k]) {
+            suf = k;
+        }
     }
-    format!("{}{WILDCARD}{}", &a[..pre], &a[a.len() - suf..])
+    let mut out = String::with_capacity(pre + suf + 3);
+    out.push_str(&a[..pre]);
+    out.push_str(WILDCARD);
+    out.push_str(&a[a.len() - suf..]);
+    out
 }
 
 fn is_sub_delim(b: u8) -> bool {
@@ -344,6 +410,50 @@ fn cut(s: &str, delim: fn(u8) -> bool) -> Vec<&str> {
     v
 }
 
+/// Splits a message into tokens at ASCII whitespace and `extra` delimiters, keeping a
+/// double-quoted string that contains spaces in one token (`tag="View Lock",`), so that the
+/// number of tokens does not depend on what a quoted value says.
+pub fn split_tokens<'a>(content: &'a str, extra: &[char], out: &mut Vec<&'a str>) {
+    let b = content.as_bytes();
+    let is_delim = |c: char| c.is_ascii_whitespace() || extra.contains(&c);
+    if extra.is_empty() && !b.contains(&b'"') {
+        out.extend(content.split_ascii_whitespace());
+        return;
+    }
+    let mut start: Option<usize> = None;
+    let mut iter = content.char_indices();
+    while let Some((i, c)) = iter.next() {
+        let opens_quote =
+            c == '"' && start.is_none_or(|_| matches!(b[i - 1], b'=' | b'(' | b'[' | b'{' | b':'));
+        if opens_quote {
+            let open = i;
+            if let Some(close) = content[open + 1..].find('"') {
+                let close = open + 1 + close;
+                if start.is_none() {
+                    start = Some(open);
+                }
+                // Skip to the closing quote; the token continues after it.
+                for (j, _) in iter.by_ref() {
+                    if j == close {
+                        break;
+                    }
+                }
+                continue;
+            }
+        }
+        if is_delim(c) {
+            if let Some(s) = start.take() {
+                out.push(&content[s..i]);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&content[s..]);
+    }
+}
+
 /// Whether two different masked tokens disagree in constant text: some slot differs where neither
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
@@ -352,11 +462,20 @@ pub fn constant_conflict(a: &str, b: &str) -> bool {
         return false;
     }
     match align(a, b, is_segment_delim) {
-        None => !a.contains(WILDCARD) && !b.contains(WILDCARD),
+        // Different shapes: a conflict when the leading words (the keys) differ, as in
+        // `num=<*>,flags=<*>` against `topActivity=ComponentInfo{<*>}`.
+        None => {
+            let (ka, kb) = (first_slot(a), first_slot(b));
+            ka != kb && !ka.contains(WILDCARD) && !kb.contains(WILDCARD)
+        }
         Some(slots) => slots.iter().any(
             |s| matches!(s, Slot::Differ(x, y) if !x.contains(WILDCARD) && !y.contains(WILDCARD)),
         ),
     }
+}
+
+fn first_slot(s: &str) -> &str {
+    cut(s, is_segment_delim)[0]
 }
 
 const MONTHS: [&str; 12] = [
@@ -530,8 +649,12 @@ mod tests {
     fn masks_by_shape() {
         let cases = [
             ("blk_-6952295868487656571", "<*>"),
-            ("10.251.43.21:50010", "<*>:<*>"),
-            ("/10.10.34.11:45307", "<*>:<*>"),
+            ("10.251.43.21:50010", "<*>"),
+            ("/10.10.34.11:45307", "<*>"),
+            ("msra-sa-41:9000.", "<*>."),
+            ("MININT-FNANLI5/10.86.169.121:53419", "<*>"),
+            ("timeout:3000", "timeout:<*>"),
+            ("[ib_sm_sweep.c:1112]:", "[ib_sm_sweep.c:<*>]:"),
             ("node-246", "node-<*>"),
             ("core.114", "core.<*>"),
             ("0x00e462c0,", "<*>,"),
@@ -542,10 +665,7 @@ mod tests {
             ("allDrawn=false,", "allDrawn=<*>,"),
             ("/usr/lib/x", "<*>"),
             ("http://example.com/a?b=1", "<*>"),
-            (
-                "00000001@2016/9/27:20:30:31.455",
-                "<*>@<*>/<*>/<*>:<*>:<*>:<*>",
-            ),
+            ("00000001@2016/9/27:20:30:31.455", "<*>@<*>/<*>/<*>"),
             ("v6.1.7601.23505", "<*>"),
             ("Registered", "Registered"),
             (
@@ -580,6 +700,22 @@ mod tests {
     }
 
     #[test]
+    fn keeps_quoted_strings_whole() {
+        let mut v = Vec::new();
+        split_tokens(r#"acquire tag="View Lock", name=x "a b" c"#, &[], &mut v);
+        assert_eq!(
+            v,
+            ["acquire", r#"tag="View Lock","#, "name=x", r#""a b""#, "c"]
+        );
+        v.clear();
+        split_tokens(r#"say "unclosed quote"#, &['|'], &mut v);
+        assert_eq!(v, ["say", "\"unclosed", "quote"]);
+        v.clear();
+        split_tokens("a|b  c", &['|'], &mut v);
+        assert_eq!(v, ["a", "b", "c"]);
+    }
+
+    #[test]
     fn generalises_piecewise() {
         assert_eq!(generalise_token("node-<*>", "node-<*>"), "node-<*>");
         assert_eq!(generalise_token("MININT-ABC", "MININT-XYZ"), "MININT-<*>");
@@ -592,6 +728,15 @@ mod tests {
         assert_eq!(generalise_token("()", "(host)"), "(<*>)");
         assert_eq!(generalise_token("LOCAL(<*>),", "<*>,"), "<*>,");
         assert_eq!(generalise_token("(a:b)", "(c)"), "(<*>)");
+        assert_eq!(
+            generalise_token("ws=<*>,", "ws=WorkSource{<*>},"),
+            "ws=<*>,"
+        );
+        assert!(constant_conflict(
+            "num=<*>,flags=<*>",
+            "topActivity=ComponentInfo{<*>}"
+        ));
+        assert!(!constant_conflict("ws=<*>,", "ws=WorkSource{<*>},"));
         assert_eq!(generalise_token("com.a.b", "com.c.d"), "<*>");
     }
 

@@ -16,7 +16,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::mask::{
-    collapse_dates, constant_conflict, extract_params, generalise_token, mask_token, WILDCARD,
+    collapse_dates, constant_conflict, extract_params, generalise_token, mask_token, split_tokens,
+    WILDCARD,
 };
 use super::LogError;
 
@@ -208,7 +209,9 @@ impl Miner {
     pub fn with_library(config: MinerConfig, library: &TemplateLibrary) -> Miner {
         let mut m = Miner::new(config);
         for t in &library.templates {
-            let tokens: Vec<Box<str>> = t.template.split(' ').map(Box::from).collect();
+            let mut parts = Vec::new();
+            split_tokens(&t.template, &[], &mut parts);
+            let tokens: Vec<Box<str>> = parts.into_iter().map(Box::from).collect();
             let family = m.clusters.len() as u32;
             m.insert_cluster(Cluster::new(tokens, t.count, family));
         }
@@ -348,16 +351,8 @@ impl Miner {
     }
 
     fn tokenize<'a>(&self, content: &'a str) -> Tokens<'a> {
-        let delims = &self.config.delimiters;
-        let raw: Vec<&str> = if delims.is_empty() {
-            content.split_ascii_whitespace().collect()
-        } else {
-            content
-                .split(|c: char| c.is_ascii_whitespace() || delims.contains(&c))
-                .filter(|t| !t.is_empty())
-                .collect()
-        };
-        let mut raw = raw;
+        let mut raw = Vec::new();
+        split_tokens(content, &self.config.delimiters, &mut raw);
         let mut masked: Vec<Cow<'a, str>> = raw.iter().map(|t| mask_token(t)).collect();
         collapse_dates(content, &mut raw, &mut masked);
         Tokens { raw, masked }
