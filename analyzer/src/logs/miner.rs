@@ -15,7 +15,10 @@ use std::str::FromStr;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::mask::{extract_params, generalise_token, mask_token, WILDCARD};
+use super::mask::{
+    collapse_dates, constant_conflict, extract_params, generalise_token, mask_token, split_tokens,
+    WILDCARD,
+};
 use super::LogError;
 
 /// Stable id of a template: FNV-1a 64 of its text, so the same template text has the same id in
@@ -76,6 +79,10 @@ impl<'de> Deserialize<'de> for TemplateId {
 pub struct MinerConfig {
     /// Share of equal token positions needed to join a cluster (Drain's `st`).
     pub similarity: f64,
+    /// Distinct constant values a position must show before it becomes `<*>`. Two values are
+    /// more often two templates (`startup`/`shutdown succeeded`) than a variable; variables
+    /// such as user names soon show a third. Variables recognised by shape merge at once.
+    pub distinct_constants: usize,
     masks: Vec<Regex>,
     delimiters: Vec<char>,
 }
@@ -84,6 +91,7 @@ impl Default for MinerConfig {
     fn default() -> Self {
         MinerConfig {
             similarity: 0.5,
+            distinct_constants: 3,
             masks: Vec::new(),
             delimiters: Vec::new(),
         }
@@ -133,10 +141,14 @@ struct Cluster {
     text: String,
     id: TemplateId,
     count: u64,
+    /// Clusters split from each other only by constant words share a family; the family records
+    /// which constants each position has shown, to turn the position into `<*>` once enough do.
+    family: u32,
+    alive: bool,
 }
 
 impl Cluster {
-    fn new(tokens: Vec<Box<str>>, count: u64) -> Cluster {
+    fn new(tokens: Vec<Box<str>>, count: u64, family: u32) -> Cluster {
         let hashes = tokens.iter().map(|t| fnv1a(t.as_bytes())).collect();
         let text = tokens.join(" ");
         let id = TemplateId::of(&text);
@@ -146,6 +158,8 @@ impl Cluster {
             text,
             id,
             count,
+            family,
+            alive: true,
         }
     }
 }
@@ -159,6 +173,8 @@ pub struct Miner {
     by_id: HashMap<TemplateId, u32>,
     /// Ids a template had before it generalised, pointing to the id that replaced them.
     aliases: HashMap<TemplateId, TemplateId>,
+    /// Per family: position → hashes of the distinct constants seen there (capped).
+    families: HashMap<u32, HashMap<usize, Vec<u64>>>,
 }
 
 /// Messages per block handed from masking workers to the clustering thread.
@@ -184,6 +200,7 @@ impl Miner {
             buckets: HashMap::new(),
             by_id: HashMap::new(),
             aliases: HashMap::new(),
+            families: HashMap::new(),
         }
     }
 
@@ -192,8 +209,11 @@ impl Miner {
     pub fn with_library(config: MinerConfig, library: &TemplateLibrary) -> Miner {
         let mut m = Miner::new(config);
         for t in &library.templates {
-            let tokens: Vec<Box<str>> = t.template.split(' ').map(Box::from).collect();
-            m.insert_cluster(Cluster::new(tokens, t.count));
+            let mut parts = Vec::new();
+            split_tokens(&t.template, &[], &mut parts);
+            let tokens: Vec<Box<str>> = parts.into_iter().map(Box::from).collect();
+            let family = m.clusters.len() as u32;
+            m.insert_cluster(Cluster::new(tokens, t.count, family));
         }
         m
     }
@@ -298,7 +318,7 @@ impl Miner {
 
     /// All templates, in order of first appearance.
     pub fn templates(&self) -> impl Iterator<Item = Template<'_>> + '_ {
-        self.clusters.iter().map(|c| Template {
+        self.clusters.iter().filter(|c| c.alive).map(|c| Template {
             id: c.id,
             text: &c.text,
             count: c.count,
@@ -331,16 +351,10 @@ impl Miner {
     }
 
     fn tokenize<'a>(&self, content: &'a str) -> Tokens<'a> {
-        let delims = &self.config.delimiters;
-        let raw: Vec<&str> = if delims.is_empty() {
-            content.split_ascii_whitespace().collect()
-        } else {
-            content
-                .split(|c: char| c.is_ascii_whitespace() || delims.contains(&c))
-                .filter(|t| !t.is_empty())
-                .collect()
-        };
-        let masked = raw.iter().map(|t| mask_token(t)).collect();
+        let mut raw = Vec::new();
+        split_tokens(content, &self.config.delimiters, &mut raw);
+        let mut masked: Vec<Cow<'a, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
         Tokens { raw, masked }
     }
 
@@ -397,14 +411,104 @@ impl Miner {
             }
         }
         let n = hashes.len().max(1);
+        let mut family = self.clusters.len() as u32;
         if let Some((eq, _, ci)) = best {
             if eq as f64 / n as f64 >= self.config.similarity {
-                self.merge_into(ci, masked, hashes);
-                return ci;
+                if self.constants_settled(ci, masked, hashes) {
+                    self.merge_into(ci, masked, hashes);
+                    self.absorb_family(ci);
+                    return ci;
+                }
+                family = self.clusters[ci].family;
             }
         }
         let tokens: Vec<Box<str>> = masked.iter().map(|t| Box::from(t.as_ref())).collect();
-        self.insert_cluster(Cluster::new(tokens, 1))
+        self.insert_cluster(Cluster::new(tokens, 1, family))
+    }
+
+    /// Whether a message may join cluster `ci`: true unless they differ at a position where both
+    /// hold a constant that has not yet shown `distinct_constants` values in the family. Records
+    /// the constants seen either way.
+    fn constants_settled(&mut self, ci: usize, masked: &[Cow<'_, str>], hashes: &[u64]) -> bool {
+        let c = &self.clusters[ci];
+        let need = self.config.distinct_constants.max(2);
+        let mut settled = true;
+        for (k, h) in hashes.iter().enumerate() {
+            if c.hashes[k] == *h || !constant_conflict(&c.tokens[k], &masked[k]) {
+                continue;
+            }
+            if is_enum_word(&c.tokens[k]) && is_enum_word(&masked[k]) {
+                // Upper-case identifiers (`NEW`, `RUNNING`, `CONTAINER_REMOTE_LAUNCH`) are
+                // states and event kinds: each value is its own template, however many appear.
+                settled = false;
+                continue;
+            }
+            let seen = self
+                .families
+                .entry(c.family)
+                .or_default()
+                .entry(k)
+                .or_default();
+            for v in [c.hashes[k], *h] {
+                if !seen.contains(&v) && seen.len() < need {
+                    seen.push(v);
+                }
+            }
+            if seen.len() < need {
+                settled = false;
+            }
+        }
+        settled
+    }
+
+    /// After cluster `ci` generalised, folds in the family's other clusters that now differ from
+    /// it only where one side is a variable. Their ids become aliases of `ci`'s.
+    fn absorb_family(&mut self, ci: usize) {
+        let c = &self.clusters[ci];
+        let family = c.family;
+        let key = bucket_key(&c.hashes);
+        let Some(cands) = self.buckets.get(&key) else {
+            return;
+        };
+        let members: Vec<usize> = cands
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| i != ci && self.clusters[i].family == family)
+            .collect();
+        for vi in members {
+            let compatible = {
+                let (c, v) = (&self.clusters[ci], &self.clusters[vi]);
+                c.tokens
+                    .iter()
+                    .zip(&v.tokens)
+                    .all(|(a, b)| !constant_conflict(a, b))
+            };
+            if !compatible {
+                continue;
+            }
+            let v_tokens: Vec<Cow<'_, str>> = self.clusters[vi]
+                .tokens
+                .iter()
+                .map(|t| Cow::Owned(t.to_string()))
+                .collect();
+            let v_hashes = self.clusters[vi].hashes.clone();
+            let v_count = self.clusters[vi].count;
+            self.merge_into(ci, &v_tokens, &v_hashes);
+            self.clusters[ci].count += v_count - 1;
+            let v = &mut self.clusters[vi];
+            v.alive = false;
+            let vid = v.id;
+            let cid = self.clusters[ci].id;
+            if self.by_id.get(&vid) == Some(&(vi as u32)) {
+                self.by_id.remove(&vid);
+            }
+            if vid != cid {
+                self.aliases.insert(vid, cid);
+            }
+            if let Some(b) = self.buckets.get_mut(&key) {
+                b.retain(|&i| i as usize != vi);
+            }
+        }
     }
 
     fn merge_into(&mut self, ci: usize, masked: &[Cow<'_, str>], hashes: &[u64]) {
@@ -437,11 +541,23 @@ impl Miner {
     fn insert_cluster(&mut self, c: Cluster) -> usize {
         let idx = self.clusters.len();
         let key = bucket_key(&c.hashes);
+        // A live template owns its text's id again, even if an older template once had it.
+        self.aliases.remove(&c.id);
         self.buckets.entry(key).or_default().push(idx as u32);
         self.by_id.entry(c.id).or_insert(idx as u32);
         self.clusters.push(c);
         idx
     }
+}
+
+/// An upper-case identifier such as `ASSIGNED` or `FAIL_TASK_CLEANUP` (trailing punctuation
+/// allowed): in logs these name states and event kinds, not values.
+fn is_enum_word(t: &str) -> bool {
+    let t = t.trim_end_matches([',', '.', ':', ';', ')', ']']);
+    t.len() >= 2
+        && t.bytes().any(|b| b.is_ascii_uppercase())
+        && t.bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
 }
 
 const WILD_HASH: u64 = {
@@ -514,17 +630,37 @@ mod tests {
     #[test]
     fn groups_and_generalises() {
         let mut m = Miner::new(MinerConfig::default());
-        let a = m.add("Connected to host alpha port 80");
-        let b = m.add("Connected to host beta port 81");
-        assert_eq!(a.params, ["80"]);
-        assert_eq!(b.params, ["beta", "81"]);
-        assert_eq!(m.resolve(a.template_id), b.template_id);
+        let a = m.add("Connected to host 10.0.0.1 port 80");
+        let b = m.add("Connected to host 10.0.0.2 port 81");
+        assert_eq!(a.params, ["10.0.0.1", "80"]);
+        assert_eq!(b.params, ["10.0.0.2", "81"]);
+        assert_eq!(a.template_id, b.template_id);
         assert_eq!(
             m.template(a.template_id),
             Some("Connected to host <*> port <*>")
         );
-        let c = m.add("Disk full");
-        assert_ne!(c.template_id, b.template_id);
+        assert_ne!(m.add_id("Disk full"), b.template_id);
+    }
+
+    #[test]
+    fn constant_words_split_until_a_third_value() {
+        let mut m = Miner::new(MinerConfig::default());
+        let start = m.add_id("cupsd startup succeeded");
+        let stop = m.add_id("cupsd shutdown succeeded");
+        assert_ne!(m.resolve(start), m.resolve(stop));
+        let alice = m.add("session opened for user alice");
+        let bob = m.add_id("session opened for user bob");
+        assert_ne!(m.resolve(alice.template_id), m.resolve(bob));
+        let carol = m.add("session opened for user carol");
+        // The third user name shows the position is a variable: all three now share a template.
+        assert_eq!(m.resolve(alice.template_id), carol.template_id);
+        assert_eq!(m.resolve(bob), carol.template_id);
+        assert_eq!(
+            m.template(alice.template_id),
+            Some("session opened for user <*>")
+        );
+        assert_eq!(carol.params, ["carol"]);
+        assert_eq!(m.templates().count(), 3);
     }
 
     #[test]
@@ -546,12 +682,12 @@ mod tests {
     #[test]
     fn library_round_trip_and_seed() {
         let mut m = Miner::new(MinerConfig::default());
-        m.add("user alice logged in");
-        m.add("user bob logged in");
+        m.add("user 1001 logged in");
+        m.add("user 1002 logged in");
         let lib = TemplateLibrary::from_json(&m.library().to_json()).unwrap();
         assert_eq!(lib, m.library());
         let mut seeded = Miner::with_library(MinerConfig::default(), &lib);
-        let id = seeded.add_id("user carol logged in");
+        let id = seeded.add_id("user 1003 logged in");
         assert_eq!(id, lib.templates[0].id);
         let bad = lib
             .to_json()
