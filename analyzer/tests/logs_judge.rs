@@ -242,7 +242,7 @@ fn keywords_give_severity_to_plain_lines() {
         .map(|i| LogRecord::from_body(format!("request {i} served")))
         .collect();
     let mut canary = baseline.clone();
-    canary.extend((0..4).map(|i| {
+    canary.extend((0..5).map(|i| {
         LogRecord::from_body(format!(
             "java.lang.IllegalStateException: pool {i} exhausted"
         ))
@@ -326,6 +326,7 @@ fn incident_slice() {
     caught.sort();
     // Faults that show as new ERROR lines (f09, f10, f13) or a rising ERROR pattern (f04).
     // f26 (cpu_contention) logs one new ERROR line: below min_new_error_count, a warning only.
+    // n094100 logs 3 new `Order Status Wrong` ERROR lines: a warning, so it stays clean.
     assert_eq!(
         caught,
         [
@@ -434,7 +435,7 @@ fn compare_command_plain_text_and_bad_input() {
     .unwrap();
     std::fs::write(
         &can,
-        b"started worker 1\nERROR disk /dev/sda1 full\nERROR disk /dev/sdb1 full\nERROR disk /dev/sdc1 full\n\xff\xfe\n",
+        b"started worker 1\nERROR disk /dev/sda1 full\nERROR disk /dev/sdb1 full\nERROR disk /dev/sdc1 full\nERROR disk /dev/sdd1 full\nERROR disk /dev/sde1 full\n\xff\xfe\n",
     )
     .unwrap();
     let out = vigil()
@@ -451,7 +452,7 @@ fn compare_command_plain_text_and_bad_input() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["regression"], true);
-    assert_eq!(v["canary_lines"], 5);
+    assert_eq!(v["canary_lines"], 7);
 
     let bad = tmp.join("bad.jsonl");
     std::fs::write(&bad, "{\"body\":\"ok\"}\n{\"severity\":\"ERROR\"}\n").unwrap();
