@@ -527,3 +527,62 @@ fn all_shared_incidents() {
     assert!(caught >= 5, "caught {caught}/{faults}");
     assert!(clean * 100 >= passes * 95, "clean {clean}/{passes}");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> impl Strategy<Value = LogRecord> {
+        (
+            proptest::option::of("[a-zA-Z0-9:.TZ-]{0,30}"),
+            proptest::option::of(prop_oneof![
+                Just("ERROR".to_owned()),
+                Just("info".to_owned()),
+                Just("WARNING".to_owned()),
+                "[a-z]{0,6}"
+            ]),
+            prop_oneof![
+                ".{0,80}",
+                "(GET|POST) /api/[a-z]{1,5}/[0-9]{1,4} (200|500) in [0-9]{1,3}ms",
+                "[A-Z][a-z]{2,8}Exception: [a-z ]{0,20}",
+            ],
+        )
+            .prop_map(|(time, severity, body)| LogRecord {
+                time,
+                severity,
+                body,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any records: no panic, every line counted once, scores and q-values in range.
+        #[test]
+        fn judge_accepts_anything(
+            baseline in proptest::collection::vec(record(), 0..80),
+            canary in proptest::collection::vec(record(), 0..80),
+        ) {
+            let f = judge_logs(&baseline, &canary, None, &LogJudgeConfig::default()).unwrap();
+            let b: u64 = f.patterns.iter().map(|p| p.baseline_count).sum();
+            let c: u64 = f.patterns.iter().map(|p| p.canary_count).sum();
+            prop_assert_eq!(b, baseline.len() as u64);
+            prop_assert_eq!(c, canary.len() as u64);
+            prop_assert!((0.0..=100.0).contains(&f.score));
+            for p in &f.patterns {
+                prop_assert!((0.0..=1.0).contains(&p.q_value) && p.q_value >= p.p_value);
+                prop_assert!(p.examples.len() <= 2);
+            }
+            serde_json::to_string(&f).unwrap();
+        }
+
+        /// Arbitrary bytes: the reader returns records or an error naming a line, never panics.
+        #[test]
+        fn reader_accepts_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            match read_records(&bytes[..]) {
+                Ok((recs, stats)) => prop_assert!(recs.len() as u64 + stats.empty <= stats.lines),
+                Err(e) => prop_assert!(e.to_string().starts_with("line ")),
+            }
+        }
+    }
+}
