@@ -39,6 +39,8 @@ fn is_segment_delim(b: u8) -> bool {
             | b'>'
             | b'!'
             | b'@'
+            | b' '
+            | b'\t'
     )
 }
 
