@@ -420,6 +420,49 @@ fn compare_command_json_and_text() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("log score 70/100: REGRESSION"), "{text}");
     assert!(text.contains("Code not found"), "{text}");
+
+    // Seconds of recording as exposure (the corpus's log_seconds_covered: 76 and 99).
+    let out = vigil()
+        .args([
+            "logs",
+            "compare",
+            "--json",
+            "--baseline-exposure",
+            "76",
+            "--canary-exposure",
+            "99",
+        ])
+        .arg("--baseline")
+        .arg(dir.join("baseline.jsonl"))
+        .arg("--canary")
+        .arg(dir.join("canary.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exposure"]["baseline"], 76.0);
+    assert_eq!(v["exposure"]["canary"], 99.0);
+    let out = vigil()
+        .args([
+            "logs",
+            "compare",
+            "--baseline-exposure",
+            "-1",
+            "--canary-exposure",
+            "99",
+        ])
+        .arg("--baseline")
+        .arg(dir.join("baseline.jsonl"))
+        .arg("--canary")
+        .arg(dir.join("canary.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--baseline-exposure"));
 }
 
 #[test]

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use crate::logs::judge::{judge_logs, Change, Class, LogFindings, LogJudgeConfig, LogRule};
+use crate::logs::judge::{
+    judge_logs, judge_logs_with_exposure, Change, Class, Exposure, LogFindings, LogJudgeConfig,
+    LogRule,
+};
 use crate::logs::records::{read_records, LogRecord, ReadStats};
 use crate::logs::TemplateLibrary;
 
@@ -33,6 +36,13 @@ pub struct CompareArgs {
     /// Rules file (JSON): `{"rules": [{"action": "ignore"|"critical", "template_id"|"regex": …}]}`.
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// The baseline's exposure (e.g. instance-seconds) for the rates, instead of its line count.
+    /// Give both exposures or neither.
+    #[arg(long, requires = "canary_exposure")]
+    pub baseline_exposure: Option<f64>,
+    /// The canary's exposure, in the same unit as `--baseline-exposure`.
+    #[arg(long, requires = "baseline_exposure")]
+    pub canary_exposure: Option<f64>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<(Vec<LogRecord>, ReadStats)> {
@@ -71,7 +81,21 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let findings = judge_logs(&baseline, &canary, library.as_ref(), &cfg)?;
+    let findings = match (args.baseline_exposure, args.canary_exposure) {
+        (Some(b), Some(c)) => {
+            for (name, v) in [("--baseline-exposure", b), ("--canary-exposure", c)] {
+                if !(v.is_finite() && v > 0.0) {
+                    anyhow::bail!("{name} must be a finite number > 0, got {v}");
+                }
+            }
+            let exposure = Exposure {
+                baseline: b,
+                canary: c,
+            };
+            judge_logs_with_exposure(&baseline, &canary, exposure, library.as_ref(), &cfg)?
+        }
+        _ => judge_logs(&baseline, &canary, library.as_ref(), &cfg)?,
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if args.json {
