@@ -451,7 +451,7 @@ fn compare_command_json_and_text() {
             "logs",
             "compare",
             "--baseline-exposure",
-            "-1",
+            "0",
             "--canary-exposure",
             "99",
         ])
