@@ -19,6 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Log pattern mining: parse, eval.
+    Logs {
+        #[command(subcommand)]
+        command: vigil_analyzer::cli::logs::LogsCommand,
+    },
     /// Statistical tests with scipy's conventions: JSON request on stdin, JSON result on stdout.
     #[command(subcommand)]
     Stats(cli::stats::StatsCommand),
@@ -33,13 +38,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let outcome = match &cli.command {
-        Command::Stats(command) => cli::stats::run(command),
+    let result = match cli.command {
+        Command::Logs { command } => vigil_analyzer::cli::logs::run(command),
+        Command::Stats(command) => cli::stats::run(&command),
     };
-    match outcome {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }

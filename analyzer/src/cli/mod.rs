@@ -1,4 +1,5 @@
-//! Subcommand handlers of the `vigil` binary. Each reads its documented input, calls the library,
-//! and prints its documented output; errors go back to `main` as `anyhow` errors.
+//! Command handlers of the `vigil` binary, one module per subcommand group.
 
+pub mod logs;
+pub mod logs_compare;
 pub mod stats;
