@@ -40,6 +40,11 @@ fn matches_scipy_on_every_reference_case_json_can_express() {
             continue;
         }
         for r in set["results"].as_array().expect("results") {
+            // The exact-rational cases are large forced-exact tables; the models tests cover
+            // their numerics, and a debug build would spend seconds on each here.
+            if r["source"] != "scipy" {
+                continue;
+            }
             let request = json!({
                 "x": set["x"], "y": set["y"],
                 "alternative": r["alternative"], "method": r["method"],

@@ -480,15 +480,19 @@ impl ExactTail {
             for j in (shift..len).rev() {
                 counts[j] -= counts[j - shift];
             }
-            // Each step grows coefficients by at most a factor `len`, so this keeps them finite.
-            let max = counts.iter().fold(0.0f64, |a, &b| a.max(b));
-            if max > 1e250 {
-                for c in counts.iter_mut() {
-                    *c /= max;
-                }
-                ln_scale += max.ln();
-            }
             ln_total += (n as f64 / k as f64).ln_1p();
+            // No coefficient exceeds the total C(n + k, k) (divided by the scale so far), so the
+            // scan for the maximum is only needed once that bound nears the top of the f64 range;
+            // each step grows coefficients by at most a factor `len`, so 1e250 leaves room.
+            if ln_total - ln_scale > 575.0 {
+                let max = counts.iter().fold(0.0f64, |a, &b| a.max(b));
+                if max > 1e250 {
+                    for c in counts.iter_mut() {
+                        *c /= max;
+                    }
+                    ln_scale += max.ln();
+                }
+            }
         }
         Ok(Self {
             counts,
@@ -625,6 +629,15 @@ mod tests {
             assert_eq!(fast.has_ties, general.has_ties, "{x:?} {y:?}");
             assert_eq!(fast.tie_term, general.tie_term, "{x:?} {y:?}");
         }
+    }
+
+    #[test]
+    fn large_exact_tables_are_rescaled() {
+        // The shape of the "forced exact 515 vs 515" reference case, whose counts exceed f64:
+        // make sure that case really goes through the rescaling and log-space path.
+        let tail = ExactTail::build(515, 515, 75_425).expect("table within limits");
+        assert!(tail.ln_scale > 0.0 && tail.ln_total > 700.0);
+        assert!(tail.counts.iter().all(|c| c.is_finite() && *c >= 0.0));
     }
 
     #[test]
