@@ -4,16 +4,24 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigil_analyzer::cli;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Canary analysis: judge a canary against its baseline")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Canary analysis: judge a canary against its baseline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Judge a Kayenta RemoteJudge request as NetflixACAJudge-v1.0; prints a CanaryJudgeResult.
+    Judge(cli::judge::JudgeArgs),
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -24,5 +32,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    let outcome = match &cli.command {
+        Command::Judge(args) => cli::judge::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

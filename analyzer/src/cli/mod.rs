@@ -1,0 +1,4 @@
+//! Subcommand handlers of the `vigil` binary. Each reads its documented input, calls the library,
+//! and prints its documented output; errors go back to `main` as `anyhow` errors.
+
+pub mod judge;
