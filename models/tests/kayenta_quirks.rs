@@ -315,3 +315,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_metric_whose_rank_test_cannot_run_is_an_error_not_a_panic() {
+    let mut rng = JavaRandom::new(1);
+    let mut normal = || rng.next_gaussian();
+    let v = judge_metric(
+        "m",
+        &[1.0, 2.0, 3.0],
+        &[1.0, f64::INFINITY, 2.0],
+        &MetricSettings::default(),
+        &JUDGE,
+        &mut normal,
+    );
+    assert_eq!(v.classification.label, Label::Error);
+    assert_eq!(
+        v.classification.reason.as_deref(),
+        Some("Metric Classification Failed")
+    );
+    assert!(!v.classification.critical);
+}
+
+#[test]
+fn outlier_removal_is_off_unless_configured() {
+    use vigil_models::kayenta::OutlierStrategy;
+    let mut rng = JavaRandom::new(1);
+    let mut normal = || rng.next_gaussian();
+    let control: Vec<f64> = (0..20).map(|i| 10.0 + f64::from(i % 5)).collect();
+    let mut experiment = control.clone();
+    experiment[0] = 10_000.0;
+    let keep = judge_metric(
+        "m",
+        &control,
+        &experiment,
+        &MetricSettings::default(),
+        &JUDGE,
+        &mut normal,
+    );
+    assert_eq!(keep.experiment_stats.count, 20);
+    assert_eq!(keep.experiment_stats.max, 10_000.0);
+    let remove = MetricSettings {
+        outliers: OutlierStrategy::Remove { factor: 3.0 },
+        ..MetricSettings::default()
+    };
+    let removed = judge_metric("m", &control, &experiment, &remove, &JUDGE, &mut normal);
+    assert_eq!(removed.experiment_stats.count, 19);
+    assert_eq!(removed.experiment_stats.max, 14.0);
+}
