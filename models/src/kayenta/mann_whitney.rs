@@ -169,14 +169,17 @@ fn java_signum(v: f64) -> f64 {
 /// any shift is one merge over the runs.
 #[derive(Debug, Clone)]
 pub struct SortedSamples {
-    /// Distinct values of `x`, ascending, with their multiplicities.
+    /// Distinct values of `x`, ascending (NaN as +∞), with their multiplicities.
     x_values: Vec<f64>,
     x_counts: Vec<u64>,
-    /// Distinct values of `y` as total-order keys, ascending, with their multiplicities.
+    /// Distinct values of `y`, ascending, as values and as total-order keys.
+    y_values: Vec<f64>,
     y_keys: Vec<i64>,
     y_counts: Vec<u64>,
     nx: usize,
     ny: usize,
+    /// No NaN and no -0.0 anywhere: then plain float comparison is Java's order, and cheaper.
+    plain: bool,
 }
 
 /// Java's `Double.compare` order as an integer, after `NaNStrategy.MAXIMAL` maps NaN to +∞.
@@ -186,20 +189,20 @@ fn order_key(v: f64) -> i64 {
     bits ^ ((((bits >> 63) as u64) >> 1) as i64)
 }
 
-fn runs<T: PartialEq + Copy>(sorted: &[f64], key: impl Fn(f64) -> T) -> (Vec<T>, Vec<u64>) {
-    let mut values: Vec<T> = Vec::new();
+/// Runs of equal values (by Java's order) of a sorted sample.
+fn runs(sorted: &[f64]) -> (Vec<f64>, Vec<u64>) {
+    let mut values: Vec<f64> = Vec::new();
     let mut counts: Vec<u64> = Vec::new();
     let mut last_key = None;
     for &v in sorted {
         let k = order_key(v);
-        if last_key == Some(k) {
-            if let Some(c) = counts.last_mut() {
-                *c += 1;
+        match counts.last_mut() {
+            Some(c) if last_key == Some(k) => *c += 1,
+            _ => {
+                values.push(if v.is_nan() { f64::INFINITY } else { v });
+                counts.push(1);
+                last_key = Some(k);
             }
-        } else {
-            values.push(key(v));
-            counts.push(1);
-            last_key = Some(k);
         }
     }
     (values, counts)
@@ -209,14 +212,18 @@ impl SortedSamples {
     pub fn new(x: &[f64], y: &[f64]) -> Self {
         let sort = |s: &[f64]| {
             let mut v = s.to_vec();
-            v.sort_by_key(|a| order_key(*a));
+            v.sort_unstable_by_key(|a| order_key(*a));
             v
         };
-        let (x_values, x_counts) = runs(&sort(x), |v| if v.is_nan() { f64::INFINITY } else { v });
-        let (y_keys, y_counts) = runs(&sort(y), order_key);
+        let (x_values, x_counts) = runs(&sort(x));
+        let (y_values, y_counts) = runs(&sort(y));
+        let y_keys = y_values.iter().map(|&v| order_key(v)).collect();
+        let is_plain = |v: &f64| !v.is_nan() && v.to_bits() != (-0.0f64).to_bits();
         SortedSamples {
+            plain: x.iter().all(is_plain) && y.iter().all(is_plain),
             x_values,
             x_counts,
+            y_values,
             y_keys,
             y_counts,
             nx: x.len(),
@@ -230,34 +237,39 @@ impl SortedSamples {
     }
 
     fn statistic(&self, mu: f64, quantile: f64, correct: bool) -> Result<f64, MannWhitneyError> {
-        let (rank_sum, ties) = self.rank_sum_and_ties(mu);
-        finish_statistic(rank_sum, ties, self.nx, self.ny, quantile, correct)
+        // With no NaN or -0.0 in the data and a finite shift, x − mu is never NaN or -0.0 (an
+        // exact zero difference is +0.0), so float order and Java's order agree.
+        let (twice_u, ties) = if self.plain && mu.is_finite() {
+            self.walk(&self.y_values, |v| v - mu)
+        } else {
+            self.walk(&self.y_keys, |v| order_key(v - mu))
+        };
+        let nx = self.nx as u64;
+        let rank_sum = (twice_u + nx * (nx + 1)) as f64 / 2.0;
+        finish_statistic(rank_sum, ties as f64, self.nx, self.ny, quantile, correct)
     }
 
-    /// Rank sum of `x − mu` in the pooled sample and Σ(t³ − t) over its tie groups.
+    /// Twice the Mann-Whitney U of `x − mu` against `y`, and Σ(t³ − t) over the pooled tie
+    /// groups, by one merge of the runs; `key` maps an `x` value to its shifted sort key.
     ///
-    /// With mid-ranks, the rank sum of `x` is nx(nx+1)/2 + U, where U counts the pairs with
-    /// y < x − mu plus half those with y = x − mu; both are accumulated as exact integers (U
-    /// doubled), so the result equals re-ranking's exact half-integer sum. Subtracting `mu`
-    /// keeps `x` ordered (IEEE subtraction is monotone) but may merge neighbouring values,
-    /// which the walk allows for.
-    fn rank_sum_and_ties(&self, mu: f64) -> (f64, f64) {
-        let (xs, xc, yk, yc) = (&self.x_values, &self.x_counts, &self.y_keys, &self.y_counts);
-        // Exact in u64 while N³ < 1.8e19, i.e. up to ~2.6 million points in all; the f64 sums
-        // of the literal port stop being exact much earlier (N³ ≈ 2^53).
+    /// With mid-ranks the rank sum of `x` is nx(nx+1)/2 + U, where U counts the pairs with
+    /// y < x − mu plus half those with y = x − mu. Both are exact integers here, so the rank sum
+    /// equals re-ranking's exact half-integer sum. Subtracting `mu` keeps `x` ordered (IEEE
+    /// subtraction is monotone) but may merge neighbouring values, which the walk allows for.
+    /// Integers are exact in u64 while N³ < 1.8e19 (~2.6 million points); the literal port's
+    /// f64 sums stop being exact earlier, at N³ ≈ 2^53.
+    fn walk<K: PartialOrd + Copy>(&self, y_keys: &[K], key: impl Fn(f64) -> K) -> (u64, u64) {
+        let (xs, xc, yc) = (&self.x_values, &self.x_counts, &self.y_counts);
         let cube = |t: u64| t * t * t - t;
-        let mut ties: u64 = 0;
-        let mut twice_u: u64 = 0;
-        let mut below: u64 = 0;
-        let mut j = 0;
-        let mut i = 0;
-        let mut next_key = xs.first().map(|&v| order_key(v - mu));
+        let (mut ties, mut twice_u, mut below) = (0u64, 0u64, 0u64);
+        let (mut i, mut j) = (0, 0);
+        let mut next_key = xs.first().map(|&v| key(v));
         while let Some(k) = next_key {
             let mut cx = xc[i];
             i += 1;
             next_key = None;
             while i < xs.len() {
-                let nk = order_key(xs[i] - mu);
+                let nk = key(xs[i]);
                 if nk != k {
                     next_key = Some(nk);
                     break;
@@ -265,13 +277,13 @@ impl SortedSamples {
                 cx += xc[i];
                 i += 1;
             }
-            while j < yk.len() && yk[j] < k {
+            while j < y_keys.len() && y_keys[j] < k {
                 ties += cube(yc[j]);
                 below += yc[j];
                 j += 1;
             }
             let mut equal = 0;
-            if j < yk.len() && yk[j] == k {
+            if j < y_keys.len() && y_keys[j] == k {
                 equal = yc[j];
                 j += 1;
             }
@@ -280,9 +292,7 @@ impl SortedSamples {
             below += equal;
         }
         ties += yc[j..].iter().map(|&c| cube(c)).sum::<u64>();
-        let nx = self.nx as u64;
-        let rank_sum = (twice_u + nx * (nx + 1)) as f64 / 2.0;
-        (rank_sum, ties as f64)
+        (twice_u, ties)
     }
 }
 
