@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigil_analyzer::cli;
 
 #[derive(Parser)]
 #[command(
@@ -18,10 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Log pattern mining: parse, eval.
+    /// Judge a Kayenta RemoteJudge request as NetflixACAJudge-v1.0; prints a CanaryJudgeResult.
+    Judge(cli::judge::JudgeArgs),
+    /// Log pattern mining: parse, eval, compare.
     Logs {
         #[command(subcommand)]
-        command: vigil_analyzer::cli::logs::LogsCommand,
+        command: cli::logs::LogsCommand,
     },
 }
 
@@ -34,13 +37,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Logs { command } => vigil_analyzer::cli::logs::run(command),
+    let outcome = match cli.command {
+        Command::Judge(args) => cli::judge::run(&args),
+        Command::Logs { command } => cli::logs::run(command),
     };
-    match result {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
