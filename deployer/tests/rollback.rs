@@ -1,0 +1,410 @@
+//! Rollback scenarios against the test API server, through kube's real client.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use vigil_deployer::cluster::{GroupRef, TrafficSpec};
+use vigil_deployer::rollback::{execute_rollback, plan_rollback, rollback, RollbackRequest, Step};
+use vigil_deployer::{Error, ROLLBACK_ANNOTATION};
+use vigil_kube_testserver::{Fault, TestServer, Verb};
+
+#[derive(Debug, PartialEq)]
+struct EndState {
+    weights: (i64, i64),
+    canary_exists: bool,
+    canary_hpa_exists: bool,
+    baseline_hpa: (i64, i64),
+    baseline_replicas: i64,
+    baseline_record: bool,
+    configmaps: Vec<String>,
+}
+
+fn end_state(server: &TestServer) -> EndState {
+    let hpa = server
+        .get("horizontalpodautoscalers", NS, "shop-baseline")
+        .unwrap();
+    let baseline = server.get("deployments", NS, "shop-baseline").unwrap();
+    let mut configmaps: Vec<String> = server
+        .list("configmaps", NS)
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    configmaps.sort();
+    EndState {
+        weights: weights(server),
+        canary_exists: server.get("deployments", NS, "shop-canary").is_some(),
+        canary_hpa_exists: server
+            .get("horizontalpodautoscalers", NS, "shop-canary")
+            .is_some(),
+        baseline_hpa: (
+            hpa["spec"]["minReplicas"].as_i64().unwrap(),
+            hpa["spec"]["maxReplicas"].as_i64().unwrap(),
+        ),
+        baseline_replicas: baseline["spec"]["replicas"].as_i64().unwrap(),
+        baseline_record: baseline["metadata"]["annotations"][ROLLBACK_ANNOTATION].is_string(),
+        configmaps,
+    }
+}
+
+/// The end state every complete rollback of the standard shop (baseline 2 under HPA min 2,
+/// canary 4, 50/50) must reach: all traffic on a baseline of 2 + ceil(0.5 × 6) = 5 replicas, the
+/// canary, its HPA and its config version gone, the baseline HPA's bounds and record restored.
+fn expected_end_state() -> EndState {
+    EndState {
+        weights: (100, 0),
+        canary_exists: false,
+        canary_hpa_exists: false,
+        baseline_hpa: (2, 10),
+        baseline_replicas: 5,
+        baseline_record: false,
+        configmaps: vec!["shop-config-v001".into()],
+    }
+}
+
+#[tokio::test]
+async fn failed_canary_under_an_hpa_that_shrank_the_baseline() {
+    let server = TestServer::start().await.unwrap();
+    // The canary took half the traffic, so the autoscaler shrank the baseline to its minimum of 2.
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    // Its metrics still say 2: without a pinned minimum it would undo any resize at once.
+    server.set_hpa_desired(NS, "shop-baseline", 2);
+    let cluster = cluster(&server).await;
+
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    assert_eq!(plan.required_replicas, 5);
+    assert!(!plan.resumed);
+    // Once traffic moves, the baseline's metrics ask for the capacity it now needs.
+    let mut metrics_follow_traffic = |r: &vigil_deployer::rollback::StepReport| {
+        if r.step == Step::MoveTraffic {
+            server.set_hpa_desired(NS, "shop-baseline", 5);
+        }
+    };
+    let report = execute_rollback(&cluster, &plan, &fast(), &mut metrics_follow_traffic)
+        .await
+        .unwrap();
+    let steps: Vec<Step> = report.steps.iter().map(|s| s.step).collect();
+    assert_eq!(steps, Step::ALL);
+
+    assert_eq!(weights(&server), (100, 0));
+    assert!(server.get("deployments", NS, "shop-canary").is_none());
+    assert!(server
+        .get("horizontalpodautoscalers", NS, "shop-canary")
+        .is_none());
+    assert!(
+        server.get("configmaps", NS, "shop-config-v002").is_none(),
+        "the canary's config version is collected"
+    );
+    assert!(
+        server.get("configmaps", NS, "shop-config-v001").is_some(),
+        "the baseline's config is kept"
+    );
+    let hpa = server
+        .get("horizontalpodautoscalers", NS, "shop-baseline")
+        .unwrap();
+    assert_eq!(hpa["spec"]["minReplicas"], 2, "HPA minimum restored");
+    let checked = assert_route_invariant(&server, 50, 5);
+    assert!(checked > 0, "the invariant was exercised");
+    server
+        .settle(Duration::from_millis(50), Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        server.get("deployments", NS, "shop-baseline").unwrap()["spec"]["replicas"],
+        5
+    );
+
+    // While traffic moved, the HPA minimum was pinned at the required capacity.
+    let mut min_when_moved = None;
+    server.replay(|c, snap| {
+        if c.key.plural == "httproutes" && c.actor == USER && min_when_moved.is_none() {
+            let h = snap
+                .get("horizontalpodautoscalers", NS, "shop-baseline")
+                .unwrap();
+            min_when_moved = h["spec"]["minReplicas"].as_i64();
+        }
+    });
+    assert_eq!(min_when_moved, Some(5));
+
+    // The canary is deleted only after traffic left it.
+    let writes = deployer_writes(&server);
+    let moved = writes
+        .iter()
+        .position(|w| w.starts_with("update httproutes/shop"))
+        .unwrap();
+    let deleted = writes
+        .iter()
+        .position(|w| w == "delete deployments/shop-canary")
+        .unwrap();
+    assert!(moved < deleted, "{writes:?}");
+}
+
+#[tokio::test]
+async fn a_baseline_that_never_becomes_ready_stops_the_rollback_with_traffic_untouched() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    // New baseline pods never pass readiness (say, the node pool is out of capacity).
+    server.never_ready(NS, "track=baseline").unwrap();
+    let cluster = cluster(&server).await;
+    let mut opts = fast();
+    opts.ready_timeout = Duration::from_millis(400);
+
+    let err = rollback(&cluster, &route_request(), &opts)
+        .await
+        .unwrap_err();
+    match err {
+        Error::BaselineNotReady {
+            ready, required, ..
+        } => assert_eq!((ready, required), (2, 5)),
+        other => panic!("expected BaselineNotReady, got {other}"),
+    }
+    assert_eq!(weights(&server), (50, 50), "traffic untouched");
+    assert!(
+        server.get("deployments", NS, "shop-canary").is_some(),
+        "canary kept"
+    );
+    assert!(
+        !deployer_writes(&server)
+            .iter()
+            .any(|w| w.contains("httproutes")),
+        "no write to the route"
+    );
+    // The record stays, so a later run resumes once the baseline is fixed.
+    let canary = server.get("deployments", NS, "shop-canary").unwrap();
+    assert!(canary["metadata"]["annotations"][ROLLBACK_ANNOTATION].is_string());
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    assert!(plan.resumed);
+}
+
+/// Runs the rollback with the process "dying" after its k-th write (every later write fails, as
+/// if nothing more was sent), reruns it cleanly, and checks the end state and the invariant.
+#[tokio::test]
+async fn rollback_interrupted_after_every_write_finishes_on_rerun() {
+    // A clean run counts the writes.
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let cluster_clean = cluster(&server).await;
+    rollback(&cluster_clean, &route_request(), &fast())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(end_state(&server), expected_end_state());
+    let total = deployer_writes(&server).len();
+    assert!(total >= 9, "{:?}", deployer_writes(&server));
+
+    for k in 0..total {
+        let server = TestServer::start().await.unwrap();
+        shop_with_route(&server, 2, 4, (50, 50)).await;
+        let cluster = cluster(&server).await;
+        server.inject(Fault::every_write_after(k));
+        let first = rollback(&cluster, &route_request(), &fast()).await;
+        assert!(first.is_err(), "run stopped after write {k} should fail");
+        server.clear_faults();
+        let second = rollback(&cluster, &route_request(), &fast()).await;
+        assert!(second.is_ok(), "rerun after write {k}: {second:?}");
+        assert_eq!(
+            end_state(&server),
+            expected_end_state(),
+            "after interruption at write {k}"
+        );
+        assert_route_invariant(&server, 50, 5);
+        // A third run finds nothing to do.
+        assert!(rollback(&cluster, &route_request(), &fast())
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
+
+/// Cancels the rollback future right after each step completes (a process killed between steps)
+/// and reruns it.
+#[tokio::test]
+async fn rollback_cancelled_after_every_step_finishes_on_rerun() {
+    for stop_after in Step::ALL {
+        let server = TestServer::start().await.unwrap();
+        shop_with_route(&server, 2, 4, (50, 50)).await;
+        let cluster = cluster(&server).await;
+        let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut tx = Some(tx);
+        let mut on_step = move |r: &vigil_deployer::rollback::StepReport| {
+            if r.step == stop_after {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        };
+        let opts = fast();
+        tokio::select! {
+            _ = execute_rollback(&cluster, &plan, &opts, &mut on_step) => {
+                assert_eq!(stop_after, Step::RestoreHpa, "only the last step can finish before the cancel");
+            }
+            _ = rx => {}
+        }
+        let rerun = rollback(&cluster, &route_request(), &fast()).await;
+        match rerun {
+            Ok(Some(report)) => {
+                if stop_after >= Step::RemoveCanary {
+                    assert!(report.plan.resumed);
+                }
+            }
+            Ok(None) => assert!(
+                stop_after >= Step::RemoveCanary,
+                "stopped after {stop_after}"
+            ),
+            Err(e) => panic!("rerun after {stop_after}: {e}"),
+        }
+        assert_eq!(
+            end_state(&server),
+            expected_end_state(),
+            "after cancel at {stop_after}"
+        );
+        assert_route_invariant(&server, 50, 5);
+    }
+}
+
+#[tokio::test]
+async fn transient_errors_and_a_dropping_watch_are_absorbed() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server.inject(
+        Fault::status(409)
+            .verb(Verb::Update)
+            .resource("httproutes")
+            .times(1),
+    );
+    server.inject(
+        Fault::status(500)
+            .verb(Verb::Patch)
+            .resource("deployments/scale")
+            .times(2),
+    );
+    server.inject(Fault::drop_watch_after(1).resource("deployments").times(3));
+    server.inject(
+        Fault::delay(Duration::from_millis(50))
+            .verb(Verb::Get)
+            .resource("horizontalpodautoscalers")
+            .times(2),
+    );
+    let cluster = cluster(&server).await;
+    rollback(&cluster, &route_request(), &fast()).await.unwrap();
+    assert_eq!(end_state(&server), expected_end_state());
+    let failed: Vec<u16> = server
+        .audit()
+        .iter()
+        .filter(|a| a.status >= 400)
+        .map(|a| a.status)
+        .collect();
+    assert_eq!(failed, [500, 500, 409]);
+}
+
+#[tokio::test]
+async fn dry_run_plans_without_writing() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let cluster = cluster(&server).await;
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    assert!(deployer_verbs(&server).iter().all(|v| !v.is_write()));
+    let calls = plan.api_calls(&fast());
+    let text = calls.join("\n");
+    assert!(
+        text.contains("horizontalpodautoscalers/shop-baseline  (merge: minReplicas 2 -> 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deployments/shop-baseline/scale  (merge: replicas 2 -> 5)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weights canary=50 baseline=50 -> weights canary=0 baseline=100"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DELETE /api/v1/namespaces/shop/configmaps/shop-config-v002"),
+        "{text}"
+    );
+    let order = |needle: &str| calls.iter().position(|c| c.contains(needle)).unwrap();
+    assert!(order("WATCH") < order("PUT"));
+    assert!(order("PUT") < order("DELETE /apis/apps/v1"));
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("required ready baseline replicas before traffic moves: 5"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn service_selector_rollback_moves_the_selector_after_the_baseline_is_ready() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .create(deployment("shop-v001", "v001", 3, None))
+        .unwrap();
+    server
+        .create(deployment("shop-v002", "v002", 3, None))
+        .unwrap();
+    // One Service over both groups: the canary gets half of the traffic.
+    server
+        .create(service("shop", json!({"app": "shop"})))
+        .unwrap();
+    wait_ready(&server, "shop-v001", 3).await;
+    wait_ready(&server, "shop-v002", 3).await;
+    let cluster = cluster(&server).await;
+    let req = RollbackRequest {
+        canary: GroupRef::deployment("shop-v002"),
+        baseline: GroupRef::deployment("shop-v001"),
+        traffic: TrafficSpec::Service {
+            service: "shop".into(),
+        },
+    };
+    let plan = plan_rollback(&cluster, &req).await.unwrap();
+    assert_eq!(plan.required_replicas, 3 + 3, "3 + ceil(0.5 × 6)");
+    execute_rollback(&cluster, &plan, &fast(), &mut |_| {})
+        .await
+        .unwrap();
+    let svc = server.get("services", NS, "shop").unwrap();
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"app": "shop", "track": "v001"})
+    );
+    assert!(server.get("deployments", NS, "shop-v002").is_none());
+    // Invariant: once the Service stops selecting the canary, the baseline has 6 ready pods.
+    let mut checked = 0;
+    server.replay(|c, snap| {
+        let Some(svc) = snap.get("services", NS, "shop") else {
+            return;
+        };
+        if svc["spec"]["selector"]["track"] == "v001" {
+            checked += 1;
+            let ready = ready_with(snap, "app=shop,track=v001");
+            assert!(
+                ready >= 6,
+                "at rv {} the Service routes to {ready} ready pods",
+                c.resource_version
+            );
+        }
+    });
+    assert!(checked > 0);
+}
+
+/// The invariant check itself must be able to fail: a naive rollback that flips the route first
+/// (what flagger users reported) is caught.
+#[tokio::test]
+async fn invariant_check_catches_traffic_moved_to_a_shrunk_baseline() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server
+        .patch(
+            "httproutes",
+            NS,
+            "shop",
+            json!({"spec": {"rules": [{"backendRefs": [
+            {"name": "shop-baseline", "port": 80, "weight": 100},
+            {"name": "shop-canary", "port": 80, "weight": 0}]}]}}),
+        )
+        .unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_route_invariant(&server, 50, 5)
+    }));
+    assert!(caught.is_err());
+}
