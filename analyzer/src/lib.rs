@@ -1,1 +1,3 @@
 //! The Vigil analyzer: telemetry, judges per signal, verdicts, and the `vigil` command line.
+
+pub mod cli;

@@ -4,16 +4,28 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigil_analyzer::cli;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Canary analysis: judge a canary against its baseline")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Canary analysis: judge a canary against its baseline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Roll a failed canary back: size and ready the baseline, then move traffic, then remove the canary.
+    Rollback(cli::deploy::RollbackArgs),
+    /// Deploy a new server group with the configured strategy (red/black, rolling, highlander).
+    Deploy(cli::deploy::DeployArgs),
+    /// Give all traffic to an existing server group.
+    Promote(cli::deploy::PromoteArgs),
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -24,5 +36,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    let outcome = match &cli.command {
+        Command::Rollback(args) => cli::deploy::rollback(args),
+        Command::Deploy(args) => cli::deploy::deploy(args),
+        Command::Promote(args) => cli::deploy::promote(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

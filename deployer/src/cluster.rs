@@ -234,6 +234,56 @@ pub fn httproute_resource() -> ApiResource {
     )
 }
 
+/// A client from a kubeconfig file (optionally a named context), or — without a path — kube's
+/// inference: `$KUBECONFIG`, `~/.kube/config`, then the in-cluster service account.
+pub async fn connect(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<(Client, String)> {
+    #[cfg(feature = "tls")]
+    {
+        // One process-wide rustls provider, even if another crate links a second one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let connect_err = |context: String| {
+        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Connect { context, source: e }
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                connect_err(format!("reading kubeconfig {}", path.display()))(Box::new(e))
+            })?;
+            let opts = kube::config::KubeConfigOptions {
+                context: context.map(String::from),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| {
+                    connect_err(format!("loading kubeconfig {}", path.display()))(Box::new(e))
+                })?
+        }
+        None if context.is_some() => {
+            let opts = kube::config::KubeConfigOptions {
+                context: context.map(String::from),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&opts)
+                .await
+                .map_err(|e| connect_err("loading the default kubeconfig".into())(Box::new(e)))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            connect_err("inferring config (KUBECONFIG, ~/.kube/config, in-cluster)".into())(
+                Box::new(e),
+            )
+        })?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config)
+        .map_err(|e| connect_err("building the client".into())(Box::new(e)))?;
+    Ok((client, namespace))
+}
+
 fn is_transient(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500 | 502 | 503 | 504),

@@ -210,6 +210,22 @@ pub fn parse(text: &str) -> Result<DeployerConfig> {
     Ok(cfg)
 }
 
+/// Reads a Deployment manifest (YAML or JSON) for `vigil deploy`.
+pub fn parse_manifest(text: &str) -> Result<k8s_openapi::api::apps::v1::Deployment> {
+    let d: k8s_openapi::api::apps::v1::Deployment =
+        serde_saphyr::from_str(text).map_err(|e| Error::Invalid {
+            field: "manifest".into(),
+            message: format!("expected an apps/v1 Deployment: {e}"),
+        })?;
+    if d.spec.is_none() {
+        return Err(Error::Invalid {
+            field: "manifest.spec".into(),
+            message: "a Deployment needs a spec with selector and template".into(),
+        });
+    }
+    Ok(d)
+}
+
 /// Deployment windows, resolved.
 #[derive(Debug, Clone)]
 pub struct Windows {

@@ -61,6 +61,12 @@ pub enum Error {
          recorded on baseline {baseline}"
     )]
     NothingToRollBack { canary: String, baseline: String },
+    #[error("cannot connect to the Kubernetes API: {context}")]
+    Connect {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
     #[error("the rollback record in annotation {ROLLBACK_ANNOTATION} on {object} is not readable")]
