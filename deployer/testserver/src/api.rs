@@ -655,9 +655,11 @@ pub(crate) fn create_object(
     obj["kind"] = json!(res.kind);
     obj["apiVersion"] = json!(res.api_version());
     match obj["metadata"]["namespace"].as_str() {
-        Some(n) if n != ns => return Err(ApiError::bad_request(format!(
+        Some(n) if n != ns => {
+            return Err(ApiError::bad_request(format!(
             "the namespace of the object ({n}) does not match the namespace on the request ({ns})"
-        ))),
+        )))
+        }
         _ => obj["metadata"]["namespace"] = json!(ns),
     }
     if obj["metadata"]["name"]
