@@ -282,10 +282,12 @@ async fn transient_errors_and_a_dropping_watch_are_absorbed() {
             .resource("httproutes")
             .times(1),
     );
+    // The canary's scale-down always happens (the baseline's resize may be done by its HPA first).
     server.inject(
         Fault::status(500)
             .verb(Verb::Patch)
             .resource("deployments/scale")
+            .name("shop-canary")
             .times(2),
     );
     server.inject(Fault::drop_watch_after(1).resource("deployments").times(3));
