@@ -418,3 +418,63 @@ async fn invariant_check_catches_traffic_moved_to_a_shrunk_baseline() {
     }));
     assert!(caught.is_err());
 }
+
+/// Plain-named ReplicaSet server groups (no Deployment above them), under one Service.
+#[tokio::test]
+async fn replicaset_server_groups_roll_back_through_their_scale_subresource() {
+    let server = TestServer::start().await.unwrap();
+    for (name, track, replicas) in [("app-baseline", "baseline", 1), ("app-canary", "canary", 3)] {
+        server
+            .create(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "app", "track": track}},
+                    "template": {"metadata": {"labels": {"app": "app", "track": track}},
+                        "spec": {"containers": [{"name": "web", "image": "app"}]}}}}))
+            .unwrap();
+    }
+    server
+        .create(service("app", json!({"app": "app"})))
+        .unwrap();
+    server
+        .create(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "app-canary", "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-canary"},
+                "minReplicas": 3, "maxReplicas": 5}}))
+        .unwrap();
+    server
+        .settle(Duration::from_millis(60), Duration::from_secs(3))
+        .await;
+    let cluster = cluster(&server).await;
+    let req = RollbackRequest {
+        canary: GroupRef::replica_set("app-canary"),
+        baseline: GroupRef::replica_set("app-baseline"),
+        traffic: TrafficSpec::Service {
+            service: "app".into(),
+        },
+    };
+    let plan = plan_rollback(&cluster, &req).await.unwrap();
+    // The canary serves 3 of 4 ready pods: 1 + ceil(0.75 × 4) = 4.
+    assert_eq!(plan.required_replicas, 4);
+    execute_rollback(&cluster, &plan, &fast(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        server.get("replicasets", NS, "app-baseline").unwrap()["spec"]["replicas"],
+        4
+    );
+    assert!(server.get("replicasets", NS, "app-canary").is_none());
+    assert!(server
+        .get("horizontalpodautoscalers", NS, "app-canary")
+        .is_none());
+    let svc = server.get("services", NS, "app").unwrap();
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"app": "app", "track": "baseline"})
+    );
+    let audit = server.audit();
+    assert!(audit.iter().any(|a| a.user == USER
+        && a.resource == "replicasets/scale"
+        && a.name.as_deref() == Some("app-baseline")));
+    // The canary's pods went with it (background propagation).
+    assert_eq!(ready_with(&server.snapshot(), "track=canary"), 0);
+}

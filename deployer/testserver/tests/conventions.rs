@@ -242,3 +242,63 @@ async fn watch_resumes_and_faults_fire_and_are_audited() {
         .iter()
         .any(|a| a.verb == Verb::Watch && a.resource == "configmaps"));
 }
+
+#[tokio::test]
+async fn json_strategic_and_apply_patches() {
+    let server = TestServer::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(client(&server).await, "default");
+    // Server-side apply creates a missing object.
+    let applied = api
+        .patch(
+            "web",
+            &PatchParams::apply("vigil").force(),
+            &Patch::Apply(deployment("web", 1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.metadata.generation, Some(1));
+    // Strategic merge merges containers by name instead of replacing the list.
+    let sidecar = json!({"spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "envoy"}]}}}});
+    let d = api
+        .patch("web", &PatchParams::default(), &Patch::Strategic(sidecar))
+        .await
+        .unwrap();
+    let names: Vec<String> = d
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["web", "proxy"]);
+    // JSON patch with a failing test op is rejected and changes nothing.
+    let p: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/replicas", "value": 7},
+        {"op": "replace", "path": "/spec/replicas", "value": 9}]))
+    .unwrap();
+    assert!(api
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(p))
+        .await
+        .is_err());
+    let p: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/replicas", "value": 1},
+        {"op": "replace", "path": "/spec/replicas", "value": 2}]))
+    .unwrap();
+    let d = api
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(p))
+        .await
+        .unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(2));
+    // A merge patch carrying a stale resourceVersion is a conflict.
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 3}});
+    match api
+        .patch("web", &PatchParams::default(), &Patch::Merge(stale))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 409),
+        other => panic!("expected 409, got {other:?}"),
+    }
+}
