@@ -22,7 +22,7 @@ fn deployment(name: &str, track: &str, replicas: i32) -> Deployment {
 }
 
 #[tokio::test]
-#[ignore = "needs a cluster (creates and deletes a namespace vigil-e2e)"]
+#[ignore = "needs a cluster"]
 async fn rollback_on_a_real_cluster() {
     let (client, _) = connect(None, None).await.unwrap();
     let ns = "vigil-e2e";
