@@ -478,3 +478,32 @@ async fn replicaset_server_groups_roll_back_through_their_scale_subresource() {
     // The canary's pods went with it (background propagation).
     assert_eq!(ready_with(&server.snapshot(), "track=canary"), 0);
 }
+
+/// A request the server holds longer than the client's read timeout fails on the client side and
+/// is retried; the rollback still completes.
+#[tokio::test]
+async fn a_request_that_times_out_is_retried() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig(NS, USER)).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.read_timeout = Some(Duration::from_millis(500));
+    let client = kube::Client::try_from(config).unwrap();
+    let cluster = vigil_deployer::cluster::Cluster::new(client, NS)
+        .with_retries(3, Duration::from_millis(5))
+        .with_poll(Duration::from_millis(10));
+    server.inject(
+        Fault::delay(Duration::from_secs(2))
+            .verb(Verb::Get)
+            .resource("httproutes")
+            .times(1),
+    );
+    let start = std::time::Instant::now();
+    rollback(&cluster, &route_request(), &fast()).await.unwrap();
+    // The held request cost one client timeout, not the server's 2 s.
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(end_state(&server), expected_end_state());
+}

@@ -301,7 +301,7 @@ fn serve(
                 t.name.as_deref().unwrap_or_default(),
             );
             let obj = get_object(&s, t.res, ns, name)?;
-            Ok((200, view(t.res, &obj, t.sub.as_deref())))
+            Ok((200, view(&obj, t.sub.as_deref())))
         }
         Verb::List => list(&s, t.res, ns, query),
         Verb::Create => {
@@ -323,7 +323,7 @@ fn serve(
                 parse_body(body)?,
                 user,
             )?;
-            Ok((200, view(t.res, &obj, t.sub.as_deref())))
+            Ok((200, view(&obj, t.sub.as_deref())))
         }
         Verb::Patch => {
             let (ns, name) = (
@@ -356,7 +356,7 @@ fn serve(
                 kind,
                 &actor,
             )?;
-            Ok((200, view(t.res, &obj, t.sub.as_deref())))
+            Ok((200, view(&obj, t.sub.as_deref())))
         }
         Verb::Delete => {
             let (ns, name) = (
@@ -396,7 +396,7 @@ fn key(res: &'static Resource, ns: &str, name: &str) -> Key {
 }
 
 /// The object as a subresource presents it.
-fn view(res: &Resource, obj: &Value, sub: Option<&str>) -> Value {
+fn view(obj: &Value, sub: Option<&str>) -> Value {
     match sub {
         Some("scale") => {
             let selector = obj["spec"]["selector"]["matchLabels"]
@@ -419,10 +419,7 @@ fn view(res: &Resource, obj: &Value, sub: Option<&str>) -> Value {
                 "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
             })
         }
-        _ => {
-            let _ = res;
-            obj.clone()
-        }
+        _ => obj.clone(),
     }
 }
 
@@ -852,7 +849,7 @@ pub(crate) fn patch_object(
         }
         Err(e) => return Err(e),
     };
-    let base = view(res, &current, sub);
+    let base = view(&current, sub);
     let patched = patch::apply(&base, patch, kind).map_err(ApiError::invalid)?;
     if kind != PatchType::Json {
         check_version(&current, patch, res, name)?;

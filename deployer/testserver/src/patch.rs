@@ -102,7 +102,7 @@ fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
                 add(&mut doc, path, op["value"].clone())?;
             }
             Some("test") => {
-                if doc.pointer(&pointer(path)) != Some(&op["value"]) {
+                if doc.pointer(path) != Some(&op["value"]) {
                     return Err(format!("test operation failed at {path}"));
                 }
             }
@@ -114,7 +114,7 @@ fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
             Some("copy") => {
                 let from = op["from"].as_str().ok_or("copy without from")?;
                 let v = doc
-                    .pointer(&pointer(from))
+                    .pointer(from)
                     .cloned()
                     .ok_or_else(|| format!("copy from missing path {from}"))?;
                 add(&mut doc, path, v)?;
@@ -123,10 +123,6 @@ fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
         }
     }
     Ok(doc)
-}
-
-fn pointer(path: &str) -> String {
-    path.to_string()
 }
 
 fn split_parent(path: &str) -> Result<(String, String), String> {
