@@ -504,6 +504,52 @@ async fn a_request_that_times_out_is_retried() {
     rollback(&cluster, &route_request(), &fast()).await.unwrap();
     // The held request cost one client timeout, not the server's 2 s.
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
     assert_eq!(end_state(&server), expected_end_state());
+}
+
+/// When the capacity needed exceeds the baseline HPA's maximum, the maximum is raised for the
+/// rollback too (a minimum above the maximum is invalid), and both are restored afterwards.
+#[tokio::test]
+async fn an_hpa_maximum_below_the_required_capacity_is_raised_then_restored() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server
+        .patch(
+            "horizontalpodautoscalers",
+            NS,
+            "shop-baseline",
+            json!({"spec": {"maxReplicas": 3}}),
+        )
+        .unwrap();
+    let cluster = cluster(&server).await;
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    assert_eq!(plan.required_replicas, 5);
+    execute_rollback(&cluster, &plan, &fast(), &mut |_| {})
+        .await
+        .unwrap();
+    let mut pinned = None;
+    server.replay(|c, _| {
+        if c.actor == USER && c.key.plural == "horizontalpodautoscalers" && pinned.is_none() {
+            pinned = Some((
+                c.object["spec"]["minReplicas"].clone(),
+                c.object["spec"]["maxReplicas"].clone(),
+            ));
+        }
+    });
+    assert_eq!(pinned, Some((json!(5), json!(5))));
+    let hpa = server
+        .get("horizontalpodautoscalers", NS, "shop-baseline")
+        .unwrap();
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].clone(),
+            hpa["spec"]["maxReplicas"].clone()
+        ),
+        (json!(2), json!(3))
+    );
+    assert_route_invariant(&server, 50, 5);
 }
