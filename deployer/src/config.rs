@@ -422,6 +422,14 @@ windows:
             .to_string();
         assert!(e.contains("windows.allowed[0].days"), "{e}");
         assert!(parse(&FULL.replace("cluster: shop", "clusterr: shop")).is_err());
+        let e = parse(&FULL.replace("route: shop", "rout: shop"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rout"), "{e}");
+        let e = parse(&FULL.replace("type: http_route", "type: ingress"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingress"), "{e}");
     }
 
     #[test]
