@@ -17,6 +17,7 @@
 //!   drain_seconds: 30
 //!   retention_seconds: 0
 //!   ready_timeout_seconds: 300
+//!   traffic_steps: [50, 100]     # optional, HTTPRoute only: move the canary's share in steps
 //! windows:                       # absent = always allowed; rollback is always allowed
 //!   time_zone: Europe/Berlin
 //!   outside: refuse              # or: wait
@@ -118,6 +119,9 @@ pub struct RollbackConfig {
     pub retention_seconds: u64,
     #[serde(default = "default_ready_timeout")]
     pub ready_timeout_seconds: u64,
+    /// Percent steps of the canary's share moved to the baseline (HTTPRoute only); empty = one step.
+    #[serde(default)]
+    pub traffic_steps: Vec<u32>,
 }
 
 impl Default for RollbackConfig {
@@ -126,6 +130,7 @@ impl Default for RollbackConfig {
             drain_seconds: default_drain(),
             retention_seconds: 0,
             ready_timeout_seconds: default_ready_timeout(),
+            traffic_steps: Vec::new(),
         }
     }
 }
@@ -144,6 +149,7 @@ impl RollbackConfig {
             drain: Duration::from_secs(self.drain_seconds),
             retention: Duration::from_secs(self.retention_seconds),
             ready_timeout: Duration::from_secs(self.ready_timeout_seconds),
+            traffic_steps: self.traffic_steps.clone(),
         }
     }
 }

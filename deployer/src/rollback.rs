@@ -51,6 +51,10 @@ pub struct RollbackOptions {
     pub retention: Duration,
     /// How long to wait for the baseline to become ready (default 5 min).
     pub ready_timeout: Duration,
+    /// Move the canary's traffic share to the baseline in these steps (percent of that share,
+    /// increasing, ending at 100; HTTPRoute only). Each step waits until the baseline has the
+    /// ready replicas for its new share: `ceil(required × share)`. Empty = one step.
+    pub traffic_steps: Vec<u32>,
 }
 
 impl Default for RollbackOptions {
@@ -59,6 +63,7 @@ impl Default for RollbackOptions {
             drain: Duration::from_secs(30),
             retention: Duration::ZERO,
             ready_timeout: Duration::from_secs(300),
+            traffic_steps: Vec::new(),
         }
     }
 }
@@ -295,7 +300,7 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
 impl RollbackPlan {
     /// The API calls a run would make, for `--dry-run`. Calls that find nothing to change are
     /// skipped at run time.
-    pub fn api_calls(&self, opts: &RollbackOptions) -> Vec<String> {
+    pub fn api_calls(&self, opts: &RollbackOptions) -> Result<Vec<String>> {
         let ns = &self.namespace;
         let gpath = |g: &GroupRef| {
             format!(
@@ -333,12 +338,6 @@ impl RollbackPlan {
             self.prior.baseline_replicas,
             self.prior.baseline_replicas.max(self.required_replicas)
         ));
-        calls.push(format!(
-            "WATCH  {}  (until observedGeneration current and {} replicas ready; timeout {:?})",
-            gpath(b),
-            self.required_replicas,
-            opts.ready_timeout
-        ));
         let tpath = match &self.request.traffic {
             TrafficSpec::Service { service } => {
                 format!("/api/v1/namespaces/{ns}/services/{service}")
@@ -347,15 +346,18 @@ impl RollbackPlan {
                 format!("/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/{route}")
             }
         };
-        calls.push(format!("GET    {}  (re-check baseline ready)", gpath(b)));
-        calls.push(format!(
-            "PUT    {tpath}  ({} -> {})",
-            self.prior.traffic, self.target_traffic
-        ));
-        calls.push(format!(
-            "GET    {tpath}  (verify: expect {})",
-            self.target_traffic
-        ));
+        let mut from = self.prior.traffic.clone();
+        for (target, need) in traffic_steps(self, opts)? {
+            calls.push(format!(
+                "WATCH  {}  (until observedGeneration current and {need} replicas ready; timeout {:?})",
+                gpath(b),
+                opts.ready_timeout
+            ));
+            calls.push(format!("GET    {}  (re-check baseline ready)", gpath(b)));
+            calls.push(format!("PUT    {tpath}  ({from} -> {target})"));
+            calls.push(format!("GET    {tpath}  (verify: expect {target})"));
+            from = target;
+        }
         calls.push(format!("SLEEP  {:?}  (drain)", opts.drain));
         if let Some(h) = &self.prior.canary_hpa {
             calls.push(format!("DELETE {}", hpath(h)));
@@ -391,7 +393,7 @@ impl RollbackPlan {
             "PATCH  {}  (merge: remove annotation {ROLLBACK_ANNOTATION})",
             gpath(b)
         ));
-        calls
+        Ok(calls)
     }
 }
 
@@ -463,6 +465,7 @@ pub async fn execute_rollback(
     } else {
         Step::Record
     };
+    let moves = traffic_steps(plan, opts)?;
     let record = serde_json::to_string(plan).map_err(|source| Error::BadRecord {
         object: req.canary.to_string(),
         source,
@@ -533,8 +536,13 @@ pub async fn execute_rollback(
                 );
             }
             Step::WaitReady => {
+                let now = cluster.read_traffic(&req.traffic).await?;
+                let need = moves
+                    .iter()
+                    .find(|(s, _)| !reached(&now, s))
+                    .map_or(plan.required_replicas, |(_, n)| *n);
                 let st = cluster
-                    .wait_group_ready(&req.baseline, plan.required_replicas, opts.ready_timeout)
+                    .wait_group_ready(&req.baseline, need, opts.ready_timeout)
                     .await?;
                 report(
                     step,
@@ -546,27 +554,36 @@ pub async fn execute_rollback(
                 );
             }
             Step::MoveTraffic => {
-                let now = cluster.read_traffic(&req.traffic).await?;
-                let changed = if now == plan.target_traffic {
-                    "nothing (already moved)".to_string()
-                } else {
-                    // Readiness can be lost between the wait and here; check again right before.
+                let first = cluster.read_traffic(&req.traffic).await?;
+                let mut now = first.clone();
+                let mut changed = Vec::new();
+                for (target, need) in &moves {
+                    if reached(&now, target) {
+                        continue;
+                    }
+                    // The step's capacity, then a fresh check right before the write: readiness
+                    // can be lost between the wait and here.
+                    cluster
+                        .wait_group_ready(&req.baseline, *need, opts.ready_timeout)
+                        .await?;
                     let st = cluster.require_group(&req.baseline).await?;
-                    if !st.is_ready_for(plan.required_replicas) {
+                    if !st.is_ready_for(*need) {
                         return Err(Error::BaselineNotReady {
                             group: req.baseline.to_string(),
                             ready: st.ready_replicas,
-                            required: plan.required_replicas,
+                            required: *need,
                             observed: st.observed,
                             waited: Duration::ZERO,
                         });
                     }
-                    cluster
-                        .write_traffic(&req.traffic, &plan.target_traffic)
-                        .await?;
-                    format!("{now} -> {} (verified by read-back)", plan.target_traffic)
-                };
-                report(step, format!("traffic {now}"), changed);
+                    cluster.write_traffic(&req.traffic, target).await?;
+                    changed.push(format!(
+                        "{now} -> {target} with {} ready (verified by read-back)",
+                        st.ready_replicas
+                    ));
+                    now = target.clone();
+                }
+                report(step, format!("traffic {first}"), joined(changed));
             }
             Step::Drain => {
                 tokio::time::sleep(opts.drain).await;
@@ -646,6 +663,79 @@ pub async fn execute_rollback(
         plan: plan.clone(),
         steps,
     })
+}
+
+/// The traffic after each step and the ready baseline replicas it needs.
+fn traffic_steps(plan: &RollbackPlan, opts: &RollbackOptions) -> Result<Vec<(TrafficState, i32)>> {
+    let steps = if opts.traffic_steps.is_empty() {
+        vec![100]
+    } else {
+        opts.traffic_steps.clone()
+    };
+    if steps.windows(2).any(|w| w[0] >= w[1])
+        || steps.iter().any(|p| *p == 0 || *p > 100)
+        || steps.last() != Some(&100)
+    {
+        return Err(Error::Invalid {
+            field: "traffic_steps".into(),
+            message: format!(
+                "expected increasing percentages in 1..=100 ending at 100, got {steps:?}"
+            ),
+        });
+    }
+    match (&plan.prior.traffic, steps.len()) {
+        (_, 1) => Ok(vec![(plan.target_traffic.clone(), plan.required_replicas)]),
+        (TrafficState::Weights { canary, baseline }, _) => {
+            let total = (canary + baseline).max(1);
+            Ok(steps
+                .iter()
+                .map(|p| {
+                    let moved = if *p == 100 {
+                        *canary
+                    } else {
+                        (i64::from(*canary) * i64::from(*p) / 100) as i32
+                    };
+                    let b = baseline + moved;
+                    let state = if *p == 100 {
+                        plan.target_traffic.clone()
+                    } else {
+                        TrafficState::Weights {
+                            canary: canary - moved,
+                            baseline: b,
+                        }
+                    };
+                    let need =
+                        ((i64::from(plan.required_replicas) * i64::from(b) + i64::from(total) - 1)
+                            / i64::from(total)) as i32;
+                    (state, need.min(plan.required_replicas))
+                })
+                .collect())
+        }
+        (TrafficState::Selector { .. }, _) => Err(Error::Invalid {
+            field: "traffic_steps".into(),
+            message: "a Service selector moves traffic at once; steps need an HTTPRoute".into(),
+        }),
+    }
+}
+
+/// Whether `now` already gives the baseline at least the traffic of `step`.
+fn reached(now: &TrafficState, step: &TrafficState) -> bool {
+    match (now, step) {
+        (
+            TrafficState::Weights {
+                canary: c,
+                baseline: b,
+            },
+            TrafficState::Weights {
+                canary: sc,
+                baseline: sb,
+            },
+        ) => {
+            // Compare baseline shares without division.
+            i64::from(*b) * i64::from(sc + sb) >= i64::from(*sb) * i64::from(c + b)
+        }
+        _ => now == step,
+    }
 }
 
 fn joined(v: Vec<String>) -> String {

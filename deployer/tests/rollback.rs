@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 use vigil_deployer::cluster::{GroupRef, TrafficSpec};
-use vigil_deployer::rollback::{execute_rollback, plan_rollback, rollback, RollbackRequest, Step};
+use vigil_deployer::rollback::{
+    execute_rollback, plan_rollback, rollback, RollbackOptions, RollbackRequest, Step,
+};
 use vigil_deployer::{Error, ROLLBACK_ANNOTATION};
 use vigil_kube_testserver::{Fault, TestServer, Verb};
 
@@ -179,13 +181,16 @@ async fn a_baseline_that_never_becomes_ready_stops_the_rollback_with_traffic_unt
 
 /// Runs the rollback with the process "dying" after its k-th write (every later write fails, as
 /// if nothing more was sent), reruns it cleanly, and checks the end state and the invariant.
-#[tokio::test]
-async fn rollback_interrupted_after_every_write_finishes_on_rerun() {
+async fn interrupt_after_every_write(traffic_steps: &[u32]) {
+    let opts = RollbackOptions {
+        traffic_steps: traffic_steps.to_vec(),
+        ..fast()
+    };
     // A clean run counts the writes.
     let server = TestServer::start().await.unwrap();
     shop_with_route(&server, 2, 4, (50, 50)).await;
     let cluster_clean = cluster(&server).await;
-    rollback(&cluster_clean, &route_request(), &fast())
+    rollback(&cluster_clean, &route_request(), &opts)
         .await
         .unwrap()
         .unwrap();
@@ -198,7 +203,7 @@ async fn rollback_interrupted_after_every_write_finishes_on_rerun() {
         shop_with_route(&server, 2, 4, (50, 50)).await;
         let cluster = cluster(&server).await;
         server.inject(Fault::every_write_after(k));
-        let first = rollback(&cluster, &route_request(), &fast()).await;
+        let first = rollback(&cluster, &route_request(), &opts).await;
         // The HPA controller races the deployer (it may resize the baseline first, making the
         // resize a no-op), so a run can need fewer writes than the clean one; then the fault never
         // fired and the first run simply succeeds.
@@ -209,7 +214,7 @@ async fn rollback_interrupted_after_every_write_finishes_on_rerun() {
             .count();
         assert_eq!(first.is_err(), failed_writes > 0, "write {k}: {first:?}");
         server.clear_faults();
-        let second = rollback(&cluster, &route_request(), &fast()).await;
+        let second = rollback(&cluster, &route_request(), &opts).await;
         assert!(second.is_ok(), "rerun after write {k}: {second:?}");
         assert_eq!(
             end_state(&server),
@@ -218,11 +223,72 @@ async fn rollback_interrupted_after_every_write_finishes_on_rerun() {
         );
         assert_route_invariant(&server, 50, 5);
         // A third run finds nothing to do.
-        assert!(rollback(&cluster, &route_request(), &fast())
+        assert!(rollback(&cluster, &route_request(), &opts)
             .await
             .unwrap()
             .is_none());
     }
+}
+
+#[tokio::test]
+async fn rollback_interrupted_after_every_write_finishes_on_rerun() {
+    interrupt_after_every_write(&[]).await;
+}
+
+#[tokio::test]
+async fn stepped_rollback_interrupted_after_every_write_finishes_on_rerun() {
+    interrupt_after_every_write(&[50, 100]).await;
+}
+
+/// Traffic leaves the failing canary in steps as baseline pods become ready one by one, each step
+/// only once the baseline has the ready replicas for its new share.
+#[tokio::test]
+async fn stepped_rollback_moves_traffic_as_capacity_becomes_ready() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server.set_ready_stagger(Duration::from_millis(60));
+    let cluster = cluster(&server).await;
+    let opts = RollbackOptions {
+        traffic_steps: vec![20, 60, 100],
+        ..fast()
+    };
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    let calls = plan.api_calls(&opts).unwrap().join("\n");
+    assert!(
+        calls.contains("weights canary=50 baseline=50 -> weights canary=40 baseline=60"),
+        "{calls}"
+    );
+    execute_rollback(&cluster, &plan, &opts, &mut |_| {})
+        .await
+        .unwrap();
+    let updates: Vec<(i64, i64)> = server
+        .history()
+        .iter()
+        .filter(|c| c.actor == USER && c.key.plural == "httproutes")
+        .map(|c| {
+            let w = |i: usize| {
+                c.object["spec"]["rules"][0]["backendRefs"][i]["weight"]
+                    .as_i64()
+                    .unwrap()
+            };
+            (w(0), w(1))
+        })
+        .collect();
+    // (baseline, canary): 50 + 20% of 50, 50 + 60% of 50, all.
+    assert_eq!(updates, [(60, 40), (80, 20), (100, 0)]);
+    assert_route_invariant(&server, 50, 5);
+    // The first step went out before the baseline had all 5 replicas ready: earlier relief.
+    let mut early = false;
+    server.replay(|c, snap| {
+        if c.actor == USER
+            && c.key.plural == "httproutes"
+            && ready_behind(snap, "shop-baseline") < 5
+        {
+            early = true;
+        }
+    });
+    assert!(early, "the first step should not wait for full capacity");
+    assert_eq!(end_state(&server), expected_end_state());
 }
 
 /// Cancels the rollback future right after each step completes (a process killed between steps)
@@ -316,7 +382,7 @@ async fn dry_run_plans_without_writing() {
     let cluster = cluster(&server).await;
     let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
     assert!(deployer_verbs(&server).iter().all(|v| !v.is_write()));
-    let calls = plan.api_calls(&fast());
+    let calls = plan.api_calls(&fast()).unwrap();
     let text = calls.join("\n");
     assert!(
         text.contains("horizontalpodautoscalers/shop-baseline  (merge: minReplicas 2 -> 5"),
@@ -369,6 +435,12 @@ async fn service_selector_rollback_moves_the_selector_after_the_baseline_is_read
     };
     let plan = plan_rollback(&cluster, &req).await.unwrap();
     assert_eq!(plan.required_replicas, 3 + 3, "3 + ceil(0.5 × 6)");
+    let stepped = RollbackOptions {
+        traffic_steps: vec![50, 100],
+        ..fast()
+    };
+    let err = plan.api_calls(&stepped).unwrap_err().to_string();
+    assert!(err.contains("traffic_steps"), "{err}");
     execute_rollback(&cluster, &plan, &fast(), &mut |_| {})
         .await
         .unwrap();

@@ -148,7 +148,7 @@ pub fn rollback(args: &RollbackArgs) -> Result<()> {
             Err(e) => return Err(e.into()),
         };
         if args.dry_run {
-            let calls = plan.api_calls(&opts);
+            let calls = plan.api_calls(&opts)?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&json!({"dry_run": true, "plan": plan, "api_calls": calls}))?);
             } else {

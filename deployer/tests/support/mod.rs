@@ -33,6 +33,7 @@ pub fn fast() -> RollbackOptions {
         drain: Duration::ZERO,
         retention: Duration::ZERO,
         ready_timeout: Duration::from_secs(5),
+        traffic_steps: Vec::new(),
     }
 }
 
@@ -181,7 +182,8 @@ pub fn ready_with(snap: &Snapshot, selector: &str) -> usize {
 }
 
 /// The invariant, checked over the server's history: whenever the route gives the baseline more
-/// than its share before the rollback, the baseline has at least `required` ready pods — until the
+/// than its share before the rollback, the baseline has at least `ceil(required × share)` ready
+/// pods (`required` for all traffic) — until the
 /// deployer hands the baseline back to its autoscaler (restores an HPA minimum below `required`).
 /// Returns how many states were checked with the baseline carrying the extra traffic.
 pub fn assert_route_invariant(
@@ -211,9 +213,11 @@ pub fn assert_route_invariant(
         if share > prior + 1e-9 {
             checked += 1;
             let ready = ready_behind(snap, "shop-baseline");
+            // The share of the capacity needed for all traffic that this share needs.
+            let need = (required as f64 * share - 1e-9).ceil() as usize;
             assert!(
-                ready >= required,
-                "at resourceVersion {} ({} by {}) the route sends {:.0}% to a baseline with {ready} ready pods, plan required {required}",
+                ready >= need,
+                "at resourceVersion {} ({} by {}) the route sends {:.0}% to a baseline with {ready} ready pods, plan required {need} of {required}",
                 change.resource_version, change.key.name, change.actor, share * 100.0
             );
         }

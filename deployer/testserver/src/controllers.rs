@@ -144,7 +144,7 @@ fn replicasets(s: &mut Shared) {
         let mut mine: Vec<&Value> = owned(&all_pods, &rs["metadata"]["uid"]);
         let have = mine.len() as i64;
         if have < desired {
-            for _ in have..desired {
+            for i in 0..(desired - have) {
                 s.sim.pod_counter += 1;
                 let name = format!("{}-{:05x}", k.name, s.sim.pod_counter);
                 let pod = json!({
@@ -155,7 +155,8 @@ fn replicasets(s: &mut Shared) {
                         "ownerReferences": [owner_ref(&rs)]},
                     "spec": rs["spec"]["template"]["spec"].clone(),
                 });
-                let ready_at = Instant::now() + s.sim.ready_delay;
+                let ready_at =
+                    Instant::now() + s.sim.ready_delay + s.sim.ready_stagger * (i as u32);
                 s.sim
                     .pod_ready_at
                     .insert((k.namespace.clone(), name), ready_at);

@@ -165,6 +165,8 @@ impl Fault {
 #[derive(Debug, Clone)]
 struct Simulation {
     ready_delay: Duration,
+    /// Extra delay per pod within one scale-up, so pods become ready one after another.
+    ready_stagger: Duration,
     /// Pods matching any of these (namespace, selector) never become ready.
     never_ready: Vec<(String, LabelSelector)>,
     /// What each HPA's metrics ask for, keyed by (namespace, name); absent = the target's current
@@ -212,6 +214,7 @@ impl TestServer {
             audit: Vec::new(),
             sim: Simulation {
                 ready_delay: Duration::from_millis(20),
+                ready_stagger: Duration::ZERO,
                 never_ready: Vec::new(),
                 hpa_desired: HashMap::new(),
                 pod_ready_at: HashMap::new(),
@@ -350,6 +353,11 @@ impl TestServer {
 
     pub fn set_ready_delay(&self, d: Duration) {
         lock(&self.state).sim.ready_delay = d;
+    }
+
+    /// The n-th pod of one scale-up becomes ready `n × stagger` after the first.
+    pub fn set_ready_stagger(&self, stagger: Duration) {
+        lock(&self.state).sim.ready_stagger = stagger;
     }
 
     /// Pods in `namespace` matching `selector` (label query syntax) will never become ready.
