@@ -276,3 +276,76 @@ async fn bad_config_and_unknown_groups_fail_with_the_field_named() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_deploy_is_refused_but_rollback_runs() {
+    let server = TestServer::start().await.unwrap();
+    shop(&server).await;
+    let dir = Dir::new("window");
+    let kubeconfig = dir.write("kubeconfig", &server.kubeconfig(NS, "vigil-cli"));
+    // Every day but today (UTC): the window is closed now, whatever the date.
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .weekday()
+        .to_monday_one_offset();
+    let days: Vec<&str> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i as i8 + 1 != today)
+        .map(|(_, d)| d)
+        .collect();
+    let config = dir.write(
+        "deploy.yaml",
+        &format!(
+            "{CONFIG}windows: {{time_zone: UTC, outside: refuse, allowed: [{{days: [{}], from: \"00:00\", to: \"24:00\"}}]}}\n",
+            days.join(", ")
+        ),
+    );
+    let manifest = dir.write(
+        "shop.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop}\nspec:\n  selector: {matchLabels: {app: shop}}\n  template:\n    metadata: {labels: {app: shop}}\n    spec: {containers: [{name: web, image: shop:2}]}\n",
+    );
+    let out = vigil(args(&[
+        "deploy",
+        "--config",
+        &config,
+        "--kubeconfig",
+        &kubeconfig,
+        "--manifest",
+        &manifest,
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("outside the allowed deployment windows")
+            && stderr.contains("next window opens"),
+        "{stderr}"
+    );
+
+    let out = vigil(args(&[
+        "rollback",
+        "--config",
+        &config,
+        "--kubeconfig",
+        &kubeconfig,
+        "--canary",
+        "shop-canary",
+        "--baseline",
+        "shop-baseline",
+        "--drain-seconds",
+        "0",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[move traffic]") && stdout.contains("Rolled back"),
+        "{stdout}"
+    );
+    assert!(server.get("deployments", NS, "shop-canary").is_none());
+}

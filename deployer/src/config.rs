@@ -317,13 +317,33 @@ impl Windows {
             .any(|(days, from, to)| days.contains(&z.weekday()) && m >= *from && m < *to)
     }
 
-    /// The next moment (to the minute) a window opens, within 8 days.
+    /// The next moment a window is open (`at` itself if open now), within 8 days.
     pub fn next_open(&self, at: Timestamp) -> Option<Timestamp> {
-        let start = at.as_second() - at.as_second().rem_euclid(60);
-        (0..8 * 24 * 60)
-            .map(|i| start + i * 60)
-            .filter_map(|s| Timestamp::from_second(s).ok())
-            .find(|t| *t >= at && self.is_open(*t))
+        if self.is_open(at) {
+            return Some(at);
+        }
+        let today = at.to_zoned(self.tz.clone()).date();
+        let mut best: Option<Timestamp> = None;
+        for d in 0..8 {
+            let Ok(date) = today.checked_add(jiff::Span::new().days(d)) else {
+                continue;
+            };
+            for (days, from, _) in &self.ranges {
+                if !days.contains(&date.weekday()) {
+                    continue;
+                }
+                // A start inside a DST gap resolves to the first instant after it.
+                let start = date.at((from / 60) as i8, (from % 60) as i8, 0, 0);
+                let Ok(z) = start.to_zoned(self.tz.clone()) else {
+                    continue;
+                };
+                let t = z.timestamp();
+                if t >= at && best.is_none_or(|b| t < b) {
+                    best = Some(t);
+                }
+            }
+        }
+        best
     }
 
     /// `Ok` if a deploy may start at `at`; otherwise a message naming the next window.
@@ -350,9 +370,20 @@ impl Windows {
 
     /// Refuses, or waits for the next window, per `outside`. Rollbacks never call this.
     pub async fn enforce(&self) -> Result<()> {
+        self.enforce_with(Timestamp::now, tokio::time::sleep).await
+    }
+
+    /// [`Windows::enforce`] with the clock and the sleep supplied (tests run days in no time).
+    /// Sleeps at most a minute at a time, so a changed clock (suspend, NTP step) is noticed.
+    pub async fn enforce_with<N, S, F>(&self, mut now: N, mut sleep: S) -> Result<()>
+    where
+        N: FnMut() -> Timestamp,
+        S: FnMut(Duration) -> F,
+        F: std::future::Future<Output = ()>,
+    {
         loop {
-            let now = Timestamp::now();
-            match self.check(now) {
+            let at = now();
+            match self.check(at) {
                 Ok(()) => return Ok(()),
                 Err(msg) if self.outside == OutsideWindow::Refuse => {
                     return Err(Error::OutsideWindow(msg))
@@ -360,10 +391,10 @@ impl Windows {
                 Err(msg) => {
                     tracing::info!(%msg, "waiting for the deployment window");
                     let next = self
-                        .next_open(now)
+                        .next_open(at)
                         .ok_or_else(|| Error::OutsideWindow(msg.clone()))?;
-                    let secs = (next.as_second() - now.as_second()).max(1) as u64;
-                    tokio::time::sleep(Duration::from_secs(secs.min(60))).await;
+                    let secs = (next.as_second() - at.as_second()).max(1) as u64;
+                    sleep(Duration::from_secs(secs.min(60))).await;
                 }
             }
         }
@@ -456,5 +487,33 @@ windows:
         assert!(msg.contains("Mon 2026-01-12 09:00"), "{msg}");
         // 16:00 itself is outside (ranges are half-open).
         assert!(!w.is_open("2026-01-08T15:00:00Z".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn wait_mode_sleeps_until_the_window_opens() {
+        let mut cfg = parse(FULL).unwrap().windows.unwrap();
+        cfg.outside = OutsideWindow::Wait;
+        let w = Windows::from_config(&cfg).unwrap();
+        // Friday 11:00 CET; the window opens Monday 09:00 CET = 2026-01-12T08:00:00Z.
+        let clock = std::cell::Cell::new("2026-01-09T10:00:00Z".parse::<Timestamp>().unwrap());
+        let slept = std::cell::Cell::new(0u64);
+        w.enforce_with(
+            || clock.get(),
+            |d| {
+                clock.set(clock.get() + jiff::SignedDuration::from_secs(d.as_secs() as i64));
+                slept.set(slept.get() + 1);
+                std::future::ready(())
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(clock.get(), "2026-01-12T08:00:00Z".parse::<Timestamp>().unwrap());
+        // 2 days 22 hours in one-minute sleeps.
+        assert_eq!(slept.get(), (2 * 24 + 22) * 60);
+        cfg.outside = OutsideWindow::Refuse;
+        let w = Windows::from_config(&cfg).unwrap();
+        let at = "2026-01-09T10:00:00Z".parse::<Timestamp>().unwrap();
+        let e = w.enforce_with(|| at, |_| std::future::ready(())).await.unwrap_err();
+        assert!(matches!(e, Error::OutsideWindow(_)));
     }
 }

@@ -10,6 +10,9 @@
 //! - [`versioned`]: `name-vNNN` copies of ConfigMaps and Secrets, and their garbage collection.
 //! - [`config`]: the deployer's YAML config file, including deployment windows.
 
+// No panics on input-derived values outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cluster;
 pub mod config;
 pub mod rollback;

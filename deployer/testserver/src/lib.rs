@@ -10,6 +10,9 @@
 //! Faults can be injected, and every request is recorded in an audit log so tests can check which
 //! calls were made and that they stay within an RBAC Role.
 
+// No panics on input-derived values outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod api;
 mod controllers;
 pub mod patch;
