@@ -507,13 +507,19 @@ windows:
         )
         .await
         .unwrap();
-        assert_eq!(clock.get(), "2026-01-12T08:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            clock.get(),
+            "2026-01-12T08:00:00Z".parse::<Timestamp>().unwrap()
+        );
         // 2 days 22 hours in one-minute sleeps.
         assert_eq!(slept.get(), (2 * 24 + 22) * 60);
         cfg.outside = OutsideWindow::Refuse;
         let w = Windows::from_config(&cfg).unwrap();
         let at = "2026-01-09T10:00:00Z".parse::<Timestamp>().unwrap();
-        let e = w.enforce_with(|| at, |_| std::future::ready(())).await.unwrap_err();
+        let e = w
+            .enforce_with(|| at, |_| std::future::ready(()))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::OutsideWindow(_)));
     }
 }
