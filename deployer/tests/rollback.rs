@@ -495,27 +495,7 @@ async fn invariant_check_catches_traffic_moved_to_a_shrunk_baseline() {
 #[tokio::test]
 async fn replicaset_server_groups_roll_back_through_their_scale_subresource() {
     let server = TestServer::start().await.unwrap();
-    for (name, track, replicas) in [("app-baseline", "baseline", 1), ("app-canary", "canary", 3)] {
-        server
-            .create(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": name, "namespace": NS},
-                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "app", "track": track}},
-                    "template": {"metadata": {"labels": {"app": "app", "track": track}},
-                        "spec": {"containers": [{"name": "web", "image": "app"}]}}}}))
-            .unwrap();
-    }
-    server
-        .create(service("app", json!({"app": "app"})))
-        .unwrap();
-    server
-        .create(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "app-canary", "namespace": NS},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-canary"},
-                "minReplicas": 3, "maxReplicas": 5}}))
-        .unwrap();
-    server
-        .settle(Duration::from_millis(60), Duration::from_secs(3))
-        .await;
+    replicaset_app(&server).await;
     let cluster = cluster(&server).await;
     let req = RollbackRequest {
         canary: GroupRef::replica_set("app-canary"),
@@ -624,4 +604,99 @@ async fn an_hpa_maximum_below_the_required_capacity_is_raised_then_restored() {
         (json!(2), json!(3))
     );
     assert_route_invariant(&server, 50, 5);
+}
+
+/// Two plain-named ReplicaSets under one Service selecting both: baseline 1, canary 3 (with an HPA).
+async fn replicaset_app(server: &TestServer) {
+    for (name, track, replicas) in [("app-baseline", "baseline", 1), ("app-canary", "canary", 3)] {
+        server
+            .create(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "app", "track": track}},
+                    "template": {"metadata": {"labels": {"app": "app", "track": track}},
+                        "spec": {"containers": [{"name": "web", "image": "app"}]}}}}))
+            .unwrap();
+    }
+    server
+        .create(service("app", json!({"app": "app"})))
+        .unwrap();
+    server
+        .create(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "app-canary", "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-canary"},
+                "minReplicas": 3, "maxReplicas": 5}}))
+        .unwrap();
+    server
+        .settle(Duration::from_millis(60), Duration::from_secs(3))
+        .await;
+}
+
+fn replicaset_request() -> RollbackRequest {
+    RollbackRequest {
+        canary: GroupRef::replica_set("app-canary"),
+        baseline: GroupRef::replica_set("app-baseline"),
+        traffic: TrafficSpec::Service {
+            service: "app".into(),
+        },
+    }
+}
+
+/// The Service-selector path, interrupted after every write: same end state, and the Service
+/// never selects only the baseline while it has fewer than the required 4 ready pods.
+#[tokio::test]
+async fn service_selector_rollback_interrupted_after_every_write_finishes_on_rerun() {
+    let clean = TestServer::start().await.unwrap();
+    replicaset_app(&clean).await;
+    rollback(&cluster(&clean).await, &replicaset_request(), &fast())
+        .await
+        .unwrap()
+        .unwrap();
+    let total = deployer_writes(&clean).len();
+    let end = |server: &TestServer| {
+        (
+            server.get("services", NS, "app").unwrap()["spec"]["selector"].clone(),
+            server.get("replicasets", NS, "app-baseline").unwrap()["spec"]["replicas"].clone(),
+            server.get("replicasets", NS, "app-canary").is_some(),
+            server
+                .get("horizontalpodautoscalers", NS, "app-canary")
+                .is_some(),
+        )
+    };
+    let expected = (
+        json!({"app": "app", "track": "baseline"}),
+        json!(4),
+        false,
+        false,
+    );
+    assert_eq!(end(&clean), expected);
+    for k in 0..total {
+        let server = TestServer::start().await.unwrap();
+        replicaset_app(&server).await;
+        let cluster = cluster(&server).await;
+        server.inject(Fault::every_write_after(k));
+        assert!(
+            rollback(&cluster, &replicaset_request(), &fast())
+                .await
+                .is_err(),
+            "write {k}"
+        );
+        server.clear_faults();
+        rollback(&cluster, &replicaset_request(), &fast())
+            .await
+            .unwrap();
+        assert_eq!(end(&server), expected, "after interruption at write {k}");
+        server.replay(|c, snap| {
+            let Some(svc) = snap.get("services", NS, "app") else {
+                return;
+            };
+            if svc["spec"]["selector"]["track"] == "baseline" {
+                let ready = ready_with(snap, "app=app,track=baseline");
+                assert!(
+                    ready >= 4,
+                    "write {k}: at rv {} the Service selects {ready} ready pods",
+                    c.resource_version
+                );
+            }
+        });
+    }
 }
