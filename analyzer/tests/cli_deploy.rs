@@ -56,7 +56,7 @@ fn deployment(name: &str, track: &str, replicas: i64) -> Value {
 }
 
 async fn ready(server: &TestServer, name: &str, n: i64) {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         let d = server.get("deployments", NS, name).unwrap();
         if d["status"]["readyReplicas"] == n
             && d["status"]["observedGeneration"] == d["metadata"]["generation"]

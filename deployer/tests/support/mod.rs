@@ -125,7 +125,7 @@ pub async fn shop_with_route(server: &TestServer, baseline: i64, canary: i64, we
 }
 
 pub async fn wait_ready(server: &TestServer, name: &str, replicas: i64) {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         if let Some(d) = server.get("deployments", NS, name) {
             if d["status"]["readyReplicas"].as_i64() == Some(replicas)
                 && d["status"]["observedGeneration"] == d["metadata"]["generation"]

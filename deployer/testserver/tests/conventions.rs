@@ -29,7 +29,7 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
 }
 
 async fn wait_ready(api: &Api<Deployment>, name: &str, replicas: i32) -> Deployment {
-    for _ in 0..400 {
+    for _ in 0..3000 {
         let d = api.get(name).await.unwrap();
         let st = d.status.clone().unwrap_or_default();
         if st.ready_replicas == Some(replicas) && st.observed_generation == d.metadata.generation {
