@@ -626,9 +626,15 @@ async fn replicaset_app(server: &TestServer) {
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-canary"},
                 "minReplicas": 3, "maxReplicas": 5}}))
         .unwrap();
-    server
-        .settle(Duration::from_millis(60), Duration::from_secs(3))
-        .await;
+    for (name, replicas) in [("app-baseline", 1), ("app-canary", 3)] {
+        for _ in 0..3000 {
+            let rs = server.get("replicasets", NS, name).unwrap();
+            if rs["status"]["readyReplicas"] == replicas {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 fn replicaset_request() -> RollbackRequest {
