@@ -375,3 +375,39 @@ async fn deploys_outside_the_window_are_refused_with_the_next_opening() {
     );
     assert!(deployer_writes(&server).is_empty());
 }
+
+#[tokio::test]
+async fn red_black_over_a_route_and_promote_back() {
+    let server = TestServer::start().await.unwrap();
+    route(&server);
+    let cluster = cluster(&server).await;
+    let c = cfg(
+        "{type: http_route, route: shop}",
+        "{type: red_black, max_history: 1}",
+        "",
+    );
+    deploy(&cluster, &c, manifest("shop:1", 2, None), go)
+        .await
+        .unwrap();
+    let r = deploy(&cluster, &c, manifest("shop:2", 2, None), go)
+        .await
+        .unwrap();
+    assert_eq!(r.previous.as_deref(), Some("shop-v000"));
+    assert_eq!(
+        weights_of(&server),
+        [("shop-v001".to_string(), 100), ("shop-v000".to_string(), 0)]
+    );
+    // Each group has its own Service for weighted routing.
+    let svc = server.get("services", NS, "shop-v001").unwrap();
+    assert_eq!(
+        svc["spec"]["selector"]["vigil.dev/server-group"],
+        "shop-v001"
+    );
+    let r = promote(&cluster, &c, "shop-v000").await.unwrap();
+    assert_eq!(r.previous.as_deref(), Some("shop-v001"));
+    assert_eq!(
+        weights_of(&server),
+        [("shop-v000".to_string(), 100), ("shop-v001".to_string(), 0)]
+    );
+    assert_route_capacity(&server, 2);
+}
