@@ -24,6 +24,9 @@ use std::time::Duration;
 /// Annotation holding a recorded rollback plan (JSON) on the canary and the baseline.
 pub const ROLLBACK_ANNOTATION: &str = "vigil.dev/rollback";
 
+/// Annotation on a scaled-down canary: when its forensic retention ends (RFC 3339).
+pub const RETAIN_UNTIL_ANNOTATION: &str = "vigil.dev/retain-until";
+
 /// Everything that can go wrong, named so a person at a terminal knows what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -32,7 +32,7 @@ use tracing::info;
 
 use crate::cluster::{Cluster, GroupRef, HpaBounds, TrafficSpec, TrafficState};
 use crate::versioned::{self, ConfigRef};
-use crate::{Error, Result, ROLLBACK_ANNOTATION};
+use crate::{Error, Result, RETAIN_UNTIL_ANNOTATION, ROLLBACK_ANNOTATION};
 
 /// What to roll back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +368,11 @@ impl RollbackPlan {
             self.prior.canary_replicas
         ));
         if !opts.retention.is_zero() {
+            calls.push(format!(
+                "PATCH  {}  (merge: annotation {RETAIN_UNTIL_ANNOTATION} = now + {:?})",
+                gpath(c),
+                opts.retention
+            ));
             calls.push(format!("SLEEP  {:?}  (retention)", opts.retention));
         }
         calls.push(format!(
@@ -603,7 +608,35 @@ pub async fn execute_rollback(
                         changed.push(format!("scaled {} {} -> 0", req.canary, st.spec_replicas));
                     }
                     if !opts.retention.is_zero() {
-                        tokio::time::sleep(opts.retention).await;
+                        // The deadline is recorded on the canary, so a resumed run waits only
+                        // for what is left of it.
+                        let until = match st
+                            .annotations
+                            .get(RETAIN_UNTIL_ANNOTATION)
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        {
+                            Some(t) => t,
+                            None => {
+                                let span = jiff::SignedDuration::try_from(opts.retention)
+                                    .unwrap_or(jiff::SignedDuration::MAX);
+                                let t = jiff::Timestamp::now()
+                                    .checked_add(span)
+                                    .unwrap_or(jiff::Timestamp::MAX);
+                                cluster
+                                    .annotate_group(
+                                        &req.canary,
+                                        RETAIN_UNTIL_ANNOTATION,
+                                        Some(&t.to_string()),
+                                    )
+                                    .await?;
+                                changed.push(format!("retained until {t}"));
+                                t
+                            }
+                        };
+                        let left = jiff::Timestamp::now().duration_until(until);
+                        if let Ok(left) = Duration::try_from(left) {
+                            tokio::time::sleep(left).await;
+                        }
                     }
                     if cluster.delete_group(&req.canary).await? {
                         changed.push(format!("deleted {}", req.canary));

@@ -706,3 +706,51 @@ async fn service_selector_rollback_interrupted_after_every_write_finishes_on_rer
         });
     }
 }
+
+/// The forensic retention deadline is recorded on the canary: a run killed while waiting resumes
+/// with only the rest of the wait, and the canary is kept (at 0 replicas) until then.
+#[tokio::test]
+async fn retention_survives_a_restart() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let cluster = cluster(&server).await;
+    let opts = RollbackOptions {
+        retention: Duration::from_secs(2),
+        ..fast()
+    };
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    assert!(plan
+        .api_calls(&opts)
+        .unwrap()
+        .iter()
+        .any(|c| c.contains("vigil.dev/retain-until")));
+    // Killed 200 ms into the retention.
+    let mut noop = |_: &vigil_deployer::rollback::StepReport| {};
+    let retaining = async {
+        while !server.get("deployments", NS, "shop-canary").unwrap()["metadata"]["annotations"]
+            ["vigil.dev/retain-until"]
+            .is_string()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::select! {
+        r = execute_rollback(&cluster, &plan, &opts, &mut noop) => panic!("finished during retention: {r:?}"),
+        _ = retaining => {}
+    }
+    let canary = server.get("deployments", NS, "shop-canary").unwrap();
+    assert_eq!(canary["spec"]["replicas"], 0);
+    let start = std::time::Instant::now();
+    rollback(&cluster, &route_request(), &opts)
+        .await
+        .unwrap()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(1850),
+        "waited {took:?}, not just the rest"
+    );
+    assert!(took >= Duration::from_millis(500), "waited only {took:?}");
+    assert_eq!(end_state(&server), expected_end_state());
+}
