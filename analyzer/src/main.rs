@@ -29,6 +29,12 @@ enum Command {
     /// Statistical tests with scipy's conventions: JSON request on stdin, JSON result on stdout.
     #[command(subcommand)]
     Stats(cli::stats::StatsCommand),
+    /// Roll a failed canary back: size and ready the baseline, then move traffic, then remove the canary.
+    Rollback(cli::deploy::RollbackArgs),
+    /// Deploy a new server group with the configured strategy (red/black, rolling, highlander).
+    Deploy(cli::deploy::DeployArgs),
+    /// Give all traffic to an existing server group.
+    Promote(cli::deploy::PromoteArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,9 @@ fn main() -> ExitCode {
         Command::Judge(args) => cli::judge::run(&args),
         Command::Logs { command } => cli::logs::run(command),
         Command::Stats(command) => cli::stats::run(&command),
+        Command::Rollback(args) => cli::deploy::rollback(&args),
+        Command::Deploy(args) => cli::deploy::deploy(&args),
+        Command::Promote(args) => cli::deploy::promote(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

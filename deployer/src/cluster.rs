@@ -1,0 +1,749 @@
+//! The deployer's view of a cluster: server groups, traffic and autoscalers, read and written
+//! through kube's `Client`. Every call retries transient API errors (409, 429, 5xx) a few times,
+//! so one flaky response does not abort a rollback halfway; anything else is returned at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
+use kube::Client;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::{json, Value};
+use tracing::{debug, warn};
+
+use crate::{Error, Result};
+
+/// Deployments and ReplicaSets are both server groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupKind {
+    Deployment,
+    ReplicaSet,
+}
+
+impl GroupKind {
+    pub fn plural(self) -> &'static str {
+        match self {
+            GroupKind::Deployment => "deployments",
+            GroupKind::ReplicaSet => "replicasets",
+        }
+    }
+}
+
+/// A server group by kind and name: `deployment/shop-v002`, `replicaset/app-canary`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRef {
+    pub kind: GroupKind,
+    pub name: String,
+}
+
+impl GroupRef {
+    pub fn deployment(name: &str) -> Self {
+        GroupRef {
+            kind: GroupKind::Deployment,
+            name: name.to_string(),
+        }
+    }
+    pub fn replica_set(name: &str) -> Self {
+        GroupRef {
+            kind: GroupKind::ReplicaSet,
+            name: name.to_string(),
+        }
+    }
+
+    /// Parses `deployment/NAME`, `replicaset/NAME` or a bare NAME (a Deployment).
+    pub fn parse(s: &str) -> Result<Self> {
+        let (kind, name) = match s.split_once('/') {
+            Some((k, n)) => (k, n),
+            None => ("deployment", s),
+        };
+        let kind = match kind.to_ascii_lowercase().as_str() {
+            "deployment" | "deployments" | "deploy" => GroupKind::Deployment,
+            "replicaset" | "replicasets" | "rs" => GroupKind::ReplicaSet,
+            other => {
+                return Err(Error::Invalid {
+                    field: "server group".into(),
+                    message: format!(
+                        "expected deployment/NAME or replicaset/NAME, got kind {other:?}"
+                    ),
+                })
+            }
+        };
+        if name.is_empty() {
+            return Err(Error::Invalid {
+                field: "server group".into(),
+                message: format!("{s:?} has no name"),
+            });
+        }
+        Ok(GroupRef {
+            kind,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for GroupRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = match self.kind {
+            GroupKind::Deployment => "deployment",
+            GroupKind::ReplicaSet => "replicaset",
+        };
+        write!(f, "{k}/{}", self.name)
+    }
+}
+
+/// What the deployer needs to know about a server group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupState {
+    pub spec_replicas: i32,
+    pub ready_replicas: i32,
+    /// For Deployments: replicas running the current template; for ReplicaSets: all replicas.
+    pub updated_replicas: i32,
+    /// `status.observedGeneration >= metadata.generation`: the status describes the current spec.
+    pub observed: bool,
+    pub match_labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub template: PodTemplateSpec,
+}
+
+impl GroupState {
+    /// Ready for `required` replicas of traffic, by a status that describes the current spec.
+    pub fn is_ready_for(&self, required: i32) -> bool {
+        self.observed
+            && self.spec_replicas >= required
+            && self.ready_replicas >= required
+            && self.updated_replicas >= required
+    }
+}
+
+/// Deployment and ReplicaSet expose the same fields under different types.
+pub trait GroupObject:
+    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    fn state(&self) -> GroupState;
+}
+
+fn observed(generation: Option<i64>, observed: Option<i64>) -> bool {
+    match (generation, observed) {
+        (Some(g), Some(o)) => o >= g,
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+impl GroupObject for Deployment {
+    fn state(&self) -> GroupState {
+        let spec = self.spec.clone().unwrap_or_default();
+        let st = self.status.clone().unwrap_or_default();
+        GroupState {
+            spec_replicas: spec.replicas.unwrap_or(1),
+            ready_replicas: st.ready_replicas.unwrap_or(0),
+            updated_replicas: st.updated_replicas.unwrap_or(0),
+            observed: observed(self.metadata.generation, st.observed_generation),
+            match_labels: spec.selector.match_labels.unwrap_or_default(),
+            labels: self.metadata.labels.clone().unwrap_or_default(),
+            annotations: self.metadata.annotations.clone().unwrap_or_default(),
+            template: spec.template,
+        }
+    }
+}
+
+impl GroupObject for ReplicaSet {
+    fn state(&self) -> GroupState {
+        let spec = self.spec.clone().unwrap_or_default();
+        let st = self.status.clone().unwrap_or_default();
+        GroupState {
+            spec_replicas: spec.replicas.unwrap_or(1),
+            ready_replicas: st.ready_replicas.unwrap_or(0),
+            updated_replicas: st.replicas,
+            observed: observed(self.metadata.generation, st.observed_generation),
+            match_labels: spec.selector.match_labels.unwrap_or_default(),
+            labels: self.metadata.labels.clone().unwrap_or_default(),
+            annotations: self.metadata.annotations.clone().unwrap_or_default(),
+            template: spec.template.unwrap_or_default(),
+        }
+    }
+}
+
+/// An HPA's bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HpaBounds {
+    pub name: String,
+    pub min: i32,
+    pub max: i32,
+}
+
+/// How traffic reaches server groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrafficSpec {
+    /// One Service; the group it selects serves. Moving traffic rewrites the Service's selector
+    /// to the target group's own `matchLabels` (atomic, and unlike relabelling a Deployment's pod
+    /// template it does not start a rollout).
+    Service { service: String },
+    /// A Gateway API HTTPRoute whose rules' `backendRefs` name one Service per group.
+    HttpRoute {
+        route: String,
+        canary_backend: String,
+        baseline_backend: String,
+    },
+}
+
+/// Traffic as read from the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrafficState {
+    Selector { selector: BTreeMap<String, String> },
+    Weights { canary: i32, baseline: i32 },
+}
+
+impl fmt::Display for TrafficState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrafficState::Selector { selector } => {
+                let s: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                write!(f, "selector {{{}}}", s.join(","))
+            }
+            TrafficState::Weights { canary, baseline } => {
+                write!(f, "weights canary={canary} baseline={baseline}")
+            }
+        }
+    }
+}
+
+pub fn httproute_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    )
+}
+
+/// A client from a kubeconfig file (optionally a named context), or — without a path — kube's
+/// inference: `$KUBECONFIG`, `~/.kube/config`, then the in-cluster service account.
+pub async fn connect(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<(Client, String)> {
+    #[cfg(feature = "tls")]
+    {
+        // One process-wide rustls provider, even if another crate links a second one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let connect_err = |context: String| {
+        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Connect { context, source: e }
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                connect_err(format!("reading kubeconfig {}", path.display()))(Box::new(e))
+            })?;
+            let opts = kube::config::KubeConfigOptions {
+                context: context.map(String::from),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| {
+                    connect_err(format!("loading kubeconfig {}", path.display()))(Box::new(e))
+                })?
+        }
+        None if context.is_some() => {
+            let opts = kube::config::KubeConfigOptions {
+                context: context.map(String::from),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&opts)
+                .await
+                .map_err(|e| connect_err("loading the default kubeconfig".into())(Box::new(e)))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            connect_err("inferring config (KUBECONFIG, ~/.kube/config, in-cluster)".into())(
+                Box::new(e),
+            )
+        })?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config)
+        .map_err(|e| connect_err("building the client".into())(Box::new(e)))?;
+    Ok((client, namespace))
+}
+
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// A namespace of one cluster, as the deployer uses it.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    namespace: String,
+    retries: u32,
+    backoff: Duration,
+    poll: Duration,
+}
+
+impl Cluster {
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Cluster {
+            client,
+            namespace: namespace.to_string(),
+            retries: 3,
+            backoff: Duration::from_millis(200),
+            poll: Duration::from_millis(500),
+        }
+    }
+
+    /// How often a transient error is retried and how long to wait between attempts.
+    pub fn with_retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// How often readiness is re-checked when a watch ends early.
+    pub fn with_poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn routes(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &httproute_resource())
+    }
+
+    /// Runs one API call, retrying transient failures.
+    pub async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, kube::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            debug!(call = what, attempt, "API call");
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.retries && is_transient(&e) => {
+                    warn!(call = what, error = %e, attempt, "transient API error, retrying");
+                    attempt += 1;
+                    tokio::time::sleep(self.backoff * attempt).await;
+                }
+                Err(e) => {
+                    return Err(Error::Api {
+                        call: what.to_string(),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Like [`Cluster::call`], with 404 as `None`.
+    pub async fn call_opt<T, F, Fut>(&self, what: &str, f: F) -> Result<Option<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, kube::Error>>,
+    {
+        match self.call(what, f).await {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Api { source, .. }) if is_not_found(&source) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn group(&self, g: &GroupRef) -> Result<Option<GroupState>> {
+        match g.kind {
+            GroupKind::Deployment => self.group_of::<Deployment>(&g.name).await,
+            GroupKind::ReplicaSet => self.group_of::<ReplicaSet>(&g.name).await,
+        }
+    }
+
+    async fn group_of<K: GroupObject>(&self, name: &str) -> Result<Option<GroupState>> {
+        let api = self.api::<K>();
+        let what = format!("get {}/{name}", K::plural(&()));
+        Ok(self
+            .call_opt(&what, || api.get(name))
+            .await?
+            .map(|o| o.state()))
+    }
+
+    pub async fn require_group(&self, g: &GroupRef) -> Result<GroupState> {
+        self.group(g).await?.ok_or_else(|| Error::NotFound {
+            kind: g.kind.plural().to_string(),
+            name: g.name.clone(),
+            namespace: self.namespace.clone(),
+        })
+    }
+
+    /// Sets replicas through the scale subresource.
+    pub async fn scale_group(&self, g: &GroupRef, replicas: i32) -> Result<()> {
+        let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        let pp = PatchParams::default();
+        let what = format!(
+            "patch {}/{}/scale replicas={replicas}",
+            g.kind.plural(),
+            g.name
+        );
+        match g.kind {
+            GroupKind::Deployment => {
+                let api = self.api::<Deployment>();
+                self.call(&what, || api.patch_scale(&g.name, &pp, &patch))
+                    .await?;
+            }
+            GroupKind::ReplicaSet => {
+                let api = self.api::<ReplicaSet>();
+                self.call(&what, || api.patch_scale(&g.name, &pp, &patch))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) one annotation with a merge patch.
+    pub async fn annotate_group(&self, g: &GroupRef, key: &str, value: Option<&str>) -> Result<()> {
+        let patch = Patch::Merge(json!({"metadata": {"annotations": {key: value}}}));
+        let what = format!("patch {}/{} annotation {key}", g.kind.plural(), g.name);
+        let pp = PatchParams::default();
+        match g.kind {
+            GroupKind::Deployment => {
+                let api = self.api::<Deployment>();
+                self.call(&what, || api.patch(&g.name, &pp, &patch)).await?;
+            }
+            GroupKind::ReplicaSet => {
+                let api = self.api::<ReplicaSet>();
+                self.call(&what, || api.patch(&g.name, &pp, &patch)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a server group and (in the background) its pods; `false` if it was already gone.
+    pub async fn delete_group(&self, g: &GroupRef) -> Result<bool> {
+        let dp = DeleteParams::background();
+        let what = format!("delete {}/{}", g.kind.plural(), g.name);
+        let gone = match g.kind {
+            GroupKind::Deployment => {
+                let api = self.api::<Deployment>();
+                self.call_opt(&what, || api.delete(&g.name, &dp))
+                    .await?
+                    .is_some()
+            }
+            GroupKind::ReplicaSet => {
+                let api = self.api::<ReplicaSet>();
+                self.call_opt(&what, || api.delete(&g.name, &dp))
+                    .await?
+                    .is_some()
+            }
+        };
+        Ok(gone)
+    }
+
+    /// Waits until the group is ready for `required` replicas, watching the object and
+    /// re-establishing the watch when it drops. Gives up after `timeout` with the last state seen.
+    pub async fn wait_group_ready(
+        &self,
+        g: &GroupRef,
+        required: i32,
+        timeout: Duration,
+    ) -> Result<GroupState> {
+        let start = Instant::now();
+        loop {
+            let remaining = timeout.saturating_sub(start.elapsed());
+            let watched = match g.kind {
+                GroupKind::Deployment => {
+                    self.watch_ready::<Deployment>(&g.name, required, remaining)
+                        .await
+                }
+                GroupKind::ReplicaSet => {
+                    self.watch_ready::<ReplicaSet>(&g.name, required, remaining)
+                        .await
+                }
+            };
+            if let Some(state) = watched {
+                return Ok(state);
+            }
+            // The watch timed out or failed: decide from a fresh read.
+            let state = self.require_group(g).await?;
+            if state.is_ready_for(required) {
+                return Ok(state);
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::BaselineNotReady {
+                    group: g.to_string(),
+                    ready: state.ready_replicas,
+                    required,
+                    observed: state.observed,
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.poll.min(timeout.saturating_sub(start.elapsed()))).await;
+        }
+    }
+
+    async fn watch_ready<K: GroupObject>(
+        &self,
+        name: &str,
+        required: i32,
+        within: Duration,
+    ) -> Option<GroupState> {
+        let cond = move |o: Option<&K>| o.is_some_and(|o| o.state().is_ready_for(required));
+        let waiting = kube::runtime::wait::await_condition(self.api::<K>(), name, cond);
+        match tokio::time::timeout(within, waiting).await {
+            Ok(Ok(Some(obj))) => Some(obj.state()),
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                warn!(error = %e, name, "watch for readiness failed; re-reading");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The HPA whose `scaleTargetRef` is this group, if any.
+    pub async fn hpa_for(&self, g: &GroupRef) -> Result<Option<HpaBounds>> {
+        let api = self.api::<HorizontalPodAutoscaler>();
+        let lp = ListParams::default();
+        let list = self
+            .call("list horizontalpodautoscalers", || api.list(&lp))
+            .await?;
+        let kind = match g.kind {
+            GroupKind::Deployment => "Deployment",
+            GroupKind::ReplicaSet => "ReplicaSet",
+        };
+        Ok(list.items.into_iter().find_map(|h| {
+            let spec = h.spec?;
+            (spec.scale_target_ref.kind == kind && spec.scale_target_ref.name == g.name).then(
+                || HpaBounds {
+                    name: h.metadata.name.unwrap_or_default(),
+                    min: spec.min_replicas.unwrap_or(1),
+                    max: spec.max_replicas,
+                },
+            )
+        }))
+    }
+
+    pub async fn hpa(&self, name: &str) -> Result<Option<HpaBounds>> {
+        let api = self.api::<HorizontalPodAutoscaler>();
+        let h = self
+            .call_opt(&format!("get horizontalpodautoscalers/{name}"), || {
+                api.get(name)
+            })
+            .await?;
+        Ok(h.and_then(|h| {
+            let spec = h.spec?;
+            Some(HpaBounds {
+                name: name.to_string(),
+                min: spec.min_replicas.unwrap_or(1),
+                max: spec.max_replicas,
+            })
+        }))
+    }
+
+    pub async fn set_hpa_bounds(&self, name: &str, min: i32, max: i32) -> Result<()> {
+        let api = self.api::<HorizontalPodAutoscaler>();
+        let patch = Patch::Merge(json!({"spec": {"minReplicas": min, "maxReplicas": max}}));
+        let pp = PatchParams::default();
+        let what = format!("patch horizontalpodautoscalers/{name} min={min} max={max}");
+        self.call(&what, || api.patch(name, &pp, &patch)).await?;
+        Ok(())
+    }
+
+    pub async fn delete_hpa(&self, name: &str) -> Result<bool> {
+        let api = self.api::<HorizontalPodAutoscaler>();
+        let dp = DeleteParams::default();
+        let what = format!("delete horizontalpodautoscalers/{name}");
+        Ok(self
+            .call_opt(&what, || api.delete(name, &dp))
+            .await?
+            .is_some())
+    }
+
+    pub async fn read_traffic(&self, spec: &TrafficSpec) -> Result<TrafficState> {
+        match spec {
+            TrafficSpec::Service { service } => {
+                let api = self.api::<Service>();
+                let svc = self
+                    .call_opt(&format!("get services/{service}"), || api.get(service))
+                    .await?
+                    .ok_or_else(|| self.not_found("services", service))?;
+                Ok(TrafficState::Selector {
+                    selector: svc.spec.and_then(|s| s.selector).unwrap_or_default(),
+                })
+            }
+            TrafficSpec::HttpRoute {
+                route,
+                canary_backend,
+                baseline_backend,
+            } => {
+                let api = self.routes();
+                let r = self
+                    .call_opt(&format!("get httproutes/{route}"), || api.get(route))
+                    .await?
+                    .ok_or_else(|| self.not_found("httproutes", route))?;
+                route_weights(&r.data, route, canary_backend, baseline_backend)
+            }
+        }
+    }
+
+    /// Writes traffic and verifies it by reading it back from the API.
+    pub async fn write_traffic(&self, spec: &TrafficSpec, target: &TrafficState) -> Result<()> {
+        match (spec, target) {
+            (TrafficSpec::Service { service }, TrafficState::Selector { selector }) => {
+                let api = self.api::<Service>();
+                // Read-modify-replace with the resourceVersion: the selector is replaced whole,
+                // and a concurrent writer makes this a 409 (retried) instead of a lost update.
+                self.call(&format!("replace services/{service} selector"), || async {
+                    let mut svc = api.get(service).await?;
+                    if let Some(s) = svc.spec.as_mut() {
+                        s.selector = Some(selector.clone());
+                    }
+                    api.replace(service, &PostParams::default(), &svc).await
+                })
+                .await?;
+            }
+            (
+                TrafficSpec::HttpRoute {
+                    route,
+                    canary_backend,
+                    baseline_backend,
+                },
+                TrafficState::Weights { canary, baseline },
+            ) => {
+                let api = self.routes();
+                self.call(&format!("replace httproutes/{route} weights"), || async {
+                    let mut r = api.get(route).await?;
+                    set_route_weights(
+                        &mut r.data,
+                        canary_backend,
+                        *canary,
+                        baseline_backend,
+                        *baseline,
+                    );
+                    api.replace(route, &PostParams::default(), &r).await
+                })
+                .await?;
+            }
+            _ => {
+                return Err(Error::Invalid {
+                    field: "traffic".into(),
+                    message: format!("{target} cannot be written to {spec:?}"),
+                })
+            }
+        }
+        let found = self.read_traffic(spec).await?;
+        if &found != target {
+            return Err(Error::TrafficNotVerified {
+                object: match spec {
+                    TrafficSpec::Service { service } => format!("services/{service}"),
+                    TrafficSpec::HttpRoute { route, .. } => format!("httproutes/{route}"),
+                },
+                expected: target.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn not_found(&self, kind: &str, name: &str) -> Error {
+        Error::NotFound {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+/// Weights of the two backends in the first rule that names the canary backend.
+fn route_weights(data: &Value, route: &str, canary: &str, baseline: &str) -> Result<TrafficState> {
+    let rules = data["spec"]["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for rule in rules {
+        let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
+        let weight = |name: &str| {
+            refs.iter()
+                .find(|b| b["name"] == name)
+                // An absent weight is 1, per the Gateway API.
+                .map(|b| b["weight"].as_i64().unwrap_or(1) as i32)
+        };
+        if let (Some(c), b) = (weight(canary), weight(baseline)) {
+            return Ok(TrafficState::Weights {
+                canary: c,
+                baseline: b.unwrap_or(0),
+            });
+        }
+    }
+    Err(Error::Invalid {
+        field: format!("httproutes/{route} spec.rules[].backendRefs"),
+        message: format!("no rule has a backendRef named {canary:?}"),
+    })
+}
+
+fn set_route_weights(data: &mut Value, canary: &str, cw: i32, baseline: &str, bw: i32) {
+    let Some(rules) = data["spec"]["rules"].as_array_mut() else {
+        return;
+    };
+    for rule in rules {
+        let Some(refs) = rule["backendRefs"].as_array_mut() else {
+            continue;
+        };
+        if !refs.iter().any(|b| b["name"] == canary) {
+            continue;
+        }
+        if !refs.iter().any(|b| b["name"] == baseline) {
+            let mut b = refs
+                .iter()
+                .find(|b| b["name"] == canary)
+                .cloned()
+                .unwrap_or_default();
+            b["name"] = json!(baseline);
+            refs.push(b);
+        }
+        for b in refs.iter_mut() {
+            if b["name"] == canary {
+                b["weight"] = json!(cw);
+            } else if b["name"] == baseline {
+                b["weight"] = json!(bw);
+            }
+        }
+        return;
+    }
+}

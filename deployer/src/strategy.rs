@@ -1,0 +1,518 @@
+//! Deployment strategies over Spinnaker-style versioned server groups (`<cluster>-v000`, …),
+//! found by the label `vigil.dev/cluster`.
+//!
+//! - **Red/black**: deploy the new group, wait until it is ready, move all traffic to it; the old
+//!   groups stay scaled (instant rollback) up to `max_history`, older ones are deleted.
+//! - **Rolling red/black**: grow the new group and shift traffic in steps (25/50/75/100 %); each
+//!   step's traffic goes to the new group only after it has the ready replicas for that share.
+//!   Between steps a hook (the analysis verdict) may stop, which rolls back with
+//!   [`crate::rollback`].
+//! - **Highlander**: like red/black, then delete every older group.
+//!
+//! Deploys and promotions respect deployment windows; rollbacks never check them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{ListParams, PostParams};
+use serde::Serialize;
+use serde_json::json;
+use tracing::info;
+
+use crate::cluster::{Cluster, GroupRef, TrafficSpec};
+use crate::config::{DeployerConfig, StrategyConfig, TrafficConfig, Windows};
+use crate::rollback::{self, RollbackRequest};
+use crate::versioned::{self, ConfigRef};
+use crate::{Error, Result};
+
+pub const CLUSTER_LABEL: &str = "vigil.dev/cluster";
+pub const GROUP_LABEL: &str = "vigil.dev/server-group";
+
+/// What the analysis says between rolling steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepVerdict {
+    Continue,
+    Stop(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeployReport {
+    pub server_group: String,
+    pub previous: Option<String>,
+    /// Traffic percentages the new group reached, in order.
+    pub steps: Vec<u32>,
+    pub deleted_groups: Vec<String>,
+    pub config_versions: BTreeMap<String, String>,
+}
+
+/// `shop-v012` → 12 for cluster `shop`.
+pub fn group_version(cluster: &str, name: &str) -> Option<u32> {
+    let v = name.strip_prefix(cluster)?.strip_prefix("-v")?;
+    (v.len() >= 3 && v.chars().all(|c| c.is_ascii_digit())).then(|| v.parse().ok())?
+}
+
+/// The cluster's server groups, oldest first.
+pub async fn server_groups(cluster: &Cluster, name: &str) -> Result<Vec<Deployment>> {
+    let api = cluster.api::<Deployment>();
+    let lp = ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}"));
+    let mut groups = cluster
+        .call("list deployments", || api.list(&lp))
+        .await?
+        .items;
+    groups.sort_by_key(|d| {
+        d.metadata
+            .name
+            .as_deref()
+            .and_then(|n| group_version(name, n))
+            .unwrap_or(0)
+    });
+    Ok(groups)
+}
+
+fn name_of(d: &Deployment) -> String {
+    d.metadata.name.clone().unwrap_or_default()
+}
+
+/// The group receiving (most) traffic now.
+async fn serving_group(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    groups: &[Deployment],
+) -> Result<Option<String>> {
+    match &cfg.traffic {
+        TrafficConfig::Service { service } => {
+            let api = cluster.api::<Service>();
+            let svc = cluster
+                .call_opt(&format!("get services/{service}"), || api.get(service))
+                .await?;
+            let sel = svc
+                .and_then(|s| s.spec)
+                .and_then(|s| s.selector)
+                .unwrap_or_default();
+            Ok(groups
+                .iter()
+                .find(|d| {
+                    d.spec
+                        .as_ref()
+                        .and_then(|s| s.selector.match_labels.as_ref())
+                        == Some(&sel)
+                })
+                .map(name_of))
+        }
+        TrafficConfig::HttpRoute { route, .. } => {
+            let api = cluster.routes();
+            let r = cluster
+                .call_opt(&format!("get httproutes/{route}"), || api.get(route))
+                .await?;
+            let refs = r
+                .map(|r| r.data["spec"]["rules"][0]["backendRefs"].clone())
+                .unwrap_or_default();
+            Ok(refs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|b| b["weight"].as_i64().unwrap_or(1) > 0)
+                .max_by_key(|b| b["weight"].as_i64().unwrap_or(1))
+                .and_then(|b| b["name"].as_str().map(String::from)))
+        }
+    }
+}
+
+/// Sets the route's first rule to exactly these backends and weights, and verifies the read-back.
+async fn set_weights(
+    cluster: &Cluster,
+    route: &str,
+    port: i32,
+    weights: &[(String, i32)],
+) -> Result<()> {
+    let api = cluster.routes();
+    let refs: Vec<serde_json::Value> = weights
+        .iter()
+        .map(|(n, w)| json!({"group": "", "kind": "Service", "name": n, "port": port, "weight": w}))
+        .collect();
+    cluster
+        .call(&format!("replace httproutes/{route} weights"), || async {
+            let mut r = api.get(route).await?;
+            r.data["spec"]["rules"][0]["backendRefs"] = json!(refs);
+            api.replace(route, &PostParams::default(), &r).await
+        })
+        .await?;
+    let r = cluster
+        .call(&format!("get httproutes/{route}"), || api.get(route))
+        .await?;
+    let found: Vec<(String, i32)> = r.data["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap_or_default().to_string(),
+                b["weight"].as_i64().unwrap_or(1) as i32,
+            )
+        })
+        .collect();
+    if found != weights {
+        return Err(Error::TrafficNotVerified {
+            object: format!("httproutes/{route}"),
+            expected: format!("{weights:?}"),
+            found: format!("{found:?}"),
+        });
+    }
+    info!(route, ?weights, "traffic weights set and verified");
+    Ok(())
+}
+
+/// A Service per server group, for weighted routing.
+async fn ensure_group_service(
+    cluster: &Cluster,
+    group: &str,
+    selector: &BTreeMap<String, String>,
+    port: i32,
+) -> Result<()> {
+    let api = cluster.api::<Service>();
+    if cluster
+        .call_opt(&format!("get services/{group}"), || api.get(group))
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": group, "labels": {GROUP_LABEL: group}},
+        "spec": {"selector": selector, "ports": [{"port": port, "targetPort": port}]},
+    }))
+    .map_err(|e| Error::Invalid {
+        field: "service".into(),
+        message: e.to_string(),
+    })?;
+    let pp = PostParams::default();
+    cluster
+        .call(&format!("create services/{group}"), || {
+            api.create(&pp, &svc)
+        })
+        .await?;
+    Ok(())
+}
+
+/// Moves all traffic to `group` (and, for routes, keeps `others` listed at weight 0).
+async fn switch_to(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    group: &Deployment,
+    others: &[String],
+) -> Result<()> {
+    let name = name_of(group);
+    let selector = group
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default();
+    match &cfg.traffic {
+        TrafficConfig::Service { service } => {
+            let state = crate::cluster::TrafficState::Selector { selector };
+            cluster
+                .write_traffic(
+                    &TrafficSpec::Service {
+                        service: service.clone(),
+                    },
+                    &state,
+                )
+                .await
+        }
+        TrafficConfig::HttpRoute { route, port } => {
+            ensure_group_service(cluster, &name, &selector, *port).await?;
+            let mut w = vec![(name, 100)];
+            w.extend(others.iter().map(|o| (o.clone(), 0)));
+            set_weights(cluster, route, *port, &w).await
+        }
+    }
+}
+
+async fn enforce_windows(cfg: &DeployerConfig) -> Result<()> {
+    match &cfg.windows {
+        Some(w) => Windows::from_config(w)?.enforce().await,
+        None => Ok(()),
+    }
+}
+
+/// Deploys `manifest` (a Deployment; its name is ignored) as the next server group of the cluster.
+/// `hook` is called after each rolling step with the percentage the new group serves.
+pub async fn deploy<F, Fut>(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    manifest: Deployment,
+    mut hook: F,
+) -> Result<DeployReport>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = StepVerdict>,
+{
+    enforce_windows(cfg).await?;
+    let groups = server_groups(cluster, &cfg.cluster).await?;
+    let next = groups
+        .iter()
+        .filter_map(|d| group_version(&cfg.cluster, &name_of(d)))
+        .max()
+        .map_or(0, |v| v + 1);
+    let name = format!("{}-v{next:03}", cfg.cluster);
+    let previous = serving_group(cluster, cfg, &groups).await?;
+    let mut d = manifest;
+    let target = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let labels = [
+        (CLUSTER_LABEL.to_string(), cfg.cluster.clone()),
+        (GROUP_LABEL.to_string(), name.clone()),
+    ];
+    d.metadata = kube::api::ObjectMeta {
+        name: Some(name.clone()),
+        labels: Some(
+            d.metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(labels.clone())
+                .collect(),
+        ),
+        annotations: d.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    let spec = d.spec.as_mut().ok_or_else(|| Error::Invalid {
+        field: "manifest.spec".into(),
+        message: "a Deployment manifest needs a spec".into(),
+    })?;
+    let ml = spec.selector.match_labels.get_or_insert_with(BTreeMap::new);
+    ml.extend(labels.clone());
+    let tmeta = spec.template.metadata.get_or_insert_with(Default::default);
+    tmeta
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .extend(labels);
+    let config_versions = versioned::version_template(cluster, &mut spec.template).await?;
+    let rolling = match &cfg.strategy {
+        StrategyConfig::RollingRedBlack { steps, .. } => Some(steps.clone()),
+        _ => None,
+    };
+    spec.replicas = Some(match (&rolling, &previous) {
+        (Some(steps), Some(_)) => scaled(target, steps[0]),
+        _ => target,
+    });
+    let api = cluster.api::<Deployment>();
+    let pp = PostParams::default();
+    let created = cluster
+        .call(&format!("create deployments/{name}"), || {
+            api.create(&pp, &d)
+        })
+        .await?;
+    info!(group = %name, previous = ?previous, "server group created");
+    let gref = GroupRef::deployment(&name);
+    let timeout = cfg.rollback.options().ready_timeout;
+    let mut reached = Vec::new();
+    match (&rolling, &previous) {
+        (Some(steps), Some(prev)) => {
+            let TrafficConfig::HttpRoute { route, port } = &cfg.traffic else {
+                return Err(Error::Invalid {
+                    field: "traffic".into(),
+                    message: "rolling_red_black needs traffic.type http_route".into(),
+                });
+            };
+            let selector = created
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.match_labels.clone())
+                .unwrap_or_default();
+            ensure_group_service(cluster, &name, &selector, *port).await?;
+            for &p in steps {
+                let replicas = scaled(target, p);
+                let st = cluster.require_group(&gref).await?;
+                if st.spec_replicas < replicas {
+                    cluster.scale_group(&gref, replicas).await?;
+                }
+                cluster
+                    .wait_group_ready(&gref, replicas, timeout)
+                    .await
+                    .map_err(|e| not_ready(e, &name))?;
+                let w = vec![(name.clone(), p as i32), (prev.clone(), 100 - p as i32)];
+                set_weights(cluster, route, *port, &w).await?;
+                reached.push(p);
+                info!(group = %name, percent = p, "rolling step reached");
+                if let StepVerdict::Stop(reason) = hook(p).await {
+                    let req = RollbackRequest {
+                        canary: gref.clone(),
+                        baseline: GroupRef::deployment(prev),
+                        traffic: TrafficSpec::HttpRoute {
+                            route: route.clone(),
+                            canary_backend: name.clone(),
+                            baseline_backend: prev.clone(),
+                        },
+                    };
+                    rollback::rollback(cluster, &req, &cfg.rollback.options()).await?;
+                    return Err(Error::Stopped { percent: p, reason });
+                }
+            }
+        }
+        _ => {
+            cluster
+                .wait_group_ready(&gref, target, timeout)
+                .await
+                .map_err(|e| not_ready(e, &name))?;
+            let others: Vec<String> = groups.iter().map(name_of).collect();
+            let others: Vec<String> = others
+                .into_iter()
+                .filter(|o| Some(o) == previous.as_ref())
+                .collect();
+            switch_to(cluster, cfg, &created, &others).await?;
+            reached.push(100);
+        }
+    }
+    let deleted_groups = trim(cluster, cfg, &name).await?;
+    Ok(DeployReport {
+        server_group: name,
+        previous,
+        steps: reached,
+        deleted_groups,
+        config_versions: config_versions
+            .into_iter()
+            .map(|(k, v)| (k.name, v))
+            .collect(),
+    })
+}
+
+fn not_ready(e: Error, name: &str) -> Error {
+    match e {
+        Error::BaselineNotReady {
+            ready,
+            required,
+            waited,
+            ..
+        } => Error::NotReady {
+            group: name.to_string(),
+            ready,
+            required,
+            waited,
+        },
+        e => e,
+    }
+}
+
+fn scaled(target: i32, percent: u32) -> i32 {
+    ((i64::from(target) * i64::from(percent) + 99) / 100).max(1) as i32
+}
+
+/// Moves all traffic to an existing server group (after it is ready at its own size), then
+/// applies the strategy's clean-up.
+pub async fn promote(cluster: &Cluster, cfg: &DeployerConfig, group: &str) -> Result<DeployReport> {
+    enforce_windows(cfg).await?;
+    let groups = server_groups(cluster, &cfg.cluster).await?;
+    let g = groups
+        .iter()
+        .find(|d| name_of(d) == group)
+        .ok_or_else(|| cluster.not_found("deployments", group))?;
+    let previous = serving_group(cluster, cfg, &groups).await?;
+    let gref = GroupRef::deployment(group);
+    let st = cluster.require_group(&gref).await?;
+    cluster
+        .wait_group_ready(
+            &gref,
+            st.spec_replicas.max(1),
+            cfg.rollback.options().ready_timeout,
+        )
+        .await
+        .map_err(|e| not_ready(e, group))?;
+    let others: Vec<String> = previous
+        .iter()
+        .filter(|p| p.as_str() != group)
+        .cloned()
+        .collect();
+    switch_to(cluster, cfg, g, &others).await?;
+    let deleted_groups = trim(cluster, cfg, group).await?;
+    Ok(DeployReport {
+        server_group: group.to_string(),
+        previous,
+        steps: vec![100],
+        deleted_groups,
+        config_versions: BTreeMap::new(),
+    })
+}
+
+/// Deletes older server groups the strategy no longer keeps (with their HPAs and per-group
+/// Services), then old config versions beyond the history limit.
+async fn trim(cluster: &Cluster, cfg: &DeployerConfig, serving: &str) -> Result<Vec<String>> {
+    let groups = server_groups(cluster, &cfg.cluster).await?;
+    let older: Vec<String> = groups
+        .iter()
+        .map(name_of)
+        .filter(|n| n != serving)
+        .collect();
+    let keep = match &cfg.strategy {
+        StrategyConfig::Highlander => 0,
+        StrategyConfig::RedBlack { max_history }
+        | StrategyConfig::RollingRedBlack { max_history, .. } => *max_history,
+    };
+    let doomed: Vec<String> = older
+        .iter()
+        .take(older.len().saturating_sub(keep))
+        .cloned()
+        .collect();
+    if doomed.is_empty() {
+        return Ok(doomed);
+    }
+    let mut bases = BTreeSet::new();
+    for d in groups.iter().filter(|d| doomed.contains(&name_of(d))) {
+        if let Some(spec) = &d.spec {
+            for r in versioned::config_refs(&spec.template) {
+                if let Some((base, _)) = versioned::split_version(&r.name) {
+                    bases.insert(ConfigRef {
+                        kind: r.kind,
+                        name: base.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    if let TrafficConfig::HttpRoute { route, port } = &cfg.traffic {
+        let kept: Vec<(String, i32)> = std::iter::once((serving.to_string(), 100))
+            .chain(
+                older
+                    .iter()
+                    .filter(|o| !doomed.contains(o))
+                    .map(|o| (o.clone(), 0)),
+            )
+            .collect();
+        set_weights(cluster, route, *port, &kept).await?;
+    }
+    for name in &doomed {
+        let g = GroupRef::deployment(name);
+        if let Some(h) = cluster.hpa_for(&g).await? {
+            cluster.delete_hpa(&h.name).await?;
+        }
+        cluster.delete_group(&g).await?;
+        if matches!(cfg.traffic, TrafficConfig::HttpRoute { .. }) {
+            let api = cluster.api::<Service>();
+            let dp = kube::api::DeleteParams::default();
+            cluster
+                .call_opt(&format!("delete services/{name}"), || api.delete(name, &dp))
+                .await?;
+        }
+        info!(group = %name, "older server group deleted");
+    }
+    versioned::collect_garbage(cluster, &bases, cfg.config_history).await?;
+    Ok(doomed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_step_sizes() {
+        assert_eq!(group_version("shop", "shop-v012"), Some(12));
+        assert_eq!(group_version("shop", "shopping-v012"), None);
+        assert_eq!(group_version("shop", "shop-v1"), None);
+        assert_eq!(scaled(4, 25), 1);
+        assert_eq!(scaled(4, 50), 2);
+        assert_eq!(scaled(5, 50), 3);
+        assert_eq!(scaled(4, 100), 4);
+    }
+}

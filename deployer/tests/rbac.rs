@@ -1,0 +1,191 @@
+//! The shipped Role (`deployer/rbac.yaml`) allows every call the deployer makes, and grants
+//! nothing it does not use.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use serde::Deserialize;
+use serde_json::json;
+use support::*;
+use vigil_deployer::config;
+use vigil_deployer::rollback::rollback;
+use vigil_deployer::strategy::{deploy, promote, StepVerdict};
+use vigil_kube_testserver::{AuditEntry, TestServer};
+
+#[derive(Deserialize)]
+struct Role {
+    kind: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    api_groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+fn role() -> Role {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac.yaml")).unwrap();
+    let role: Role = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(role.kind, "Role");
+    role
+}
+
+fn allows(rule: &Rule, a: &AuditEntry) -> bool {
+    rule.api_groups.iter().any(|g| g == &a.group)
+        && rule.resources.iter().any(|r| r == &a.resource)
+        && rule.verbs.iter().any(|v| v == a.verb.as_str())
+}
+
+fn manifest(image: &str, config: &str, secret: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "shop"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "shop"}},
+            "template": {"metadata": {"labels": {"app": "shop"}},
+                "spec": {"containers": [{"name": "web", "image": image,
+                    "envFrom": [{"configMapRef": {"name": config}}, {"secretRef": {"name": secret}}]}]}}}
+    }))
+    .unwrap()
+}
+
+/// Every code path that talks to the API: rollback over a route, red/black and highlander over a
+/// Service with versioned config, promote, and a rolling deploy stopped by a verdict.
+async fn exercise(server: &TestServer) {
+    let cluster = cluster(server).await;
+    shop_with_route(server, 2, 4, (50, 50)).await;
+    rollback(&cluster, &route_request(), &fast()).await.unwrap();
+
+    server
+        .create(service("web", json!({"app": "none"})))
+        .unwrap();
+    server.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config", "namespace": NS}, "data": {"a": "1"}})).unwrap();
+    server.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secret", "namespace": NS}, "data": {"k": "dg=="}})).unwrap();
+    let base = "namespace: shop\ncluster: web\ntraffic: {type: service, service: web}\nrollback: {drain_seconds: 0, ready_timeout_seconds: 5}\nconfig_history: 1\n";
+    let red_black = config::parse(&format!(
+        "{base}strategy: {{type: red_black, max_history: 1}}\n"
+    ))
+    .unwrap();
+    let go = |_| async { StepVerdict::Continue };
+    deploy(
+        &cluster,
+        &red_black,
+        manifest("web:1", "web-config", "web-secret"),
+        go,
+    )
+    .await
+    .unwrap();
+    server
+        .patch("configmaps", NS, "web-config", json!({"data": {"a": "2"}}))
+        .unwrap();
+    deploy(
+        &cluster,
+        &red_black,
+        manifest("web:2", "web-config", "web-secret"),
+        go,
+    )
+    .await
+    .unwrap();
+    promote(&cluster, &red_black, "web-v000").await.unwrap();
+    server
+        .patch("secrets", NS, "web-secret", json!({"data": {"k": "dzI="}}))
+        .unwrap();
+    let highlander = config::parse(&format!("{base}strategy: {{type: highlander}}\n")).unwrap();
+    deploy(
+        &cluster,
+        &highlander,
+        manifest("web:3", "web-config", "web-secret"),
+        go,
+    )
+    .await
+    .unwrap();
+
+    server
+        .create(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "api", "namespace": NS}, "spec": {"rules": [{"backendRefs": []}]}}))
+        .unwrap();
+    let rolling = config::parse(
+        "namespace: shop\ncluster: api\ntraffic: {type: http_route, route: api}\nstrategy: {type: rolling_red_black, steps: [50, 100]}\nrollback: {drain_seconds: 0, ready_timeout_seconds: 5}\n",
+    )
+    .unwrap();
+    deploy(
+        &cluster,
+        &rolling,
+        manifest("api:1", "web-config", "web-secret"),
+        go,
+    )
+    .await
+    .unwrap();
+    let stop = |_| async { StepVerdict::Stop("fail".into()) };
+    assert!(deploy(
+        &cluster,
+        &rolling,
+        manifest("api:2", "web-config", "web-secret"),
+        stop
+    )
+    .await
+    .is_err());
+    // Highlander over a route deletes the older group's per-group Service too.
+    let route_highlander = config::parse(
+        "namespace: shop\ncluster: api\ntraffic: {type: http_route, route: api}\nstrategy: {type: highlander}\nrollback: {drain_seconds: 0, ready_timeout_seconds: 5}\n",
+    )
+    .unwrap();
+    deploy(
+        &cluster,
+        &route_highlander,
+        manifest("api:3", "web-config", "web-secret"),
+        go,
+    )
+    .await
+    .unwrap();
+    assert!(server.get("services", NS, "api-v000").is_none());
+}
+
+#[tokio::test]
+async fn every_call_is_allowed_by_the_role_and_every_rule_is_used() {
+    let server = TestServer::start().await.unwrap();
+    exercise(&server).await;
+    let role = role();
+    let calls: Vec<AuditEntry> = server
+        .audit()
+        .into_iter()
+        .filter(|a| a.user == USER)
+        .collect();
+    assert!(calls.len() > 50);
+    let denied: BTreeSet<String> = calls
+        .iter()
+        .filter(|a| !role.rules.iter().any(|r| allows(r, a)))
+        .map(|a| format!("{} {} {:?}", a.verb.as_str(), a.resource, a.group))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "calls outside deployer/rbac.yaml: {denied:#?}"
+    );
+
+    let used: BTreeSet<(String, String, String)> = calls
+        .iter()
+        .map(|a| {
+            (
+                a.group.clone(),
+                a.resource.clone(),
+                a.verb.as_str().to_string(),
+            )
+        })
+        .collect();
+    let mut unused = Vec::new();
+    for r in &role.rules {
+        for g in &r.api_groups {
+            for res in &r.resources {
+                for v in &r.verbs {
+                    if !used.contains(&(g.clone(), res.clone(), v.clone())) {
+                        unused.push(format!("{v} {res} in {g:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+}
