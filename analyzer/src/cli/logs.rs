@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::logs::eval::{self, SystemResult};
-use crate::logs::{LogFormat, Miner, MinerConfig, TemplateId};
+use crate::logs::{IdMap, LogFormat, Miner, MinerConfig, TemplateId};
 
 #[derive(Subcommand, Debug)]
 pub enum LogsCommand {
@@ -79,6 +79,18 @@ pub fn split_lines<'a>(input: &'a [u8], stats: &mut InputStats) -> Vec<std::borr
         return out;
     }
     let body = input.strip_suffix(b"\n").unwrap_or(input);
+    // Valid UTF-8 throughout (the usual case) is checked once, not per line.
+    if let Ok(text) = std::str::from_utf8(body) {
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            stats.lines += 1;
+            stats.empty += usize::from(line.is_empty());
+            stats.long += usize::from(line.len() >= LONG_LINE);
+            stats.with_nul += usize::from(line.as_bytes().contains(&0));
+            out.push(std::borrow::Cow::Borrowed(line));
+        }
+        return out;
+    }
     for raw in body.split(|&b| b == b'\n') {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         stats.lines += 1;
@@ -144,7 +156,7 @@ fn parse(a: ParseArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     // Template text is looked up once per template, not per line.
-    let mut cache: std::collections::HashMap<TemplateId, String> = std::collections::HashMap::new();
+    let mut cache: IdMap<String> = IdMap::default();
     if matches!(a.format, OutputFormat::Csv) {
         writeln!(out, "LineId,EventId,EventTemplate")?;
     }
