@@ -20,7 +20,7 @@ pub const WILDCARD: &str = "<*>";
 
 /// Delimiters that end a "segment" of a token: a path is recognised per segment, so that
 /// `/10.1.2.3:50010` is a path-like address followed by a port.
-const fn is_segment_delim(b: u8) -> bool {
+const fn segment_delim_const(b: u8) -> bool {
     matches!(
         b,
         b',' | b';'
@@ -45,8 +45,8 @@ const fn is_segment_delim(b: u8) -> bool {
 }
 
 /// Delimiters that split a segment into pieces, each piece judged on its own.
-const fn is_piece_delim(b: u8) -> bool {
-    is_segment_delim(b)
+const fn piece_delim_const(b: u8) -> bool {
+    segment_delim_const(b)
         || matches!(
             b,
             b'.' | b'-' | b'+' | b'#' | b'$' | b'%' | b'&' | b'/' | b'*'
@@ -171,23 +171,27 @@ pub fn mask_token_into(tok: &str, out: &mut String) -> bool {
             continue;
         }
         let start = i;
+        let (mut slash, mut backslash) = (false, false);
         while i < b.len() && !is_segment_delim(b[i]) {
+            slash |= b[i] == b'/';
+            backslash |= b[i] == b'\\';
             i += 1;
         }
         // Non-ASCII bytes are never delimiters, so `start..i` is on char boundaries.
         let seg = &tok[start..i];
-        if is_address(seg.as_bytes()) {
-            // `host/1.2.3.4` or `host:port`: one network address.
-            if let Some(p) = port_len(&b[i..]) {
-                i += p;
-            }
+        let sb = seg.as_bytes();
+        let port = port_len(&b[i..]);
+        if slash && is_address(sb) {
+            // `host/1.2.3.4` or `host/1.2.3.4:port`: one network address.
+            i += port.unwrap_or(0);
             push_variable(out);
             changed = true;
-        } else if host_like(seg.as_bytes()) && port_len(&b[i..]).is_some() {
-            i += port_len(&b[i..]).unwrap_or(0);
+        } else if port.is_some() && host_like(sb) {
+            // `host:port`.
+            i += port.unwrap_or(0);
             push_variable(out);
             changed = true;
-        } else if segment_is_path(seg.as_bytes()) {
+        } else if (slash || backslash) && segment_is_path(sb) {
             push_variable(out);
             changed = true;
         } else {
@@ -478,6 +482,28 @@ pub fn split_tokens<'a>(content: &'a str, extra: &[char], out: &mut Vec<&'a str>
     }
 }
 
+/// Whether a template token already covers a token: its literal runs appear in order, the
+/// first at the start and the last at the end (each `<*>` standing for any text).
+pub fn covers(template_tok: &str, tok: &str) -> bool {
+    let Some((head, rest)) = template_tok.split_once(WILDCARD) else {
+        return template_tok == tok;
+    };
+    let Some(mut left) = tok.strip_prefix(head) else {
+        return false;
+    };
+    let mut parts = rest.split(WILDCARD).peekable();
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            return left.len() >= p.len() && left.ends_with(p);
+        }
+        match left.find(p) {
+            Some(i) => left = &left[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Whether two different masked tokens disagree in constant text: some slot differs where neither
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
@@ -570,7 +596,15 @@ fn may_collapse(t: &str) -> bool {
     let b = t.as_bytes();
     match b.first() {
         Some(b'B' | b'K' | b'M' | b'G' | b'T') if b.len() <= 4 => true,
-        Some(_) if (3..=10).contains(&b.len()) => calendar_word(t) == Some(true),
+        Some(c)
+            if (3..=10).contains(&b.len())
+                && matches!(
+                    c | 0x20,
+                    b'j' | b'f' | b'm' | b'a' | b's' | b'o' | b'n' | b'd'
+                ) =>
+        {
+            calendar_word(t) == Some(true)
+        }
         _ => false,
     }
 }
@@ -735,7 +769,22 @@ const SUSPICIOUS: u32 = 1 << 31;
 
 const C_SUSPICIOUS: u8 = 1;
 const C_PIECE: u8 = 2;
+const C_SPACE: u8 = 4;
+const C_QUOTE: u8 = 8;
+const C_SEGMENT: u8 = 16;
 
+#[inline]
+fn is_segment_delim(b: u8) -> bool {
+    CLASS[b as usize] & C_SEGMENT != 0
+}
+
+#[inline]
+fn is_piece_delim(b: u8) -> bool {
+    CLASS[b as usize] & C_PIECE != 0
+}
+
+/// Byte classes for the tokeniser; letters are 0, so the common byte costs one load and one
+/// branch.
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
@@ -744,8 +793,17 @@ const CLASS: [u8; 256] = {
         if b.is_ascii_digit() || b == b'/' || b == b'\\' || b >= 0x80 {
             t[c] |= C_SUSPICIOUS;
         }
-        if is_piece_delim(b) {
+        if piece_delim_const(b) {
             t[c] |= C_PIECE;
+        }
+        if segment_delim_const(b) {
+            t[c] |= C_SEGMENT;
+        }
+        if b.is_ascii_whitespace() {
+            t[c] |= C_SPACE;
+        }
+        if b == b'"' {
+            t[c] |= C_QUOTE;
         }
         c += 1;
     }
@@ -766,7 +824,7 @@ fn scan_tokens(b: &[u8], out: &mut Vec<(u32, u32)>) {
     let n = b.len();
     let mut i = 0;
     loop {
-        while i < n && b[i].is_ascii_whitespace() {
+        while i < n && CLASS[b[i] as usize] & C_SPACE != 0 {
             i += 1;
         }
         if i >= n {
@@ -776,11 +834,17 @@ fn scan_tokens(b: &[u8], out: &mut Vec<(u32, u32)>) {
         let mut suspicious = false;
         let mut piece = i;
         while i < n {
-            let c = b[i];
-            if c.is_ascii_whitespace() {
+            let cls = CLASS[b[i] as usize];
+            if cls == 0 {
+                i += 1;
+                continue;
+            }
+            if cls & C_SPACE != 0 {
                 break;
             }
-            if c == b'"' && (i == start || matches!(b[i - 1], b'=' | b'(' | b'[' | b'{' | b':')) {
+            if cls & C_QUOTE != 0
+                && (i == start || matches!(b[i - 1], b'=' | b'(' | b'[' | b'{' | b':'))
+            {
                 if let Some(off) = b[i + 1..].iter().position(|&x| x == b'"') {
                     i += off + 2;
                     suspicious = true;
@@ -788,7 +852,6 @@ fn scan_tokens(b: &[u8], out: &mut Vec<(u32, u32)>) {
                     continue;
                 }
             }
-            let cls = CLASS[c as usize];
             suspicious |= cls & C_SUSPICIOUS != 0;
             if cls & C_PIECE != 0 {
                 suspicious |= is_keyword_piece(&b[piece..i]);
@@ -990,6 +1053,17 @@ mod tests {
         v.clear();
         split_tokens("a|b  c", &['|'], &mut v);
         assert_eq!(v, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn covers_by_glob() {
+        assert!(covers("rhost=<*>", "rhost=example.org"));
+        assert!(covers("rhost=<*>", "rhost="));
+        assert!(covers("<*>", "anything"));
+        assert!(covers("a<*>b<*>c", "aXbYc"));
+        assert!(!covers("a<*>b<*>c", "aXc"));
+        assert!(!covers("node-<*>", "host-1"));
+        assert!(covers("plain", "plain") && !covers("plain", "other"));
     }
 
     #[test]

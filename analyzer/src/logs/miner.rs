@@ -17,8 +17,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::mask::{
-    constant_conflict, extract_params, generalise_token, split_tokens, tok_hash, PTok, Prepared,
-    WILDCARD,
+    constant_conflict, covers, extract_params, generalise_token, split_tokens, tok_hash, PTok,
+    Prepared, WILDCARD,
 };
 use super::LogError;
 
@@ -461,6 +461,7 @@ impl Miner {
         for (k, h) in hashes.iter().enumerate() {
             if c.hashes[k] == *h
                 || c.fits[k] == *h
+                || covers(&c.tokens[k], masked.text(k))
                 || !constant_conflict(&c.tokens[k], masked.text(k))
             {
                 continue;
@@ -540,7 +541,11 @@ impl Miner {
         c.count += 1;
         let mut changed = false;
         for (k, h) in hashes.iter().enumerate() {
-            if c.hashes[k] != *h && c.hashes[k] != WILD_HASH && c.fits[k] != *h {
+            if c.hashes[k] != *h
+                && c.hashes[k] != WILD_HASH
+                && c.fits[k] != *h
+                && !covers(&c.tokens[k], masked.text(k))
+            {
                 let g = generalise_token(&c.tokens[k], masked.text(k));
                 if *g == *c.tokens[k] {
                     // Remember the value that the token already covers: the next message with
