@@ -228,7 +228,7 @@ fn prepare_into(config: &MinerConfig, content: &str, p: &mut Prepared) {
 }
 
 /// Messages per block handed from masking workers to the clustering thread.
-const BLOCK: usize = 4096;
+const BLOCK: usize = 1024;
 
 impl Miner {
     pub fn new(config: MinerConfig) -> Miner {
@@ -316,17 +316,23 @@ impl Miner {
         let config = self.config.clone();
         let blocks: Vec<&[S]> = contents.chunks(BLOCK).collect();
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Prepared)>(2 * threads);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize, Prepared)>(2 * threads);
+            let mut recycle = Vec::with_capacity(threads);
             for w in 0..threads {
                 let tx = tx.clone();
+                // Buffers come back after clustering, so a worker allocates a few, not one per
+                // block, and the blocks stay small enough for the clustering thread's cache.
+                let (back_tx, back_rx) = std::sync::mpsc::channel::<Prepared>();
+                recycle.push(back_tx);
                 let (blocks, config) = (&blocks, &config);
                 scope.spawn(move || {
                     for (b, block) in blocks.iter().enumerate().skip(w).step_by(threads) {
-                        let mut p = Prepared::default();
+                        let mut p = back_rx.try_recv().unwrap_or_default();
+                        p.clear();
                         for c in block.iter() {
                             prepare_into(config, c.as_ref(), &mut p);
                         }
-                        if tx.send((b, p)).is_err() {
+                        if tx.send((b, w, p)).is_err() {
                             return;
                         }
                     }
@@ -334,15 +340,17 @@ impl Miner {
             }
             drop(tx);
             // Blocks arrive in any order; cluster them in input order.
-            let mut pending: HashMap<usize, Prepared> = HashMap::new();
+            let mut pending: HashMap<usize, (usize, Prepared)> = HashMap::new();
             let mut next = 0;
-            for (b, p) in rx {
-                pending.insert(b, p);
-                while let Some(p) = pending.remove(&next) {
+            for (b, w, p) in rx {
+                pending.insert(b, (w, p));
+                while let Some((w, p)) = pending.remove(&next) {
                     for i in 0..p.len() {
                         let ci = self.assign(&p, i);
                         ids.push(self.clusters[ci].id);
                     }
+                    // A worker that has finished no longer listens; its buffer is just dropped.
+                    let _ = recycle[w].send(p);
                     next += 1;
                 }
             }
