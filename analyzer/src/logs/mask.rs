@@ -641,10 +641,6 @@ impl Prepared {
         self.ends.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
     /// Tokens of message `i`.
     pub fn line(&self, i: usize) -> &[PTok] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
