@@ -390,16 +390,25 @@ impl Miner {
 
     /// The templates as a library to save and seed the next analysis with.
     pub fn library(&self) -> TemplateLibrary {
+        // Two clusters can end with the same text (hence id); the library has one entry per id.
+        let mut index: IdMap<usize> = IdMap::default();
+        let mut templates: Vec<LibraryTemplate> = Vec::new();
+        for t in self.templates() {
+            match index.get(&t.id) {
+                Some(&i) => templates[i].count += t.count,
+                None => {
+                    index.insert(t.id, templates.len());
+                    templates.push(LibraryTemplate {
+                        id: t.id,
+                        template: t.text.to_owned(),
+                        count: t.count,
+                    });
+                }
+            }
+        }
         TemplateLibrary {
             version: TemplateLibrary::VERSION,
-            templates: self
-                .templates()
-                .map(|t| LibraryTemplate {
-                    id: t.id,
-                    template: t.text.to_owned(),
-                    count: t.count,
-                })
-                .collect(),
+            templates,
         }
     }
 
