@@ -32,7 +32,10 @@ proptest! {
             prop_assert!(m.template(r.template_id).is_some());
         }
         let lib = m.library();
-        prop_assert_eq!(lib.templates.len(), m.templates().count());
+        let ids: std::collections::HashSet<_> = m.templates().map(|t| t.id).collect();
+        prop_assert_eq!(lib.templates.len(), ids.len());
+        let total: u64 = lib.templates.iter().map(|t| t.count).sum();
+        prop_assert_eq!(total, lines.len() as u64);
     }
 
     /// Arbitrary bytes through a header format.
@@ -106,7 +109,11 @@ fn odd_lines_are_counted_not_fatal() {
     assert_eq!(
         miner.template(ids[2]),
         Some("bad utf8 \u{fffd}\u{fffd} here")
-    );
+    ); // Empty lines share one template.
+    let (ids, miner, _) = parse_bytes(b"\n\n\nx\n\n", None, 1);
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[4]);
+    assert_eq!(miner.templates().count(), 2);
 }
 
 fn run_vigil(args: &[&str], stdin: &[u8]) -> (String, String, bool) {

@@ -453,7 +453,8 @@ impl Miner {
         let n = hashes.len().max(1);
         let mut family = self.clusters.len() as u32;
         if let Some((eq, _, ci)) = best {
-            if eq as f64 / n as f64 >= self.config.similarity {
+            // An exact match (including two empty messages) always joins, whatever the threshold.
+            if eq == hashes.len() || eq as f64 / n as f64 >= self.config.similarity {
                 if self.constants_settled(ci, masked, hashes) {
                     self.merge_into(ci, masked, hashes);
                     self.absorb_family(ci);
