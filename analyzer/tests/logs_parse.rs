@@ -8,8 +8,16 @@ use proptest::prelude::*;
 use vigil_analyzer::cli::logs::{parse_bytes, InputStats};
 use vigil_analyzer::logs::{LogFormat, Miner, MinerConfig};
 
+/// 512 cases by default; `PROPTEST_CASES=N` runs a longer fuzz.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Any bytes: no panic, one id per line, every id names a template.
     #[test]
@@ -44,6 +52,25 @@ proptest! {
         let f = LogFormat::parse("<Date> <Time> <Level> <Component>: <Content>").unwrap();
         let (ids, _, stats) = parse_bytes(&input, Some(&f), 1);
         prop_assert_eq!(ids.len(), stats.lines);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// Random log-like messages, enough to take the parallel path: two threads give exactly the
+    /// ids and templates of one.
+    #[test]
+    fn parallel_equals_sequential_on_random_messages(lines in proptest::collection::vec(
+        proptest::string::string_regex("(user|job|node|ERROR|ok|alpha|beta|[0-9]{1,6}|0x[0-9a-f]{4}|/[a-z]+|\"q [a-z]+\"|Jul|KB)( (user|job|node|ERROR|ok|alpha|beta|[0-9]{1,6}|x=[a-z0-9]{1,3}|Jul|KB)){0,7}").unwrap(),
+        2100..2600)) {
+        let input = lines.join("\n");
+        let (one, m1, _) = parse_bytes(input.as_bytes(), None, 1);
+        let (two, m2, _) = parse_bytes(input.as_bytes(), None, 2);
+        prop_assert_eq!(one, two);
+        let t1: Vec<_> = m1.templates().map(|t| (t.id, t.count)).collect();
+        let t2: Vec<_> = m2.templates().map(|t| (t.id, t.count)).collect();
+        prop_assert_eq!(t1, t2);
     }
 }
 
