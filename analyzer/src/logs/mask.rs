@@ -514,19 +514,27 @@ pub fn covers(template_tok: &str, tok: &str) -> bool {
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
 pub fn constant_conflict(a: &str, b: &str) -> bool {
+    conflicting_constants(a, b).is_some()
+}
+
+/// The constant texts that make two tokens conflict (see [`constant_conflict`]): the first
+/// differing slot, or the leading words when the shapes differ. A position's distinct values
+/// are counted on these, so `topActivity=ComponentInfo{A}` and `topActivity=…{B}` are one key.
+pub fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a str, &'a str)> {
     if a == b {
-        return false;
+        return None;
     }
     match align(a, b, is_segment_delim) {
         // Different shapes: a conflict when the leading words (the keys) differ, as in
         // `num=<*>,flags=<*>` against `topActivity=ComponentInfo{<*>}`.
         None => {
             let (ka, kb) = (first_slot(a), first_slot(b));
-            ka != kb && !ka.contains(WILDCARD) && !kb.contains(WILDCARD)
+            (ka != kb && !ka.contains(WILDCARD) && !kb.contains(WILDCARD)).then_some((ka, kb))
         }
-        Some(slots) => slots.iter().any(
-            |s| matches!(s, Slot::Differ(x, y) if !x.contains(WILDCARD) && !y.contains(WILDCARD)),
-        ),
+        Some(slots) => slots.into_iter().find_map(|s| match s {
+            Slot::Differ(x, y) if !x.contains(WILDCARD) && !y.contains(WILDCARD) => Some((x, y)),
+            _ => None,
+        }),
     }
 }
 

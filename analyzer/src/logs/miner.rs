@@ -26,8 +26,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::mask::{
-    constant_conflict, covers, extract_params, generalise_token, split_tokens, tok_hash, PTok,
-    Prepared, WILDCARD,
+    conflicting_constants, constant_conflict, covers, extract_params, generalise_token,
+    split_tokens, tok_hash, PTok, Prepared, WILDCARD,
 };
 use super::LogError;
 
@@ -486,13 +486,12 @@ impl Miner {
         let need = self.config.distinct_constants.max(2);
         let mut settled = true;
         for (k, h) in hashes.iter().enumerate() {
-            if c.hashes[k] == *h
-                || c.fits[k] == *h
-                || covers(&c.tokens[k], masked.text(k))
-                || !constant_conflict(&c.tokens[k], masked.text(k))
-            {
+            if c.hashes[k] == *h || c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
                 continue;
             }
+            let Some((ca, cb)) = conflicting_constants(&c.tokens[k], masked.text(k)) else {
+                continue;
+            };
             if is_enum_word(&c.tokens[k]) && is_enum_word(masked.text(k)) {
                 // Upper-case identifiers (`NEW`, `RUNNING`, `CONTAINER_REMOTE_LAUNCH`) are
                 // states and event kinds: each value is its own template, however many appear.
@@ -505,7 +504,7 @@ impl Miner {
                 .or_default()
                 .entry(k)
                 .or_default();
-            for v in [c.hashes[k], *h] {
+            for v in [tok_hash(ca.as_bytes()), tok_hash(cb.as_bytes())] {
                 if !seen.contains(&v) && seen.len() < need {
                     seen.push(v);
                 }
