@@ -434,36 +434,37 @@ impl Miner {
 
     fn assign_hashed(&mut self, masked: &LineView<'_>, hashes: &[u64]) -> usize {
         let key = bucket_key(hashes);
-        let mut best: Option<(usize, usize, usize)> = None; // (eq, wildcards, cluster)
+        // (constant positions equal, all positions equal, wildcards, cluster)
+        let mut best: Option<(usize, usize, usize, usize)> = None;
         if let Some(cands) = self.buckets.get(&key) {
             for &ci in cands {
                 let c = &self.clusters[ci as usize];
-                let mut eq = 0;
-                let mut wild = 0;
+                let (mut eq_const, mut eq_all, mut wild) = (0, 0, 0);
                 for (a, b) in c.hashes.iter().zip(hashes) {
                     if *a == WILD_HASH {
                         wild += 1;
-                        if *b == WILD_HASH {
-                            eq += 1;
-                        }
+                        eq_all += usize::from(*b == WILD_HASH);
                     } else if a == b {
-                        eq += 1;
+                        eq_const += 1;
+                        eq_all += 1;
                     }
                 }
                 let better = match best {
                     None => true,
-                    Some((be, bw, _)) => eq > be || (eq == be && wild > bw),
+                    Some((bc, ba, bw, _)) => (eq_const, eq_all, wild) > (bc, ba, bw),
                 };
                 if better {
-                    best = Some((eq, wild, ci as usize));
+                    best = Some((eq_const, eq_all, wild, ci as usize));
                 }
             }
         }
         let n = hashes.len().max(1);
         let mut family = self.clusters.len() as u32;
-        if let Some((eq, _, ci)) = best {
-            // An exact match (including two empty messages) always joins, whatever the threshold.
-            if eq == hashes.len() || eq as f64 / n as f64 >= self.config.similarity {
+        if let Some((eq_const, eq_all, _, ci)) = best {
+            // Similarity counts equal constants only, as Drain does: positions that are variables
+            // on both sides (times, ids) say nothing about the event. An exact match (including
+            // two empty messages) always joins.
+            if eq_all == hashes.len() || eq_const as f64 / n as f64 >= self.config.similarity {
                 if self.constants_settled(ci, masked, hashes) {
                     self.merge_into(ci, masked, hashes);
                     self.absorb_family(ci);
@@ -485,6 +486,7 @@ impl Miner {
         let c = &self.clusters[ci];
         let need = self.config.distinct_constants.max(2);
         let mut settled = true;
+        let mut conflicts = 0;
         for (k, h) in hashes.iter().enumerate() {
             if c.hashes[k] == *h || c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
                 continue;
@@ -492,6 +494,7 @@ impl Miner {
             let Some((ca, cb)) = conflicting_constants(&c.tokens[k], masked.text(k)) else {
                 continue;
             };
+            conflicts += 1;
             if is_enum_word(&c.tokens[k]) && is_enum_word(masked.text(k)) {
                 // Upper-case identifiers (`NEW`, `RUNNING`, `CONTAINER_REMOTE_LAUNCH`) are
                 // states and event kinds: each value is its own template, however many appear.
@@ -513,7 +516,7 @@ impl Miner {
                 settled = false;
             }
         }
-        settled
+        settled && conflicts <= 1
     }
 
     /// After cluster `ci` generalised, folds in the family's other clusters that now differ from
