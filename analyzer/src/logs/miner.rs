@@ -3,16 +3,20 @@
 //! Each message is tokenised on whitespace (plus user delimiters) and masked by shape
 //! ([`super::mask`]). Clusters are bucketed by token count and first token (Drain's prefix tree of
 //! depth one: deeper trees only pay off when no pre-masking is done). Within a bucket the message
-//! joins the most similar cluster if the share of equal positions reaches the threshold, and the
-//! positions that disagree generalise to `<*>` — slot by slot, so `rhost=<*>` keeps its key.
+//! joins the most similar cluster if the share of positions holding the same *constant* reaches
+//! the threshold (Drain's rule: positions that are variables on both sides, such as timestamps and
+//! trace ids, are no evidence of the same event), and the positions that disagree generalise to
+//! `<*>` — slot by slot, so `rhost=<*>` keeps its key.
 //!
 //! Two refinements over Drain decide when a *word* becomes a variable (Brain's observation that
 //! variables are the positions with many values): where a message differs from its cluster only
 //! by shape-masked values it joins at once, but where both sides hold a different constant
 //! (`startup`/`shutdown`) it starts a sibling cluster of the same family, and the position turns
 //! into `<*>` only once the family has shown `distinct_constants` (3) values there — user names
-//! soon do, state names of a two-way switch never. Upper-case identifiers (`NEW`, `RUNNING`)
-//! are states and event kinds and never merge. When siblings merge, their ids become aliases.
+//! soon do, state names of a two-way switch never. A message that differs in two or more
+//! constants at once is another event, not a new value. Upper-case identifiers (`NEW`,
+//! `RUNNING`) are states and event kinds and never merge. When siblings merge, their ids become
+//! aliases.
 //!
 //! Memory is bounded by the number of clusters, not of messages.
 
