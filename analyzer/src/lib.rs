@@ -1,3 +1,5 @@
 //! The Vigil analyzer: telemetry, judges per signal, verdicts, and the `vigil` command line.
+
 pub mod cli;
+pub mod kayenta_api;
 pub mod logs;

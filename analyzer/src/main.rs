@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigil_analyzer::cli;
 
 #[derive(Parser)]
 #[command(
@@ -18,11 +19,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Log pattern mining: parse, eval.
+    /// Judge a Kayenta RemoteJudge request as NetflixACAJudge-v1.0; prints a CanaryJudgeResult.
+    Judge(cli::judge::JudgeArgs),
+    /// Log pattern mining: parse, eval, compare.
     Logs {
         #[command(subcommand)]
-        command: vigil_analyzer::cli::logs::LogsCommand,
+        command: cli::logs::LogsCommand,
     },
+    /// Statistical tests with scipy's conventions: JSON request on stdin, JSON result on stdout.
+    #[command(subcommand)]
+    Stats(cli::stats::StatsCommand),
 }
 
 fn main() -> ExitCode {
@@ -34,13 +40,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Logs { command } => vigil_analyzer::cli::logs::run(command),
+    let outcome = match cli.command {
+        Command::Judge(args) => cli::judge::run(&args),
+        Command::Logs { command } => cli::logs::run(command),
+        Command::Stats(command) => cli::stats::run(&command),
     };
-    match result {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -16,6 +16,8 @@ pub enum LogsCommand {
     Parse(ParseArgs),
     /// Accuracy (GA, PA, FGA, FTA) on every `*_structured_corrected.csv` under DIR.
     Eval(EvalArgs),
+    /// Compare a canary's logs with its baseline's: new patterns, significant rate changes, score.
+    Compare(super::logs_compare::CompareArgs),
 }
 
 #[derive(Args, Debug)]
@@ -54,6 +56,7 @@ pub fn run(cmd: LogsCommand) -> anyhow::Result<()> {
     match cmd {
         LogsCommand::Parse(a) => parse(a),
         LogsCommand::Eval(a) => eval_cmd(a),
+        LogsCommand::Compare(a) => super::logs_compare::compare(a),
     }
 }
 

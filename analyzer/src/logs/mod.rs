@@ -34,6 +34,9 @@ mod format;
 mod mask;
 mod miner;
 
+pub mod judge;
+pub mod records;
+
 pub use format::LogFormat;
 pub use mask::{mask_token, WILDCARD};
 pub use miner::{
