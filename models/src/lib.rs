@@ -3,5 +3,7 @@
 //! Everything here is a function of its arguments, so that the same numbers come out whether an
 //! analysis runs live, interval by interval, or is replayed from files.
 
+pub mod anomaly;
 pub mod kayenta;
 pub mod rank;
+pub mod vigil_judge;

@@ -1,0 +1,617 @@
+//! The Vigil metric classifier: the Kayenta judge's weaknesses, fixed.
+//!
+//! Kayenta decides with a Mann-Whitney confidence interval and a fixed "25 % of the estimate"
+//! rule, which says nothing about how sure it is, misses a variance blow-up whose median does not
+//! move, and cannot judge error counts that are zero most of the time. This classifier reports a
+//! p-value and an effect size with its confidence interval for every decision, adds a dispersion
+//! test and an exact count test, and says *Inconclusive* (with the numbers) instead of guessing
+//! when a side has too few points.
+
+use serde::Serialize;
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
+
+/// Which change of a metric is harmful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Direction {
+    /// Higher is worse (CPU, memory, latency, errors).
+    Increase,
+    /// Lower is worse (success rate, throughput).
+    Decrease,
+    /// Any change is suspicious.
+    Either,
+}
+
+/// What sort of values a metric holds; it picks the test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MetricKind {
+    /// A continuous level (CPU, memory, latency): rank test on location plus dispersion.
+    Gauge,
+    /// Event counts per sample that are often zero (errors): exact rate test on the totals.
+    Count,
+}
+
+/// Tunables with the defaults a user would keep.
+#[derive(Debug, Clone, Serialize)]
+pub struct VigilJudgeConfig {
+    /// One-sided significance level of each test.
+    pub alpha: f64,
+    /// Smallest relative shift (of the baseline median) that matters.
+    pub min_relative_effect: f64,
+    /// Smallest shift in units of the baseline's robust spread that matters.
+    pub min_standardized_effect: f64,
+    /// Fewer baseline points than this: Inconclusive.
+    pub min_baseline_points: usize,
+    /// Fewer canary points than this: Inconclusive.
+    pub min_canary_points: usize,
+    /// Canary spread (MAD) at least this many times the baseline's counts as a blow-up.
+    pub dispersion_ratio: f64,
+    /// Canary event rate at least this many times the baseline's counts as a rise.
+    pub count_rate_ratio: f64,
+}
+
+impl Default for VigilJudgeConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 0.01,
+            min_relative_effect: 0.2,
+            min_standardized_effect: 1.0,
+            min_baseline_points: 5,
+            min_canary_points: 2,
+            dispersion_ratio: 2.5,
+            count_rate_ratio: 2.0,
+        }
+    }
+}
+
+/// The decision for one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    Pass,
+    /// Significantly higher and the rise is harmful.
+    High,
+    /// Significantly lower and the fall is harmful.
+    Low,
+    /// Significantly more dispersed, with an unchanged level.
+    Dispersed,
+    /// Not enough data to tell; see `reason`.
+    Inconclusive,
+}
+
+/// Which test produced the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Test {
+    /// Mann-Whitney U on the values, with the Hodges-Lehmann shift.
+    Location,
+    /// Mann-Whitney U on absolute deviations from each side's median (a rank Brown-Forsythe).
+    Dispersion,
+    /// Exact conditional binomial test on summed counts.
+    Count,
+    None,
+}
+
+/// A shift estimate with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Effect {
+    /// Hodges-Lehmann estimate of canary minus baseline.
+    pub shift: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// `shift` over the baseline median's magnitude (None when that median is 0).
+    pub relative: Option<f64>,
+    /// `shift` over the baseline robust spread (None when the spread is 0).
+    pub standardized: Option<f64>,
+}
+
+/// Everything the classifier found for one metric: the decision and the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricJudgement {
+    pub outcome: Outcome,
+    pub test: Test,
+    /// The p-value of the test that decided (the location test for Pass).
+    pub p_value: Option<f64>,
+    pub effect: Option<Effect>,
+    /// Canary MAD over baseline MAD.
+    pub dispersion_ratio: Option<f64>,
+    /// Canary over baseline mean count per sample (count metrics).
+    pub rate_ratio: Option<f64>,
+    pub baseline_n: usize,
+    pub canary_n: usize,
+    pub baseline_median: Option<f64>,
+    pub canary_median: Option<f64>,
+    /// One line a person can read, with the numbers.
+    pub reason: String,
+}
+
+/// Classifies one metric. Non-finite values are dropped first (they are gaps, not readings).
+pub fn classify(
+    baseline: &[f64],
+    canary: &[f64],
+    direction: Direction,
+    kind: MetricKind,
+    config: &VigilJudgeConfig,
+) -> MetricJudgement {
+    let b: Vec<f64> = baseline.iter().copied().filter(|v| v.is_finite()).collect();
+    let c: Vec<f64> = canary.iter().copied().filter(|v| v.is_finite()).collect();
+    let mut j = MetricJudgement {
+        outcome: Outcome::Inconclusive,
+        test: Test::None,
+        p_value: None,
+        effect: None,
+        dispersion_ratio: None,
+        rate_ratio: None,
+        baseline_n: b.len(),
+        canary_n: c.len(),
+        baseline_median: median(&b),
+        canary_median: median(&c),
+        reason: String::new(),
+    };
+    if b.len() < config.min_baseline_points || c.len() < config.min_canary_points {
+        j.reason = format!(
+            "too little data: {} baseline and {} canary points, need at least {} and {}",
+            b.len(),
+            c.len(),
+            config.min_baseline_points,
+            config.min_canary_points
+        );
+        return j;
+    }
+    let zero_share = b.iter().filter(|v| **v == 0.0).count() as f64 / b.len() as f64;
+    if kind == MetricKind::Count || (zero_share >= 0.5 && is_count_like(&b) && is_count_like(&c)) {
+        return count_judgement(j, &b, &c, direction, config);
+    }
+    location_and_dispersion(j, &b, &c, direction, config)
+}
+
+fn is_count_like(v: &[f64]) -> bool {
+    v.iter().all(|x| *x >= 0.0 && x.fract() == 0.0)
+}
+
+fn count_judgement(
+    mut j: MetricJudgement,
+    b: &[f64],
+    c: &[f64],
+    direction: Direction,
+    config: &VigilJudgeConfig,
+) -> MetricJudgement {
+    let sb: f64 = b.iter().sum();
+    let sc: f64 = c.iter().sum();
+    let (nb, nc) = (b.len() as f64, c.len() as f64);
+    let ratio = ((sc + 0.5) / nc) / ((sb + 0.5) / nb);
+    j.test = Test::Count;
+    j.rate_ratio = Some(ratio);
+    let p_up = rate_test_greater(sc.round() as u64, nc, sb.round() as u64, nb);
+    let p_down = rate_test_greater(sb.round() as u64, nb, sc.round() as u64, nc);
+    let up_bad = direction != Direction::Decrease;
+    let down_bad = direction != Direction::Increase;
+    if up_bad && p_up < config.alpha && ratio >= config.count_rate_ratio {
+        j.outcome = Outcome::High;
+        j.p_value = Some(p_up);
+    } else if down_bad && p_down < config.alpha && 1.0 / ratio >= config.count_rate_ratio {
+        j.outcome = Outcome::Low;
+        j.p_value = Some(p_down);
+    } else {
+        j.outcome = Outcome::Pass;
+        j.p_value = Some(if up_bad { p_up } else { p_down });
+    }
+    j.reason = format!(
+        "count {sc} in {nc} canary vs {sb} in {nb} baseline samples, rate ratio {ratio:.2}, exact p {:.2e}",
+        j.p_value.unwrap_or(1.0)
+    );
+    j
+}
+
+fn location_and_dispersion(
+    mut j: MetricJudgement,
+    b: &[f64],
+    c: &[f64],
+    direction: Direction,
+    config: &VigilJudgeConfig,
+) -> MetricJudgement {
+    let bm = median(b).unwrap_or(0.0);
+    let spread = robust_spread(b);
+    let p_up = mann_whitney_greater(c, b);
+    let p_down = mann_whitney_greater(b, c);
+    let hl = hodges_lehmann(c, b, 0.95);
+    let effect = Effect {
+        shift: hl.0,
+        ci_low: hl.1,
+        ci_high: hl.2,
+        relative: (bm != 0.0).then(|| hl.0 / bm.abs()),
+        standardized: (spread > 0.0).then(|| hl.0 / spread),
+    };
+    j.effect = Some(effect);
+    let big = |shift_bound: f64| {
+        let rel = if bm != 0.0 {
+            shift_bound.abs() / bm.abs()
+        } else {
+            f64::INFINITY
+        };
+        let std = if spread > 0.0 {
+            shift_bound.abs() / spread
+        } else {
+            f64::INFINITY
+        };
+        rel >= config.min_relative_effect && std >= config.min_standardized_effect
+    };
+    let up_bad = direction != Direction::Decrease;
+    let down_bad = direction != Direction::Increase;
+    j.test = Test::Location;
+    // Practical significance is judged on the point estimate; the CI must exclude zero shift.
+    if up_bad && p_up < config.alpha && effect.ci_low > 0.0 && big(effect.shift) {
+        j.outcome = Outcome::High;
+        j.p_value = Some(p_up);
+    } else if down_bad && p_down < config.alpha && effect.ci_high < 0.0 && big(effect.shift) {
+        j.outcome = Outcome::Low;
+        j.p_value = Some(p_down);
+    } else {
+        j.outcome = Outcome::Pass;
+        j.p_value = Some(if up_bad { p_up } else { p_down });
+    }
+    let rel = effect
+        .relative
+        .map(|r| format!("{:+.0}%", r * 100.0))
+        .unwrap_or_else(|| "n/a".into());
+    j.reason = format!(
+        "median {:.4} -> {:.4}, shift {:+.4} (95% CI {:+.4} .. {:+.4}, {rel}), p {:.2e}",
+        bm,
+        j.canary_median.unwrap_or(f64::NAN),
+        effect.shift,
+        effect.ci_low,
+        effect.ci_high,
+        j.p_value.unwrap_or(1.0)
+    );
+    if j.outcome != Outcome::Pass || c.len() < 5 {
+        return j;
+    }
+    // The level did not move: did the spread blow up?
+    let cm = median(c).unwrap_or(0.0);
+    let db: Vec<f64> = b.iter().map(|v| (v - bm).abs()).collect();
+    let dc: Vec<f64> = c.iter().map(|v| (v - cm).abs()).collect();
+    let (mad_b, mad_c) = (median(&db).unwrap_or(0.0), median(&dc).unwrap_or(0.0));
+    let ratio = if mad_b > 0.0 {
+        mad_c / mad_b
+    } else if mad_c > 0.0 {
+        f64::INFINITY
+    } else {
+        1.0
+    };
+    j.dispersion_ratio = Some(ratio);
+    let p_disp = mann_whitney_greater(&dc, &db);
+    if p_disp < config.alpha && ratio >= config.dispersion_ratio {
+        j.outcome = Outcome::Dispersed;
+        j.test = Test::Dispersion;
+        j.p_value = Some(p_disp);
+        j.reason = format!(
+            "median unchanged ({bm:.4} -> {cm:.4}) but spread x{ratio:.1} (MAD {mad_b:.4} -> {mad_c:.4}), p {p_disp:.2e}"
+        );
+    }
+    j
+}
+
+/// Median of finite values; None when empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    quantile(v, 0.5)
+}
+
+/// Linear-interpolated quantile (numpy's default), None when empty.
+pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    Some(quantile_sorted(&s, q))
+}
+
+/// Quantile of already sorted, non-empty values.
+pub fn quantile_sorted(s: &[f64], q: f64) -> f64 {
+    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+/// Scaled MAD (consistent for the normal sd), falling back to IQR/1.349 and then the mean
+/// absolute deviation, so that a mostly-constant baseline still has a usable spread.
+fn robust_spread(v: &[f64]) -> f64 {
+    let m = median(v).unwrap_or(0.0);
+    let dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+    let mad = median(&dev).unwrap_or(0.0) * 1.4826;
+    if mad > 0.0 {
+        return mad;
+    }
+    let iqr = quantile(v, 0.75).unwrap_or(0.0) - quantile(v, 0.25).unwrap_or(0.0);
+    if iqr > 0.0 {
+        return iqr / 1.349;
+    }
+    dev.iter().sum::<f64>() / dev.len().max(1) as f64 * 1.2533
+}
+
+/// One-sided Mann-Whitney U p-value for "x tends to be larger than y" (scipy's
+/// `mannwhitneyu(x, y, alternative="greater")`): exact when there are no ties and the samples
+/// are small, otherwise the normal approximation with tie and continuity corrections.
+pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
+    let (n1, n2) = (x.len(), y.len());
+    if n1 == 0 || n2 == 0 {
+        return 1.0;
+    }
+    let mut all: Vec<(f64, bool)> = x
+        .iter()
+        .map(|v| (*v, true))
+        .chain(y.iter().map(|v| (*v, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = all.len();
+    let mut rank_sum_x = 0.0;
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut k = i;
+        while k + 1 < n && all[k + 1].0 == all[i].0 {
+            k += 1;
+        }
+        let t = (k - i + 1) as f64;
+        let avg = (i + k) as f64 / 2.0 + 1.0;
+        for item in &all[i..=k] {
+            if item.1 {
+                rank_sum_x += avg;
+            }
+        }
+        tie_term += t * t * t - t;
+        i = k + 1;
+    }
+    let u = rank_sum_x - (n1 * (n1 + 1)) as f64 / 2.0;
+    let (f1, f2) = (n1 as f64, n2 as f64);
+    if tie_term == 0.0 && n1 * n2 <= 2500 && n1.min(n2) <= 50 {
+        return exact_u_sf(n1, n2, u.round() as usize);
+    }
+    let mean = f1 * f2 / 2.0;
+    let nf = n as f64;
+    let var = f1 * f2 / 12.0 * ((nf + 1.0) - tie_term / (nf * (nf - 1.0)));
+    if var <= 0.0 {
+        return 1.0;
+    }
+    let z = (u - mean - 0.5) / var.sqrt();
+    normal_sf(z)
+}
+
+/// P(U >= u) under H0 without ties, by the classic recurrence on (n1, n2).
+fn exact_u_sf(n1: usize, n2: usize, u: usize) -> f64 {
+    let max_u = n1 * n2;
+    if u > max_u {
+        return 0.0;
+    }
+    // counts[j][k]: number of arrangements of j x's and the n2 y's with U = k, built over j.
+    // Use the generating function prod_{i=1..n1} (1 - q^{n2+i}) / (1 - q^i).
+    let mut poly = vec![0.0f64; max_u + 1];
+    poly[0] = 1.0;
+    for i in 1..=n1 {
+        // multiply by (1 - q^{n2+i})
+        let a = n2 + i;
+        for k in (a..=max_u).rev() {
+            poly[k] -= poly[k - a];
+        }
+        // divide by (1 - q^i): running sum with stride i
+        for k in i..=max_u {
+            poly[k] += poly[k - i];
+        }
+    }
+    let total: f64 = poly.iter().sum();
+    let tail: f64 = poly[u..].iter().sum();
+    (tail / total).clamp(0.0, 1.0)
+}
+
+/// Upper tail of the standard normal.
+pub fn normal_sf(z: f64) -> f64 {
+    match Normal::new(0.0, 1.0) {
+        Ok(n) => n.sf(z),
+        Err(_) => f64::NAN,
+    }
+}
+
+/// Hodges-Lehmann estimate of x - y with the distribution-free confidence interval from the
+/// ordered pairwise differences (the interval Kayenta's judge also uses). Large samples are
+/// thinned to evenly spaced order statistics first, which keeps the estimate and costs
+/// O(300²) instead of O(n·m).
+pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> (f64, f64, f64) {
+    let xs = thin(x, 300);
+    let ys = thin(y, 300);
+    let mut d: Vec<f64> = Vec::with_capacity(xs.len() * ys.len());
+    for a in &xs {
+        for b in &ys {
+            d.push(a - b);
+        }
+    }
+    if d.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    d.sort_by(f64::total_cmp);
+    let est = quantile_sorted(&d, 0.5);
+    let (m, n) = (xs.len() as f64, ys.len() as f64);
+    let z = match Normal::new(0.0, 1.0) {
+        Ok(nd) => nd.inverse_cdf(0.5 + confidence / 2.0),
+        Err(_) => 1.96,
+    };
+    let k = (m * n / 2.0 - z * (m * n * (m + n + 1.0) / 12.0).sqrt()).floor();
+    let k = k.max(0.0) as usize;
+    let lo = d[k.min(d.len() - 1)];
+    let hi = d[(d.len() - 1).saturating_sub(k)];
+    (est, lo, hi)
+}
+
+fn thin(v: &[f64], max: usize) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.len() <= max {
+        return s;
+    }
+    (0..max)
+        .map(|i| s[(i * (s.len() - 1)) / (max - 1)])
+        .collect()
+}
+
+/// Exact conditional test that events in `a` (count over exposure `ta`) come at a higher rate
+/// than in `b`: under equal rates, `a`'s count given the total is Binomial(total, ta/(ta+tb)).
+pub fn rate_test_greater(a: u64, ta: f64, b: u64, tb: f64) -> f64 {
+    let total = a + b;
+    if total == 0 || a == 0 || ta <= 0.0 || tb <= 0.0 {
+        return 1.0;
+    }
+    let p = ta / (ta + tb);
+    match Binomial::new(p, total) {
+        Ok(bin) => (1.0 - bin.cdf(a - 1)).clamp(0.0, 1.0),
+        Err(_) => 1.0,
+    }
+}
+
+/// One-sided Fisher exact test that proportion `x1/n1` exceeds `x2/n2` (scipy's
+/// `fisher_exact([[x1, n1-x1], [x2, n2-x2]], alternative="greater")`).
+pub fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
+    let total = n1 + n2;
+    let k = x1 + x2;
+    if n1 == 0 || n2 == 0 || k == 0 {
+        return 1.0;
+    }
+    let ln_c = |n: u64, r: u64| {
+        ln_gamma(n as f64 + 1.0) - ln_gamma(r as f64 + 1.0) - ln_gamma((n - r) as f64 + 1.0)
+    };
+    let denom = ln_c(total, k);
+    let hi = k.min(n1);
+    let mut p = 0.0;
+    for a in x1..=hi {
+        if k - a > n2 {
+            continue;
+        }
+        p += (ln_c(n1, a) + ln_c(n2, k - a) - denom).exp();
+    }
+    p.clamp(0.0, 1.0)
+}
+
+fn ln_gamma(x: f64) -> f64 {
+    statrs::function::gamma::ln_gamma(x)
+}
+
+/// Benjamini-Hochberg adjusted p-values, in input order.
+pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut idx: Vec<usize> = (0..m).collect();
+    idx.sort_by(|a, b| p[*a].total_cmp(&p[*b]));
+    let mut adj = vec![1.0; m];
+    let mut running = 1.0f64;
+    for (rank, &i) in idx.iter().enumerate().rev() {
+        let v = (p[i] * m as f64 / (rank + 1) as f64).min(1.0);
+        running = running.min(v);
+        adj[i] = running;
+    }
+    adj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Reference values: scipy 1.17, `scipy.stats.mannwhitneyu(x, y, alternative="greater")`.
+    #[test]
+    fn mann_whitney_exact_matches_scipy() {
+        let x = [1.1, 2.3, 3.5, 4.2, 5.9];
+        let y = [0.5, 0.9, 1.7, 2.0, 2.8, 3.1];
+        // scipy: MannwhitneyuResult(statistic=24.0, pvalue=0.06277056277056277)
+        let p = mann_whitney_greater(&x, &y);
+        assert!((p - 0.06277056277056277).abs() < 1e-12, "{p}");
+    }
+
+    #[test]
+    fn mann_whitney_ties_use_normal_approximation_like_scipy() {
+        let x = [1.0, 2.0, 2.0, 3.0, 4.0, 4.0, 5.0];
+        let y = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0];
+        // scipy 1.17 (asymptotic with ties): statistic=30.0, pvalue=0.10614843917823746
+        let p = mann_whitney_greater(&x, &y);
+        assert!((p - 0.10614843917823746).abs() < 1e-9, "{p}");
+    }
+
+    #[test]
+    fn fisher_greater_matches_scipy() {
+        // scipy 1.17: fisher_exact([[7, 3], [2, 8]], alternative="greater").pvalue = 0.03488925934746368
+        let p = fisher_greater(7, 10, 2, 10);
+        assert!((p - 0.03488925934746368).abs() < 1e-9, "{p}");
+    }
+
+    #[test]
+    fn rate_test_matches_binomial_test() {
+        // scipy.stats.binomtest(9, 10, 0.5, alternative="greater").pvalue = 0.0107421875
+        let p = rate_test_greater(9, 60.0, 1, 60.0);
+        assert!((p - 0.0107421875).abs() < 1e-9, "{p}");
+    }
+
+    #[test]
+    fn bh_matches_r_p_adjust() {
+        // scipy 1.17 false_discovery_control([0.01, 0.04, 0.03, 0.2]) = 0.04 0.0533 0.0533 0.2
+        let a = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.2]);
+        let want = [0.04, 0.0533333333, 0.0533333333, 0.2];
+        for (g, w) in a.iter().zip(want) {
+            assert!((g - w).abs() < 1e-8, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn cpu_jump_is_high_and_noise_passes() {
+        let cfg = VigilJudgeConfig::default();
+        let base: Vec<f64> = (0..20).map(|i| 10.0 + (i % 5) as f64 * 0.3).collect();
+        let high = [30.0, 31.0, 29.5, 32.0];
+        let j = classify(&base, &high, Direction::Increase, MetricKind::Gauge, &cfg);
+        assert_eq!(j.outcome, Outcome::High, "{}", j.reason);
+        let same = [10.1, 10.6, 10.9, 10.3];
+        let j = classify(&base, &same, Direction::Increase, MetricKind::Gauge, &cfg);
+        assert_eq!(j.outcome, Outcome::Pass, "{}", j.reason);
+        // a drop of CPU is not harmful
+        let low = [1.0, 1.1, 0.9, 1.2];
+        let j = classify(&base, &low, Direction::Increase, MetricKind::Gauge, &cfg);
+        assert_eq!(j.outcome, Outcome::Pass, "{}", j.reason);
+    }
+
+    #[test]
+    fn too_little_data_is_inconclusive_and_says_how_little() {
+        let cfg = VigilJudgeConfig::default();
+        let j = classify(
+            &[1.0, 2.0, 3.0],
+            &[5.0],
+            Direction::Increase,
+            MetricKind::Gauge,
+            &cfg,
+        );
+        assert_eq!(j.outcome, Outcome::Inconclusive);
+        assert!(j.reason.contains("3 baseline and 1 canary"), "{}", j.reason);
+    }
+
+    #[test]
+    fn variance_blow_up_with_same_median_is_dispersed() {
+        let cfg = VigilJudgeConfig::default();
+        let base: Vec<f64> = (0..30)
+            .map(|i| 100.0 + ((i * 7) % 11) as f64 * 0.2 - 1.0)
+            .collect();
+        let canary: Vec<f64> = (0..12)
+            .map(|i| {
+                if i % 2 == 0 {
+                    100.0 + 8.0 + i as f64
+                } else {
+                    100.0 - 8.0 - i as f64
+                }
+            })
+            .collect();
+        let j = classify(&base, &canary, Direction::Increase, MetricKind::Gauge, &cfg);
+        assert_eq!(j.outcome, Outcome::Dispersed, "{}", j.reason);
+    }
+
+    #[test]
+    fn zero_inflated_errors_use_the_count_test() {
+        let cfg = VigilJudgeConfig::default();
+        let base = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let canary = [3.0, 2.0, 4.0, 3.0];
+        let j = classify(&base, &canary, Direction::Increase, MetricKind::Gauge, &cfg);
+        assert_eq!(j.test, Test::Count);
+        assert_eq!(j.outcome, Outcome::High, "{}", j.reason);
+        let quiet = [0.0, 1.0, 0.0, 0.0];
+        let j = classify(&base, &quiet, Direction::Increase, MetricKind::Gauge, &cfg);
+        assert_eq!(j.outcome, Outcome::Pass, "{}", j.reason);
+    }
+}
