@@ -1,1 +1,0 @@
-//! The Kayenta-compatible judge (NetflixACAJudge) and orca's interval planning.
