@@ -1,1 +1,6 @@
 //! The Vigil analyzer: telemetry, judges per signal, verdicts, and the `vigil` command line.
+
+pub mod cli;
+pub mod replay;
+pub mod traces;
+pub mod verdict;

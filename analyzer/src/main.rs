@@ -13,7 +13,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Replay recorded incidents through the judges and report accuracy and time to detect.
+    Replay(vigil_analyzer::cli::replay::ReplayArgs),
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -24,5 +27,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    let result = match cli.command {
+        Command::Replay(args) => vigil_analyzer::cli::replay::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -464,6 +464,21 @@ pub fn rate_test_greater(a: u64, ta: f64, b: u64, tb: f64) -> f64 {
     }
 }
 
+/// P(X >= k) for X ~ Binomial(n, p): how surprising k alarms in n windows are when each window
+/// alarms with probability p.
+pub fn rate_test_binomial_tail(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n {
+        return 0.0;
+    }
+    match Binomial::new(p.clamp(0.0, 1.0), n) {
+        Ok(bin) => (1.0 - bin.cdf(k - 1)).clamp(0.0, 1.0),
+        Err(_) => 1.0,
+    }
+}
+
 /// One-sided Fisher exact test that proportion `x1/n1` exceeds `x2/n2` (scipy's
 /// `fisher_exact([[x1, n1-x1], [x2, n2-x2]], alternative="greater")`).
 pub fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
@@ -541,6 +556,13 @@ mod tests {
         // scipy.stats.binomtest(9, 10, 0.5, alternative="greater").pvalue = 0.0107421875
         let p = rate_test_greater(9, 60.0, 1, 60.0);
         assert!((p - 0.0107421875).abs() < 1e-9, "{p}");
+    }
+
+    #[test]
+    fn binomial_tail_matches_scipy() {
+        // scipy 1.17: binom.sf(1, 5, 0.05) = 0.022592499999999995
+        let p = rate_test_binomial_tail(2, 5, 0.05);
+        assert!((p - 0.022592499999999995).abs() < 1e-12, "{p}");
     }
 
     #[test]
