@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Canary analysis: judge a canary against its baseline")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Canary analysis: judge a canary against its baseline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,6 +20,11 @@ struct Cli {
 enum Command {
     /// Replay recorded incidents through the judges and report accuracy and time to detect.
     Replay(vigil_analyzer::cli::replay::ReplayArgs),
+    /// Log pattern mining: parse, eval.
+    Logs {
+        #[command(subcommand)]
+        command: vigil_analyzer::cli::logs::LogsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -29,11 +38,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => vigil_analyzer::cli::replay::run(&args),
+        Command::Logs { command } => vigil_analyzer::cli::logs::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }

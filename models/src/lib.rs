@@ -4,6 +4,7 @@
 //! analysis runs live, interval by interval, or is replayed from files.
 
 pub mod anomaly;
+pub mod counts;
 pub mod kayenta;
 pub mod rank;
 pub mod vigil_judge;

@@ -1,0 +1,621 @@
+//! The log judge: compares the canary's log patterns with the baseline's over one analysis window.
+//!
+//! Both sides are mined by the same miner (baseline first, optionally seeded from a saved
+//! library), so a pattern has one id on both sides. Each pattern is then:
+//! - **new** when the canary has it and neither the baseline nor the library does;
+//! - **rose** / **fell** when the exact two-sample rate test (counts normalised by each side's
+//!   volume: total lines, or instance-seconds if the caller gives them) is significant after
+//!   Benjamini-Hochberg control of the false discovery rate over all patterns;
+//! - classified critical / error / warning / info / ignore from its severity and its change, with
+//!   user rules (by template id or regex) overriding to `ignore` or `critical`.
+//!
+//! Lines are mined per severity (one miner per level): a Drain-style miner buckets messages by
+//! length and first token, and with logback-style bodies that start with a timestamp a new ERROR
+//! line could otherwise generalise into an INFO template of the same length and vanish.
+//!
+//! The score is 100 for "nothing in the logs suggests a regression" and falls with each critical,
+//! error and warning pattern; the verdict fusion step weights it against metrics and traces.
+
+use std::collections::{HashMap, HashSet};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use vigil_models::counts::{bh_adjust, rate_test, CountsError};
+
+use super::records::LogRecord;
+use super::{Miner, MinerConfig, TemplateId, TemplateLibrary};
+
+/// Log level of a pattern, from the record's own level where present, else from keywords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 6] = [
+        Severity::Trace,
+        Severity::Debug,
+        Severity::Info,
+        Severity::Warn,
+        Severity::Error,
+        Severity::Fatal,
+    ];
+
+    /// A level name as loggers write it (log4j/logback, syslog, Python, OTLP severity text);
+    /// `None` for names we do not know, so the caller can fall back to keywords.
+    pub fn from_level(level: &str) -> Option<Severity> {
+        let l = level.trim().to_ascii_lowercase();
+        // OTLP severity texts may carry a number suffix (ERROR2, WARN3).
+        let l = l.trim_end_matches(|c: char| c.is_ascii_digit());
+        Some(match l {
+            "trace" | "finest" | "finer" | "verbose" => Severity::Trace,
+            "debug" | "fine" | "config" | "dbg" => Severity::Debug,
+            "info" | "information" | "informational" | "notice" | "i" => Severity::Info,
+            "warn" | "warning" | "w" => Severity::Warn,
+            "error" | "err" | "severe" | "e" => Severity::Error,
+            "fatal" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" | "f" => {
+                Severity::Fatal
+            }
+            _ => return None,
+        })
+    }
+
+    /// Severity from the words of a message. Words are maximal runs of letters, digits and `_`,
+    /// compared case-insensitively and whole (so `TERROR` or `errorCount` are not errors); Java- and
+    /// Python-style class names ending in `Exception` or `Error` count as errors.
+    pub fn from_keywords(body: &str) -> Severity {
+        let mut sev = Severity::Info;
+        for word in body
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+        {
+            let lower = word.to_ascii_lowercase();
+            let s = match lower.as_str() {
+                "fatal" | "panic" | "panicked" | "critical" | "emerg" | "emergency" | "sigsegv"
+                | "segfault" | "outofmemoryerror" => Severity::Fatal,
+                "error" | "err" | "errors" | "exception" | "traceback" | "failed" | "failure"
+                | "severe" | "stacktrace" => Severity::Error,
+                "warn" | "warning" | "deprecated" => Severity::Warn,
+                _ if is_class_suffixed(word, "Exception") || is_class_suffixed(word, "Error") => {
+                    Severity::Error
+                }
+                _ => continue,
+            };
+            if s > sev {
+                sev = s;
+                if sev == Severity::Fatal {
+                    break;
+                }
+            }
+        }
+        sev
+    }
+
+    /// The record's level if it names one, else the keywords of its body.
+    pub fn of_record(record: &LogRecord) -> Severity {
+        record
+            .severity
+            .as_deref()
+            .and_then(Severity::from_level)
+            .unwrap_or_else(|| Severity::from_keywords(&record.body))
+    }
+}
+
+/// `NullPointerException`, `ValueError`: a capitalised identifier with the suffix after a prefix.
+fn is_class_suffixed(word: &str, suffix: &str) -> bool {
+    word.len() > suffix.len()
+        && word.ends_with(suffix)
+        && word.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+}
+
+/// How much a pattern matters to the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Ignore,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+/// What happened to a pattern's rate from baseline to canary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// In the canary, not in the baseline, not in the library.
+    New,
+    Rose,
+    Fell,
+    Unchanged,
+}
+
+/// A user rule: patterns it matches are classified `action` whatever the statistics say.
+#[derive(Clone, Debug)]
+pub struct LogRule {
+    pub action: RuleAction,
+    pub matcher: RuleMatcher,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Ignore,
+    /// Any occurrence in the canary is critical (e.g. `OutOfMemoryError`).
+    Critical,
+}
+
+#[derive(Clone, Debug)]
+pub enum RuleMatcher {
+    TemplateId(TemplateId),
+    /// Searched in the template text and in the pattern's example lines.
+    Regex(Regex),
+}
+
+impl LogRule {
+    /// Parses a rules file: `{"rules": [{"action": "ignore", "template_id": "…"},
+    /// {"action": "critical", "regex": "OutOfMemory"}]}`; each rule has exactly one matcher.
+    pub fn parse_rules(json: &str) -> Result<Vec<LogRule>, JudgeError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            rules: Vec<Raw>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            action: RuleAction,
+            #[serde(default)]
+            template_id: Option<String>,
+            #[serde(default)]
+            regex: Option<String>,
+        }
+        let file: File = serde_json::from_str(json).map_err(|e| JudgeError::Rules {
+            index: None,
+            reason: e.to_string(),
+        })?;
+        file.rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let err = |reason: String| JudgeError::Rules {
+                    index: Some(i),
+                    reason,
+                };
+                let matcher =
+                    match (r.template_id, r.regex) {
+                        (Some(id), None) => RuleMatcher::TemplateId(id.parse().map_err(|_| {
+                            err(format!("template_id `{id}`: expected 16 hex digits"))
+                        })?),
+                        (None, Some(re)) => RuleMatcher::Regex(
+                            Regex::new(&re).map_err(|e| err(format!("regex `{re}`: {e}")))?,
+                        ),
+                        _ => {
+                            return Err(err(
+                                "expected exactly one of `template_id` or `regex`".to_owned()
+                            ))
+                        }
+                    };
+                Ok(LogRule {
+                    action: r.action,
+                    matcher,
+                })
+            })
+            .collect()
+    }
+
+    fn matches(&self, id: TemplateId, template: &str, examples: &[String]) -> bool {
+        match &self.matcher {
+            RuleMatcher::TemplateId(t) => *t == id,
+            RuleMatcher::Regex(re) => {
+                re.is_match(template) || examples.iter().any(|e| re.is_match(e))
+            }
+        }
+    }
+}
+
+/// Errors of the log judge.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("rules{}: {reason}", index.map(|i| format!(" (rule {i})")).unwrap_or_default())]
+    Rules {
+        index: Option<usize>,
+        reason: String,
+    },
+    #[error(transparent)]
+    Counts(#[from] CountsError),
+}
+
+/// Settings of the judge. `Default` is what the incident evaluation was measured with.
+#[derive(Clone, Debug)]
+pub struct LogJudgeConfig {
+    pub miner: MinerConfig,
+    /// False discovery rate for rose/fell (BH over all patterns).
+    pub fdr: f64,
+    /// Confidence level of the rate-ratio intervals.
+    pub confidence: f64,
+    /// A significant rise must also be at least this large to count as one (ratio of rates).
+    pub min_rate_ratio: f64,
+    /// A new error pattern needs this many canary lines to be an `error` (fewer: `warning`).
+    /// Healthy services log stray business errors: in the Nezha fault-free window pairs, new
+    /// ERROR patterns fire 1–4 times in 3 minutes (`Order Status Wrong`, `No instances
+    /// available`), while the injected exceptions fire 5–8 times.
+    pub min_new_error_count: u64,
+    /// Score penalties per pattern of each class; the score is 100 minus their sum, floored at 0.
+    pub penalty_critical: f64,
+    pub penalty_error: f64,
+    pub penalty_warning: f64,
+    /// Warnings alone never take more than this off the score.
+    pub max_warning_penalty: f64,
+    pub rules: Vec<LogRule>,
+}
+
+impl Default for LogJudgeConfig {
+    fn default() -> Self {
+        LogJudgeConfig {
+            miner: MinerConfig::default(),
+            fdr: 0.05,
+            confidence: 0.95,
+            min_rate_ratio: 1.5,
+            min_new_error_count: 5,
+            penalty_critical: 60.0,
+            penalty_error: 30.0,
+            penalty_warning: 5.0,
+            max_warning_penalty: 20.0,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Each side's volume, the denominator of the rates. Lines by default; instance-seconds when the
+/// caller knows them (then a canary with fewer replicas is not mistaken for a quieter one).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    pub baseline: f64,
+    pub canary: f64,
+}
+
+/// One pattern's comparison.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PatternFinding {
+    pub template_id: TemplateId,
+    pub template: String,
+    pub severity: Severity,
+    pub class: Class,
+    pub change: Change,
+    pub baseline_count: u64,
+    pub canary_count: u64,
+    /// Canary rate / baseline rate; `null` in JSON when unbounded (baseline count 0).
+    pub rate_ratio: f64,
+    pub ci_low: f64,
+    /// `null` in JSON when unbounded.
+    pub ci_high: f64,
+    /// Two-sided exact p-value of the rate test.
+    pub p_value: f64,
+    /// BH-adjusted p-value over all patterns of this comparison.
+    pub q_value: f64,
+    /// Time of the first canary record with this pattern (input order), if records carry times.
+    pub first_seen: Option<String>,
+    /// Up to two distinct example lines, from the canary when it has the pattern.
+    pub examples: Vec<String>,
+    /// The user rule that decided the class, if any (`ignore` or `critical`).
+    pub rule: Option<RuleAction>,
+}
+
+/// The judge's result for one window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogFindings {
+    /// 0–100; 100 = no evidence of a regression in the logs.
+    pub score: f64,
+    /// At least one `critical` or `error` pattern.
+    pub regression: bool,
+    pub baseline_lines: u64,
+    pub canary_lines: u64,
+    pub exposure: Exposure,
+    /// Patterns per class, for a one-line summary.
+    pub counts: ClassCounts,
+    /// All patterns, most important first (class, then new before changed, then q-value).
+    pub patterns: Vec<PatternFinding>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCounts {
+    pub critical: usize,
+    pub error: usize,
+    pub warning: usize,
+    pub info: usize,
+    pub ignore: usize,
+    /// Patterns new in the canary, any class.
+    pub new: usize,
+}
+
+/// Judges a canary's logs against its baseline's, with line volume as exposure.
+pub fn judge_logs(
+    baseline: &[LogRecord],
+    canary: &[LogRecord],
+    library: Option<&TemplateLibrary>,
+    cfg: &LogJudgeConfig,
+) -> Result<LogFindings, JudgeError> {
+    let exposure = Exposure {
+        baseline: baseline.len() as f64,
+        canary: canary.len() as f64,
+    };
+    judge_logs_with_exposure(baseline, canary, exposure, library, cfg)
+}
+
+#[derive(Default)]
+struct Tally {
+    baseline: u64,
+    canary: u64,
+    first_seen: Option<String>,
+    canary_examples: Vec<String>,
+    baseline_examples: Vec<String>,
+}
+
+fn push_example(v: &mut Vec<String>, body: &str) {
+    if v.len() < 2 && v.iter().all(|e| e != body) {
+        v.push(body.to_owned());
+    }
+}
+
+/// As [`judge_logs`], with the exposures given (e.g. instance-seconds). An exposure ≤ 0 (an empty
+/// side) makes every rate test inconclusive (p = 1); new patterns are still reported.
+pub fn judge_logs_with_exposure(
+    baseline: &[LogRecord],
+    canary: &[LogRecord],
+    exposure: Exposure,
+    library: Option<&TemplateLibrary>,
+    cfg: &LogJudgeConfig,
+) -> Result<LogFindings, JudgeError> {
+    let mut miners: HashMap<Severity, Miner> = HashMap::new();
+    let new_miner = || match library {
+        Some(lib) => Miner::with_library(cfg.miner.clone(), lib),
+        None => Miner::new(cfg.miner.clone()),
+    };
+    // Baseline first, so canary lines join the baseline's templates.
+    let mut assigned: Vec<(Severity, TemplateId, bool, usize)> =
+        Vec::with_capacity(baseline.len() + canary.len());
+    for (is_canary, records) in [(false, baseline), (true, canary)] {
+        for (i, rec) in records.iter().enumerate() {
+            let sev = Severity::of_record(rec);
+            let miner = miners.entry(sev).or_insert_with(new_miner);
+            let id = miner.add_id(&rec.body);
+            assigned.push((sev, id, is_canary, i));
+        }
+    }
+    // Templates generalise as lines arrive: group by final ids only.
+    let mut tallies: HashMap<(Severity, TemplateId), Tally> = HashMap::new();
+    for (sev, id, is_canary, i) in assigned {
+        let final_id = miners.get(&sev).map_or(id, |m| m.resolve(id));
+        let t = tallies.entry((sev, final_id)).or_default();
+        if is_canary {
+            let rec = &canary[i];
+            t.canary += 1;
+            if t.first_seen.is_none() {
+                t.first_seen.clone_from(&rec.time);
+            }
+            push_example(&mut t.canary_examples, &rec.body);
+        } else {
+            t.baseline += 1;
+            push_example(&mut t.baseline_examples, &baseline[i].body);
+        }
+    }
+    let known: HashSet<(Severity, TemplateId)> = match library {
+        Some(lib) => miners
+            .iter()
+            .flat_map(|(sev, m)| lib.templates.iter().map(|t| (*sev, m.resolve(t.id))))
+            .collect(),
+        None => HashSet::new(),
+    };
+
+    let mut keys: Vec<(Severity, TemplateId)> = tallies.keys().copied().collect();
+    keys.sort();
+    let testable = exposure.baseline > 0.0
+        && exposure.canary > 0.0
+        && exposure.baseline.is_finite()
+        && exposure.canary.is_finite();
+    let mut tests = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let t = &tallies[key];
+        let test = if testable {
+            Some(rate_test(
+                t.canary,
+                exposure.canary,
+                t.baseline,
+                exposure.baseline,
+                cfg.confidence,
+            )?)
+        } else {
+            None
+        };
+        tests.push(test);
+    }
+    let p_values: Vec<f64> = tests
+        .iter()
+        .map(|t| t.map_or(1.0, |t| t.p_two_sided))
+        .collect();
+    let q_values = bh_adjust(&p_values)?;
+
+    let mut patterns = Vec::with_capacity(keys.len());
+    for (idx, key @ (sev, id)) in keys.iter().enumerate() {
+        let t = tallies.remove(key).unwrap_or_default();
+        let template = miners
+            .get(sev)
+            .and_then(|m| m.template(*id))
+            .unwrap_or_default()
+            .to_owned();
+        let (rate_ratio, ci_low, ci_high) = match tests[idx] {
+            Some(r) => (r.rate_ratio, r.ci_low, r.ci_high),
+            None => (f64::NAN, 0.0, f64::INFINITY),
+        };
+        let q = q_values[idx];
+        let change = if t.baseline == 0 && t.canary > 0 && !known.contains(key) {
+            Change::New
+        } else if q <= cfg.fdr && rate_ratio >= cfg.min_rate_ratio {
+            Change::Rose
+        } else if q <= cfg.fdr && rate_ratio < 1.0 {
+            Change::Fell
+        } else {
+            Change::Unchanged
+        };
+        let examples = if t.canary_examples.is_empty() {
+            t.baseline_examples
+        } else {
+            t.canary_examples
+        };
+        let rule = cfg
+            .rules
+            .iter()
+            .find(|r| r.matches(*id, &template, &examples))
+            .map(|r| r.action);
+        let class = classify(*sev, change, t.canary, rule, cfg);
+        patterns.push(PatternFinding {
+            template_id: *id,
+            template,
+            severity: *sev,
+            class,
+            change,
+            baseline_count: t.baseline,
+            canary_count: t.canary,
+            rate_ratio,
+            ci_low,
+            ci_high,
+            p_value: p_values[idx],
+            q_value: q,
+            first_seen: t.first_seen,
+            examples,
+            rule,
+        });
+    }
+    patterns.sort_by(|a, b| {
+        b.class
+            .cmp(&a.class)
+            .then_with(|| (b.change == Change::New).cmp(&(a.change == Change::New)))
+            .then_with(|| a.q_value.total_cmp(&b.q_value))
+            .then_with(|| b.canary_count.cmp(&a.canary_count))
+            .then_with(|| a.template_id.cmp(&b.template_id))
+    });
+
+    let mut counts = ClassCounts::default();
+    for p in &patterns {
+        match p.class {
+            Class::Critical => counts.critical += 1,
+            Class::Error => counts.error += 1,
+            Class::Warning => counts.warning += 1,
+            Class::Info => counts.info += 1,
+            Class::Ignore => counts.ignore += 1,
+        }
+        if p.change == Change::New {
+            counts.new += 1;
+        }
+    }
+    let penalty = counts.critical as f64 * cfg.penalty_critical
+        + counts.error as f64 * cfg.penalty_error
+        + (counts.warning as f64 * cfg.penalty_warning).min(cfg.max_warning_penalty);
+    Ok(LogFindings {
+        score: (100.0 - penalty).clamp(0.0, 100.0),
+        regression: counts.critical + counts.error > 0,
+        baseline_lines: baseline.len() as u64,
+        canary_lines: canary.len() as u64,
+        exposure,
+        counts,
+        patterns,
+    })
+}
+
+fn classify(
+    severity: Severity,
+    change: Change,
+    canary_count: u64,
+    rule: Option<RuleAction>,
+    cfg: &LogJudgeConfig,
+) -> Class {
+    match rule {
+        Some(RuleAction::Ignore) => return Class::Ignore,
+        Some(RuleAction::Critical) if canary_count > 0 => return Class::Critical,
+        _ => {}
+    }
+    let worse = matches!(change, Change::New | Change::Rose);
+    if !worse {
+        return Class::Info;
+    }
+    match severity {
+        Severity::Fatal => Class::Critical,
+        Severity::Error if change == Change::Rose || canary_count >= cfg.min_new_error_count => {
+            Class::Error
+        }
+        Severity::Error | Severity::Warn => Class::Warning,
+        _ => Class::Info,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_keywords() {
+        assert_eq!(Severity::from_level("WARNING"), Some(Severity::Warn));
+        assert_eq!(Severity::from_level(" error "), Some(Severity::Error));
+        assert_eq!(Severity::from_level("ERROR2"), Some(Severity::Error));
+        assert_eq!(Severity::from_level("chatty"), None);
+        assert_eq!(
+            Severity::from_keywords("java.lang.NullPointerException: null"),
+            Severity::Error
+        );
+        assert_eq!(
+            Severity::from_keywords("thread 'main' panicked at src/x.rs"),
+            Severity::Fatal
+        );
+        assert_eq!(
+            Severity::from_keywords("Traceback (most recent call last):"),
+            Severity::Error
+        );
+        assert_eq!(
+            Severity::from_keywords("TERROR level: errorCount=0"),
+            Severity::Info
+        );
+        assert_eq!(
+            Severity::from_keywords("[WARN] disk almost full"),
+            Severity::Warn
+        );
+        assert_eq!(
+            Severity::from_keywords("Error: connection refused"),
+            Severity::Error
+        );
+        let rec = LogRecord {
+            time: None,
+            severity: Some("INFO".into()),
+            body: "Exception handler registered".into(),
+        };
+        assert_eq!(Severity::of_record(&rec), Severity::Info);
+    }
+
+    #[test]
+    fn rules_parse_and_reject() {
+        let rules = LogRule::parse_rules(
+            r#"{"rules":[{"action":"ignore","template_id":"00000000000000ff"},{"action":"critical","regex":"OutOfMemory"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert!(matches!(
+            rules[0].matcher,
+            RuleMatcher::TemplateId(TemplateId(255))
+        ));
+        let e = LogRule::parse_rules(r#"{"rules":[{"action":"ignore"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rule 0") && e.contains("exactly one"), "{e}");
+        let e = LogRule::parse_rules(r#"{"rules":[{"action":"critical","regex":"("}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("regex"), "{e}");
+        assert!(LogRule::parse_rules(r#"{"rules":[{"action":"drop","regex":"x"}]}"#).is_err());
+    }
+}

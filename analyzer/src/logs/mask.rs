@@ -1,0 +1,753 @@
+//! Variable detection: splits a message into tokens and replaces the variable parts of each token
+//! with `<*>` before any clustering happens.
+//!
+//! Why mask before clustering: a clustering rule (Drain's similarity) can only generalise a position
+//! after it has seen two different values there, so a template seen once keeps its numbers, and
+//! messages whose constant part is short get split by their variables. Values whose *shape* says
+//! they vary (numbers, hex, IPs, paths, ids with digits, booleans) are masked up front, consistently
+//! in every message, which is what makes the default configuration work on systems never seen.
+//!
+//! The rules follow the template conventions of the corrected Loghub labels (Khan et al. 2022):
+//! a token is cut at punctuation; a piece is variable when it starts with a digit, holds two or more
+//! digits, is a long hex word or `0x…`, or is a boolean/`null`; a path (`/a/b`) or URL is one
+//! variable; variables joined by `.` or `-` collapse into one `<*>` (IPs, versions, dates, UUIDs);
+//! the punctuation itself stays, so `node-12` becomes `node-<*>` and `10.0.0.1:80` becomes `<*>:<*>`.
+
+use std::borrow::Cow;
+
+/// The variable marker in template text.
+pub const WILDCARD: &str = "<*>";
+
+/// Delimiters that end a "segment" of a token: a path is recognised per segment, so that
+/// `/10.1.2.3:50010` is a path-like address followed by a port.
+fn is_segment_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b',' | b';'
+            | b':'
+            | b'='
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'"'
+            | b'\''
+            | b'|'
+            | b'<'
+            | b'>'
+            | b'!'
+            | b'@'
+            | b' '
+            | b'\t'
+    )
+}
+
+/// Delimiters that split a segment into pieces, each piece judged on its own.
+fn is_piece_delim(b: u8) -> bool {
+    is_segment_delim(b)
+        || matches!(
+            b,
+            b'.' | b'-' | b'+' | b'#' | b'$' | b'%' | b'&' | b'/' | b'*'
+        )
+}
+
+/// Whether a piece (a run of non-delimiter bytes) is a variable by its shape.
+fn piece_is_variable(p: &[u8]) -> bool {
+    let Some(&first) = p.first() else {
+        return false;
+    };
+    if first.is_ascii_digit() {
+        return true;
+    }
+    // A version: `v6`, `V2`.
+    if p.len() > 1 && (first == b'v' || first == b'V') && p[1..].iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    let digits = p.iter().filter(|b| b.is_ascii_digit()).count();
+    if digits >= 2 {
+        return true;
+    }
+    if p.len() > 2 && (p.starts_with(b"0x") || p.starts_with(b"0X")) {
+        return p[2..].iter().all(u8::is_ascii_hexdigit);
+    }
+    if digits >= 1 && p.len() >= 5 && p.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    p.eq_ignore_ascii_case(b"true")
+        || p.eq_ignore_ascii_case(b"false")
+        || p.eq_ignore_ascii_case(b"null")
+}
+
+/// A path: `/` followed by at least one more byte and no `/`-only run, or a Windows path.
+fn segment_is_path(s: &[u8]) -> bool {
+    (s.len() > 1 && s[0] == b'/' && s[1] != b'/') || s.contains(&b'\\')
+}
+
+/// A host name with a digit or two dots in it (`msra-sa-41`, `db.example.org`); one dot and
+/// no digit is more often a source file (`sweep.c:1112`).
+fn host_like(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s[0].is_ascii_alphanumeric()
+        && s.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        && (s.iter().any(u8::is_ascii_digit) || s.iter().filter(|&&c| c == b'.').count() >= 2)
+}
+
+/// `host/1.2.3.4`, as Java prints an `InetAddress`.
+fn is_address(s: &[u8]) -> bool {
+    let Some(slash) = s.iter().position(|&c| c == b'/') else {
+        return false;
+    };
+    let (host, ip) = (&s[..slash], &s[slash + 1..]);
+    let host_ok = !host.is_empty()
+        && host
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'));
+    host_ok
+        && ip.len() >= 7
+        && ip.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+        && ip.iter().filter(|&&c| c == b'.').count() == 3
+}
+
+/// Length of `:port` (2 to 5 digits, then the end of the token or punctuation) at `rest`.
+fn port_len(rest: &[u8]) -> Option<usize> {
+    if rest.first() != Some(&b':') {
+        return None;
+    }
+    let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let after = rest.get(1 + digits).copied();
+    let ends = after.is_none_or(|c| {
+        matches!(
+            c,
+            b',' | b';' | b')' | b']' | b'}' | b'.' | b'/' | b'>' | b'"' | b'\''
+        )
+    });
+    ((2..=5).contains(&digits) && ends).then_some(1 + digits)
+}
+
+/// Masks one whitespace-free token. Returns the token unchanged (borrowed) when nothing varies,
+/// which is the common case and costs no allocation.
+pub fn mask_token(tok: &str) -> Cow<'_, str> {
+    let b = tok.as_bytes();
+    // Fast path: letters only, plus punctuation that cannot start a variable.
+    let mut suspicious = false;
+    for &c in b {
+        if c.is_ascii_digit() || c == b'/' || c == b'\\' || c >= 0x80 {
+            suspicious = true;
+            break;
+        }
+    }
+    if !suspicious && !has_keyword(b) {
+        return Cow::Borrowed(tok);
+    }
+    if let Some(i) = tok.find("://") {
+        // A URL: the scheme's text before it stays if it is a key (`url=http://…`).
+        let start = tok[..i].rfind(|c: char| c.is_ascii() && is_segment_delim(c as u8) && c != ':');
+        let keep = start.map_or(0, |s| s + 1);
+        let end = trailing_punct_start(tok);
+        let mut out = String::with_capacity(tok.len());
+        out.push_str(&tok[..keep]);
+        out.push_str(WILDCARD);
+        out.push_str(&tok[end.max(i + 3)..]);
+        return Cow::Owned(out);
+    }
+    let mut out = String::with_capacity(tok.len() + 4);
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        if is_segment_delim(b[i]) {
+            out.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_segment_delim(b[i]) {
+            i += 1;
+        }
+        // Non-ASCII bytes are never delimiters, so `start..i` is on char boundaries.
+        let seg = &tok[start..i];
+        if is_address(seg.as_bytes()) {
+            // `host/1.2.3.4` or `host:port`: one network address.
+            if let Some(p) = port_len(&b[i..]) {
+                i += p;
+            }
+            push_wildcard(&mut out);
+            changed = true;
+        } else if host_like(seg.as_bytes()) && port_len(&b[i..]).is_some() {
+            i += port_len(&b[i..]).unwrap_or(0);
+            push_wildcard(&mut out);
+            changed = true;
+        } else if segment_is_path(seg.as_bytes()) {
+            push_wildcard(&mut out);
+            changed = true;
+        } else {
+            changed |= mask_segment(seg, &mut out);
+        }
+    }
+    if changed {
+        while out.contains("<*>:<*>") {
+            out = out.replace("<*>:<*>", "<*>");
+        }
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(tok)
+    }
+}
+
+fn has_keyword(b: &[u8]) -> bool {
+    // Cheap pre-check: only tokens containing a boolean/null word need the slow path.
+    b.len() >= 4
+        && b.windows(4).any(|w| {
+            w.eq_ignore_ascii_case(b"true")
+                || w.eq_ignore_ascii_case(b"fals")
+                || w.eq_ignore_ascii_case(b"null")
+        })
+}
+
+fn trailing_punct_start(tok: &str) -> usize {
+    tok.trim_end_matches(|c: char| {
+        matches!(c, ',' | ';' | ')' | ']' | '}' | '"' | '\'' | '.' | '>')
+    })
+    .len()
+}
+
+/// Appends `seg` to `out` with its variable pieces replaced; returns whether anything was replaced.
+fn mask_segment(seg: &str, out: &mut String) -> bool {
+    let b = seg.as_bytes();
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        // A negative number: `-` at the start of a segment (after `:`, `=`, a space…).
+        if i == 0 && b[0] == b'-' && b.len() > 1 && b[1].is_ascii_digit() {
+            let end = piece_end(b, 1);
+            push_wildcard(out);
+            changed = true;
+            i = end;
+            continue;
+        }
+        if is_piece_delim(b[i]) {
+            // Collapse `<*>.<*>` and `<*>-<*>`: an IP, a version, a date, a UUID is one value.
+            let joins = matches!(b[i], b'.' | b'-');
+            if joins && out.ends_with(WILDCARD) {
+                let mut j = i;
+                while j < b.len() && matches!(b[j], b'.' | b'-') {
+                    j += 1;
+                }
+                let pend = piece_end(b, j);
+                if j - i == 1 && pend > j && piece_is_variable(&b[j..pend]) {
+                    i = pend;
+                    changed = true;
+                    continue;
+                }
+            }
+            out.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let mut end = piece_end(b, i);
+        // `blk_-42`: an identifier whose number is negative is still one identifier.
+        if b[end - 1] == b'_' && end + 1 < b.len() && b[end] == b'-' {
+            end = piece_end(b, end + 1);
+        }
+        if piece_is_variable(&b[i..end]) {
+            push_wildcard(out);
+            changed = true;
+        } else {
+            out.push_str(&seg[i..end]);
+        }
+        i = end;
+    }
+    changed
+}
+
+fn piece_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && !is_piece_delim(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Appends `<*>` unless `out` already ends with one (adjacent variables are one value).
+fn push_wildcard(out: &mut String) {
+    if !out.ends_with(WILDCARD) {
+        out.push_str(WILDCARD);
+    }
+}
+
+/// Generalises two different masked forms of the same token position. Both are cut into slots
+/// at segment delimiters (`=`, `:`, `,`, brackets, quotes…); if the delimiters agree, equal slots
+/// stay and differing slots become `<*>` (so `rhost=1.2.3.4` and `rhost=example.org` give
+/// `rhost=<*>`, and `()` and `(host)` give `(<*>)`). A differing slot is cut once more at `-`, `/`,
+/// `+`, `#` to keep a constant prefix such as `MININT-<*>`; dotted names stay whole, because a
+/// host or package name is one value. Tokens with different delimiters become `<*>`.
+pub fn generalise_token(a: &str, b: &str) -> String {
+    if a == b {
+        return a.to_owned();
+    }
+    let Some(slots) = align(a, b, is_segment_delim) else {
+        return frame_wildcard(a, b);
+    };
+    let mut out = String::with_capacity(a.len());
+    for slot in slots {
+        match slot {
+            Slot::Delim(d) => out.push_str(d),
+            Slot::Same(t) => push_text(&mut out, t),
+            Slot::Differ(x, y) => match align(x, y, is_sub_delim) {
+                Some(sub)
+                    if sub
+                        .iter()
+                        .any(|s| matches!(s, Slot::Same(t) if !t.is_empty() && *t != WILDCARD)) =>
+                {
+                    for s in sub {
+                        match s {
+                            Slot::Delim(d) => out.push_str(d),
+                            Slot::Same(t) => push_text(&mut out, t),
+                            Slot::Differ(..) => push_wildcard(&mut out),
+                        }
+                    }
+                }
+                _ => push_wildcard(&mut out),
+            },
+        }
+    }
+    out
+}
+
+/// `<*>` inside the punctuation both tokens start and end with: `LOCAL(0),` and `<*>,` give
+/// `<*>,`, so the comma of the template survives.
+fn frame_wildcard(a: &str, b: &str) -> String {
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let frame = |c: u8| is_segment_delim(c) && c != b'<' && c != b'>';
+    // Longest common prefix that ends just after a delimiter (`ws=`), and the same for suffixes.
+    let mut pre = 0;
+    let mut k = 0;
+    while k < ab.len() && k < bb.len() && ab[k] == bb[k] && ab[k] != b'<' {
+        k += 1;
+        if frame(ab[k - 1]) {
+            pre = k;
+        }
+    }
+    let mut suf = 0;
+    let mut k = 0;
+    while k < ab.len() - pre
+        && k < bb.len() - pre
+        && ab[ab.len() - 1 - k] == bb[bb.len() - 1 - k]
+        && ab[ab.len() - 1 - k] != b'>'
+    {
+        k += 1;
+        if frame(ab[ab.len() - k]) {
+            suf = k;
+        }
+    }
+    let mut out = String::with_capacity(pre + suf + 3);
+    out.push_str(&a[..pre]);
+    out.push_str(WILDCARD);
+    out.push_str(&a[a.len() - suf..]);
+    out
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    matches!(b, b'-' | b'/' | b'+' | b'#')
+}
+
+fn push_text(out: &mut String, t: &str) {
+    if t == WILDCARD {
+        push_wildcard(out);
+    } else {
+        out.push_str(t);
+    }
+}
+
+enum Slot<'a> {
+    Delim(&'a str),
+    Same(&'a str),
+    Differ(&'a str, &'a str),
+}
+
+/// Cuts both strings at delimiter bytes (a `<*>` is never cut); `None` unless the delimiter
+/// sequences are identical.
+fn align<'a>(a: &'a str, b: &'a str, delim: fn(u8) -> bool) -> Option<Vec<Slot<'a>>> {
+    let sa = cut(a, delim);
+    let sb = cut(b, delim);
+    if sa.len() != sb.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(sa.len());
+    for (k, (x, y)) in sa.into_iter().zip(sb).enumerate() {
+        if k % 2 == 1 {
+            if x != y {
+                return None;
+            }
+            out.push(Slot::Delim(x));
+        } else if x == y {
+            out.push(Slot::Same(x));
+        } else {
+            out.push(Slot::Differ(x, y));
+        }
+    }
+    Some(out)
+}
+
+/// Alternating text / delimiter pieces, starting and ending with a (possibly empty) text.
+fn cut(s: &str, delim: fn(u8) -> bool) -> Vec<&str> {
+    let b = s.as_bytes();
+    let mut v = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(WILDCARD.as_bytes()) {
+            i += WILDCARD.len();
+        } else if delim(b[i]) {
+            v.push(&s[start..i]);
+            v.push(&s[i..i + 1]);
+            i += 1;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    v.push(&s[start..]);
+    v
+}
+
+/// Splits a message into tokens at ASCII whitespace and `extra` delimiters, keeping a
+/// double-quoted string that contains spaces in one token (`tag="View Lock",`), so that the
+/// number of tokens does not depend on what a quoted value says.
+pub fn split_tokens<'a>(content: &'a str, extra: &[char], out: &mut Vec<&'a str>) {
+    let b = content.as_bytes();
+    let is_delim = |c: char| c.is_ascii_whitespace() || extra.contains(&c);
+    if extra.is_empty() && !b.contains(&b'"') {
+        out.extend(content.split_ascii_whitespace());
+        return;
+    }
+    let mut start: Option<usize> = None;
+    let mut iter = content.char_indices();
+    while let Some((i, c)) = iter.next() {
+        let opens_quote =
+            c == '"' && start.is_none_or(|_| matches!(b[i - 1], b'=' | b'(' | b'[' | b'{' | b':'));
+        if opens_quote {
+            let open = i;
+            if let Some(close) = content[open + 1..].find('"') {
+                let close = open + 1 + close;
+                if start.is_none() {
+                    start = Some(open);
+                }
+                // Skip to the closing quote; the token continues after it.
+                for (j, _) in iter.by_ref() {
+                    if j == close {
+                        break;
+                    }
+                }
+                continue;
+            }
+        }
+        if is_delim(c) {
+            if let Some(s) = start.take() {
+                out.push(&content[s..i]);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&content[s..]);
+    }
+}
+
+/// Whether two different masked tokens disagree in constant text: some slot differs where neither
+/// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
+/// only becomes `<*>` once the position has shown enough distinct constants.
+pub fn constant_conflict(a: &str, b: &str) -> bool {
+    if a == b {
+        return false;
+    }
+    match align(a, b, is_segment_delim) {
+        // Different shapes: a conflict when the leading words (the keys) differ, as in
+        // `num=<*>,flags=<*>` against `topActivity=ComponentInfo{<*>}`.
+        None => {
+            let (ka, kb) = (first_slot(a), first_slot(b));
+            ka != kb && !ka.contains(WILDCARD) && !kb.contains(WILDCARD)
+        }
+        Some(slots) => slots.iter().any(
+            |s| matches!(s, Slot::Differ(x, y) if !x.contains(WILDCARD) && !y.contains(WILDCARD)),
+        ),
+    }
+}
+
+fn first_slot(s: &str) -> &str {
+    cut(s, is_segment_delim)[0]
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// `Jul`, `July`, `Mon`, `Monday,` (ASCII, case-insensitive on the first three letters).
+fn calendar_word(t: &str) -> Option<bool> {
+    let t = t.trim_end_matches(',');
+    if t.len() < 3 || !t.is_char_boundary(3) || !t.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let head = t[..3].to_ascii_lowercase();
+    let full = t.to_ascii_lowercase();
+    const MONTH_NAMES: [&str; 12] = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    const DAY_NAMES: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    if let Some(i) = MONTHS.iter().position(|m| *m == head) {
+        return (t.len() == 3 || full == MONTH_NAMES[i]).then_some(true);
+    }
+    if let Some(i) = WEEKDAYS.iter().position(|d| *d == head) {
+        return (t.len() == 3 || full == DAY_NAMES[i]).then_some(false);
+    }
+    None
+}
+
+/// A masked token with no constant text left (`<*>`, `<*>:<*>:<*>`, `<*>,`).
+fn all_variable(t: &str) -> bool {
+    t.contains(WILDCARD)
+        && t.replace(WILDCARD, "")
+            .bytes()
+            .all(|b| matches!(b, b':' | b'.' | b'-' | b'/' | b','))
+}
+
+/// Collapses a written-out date (`Sun Jul 24 02:38:22 2005`, `Jul 24 02:38:22`) into one `<*>`
+/// token: an optional weekday, a month name, then the numeric parts that follow it. `raw` tokens
+/// must be slices of `content`.
+pub fn collapse_dates<'a>(
+    content: &'a str,
+    raw: &mut Vec<&'a str>,
+    masked: &mut Vec<Cow<'a, str>>,
+) {
+    collapse_sizes(content, raw, masked);
+    let mut k = 0;
+    while k < raw.len() {
+        let start = k;
+        let mut m = k;
+        if calendar_word(raw[m]) == Some(false) {
+            m += 1;
+        }
+        if m >= raw.len() || calendar_word(raw[m]) != Some(true) {
+            k += 1;
+            continue;
+        }
+        let mut end = m + 1;
+        while end < raw.len() && all_variable(&masked[end]) {
+            end += 1;
+        }
+        // A month alone, or with one number, is too weak a signal (`May 3` may be text).
+        if end - m < 3 {
+            k += 1;
+            continue;
+        }
+        let from = raw[start].as_ptr() as usize - content.as_ptr() as usize;
+        let last = raw[end - 1];
+        let to = last.as_ptr() as usize - content.as_ptr() as usize + last.len();
+        raw.splice(start..end, [&content[from..to]]);
+        masked.splice(start..end, [Cow::Borrowed(WILDCARD)]);
+        k = start + 1;
+    }
+}
+
+const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
+
+/// Joins a number and its byte unit (`16.0 B`, `413.9 KB,`) into one `<*>`: the unit scales
+/// with the value, so it is part of the value (`B` here, `KB` there), not of the template.
+/// Punctuation after the unit stays in the token (`<*>,`).
+fn collapse_sizes<'a>(content: &'a str, raw: &mut Vec<&'a str>, masked: &mut Vec<Cow<'a, str>>) {
+    let mut k = 0;
+    while k + 1 < raw.len() {
+        let unit = raw[k + 1].trim_end_matches([',', ';', ')', ']', '.']);
+        if masked[k] == WILDCARD && BYTE_UNITS.contains(&unit) {
+            let from = raw[k].as_ptr() as usize - content.as_ptr() as usize;
+            let tail = &raw[k + 1][unit.len()..];
+            let to = raw[k + 1].as_ptr() as usize - content.as_ptr() as usize + raw[k + 1].len();
+            let m = if tail.is_empty() {
+                Cow::Borrowed(WILDCARD)
+            } else {
+                Cow::Owned(format!("{WILDCARD}{tail}"))
+            };
+            raw.splice(k..k + 2, [&content[from..to]]);
+            masked.splice(k..k + 2, [m]);
+        }
+        k += 1;
+    }
+}
+
+/// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
+/// run of the template must occur in order; what lies between is a parameter. When the raw token
+/// does not fit (it cannot happen for tokens this module masked), the whole token is the value.
+pub fn extract_params(template_tok: &str, raw: &str, out: &mut Vec<String>) {
+    if template_tok == WILDCARD {
+        out.push(raw.to_owned());
+        return;
+    }
+    if !template_tok.contains(WILDCARD) {
+        return;
+    }
+    let parts: Vec<&str> = template_tok.split(WILDCARD).collect();
+    let mut found = Vec::with_capacity(parts.len() - 1);
+    let mut pos = match raw.strip_prefix(parts[0]) {
+        Some(_) => parts[0].len(),
+        None => {
+            out.push(raw.to_owned());
+            return;
+        }
+    };
+    for (k, lit) in parts.iter().enumerate().skip(1) {
+        let last = k == parts.len() - 1;
+        let next = if last {
+            if raw.len() >= pos + lit.len() && raw.ends_with(lit) {
+                Some(raw.len() - lit.len())
+            } else {
+                None
+            }
+        } else if lit.is_empty() {
+            Some(pos)
+        } else {
+            raw[pos..].find(lit).map(|o| pos + o)
+        };
+        match next {
+            Some(n) => {
+                found.push(raw[pos..n].to_owned());
+                pos = n + lit.len();
+            }
+            None => {
+                out.push(raw.to_owned());
+                return;
+            }
+        }
+    }
+    out.extend(found);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_by_shape() {
+        let cases = [
+            ("blk_-6952295868487656571", "<*>"),
+            ("10.251.43.21:50010", "<*>"),
+            ("/10.10.34.11:45307", "<*>"),
+            ("msra-sa-41:9000.", "<*>."),
+            ("MININT-FNANLI5/10.86.169.121:53419", "<*>"),
+            ("timeout:3000", "timeout:<*>"),
+            ("[ib_sm_sweep.c:1112]:", "[ib_sm_sweep.c:<*>]:"),
+            ("node-246", "node-<*>"),
+            ("core.114", "core.<*>"),
+            ("0x00e462c0,", "<*>,"),
+            ("001064fc", "<*>"),
+            ("eth0", "eth0"),
+            ("vCores:-1>", "vCores:<*>>"),
+            ("uid=0", "uid=<*>"),
+            ("allDrawn=false,", "allDrawn=<*>,"),
+            ("/usr/lib/x", "<*>"),
+            ("http://example.com/a?b=1", "<*>"),
+            ("00000001@2016/9/27:20:30:31.455", "<*>@<*>/<*>/<*>"),
+            ("v6.1.7601.23505", "<*>"),
+            ("Registered", "Registered"),
+            (
+                "i-fetch......................0",
+                "i-fetch......................<*>",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(mask_token(input), want, "input {input}");
+        }
+    }
+
+    #[test]
+    fn collapses_dates() {
+        let content = "connection from 1.2.3.4 () at Sun Jul 24 02:38:22 2005";
+        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
+        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
+        assert_eq!(raw.last().copied(), Some("Sun Jul 24 02:38:22 2005"));
+        assert_eq!(masked.join(" "), "connection from <*> () at <*>");
+        let content = "May I help";
+        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
+        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
+        assert_eq!(raw.len(), 3);
+        let content = "estimated size 16.0 B, free 413.9 KB)";
+        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
+        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
+        collapse_dates(content, &mut raw, &mut masked);
+        assert_eq!(masked.join(" "), "estimated size <*>, free <*>)");
+        assert_eq!(raw, ["estimated", "size", "16.0 B,", "free", "413.9 KB)"]);
+    }
+
+    #[test]
+    fn keeps_quoted_strings_whole() {
+        let mut v = Vec::new();
+        split_tokens(r#"acquire tag="View Lock", name=x "a b" c"#, &[], &mut v);
+        assert_eq!(
+            v,
+            ["acquire", r#"tag="View Lock","#, "name=x", r#""a b""#, "c"]
+        );
+        v.clear();
+        split_tokens(r#"say "unclosed quote"#, &['|'], &mut v);
+        assert_eq!(v, ["say", "\"unclosed", "quote"]);
+        v.clear();
+        split_tokens("a|b  c", &['|'], &mut v);
+        assert_eq!(v, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn generalises_piecewise() {
+        assert_eq!(generalise_token("node-<*>", "node-<*>"), "node-<*>");
+        assert_eq!(generalise_token("MININT-ABC", "MININT-XYZ"), "MININT-<*>");
+        assert_eq!(generalise_token("root", "guest"), "<*>");
+        assert_eq!(generalise_token("a.b", "a.b.c"), "<*>");
+        assert_eq!(
+            generalise_token("rhost=1.2.3.4", "rhost=example.org"),
+            "rhost=1.2.3.4".replace("1.2.3.4", "<*>")
+        );
+        assert_eq!(generalise_token("()", "(host)"), "(<*>)");
+        assert_eq!(generalise_token("LOCAL(<*>),", "<*>,"), "<*>,");
+        assert_eq!(generalise_token("(a:b)", "(c)"), "(<*>)");
+        assert_eq!(
+            generalise_token("ws=<*>,", "ws=WorkSource{<*>},"),
+            "ws=<*>,"
+        );
+        assert!(constant_conflict(
+            "num=<*>,flags=<*>",
+            "topActivity=ComponentInfo{<*>}"
+        ));
+        assert!(!constant_conflict("ws=<*>,", "ws=WorkSource{<*>},"));
+        assert_eq!(generalise_token("com.a.b", "com.c.d"), "<*>");
+    }
+
+    #[test]
+    fn extracts_params() {
+        let mut v = Vec::new();
+        extract_params("<*>:<*>", "10.0.0.1:80", &mut v);
+        extract_params("node-<*>", "node-7", &mut v);
+        extract_params("<*>", "x y", &mut v);
+        assert_eq!(v, ["10.0.0.1", "80", "7", "x y"]);
+    }
+}

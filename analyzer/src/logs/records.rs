@@ -1,0 +1,194 @@
+//! Log records as the judge consumes them, and a reader for the two file formats `vigil logs
+//! compare` accepts: JSON lines with `time`, `severity`, `body` (the shape of OTLP log records
+//! flattened, and of the incident corpus), or plain text with one message per line.
+//!
+//! The format is decided by the first non-empty line: an object (`{`) means JSON lines. JSON lines
+//! are strict (a malformed line is an error naming it), because a half-read structured file would
+//! silently bias the counts; plain text is lenient (empty lines are skipped, invalid UTF-8 is
+//! replaced), because that is what raw logs look like, and both are counted in [`ReadStats`].
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+
+/// One log record. `time` is kept as the source wrote it (ISO 8601 in OTLP/JSON and the incident
+/// corpus); the judge only reports it back, it never does arithmetic on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    #[serde(default)]
+    pub time: Option<String>,
+    /// The record's level as given (`ERROR`, `warn`, `Fatal`…); `None` for plain-text lines.
+    #[serde(default)]
+    pub severity: Option<String>,
+    pub body: String,
+}
+
+impl LogRecord {
+    /// A record with only a body, as read from a plain-text line.
+    pub fn from_body(body: impl Into<String>) -> LogRecord {
+        LogRecord {
+            time: None,
+            severity: None,
+            body: body.into(),
+        }
+    }
+}
+
+/// What the reader skipped or repaired, so a caller can tell a clean read from a lossy one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReadStats {
+    /// Lines read, including skipped ones.
+    pub lines: u64,
+    /// Empty (or whitespace-only) lines skipped.
+    pub empty: u64,
+    /// Plain-text lines whose invalid UTF-8 bytes were replaced by U+FFFD.
+    pub non_utf8: u64,
+    pub format: InputFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    #[default]
+    Plain,
+    Jsonl,
+}
+
+/// Errors of [`read_records`]; each names the 1-based line.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("line {line}: not a JSON log record: {reason} (expected an object with a string `body` and optional `time`, `severity`)")]
+    Json { line: u64, reason: String },
+    #[error("line {line}: invalid UTF-8 in a JSON lines file")]
+    Utf8 { line: u64 },
+    #[error("reading line {line}: {source}")]
+    Io {
+        line: u64,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Deserialize)]
+struct JsonRecord {
+    #[serde(default)]
+    time: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    body: String,
+}
+
+/// Reads records from `input`, detecting the format from the first non-empty line.
+pub fn read_records(mut input: impl BufRead) -> Result<(Vec<LogRecord>, ReadStats), RecordsError> {
+    let mut records = Vec::new();
+    let mut stats = ReadStats::default();
+    let mut format: Option<InputFormat> = None;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let line_no = stats.lines + 1;
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| RecordsError::Io {
+                line: line_no,
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        stats.lines = line_no;
+        let mut bytes = buf.as_slice();
+        if let Some(rest) = bytes.strip_suffix(b"\n") {
+            bytes = rest;
+        }
+        if let Some(rest) = bytes.strip_suffix(b"\r") {
+            bytes = rest;
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            stats.empty += 1;
+            continue;
+        }
+        let fmt = *format.get_or_insert_with(|| {
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+            if first == Some(&b'{') {
+                InputFormat::Jsonl
+            } else {
+                InputFormat::Plain
+            }
+        });
+        match fmt {
+            InputFormat::Jsonl => {
+                let text =
+                    std::str::from_utf8(bytes).map_err(|_| RecordsError::Utf8 { line: line_no })?;
+                let rec: JsonRecord =
+                    serde_json::from_str(text).map_err(|e| RecordsError::Json {
+                        line: line_no,
+                        reason: e.to_string(),
+                    })?;
+                records.push(LogRecord {
+                    time: rec.time,
+                    severity: rec.severity,
+                    body: rec.body,
+                });
+            }
+            InputFormat::Plain => {
+                let body = match std::str::from_utf8(bytes) {
+                    Ok(s) => s.to_owned(),
+                    Err(_) => {
+                        stats.non_utf8 += 1;
+                        String::from_utf8_lossy(bytes).into_owned()
+                    }
+                };
+                records.push(LogRecord::from_body(body));
+            }
+        }
+    }
+    stats.format = format.unwrap_or_default();
+    Ok((records, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_with_optional_fields() {
+        let input = b"{\"time\":\"2023-01-29T10:03:11Z\",\"severity\":\"ERROR\",\"body\":\"boom\",\"trace_id\":\"x\"}\n\n{\"body\":\"ok\",\"severity\":null}\n";
+        let (recs, stats) = read_records(&input[..]).unwrap();
+        assert_eq!(stats.format, InputFormat::Jsonl);
+        assert_eq!(stats.empty, 1);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].severity.as_deref(), Some("ERROR"));
+        assert_eq!(recs[1].time, None);
+    }
+
+    #[test]
+    fn jsonl_errors_name_the_line() {
+        let missing = b"{\"body\":\"a\"}\n{\"time\":\"t\"}\n";
+        let e = read_records(&missing[..]).unwrap_err().to_string();
+        assert!(e.starts_with("line 2:") && e.contains("body"), "{e}");
+        let broken = b"{\"body\":\"a\"}\n{\"body\": \n";
+        assert!(read_records(&broken[..])
+            .unwrap_err()
+            .to_string()
+            .starts_with("line 2:"));
+        let bad_utf8 = b"{\"body\":\"a\"}\n{\"body\":\"\xff\"}\n";
+        assert!(matches!(
+            read_records(&bad_utf8[..]),
+            Err(RecordsError::Utf8 { line: 2 })
+        ));
+    }
+
+    #[test]
+    fn plain_text_is_lenient_and_counted() {
+        let input = b"first line\r\n\nsecond \xff\xfe line\nno newline at end";
+        let (recs, stats) = read_records(&input[..]).unwrap();
+        assert_eq!(stats.format, InputFormat::Plain);
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[0].body, "first line");
+        assert_eq!(stats.non_utf8, 1);
+        assert_eq!(stats.empty, 1);
+        assert_eq!(stats.lines, 4);
+        assert!(recs[1].body.contains('\u{FFFD}'));
+    }
+}

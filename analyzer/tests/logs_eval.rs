@@ -1,0 +1,98 @@
+//! Accuracy of the template miner on the bundled Loghub-2k slice (corrected labels), and the
+//! metric functions on hand-computed cases.
+
+use std::path::PathBuf;
+
+use vigil_analyzer::logs::eval::{average, evaluate_file, find_datasets, score, Scores};
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+#[test]
+fn metrics_on_a_hand_made_case() {
+    // Messages 0..5: truth A A B B C; predicted groups {0,1} {2} {3,4}; predicted texts A A B x x.
+    // GA: only group {0,1} equals a true group (A) -> 2/5.
+    // PA: messages 0, 1, 2 have the right text -> 3/5.
+    // FGA: 1 group right of 3 predicted and 3 true -> P = R = 1/3 -> F1 = 1/3.
+    // FTA: texts "A" (all truth A) and "B" (all truth B) are correct, "x" not; 3 predicted texts,
+    //      3 true templates -> P = R = 2/3 -> F1 = 2/3.
+    let truth = ["A", "A", "B", "B", "C"];
+    let groups = [1, 1, 2, 3, 3];
+    let texts = ["A", "A", "B", "x", "x"];
+    let s = score(&truth, &groups, &texts);
+    assert!(close(s.ga, 0.4), "{s:?}");
+    assert!(close(s.pa, 0.6), "{s:?}");
+    assert!(close(s.fga, 1.0 / 3.0), "{s:?}");
+    assert!(close(s.fta, 2.0 / 3.0), "{s:?}");
+}
+
+#[test]
+fn metrics_with_unequal_precision_and_recall() {
+    // Truth A A A B; predicted groups {0} {1} {2} {3}, texts t0 t1 t2 B.
+    // GA: only {3} equals true group B -> 1/4. PA: message 3 -> 1/4.
+    // FGA: 1 right of 4 predicted (P = 1/4) and 2 true (R = 1/2) -> 2PR/(P+R) = 1/3.
+    // FTA: "B" correct; 4 predicted texts (P = 1/4), 2 true (R = 1/2) -> 1/3.
+    let truth = ["A", "A", "A", "B"];
+    let s = score(&truth, &[0, 1, 2, 3], &["t0", "t1", "t2", "B"]);
+    assert!(close(s.ga, 0.25) && close(s.pa, 0.25), "{s:?}");
+    assert!(close(s.fga, 1.0 / 3.0) && close(s.fta, 1.0 / 3.0), "{s:?}");
+    // Perfect parse; and nothing at all.
+    let p = score(&truth, &["a", "a", "a", "b"], &["A", "A", "A", "B"]);
+    assert_eq!(
+        p,
+        Scores {
+            ga: 1.0,
+            pa: 1.0,
+            fga: 1.0,
+            fta: 1.0
+        }
+    );
+    assert_eq!(score::<u8>(&[], &[], &[]), Scores::default());
+}
+
+/// Drain's GA on these files (drain3 with logparser's per-system settings), from the README of
+/// the Loghub slice this repository's data was copied from.
+const DRAIN_GA: [(&str, f64); 10] = [
+    ("HDFS", 0.998),
+    ("Hadoop", 0.948),
+    ("Spark", 0.920),
+    ("Zookeeper", 0.967),
+    ("BGL", 0.963),
+    ("HPC", 0.887),
+    ("Thunderbird", 0.955),
+    ("Windows", 0.997),
+    ("Linux", 0.876),
+    ("Android", 0.857),
+];
+
+#[test]
+fn loghub_2k_accuracy_with_the_default_configuration() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/loghub");
+    let files = find_datasets(&dir).unwrap();
+    assert_eq!(
+        files.len(),
+        10,
+        "expected the ten bundled systems in {}",
+        dir.display()
+    );
+    let results: Vec<_> = files.iter().map(|f| evaluate_file(f).unwrap()).collect();
+    for r in &results {
+        assert_eq!(r.messages, 2000, "{}", r.system);
+        let drain = DRAIN_GA.iter().find(|d| d.0 == r.system).map(|d| d.1);
+        let drain = drain.unwrap_or_else(|| panic!("unexpected system {}", r.system));
+        assert!(
+            r.scores.ga >= drain - 0.02,
+            "{}: GA {:.3} more than 0.02 below Drain's {drain}",
+            r.system,
+            r.scores.ga
+        );
+    }
+    let avg = average(&results);
+    // Targets of the issue: GA >= 0.95 and PA >= 0.60; asserted at what the miner reaches, so
+    // a regression shows.
+    assert!(avg.ga >= 0.97, "average GA {:.4}", avg.ga);
+    assert!(avg.pa >= 0.90, "average PA {:.4}", avg.pa);
+    assert!(avg.fga >= 0.92, "average FGA {:.4}", avg.fga);
+    assert!(avg.fta >= 0.80, "average FTA {:.4}", avg.fta);
+}
