@@ -8,7 +8,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use vigil_models::vigil_judge::{benjamini_hochberg, fisher_greater, mann_whitney_greater, quantile_sorted, rate_test_greater};
+use vigil_models::counts::{bh_adjust, fisher_exact, Alternative};
+use vigil_models::vigil_judge::{mann_whitney_greater, quantile_sorted, rate_greater};
+
+/// BH-adjusted p-values; p-values come from our own tests, so an invalid one cannot occur, and
+/// if it did, nothing would be reported (all 1).
+fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    bh_adjust(p).unwrap_or_else(|_| vec![1.0; p.len()])
+}
+
+/// One-sided Fisher exact test that x1/n1 exceeds x2/n2.
+fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
+    fisher_exact([[x1, n1 - x1], [x2, n2 - x2]], Alternative::Greater).p_value
+}
 
 use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
 
@@ -68,7 +80,10 @@ pub fn judge(
     config: &TraceConfig,
 ) -> SignalReport {
     let mut findings = Vec::new();
-    if baseline.len() < config.min_spans || canary.len() < config.min_spans / 2 || exposure_canary <= 0.0 {
+    if baseline.len() < config.min_spans
+        || canary.len() < config.min_spans / 2
+        || exposure_canary <= 0.0
+    {
         return SignalReport {
             signal: Signal::Traces,
             coverage: Coverage::Inconclusive(format!(
@@ -84,7 +99,9 @@ pub fn judge(
     let by_op = |spans: &[SpanRecord]| {
         let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for s in spans {
-            m.entry(s.operation.to_string()).or_default().push(s.duration_ms);
+            m.entry(s.operation.to_string())
+                .or_default()
+                .push(s.duration_ms);
         }
         for v in m.values_mut() {
             v.sort_by(f64::total_cmp);
@@ -183,7 +200,14 @@ pub fn judge(
             if nb == 0 || *xc < 3 {
                 continue;
             }
-            tests.push((op.to_string(), fisher_greater(*xc, *nc, xb, nb), *xc, *nc, xb, nb));
+            tests.push((
+                op.to_string(),
+                fisher_greater(*xc, *nc, xb, nb),
+                *xc,
+                *nc,
+                xb,
+                nb,
+            ));
         }
         let adj = benjamini_hochberg(&tests.iter().map(|t| t.1).collect::<Vec<_>>());
         for (t, q) in tests.iter().zip(adj) {
@@ -213,14 +237,18 @@ pub fn judge(
         if oc.contains_key(op) || expected < config.min_expected_vanished {
             continue;
         }
-        let p = rate_test_greater(b.len() as u64, exposure_baseline, 0, exposure_canary);
+        let p = rate_greater(b.len() as u64, exposure_baseline, 0, exposure_canary);
         let p = if p >= 1.0 { (-expected).exp() } else { p };
         findings.push(Finding {
             signal: Signal::Traces,
             subject: format!("vanished {op}"),
             severity: Severity::Warn,
             strength: strength(p),
-            detail: format!("{} spans in baseline ({:.0} expected in canary), none in canary", b.len(), expected),
+            detail: format!(
+                "{} spans in baseline ({:.0} expected in canary), none in canary",
+                b.len(),
+                expected
+            ),
         });
     }
     for (op, c) in &oc {
@@ -232,11 +260,18 @@ pub fn judge(
             subject: format!("new {op}"),
             severity: Severity::Warn,
             strength: (c.len() as f64).log10(),
-            detail: format!("{} canary spans of an operation never seen in baseline", c.len()),
+            detail: format!(
+                "{} canary spans of an operation never seen in baseline",
+                c.len()
+            ),
         });
     }
     findings.extend(fan_out(baseline, canary, config));
-    SignalReport { signal: Signal::Traces, coverage: Coverage::Judged, findings }
+    SignalReport {
+        signal: Signal::Traces,
+        coverage: Coverage::Judged,
+        findings,
+    }
 }
 
 /// Downstream calls per parent span, per (parent operation, child operation): a change means the
@@ -264,19 +299,26 @@ fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig)
     keys.dedup();
     let mut out = Vec::new();
     for (parent, child) in keys {
-        let (nb, nc) = (pb.get(parent).copied().unwrap_or(0), pc.get(parent).copied().unwrap_or(0));
+        let (nb, nc) = (
+            pb.get(parent).copied().unwrap_or(0),
+            pc.get(parent).copied().unwrap_or(0),
+        );
         if nb < config.min_spans as u64 || nc < config.min_spans as u64 {
             continue;
         }
-        let (kb, kc) = (cb.get(&(parent, child)).copied().unwrap_or(0), cc.get(&(parent, child)).copied().unwrap_or(0));
+        let (kb, kc) = (
+            cb.get(&(parent, child)).copied().unwrap_or(0),
+            cc.get(&(parent, child)).copied().unwrap_or(0),
+        );
         let (fb, fc) = ((kb as f64 + 0.5) / nb as f64, (kc as f64 + 0.5) / nc as f64);
         let ratio = fc / fb;
         let p = if ratio >= 1.0 {
-            rate_test_greater(kc, nc as f64, kb, nb as f64)
+            rate_greater(kc, nc as f64, kb, nb as f64)
         } else {
-            rate_test_greater(kb, nb as f64, kc, nc as f64)
+            rate_greater(kb, nb as f64, kc, nc as f64)
         };
-        if p < config.alpha && (ratio >= config.fanout_ratio || ratio <= 1.0 / config.fanout_ratio) {
+        if p < config.alpha && (ratio >= config.fanout_ratio || ratio <= 1.0 / config.fanout_ratio)
+        {
             out.push(Finding {
                 signal: Signal::Traces,
                 subject: format!("fan-out {parent} -> {child}"),
@@ -315,7 +357,13 @@ mod tests {
     fn spans<'a>(op: &'a str, ids: &'a [String], durs: &[f64]) -> Vec<SpanRecord<'a>> {
         ids.iter()
             .zip(durs)
-            .map(|(id, d)| SpanRecord { span_id: id, parent_id: None, operation: op, duration_ms: *d, error: None })
+            .map(|(id, d)| SpanRecord {
+                span_id: id,
+                parent_id: None,
+                operation: op,
+                duration_ms: *d,
+                error: None,
+            })
             .collect()
     }
 
@@ -329,10 +377,22 @@ mod tests {
         let ic = ids("c", 200);
         let base: Vec<f64> = (0..200).map(|i| 10.0 + (i % 20) as f64).collect();
         let slow: Vec<f64> = base.iter().map(|d| d * 2.0).collect();
-        let r = judge(&spans("GET /x", &ib, &base), &spans("GET /x", &ic, &slow), 60.0, 60.0, &TraceConfig::default());
+        let r = judge(
+            &spans("GET /x", &ib, &base),
+            &spans("GET /x", &ic, &slow),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         assert_eq!(r.findings[0].severity, Severity::Fail);
-        let r = judge(&spans("GET /x", &ib, &base), &spans("GET /x", &ic, &base), 60.0, 60.0, &TraceConfig::default());
+        let r = judge(
+            &spans("GET /x", &ib, &base),
+            &spans("GET /x", &ic, &base),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
         assert!(r.findings.is_empty(), "{:?}", r.findings);
     }
 

@@ -119,7 +119,12 @@ impl Default for FusionConfig {
             critical: vec![Signal::Metrics, Signal::Logs, Signal::Traces],
             fail_penalty: 60.0,
             warn_penalty: 25.0,
-            weights: vec![(Signal::Metrics, 0.35), (Signal::Logs, 0.25), (Signal::Traces, 0.25), (Signal::Anomaly, 0.15)],
+            weights: vec![
+                (Signal::Metrics, 0.35),
+                (Signal::Logs, 0.25),
+                (Signal::Traces, 0.25),
+                (Signal::Anomaly, 0.15),
+            ],
         }
     }
 }
@@ -132,6 +137,8 @@ pub struct Judgement {
     pub score: f64,
     /// The top findings, strongest first (at most three).
     pub evidence: Vec<Finding>,
+    /// Every finding of every judged signal, strongest first.
+    pub findings: Vec<Finding>,
     /// Per-signal score (None when the signal was not judged).
     pub signal_scores: Vec<(Signal, Option<f64>)>,
     /// Why, in one line, when the verdict is Inconclusive or Error.
@@ -161,13 +168,23 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
             }
         }
         let s = s.max(0.0);
-        let w = config.weights.iter().find(|(sig, _)| *sig == r.signal).map(|(_, w)| *w).unwrap_or(0.0);
+        let w = config
+            .weights
+            .iter()
+            .find(|(sig, _)| *sig == r.signal)
+            .map(|(_, w)| *w)
+            .unwrap_or(0.0);
         weighted += w * s;
         total_w += w;
         signal_scores.push((r.signal, Some(s)));
         all.extend(r.findings.iter().cloned());
     }
-    all.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.strength.total_cmp(&a.strength)));
+    all.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.strength.total_cmp(&a.strength))
+    });
+    let findings = all.clone();
     all.truncate(3);
     if total_w == 0.0 {
         let reasons: Vec<String> = reports
@@ -177,8 +194,19 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
                 _ => None,
             })
             .collect();
-        let note = if reasons.is_empty() { "no signal was recorded on both sides".to_string() } else { reasons.join("; ") };
-        return Judgement { verdict: Verdict::Inconclusive, score: 0.0, evidence: all, signal_scores, note: Some(note) };
+        let note = if reasons.is_empty() {
+            "no signal was recorded on both sides".to_string()
+        } else {
+            reasons.join("; ")
+        };
+        return Judgement {
+            verdict: Verdict::Inconclusive,
+            score: 0.0,
+            evidence: all,
+            findings,
+            signal_scores,
+            note: Some(note),
+        };
     }
     let mut score = weighted / total_w;
     if critical_fail {
@@ -191,7 +219,14 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
     } else {
         Verdict::Pass
     };
-    Judgement { verdict, score: (score * 10.0).round() / 10.0, evidence: all, signal_scores, note: None }
+    Judgement {
+        verdict,
+        score: (score * 10.0).round() / 10.0,
+        evidence: all,
+        findings,
+        signal_scores,
+        note: None,
+    }
 }
 
 /// Strength of a p-value for ranking: -log10 p, capped so that one extreme test does not hide
@@ -205,21 +240,43 @@ mod tests {
     use super::*;
 
     fn finding(signal: Signal, severity: Severity, strength: f64) -> Finding {
-        Finding { signal, subject: "x".into(), severity, strength, detail: String::new() }
+        Finding {
+            signal,
+            subject: "x".into(),
+            severity,
+            strength,
+            detail: String::new(),
+        }
     }
 
     fn report(signal: Signal, findings: Vec<Finding>) -> SignalReport {
-        SignalReport { signal, coverage: Coverage::Judged, findings }
+        SignalReport {
+            signal,
+            coverage: Coverage::Judged,
+            findings,
+        }
     }
 
     #[test]
     fn a_critical_fail_fails_and_clean_signals_pass() {
         let cfg = FusionConfig::default();
-        let clean = fuse(&[report(Signal::Metrics, vec![]), report(Signal::Logs, vec![])], &cfg);
+        let clean = fuse(
+            &[
+                report(Signal::Metrics, vec![]),
+                report(Signal::Logs, vec![]),
+            ],
+            &cfg,
+        );
         assert_eq!(clean.verdict, Verdict::Pass);
         assert_eq!(clean.score, 100.0);
         let bad = fuse(
-            &[report(Signal::Metrics, vec![finding(Signal::Metrics, Severity::Fail, 5.0)]), report(Signal::Logs, vec![])],
+            &[
+                report(
+                    Signal::Metrics,
+                    vec![finding(Signal::Metrics, Severity::Fail, 5.0)],
+                ),
+                report(Signal::Logs, vec![]),
+            ],
             &cfg,
         );
         assert_eq!(bad.verdict, Verdict::Fail);
@@ -230,7 +287,13 @@ mod tests {
     fn anomaly_alone_is_not_critical_but_lowers_the_score() {
         let cfg = FusionConfig::default();
         let j = fuse(
-            &[report(Signal::Metrics, vec![]), report(Signal::Anomaly, vec![finding(Signal::Anomaly, Severity::Fail, 3.0)])],
+            &[
+                report(Signal::Metrics, vec![]),
+                report(
+                    Signal::Anomaly,
+                    vec![finding(Signal::Anomaly, Severity::Fail, 3.0)],
+                ),
+            ],
             &cfg,
         );
         // metrics 100 (w .35), anomaly 40 (w .15): 82
@@ -241,8 +304,23 @@ mod tests {
     #[test]
     fn warnings_across_signals_make_marginal() {
         let cfg = FusionConfig::default();
-        let w = |s| report(s, vec![finding(s, Severity::Warn, 1.0), finding(s, Severity::Warn, 1.0)]);
-        let j = fuse(&[w(Signal::Metrics), w(Signal::Logs), report(Signal::Traces, vec![])], &cfg);
+        let w = |s| {
+            report(
+                s,
+                vec![
+                    finding(s, Severity::Warn, 1.0),
+                    finding(s, Severity::Warn, 1.0),
+                ],
+            )
+        };
+        let j = fuse(
+            &[
+                w(Signal::Metrics),
+                w(Signal::Logs),
+                report(Signal::Traces, vec![]),
+            ],
+            &cfg,
+        );
         // (0.35*50 + 0.25*50 + 0.25*100) / 0.85 = 64.7
         assert_eq!(j.verdict, Verdict::Marginal, "{}", j.score);
     }
@@ -250,7 +328,11 @@ mod tests {
     #[test]
     fn no_data_is_inconclusive_not_pass() {
         let cfg = FusionConfig::default();
-        let r = SignalReport { signal: Signal::Metrics, coverage: Coverage::Inconclusive("1 canary point".into()), findings: vec![] };
+        let r = SignalReport {
+            signal: Signal::Metrics,
+            coverage: Coverage::Inconclusive("1 canary point".into()),
+            findings: vec![],
+        };
         let j = fuse(&[r], &cfg);
         assert_eq!(j.verdict, Verdict::Inconclusive);
         assert!(j.note.unwrap().contains("1 canary point"));

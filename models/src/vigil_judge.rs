@@ -8,7 +8,7 @@
 //! when a side has too few points.
 
 use serde::Serialize;
-use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
+use statrs::distribution::{ContinuousCDF, Normal};
 
 /// Which change of a metric is harmful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,14 +122,34 @@ pub struct MetricJudgement {
     pub reason: String,
 }
 
+/// How to judge one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MetricRule {
+    pub direction: Direction,
+    pub kind: MetricKind,
+    /// Smallest shift in the metric's own unit that matters (5 percentage points of CPU, 10 ms
+    /// of latency); 0 to rely on the relative and standardised thresholds alone.
+    pub min_abs_shift: f64,
+}
+
+impl MetricRule {
+    pub fn new(direction: Direction, kind: MetricKind) -> Self {
+        Self {
+            direction,
+            kind,
+            min_abs_shift: 0.0,
+        }
+    }
+}
+
 /// Classifies one metric. Non-finite values are dropped first (they are gaps, not readings).
 pub fn classify(
     baseline: &[f64],
     canary: &[f64],
-    direction: Direction,
-    kind: MetricKind,
+    rule: MetricRule,
     config: &VigilJudgeConfig,
 ) -> MetricJudgement {
+    let (direction, kind) = (rule.direction, rule.kind);
     let b: Vec<f64> = baseline.iter().copied().filter(|v| v.is_finite()).collect();
     let c: Vec<f64> = canary.iter().copied().filter(|v| v.is_finite()).collect();
     let mut j = MetricJudgement {
@@ -159,7 +179,7 @@ pub fn classify(
     if kind == MetricKind::Count || (zero_share >= 0.5 && is_count_like(&b) && is_count_like(&c)) {
         return count_judgement(j, &b, &c, direction, config);
     }
-    location_and_dispersion(j, &b, &c, direction, config)
+    location_and_dispersion(j, &b, &c, direction, rule.min_abs_shift, config)
 }
 
 fn is_count_like(v: &[f64]) -> bool {
@@ -179,8 +199,8 @@ fn count_judgement(
     let ratio = ((sc + 0.5) / nc) / ((sb + 0.5) / nb);
     j.test = Test::Count;
     j.rate_ratio = Some(ratio);
-    let p_up = rate_test_greater(sc.round() as u64, nc, sb.round() as u64, nb);
-    let p_down = rate_test_greater(sb.round() as u64, nb, sc.round() as u64, nc);
+    let p_up = rate_greater(sc.round() as u64, nc, sb.round() as u64, nb);
+    let p_down = rate_greater(sb.round() as u64, nb, sc.round() as u64, nc);
     let up_bad = direction != Direction::Decrease;
     let down_bad = direction != Direction::Increase;
     if up_bad && p_up < config.alpha && ratio >= config.count_rate_ratio {
@@ -205,6 +225,7 @@ fn location_and_dispersion(
     b: &[f64],
     c: &[f64],
     direction: Direction,
+    min_abs_shift: f64,
     config: &VigilJudgeConfig,
 ) -> MetricJudgement {
     let bm = median(b).unwrap_or(0.0);
@@ -231,7 +252,9 @@ fn location_and_dispersion(
         } else {
             f64::INFINITY
         };
-        rel >= config.min_relative_effect && std >= config.min_standardized_effect
+        rel >= config.min_relative_effect
+            && std >= config.min_standardized_effect
+            && shift_bound.abs() >= min_abs_shift
     };
     let up_bad = direction != Direction::Decrease;
     let down_bad = direction != Direction::Increase;
@@ -450,75 +473,17 @@ fn thin(v: &[f64], max: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Exact conditional test that events in `a` (count over exposure `ta`) come at a higher rate
-/// than in `b`: under equal rates, `a`'s count given the total is Binomial(total, ta/(ta+tb)).
-pub fn rate_test_greater(a: u64, ta: f64, b: u64, tb: f64) -> f64 {
-    let total = a + b;
-    if total == 0 || a == 0 || ta <= 0.0 || tb <= 0.0 {
-        return 1.0;
-    }
-    let p = ta / (ta + tb);
-    match Binomial::new(p, total) {
-        Ok(bin) => (1.0 - bin.cdf(a - 1)).clamp(0.0, 1.0),
-        Err(_) => 1.0,
-    }
-}
-
-/// P(X >= k) for X ~ Binomial(n, p): how surprising k alarms in n windows are when each window
-/// alarms with probability p.
-pub fn rate_test_binomial_tail(k: u64, n: u64, p: f64) -> f64 {
-    if k == 0 {
-        return 1.0;
-    }
-    if k > n {
-        return 0.0;
-    }
-    match Binomial::new(p.clamp(0.0, 1.0), n) {
-        Ok(bin) => (1.0 - bin.cdf(k - 1)).clamp(0.0, 1.0),
-        Err(_) => 1.0,
-    }
-}
-
-/// One-sided Fisher exact test that proportion `x1/n1` exceeds `x2/n2` (scipy's
-/// `fisher_exact([[x1, n1-x1], [x2, n2-x2]], alternative="greater")`).
-pub fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
-    let total = n1 + n2;
-    let k = x1 + x2;
-    if n1 == 0 || n2 == 0 || k == 0 {
-        return 1.0;
-    }
-    let ln_c = |n: u64, r: u64| {
-        ln_gamma(n as f64 + 1.0) - ln_gamma(r as f64 + 1.0) - ln_gamma((n - r) as f64 + 1.0)
-    };
-    let denom = ln_c(total, k);
-    let hi = k.min(n1);
-    let mut p = 0.0;
-    for a in x1..=hi {
-        if k - a > n2 {
-            continue;
-        }
-        p += (ln_c(n1, a) + ln_c(n2, k - a) - denom).exp();
-    }
-    p.clamp(0.0, 1.0)
-}
-
-fn ln_gamma(x: f64) -> f64 {
-    statrs::function::gamma::ln_gamma(x)
-}
-
-/// Benjamini-Hochberg adjusted p-values, in input order.
-pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
-    let m = p.len();
-    let mut idx: Vec<usize> = (0..m).collect();
-    idx.sort_by(|a, b| p[*a].total_cmp(&p[*b]));
-    let mut adj = vec![1.0; m];
-    let mut running = 1.0f64;
-    for (rank, &i) in idx.iter().enumerate().rev() {
-        let v = (p[i] * m as f64 / (rank + 1) as f64).min(1.0);
-        running = running.min(v);
-        adj[i] = running;
-    }
-    adj
+/// One-sided exact rate test (canary rate higher), via [`crate::counts::rate_test`]; an invalid
+/// exposure (no time recorded) is no evidence, p = 1.
+pub fn rate_greater(
+    canary: u64,
+    canary_exposure: f64,
+    baseline: u64,
+    baseline_exposure: f64,
+) -> f64 {
+    crate::counts::rate_test(canary, canary_exposure, baseline, baseline_exposure, 0.95)
+        .map(|r| r.p_greater)
+        .unwrap_or(1.0)
 }
 
 #[cfg(test)]
@@ -545,50 +510,49 @@ mod tests {
     }
 
     #[test]
-    fn fisher_greater_matches_scipy() {
-        // scipy 1.17: fisher_exact([[7, 3], [2, 8]], alternative="greater").pvalue = 0.03488925934746368
-        let p = fisher_greater(7, 10, 2, 10);
-        assert!((p - 0.03488925934746368).abs() < 1e-9, "{p}");
-    }
-
-    #[test]
-    fn rate_test_matches_binomial_test() {
-        // scipy.stats.binomtest(9, 10, 0.5, alternative="greater").pvalue = 0.0107421875
-        let p = rate_test_greater(9, 60.0, 1, 60.0);
-        assert!((p - 0.0107421875).abs() < 1e-9, "{p}");
-    }
-
-    #[test]
-    fn binomial_tail_matches_scipy() {
-        // scipy 1.17: binom.sf(1, 5, 0.05) = 0.022592499999999995
-        let p = rate_test_binomial_tail(2, 5, 0.05);
-        assert!((p - 0.022592499999999995).abs() < 1e-12, "{p}");
-    }
-
-    #[test]
-    fn bh_matches_r_p_adjust() {
-        // scipy 1.17 false_discovery_control([0.01, 0.04, 0.03, 0.2]) = 0.04 0.0533 0.0533 0.2
-        let a = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.2]);
-        let want = [0.04, 0.0533333333, 0.0533333333, 0.2];
-        for (g, w) in a.iter().zip(want) {
-            assert!((g - w).abs() < 1e-8, "{a:?}");
-        }
-    }
-
-    #[test]
     fn cpu_jump_is_high_and_noise_passes() {
         let cfg = VigilJudgeConfig::default();
         let base: Vec<f64> = (0..20).map(|i| 10.0 + (i % 5) as f64 * 0.3).collect();
         let high = [30.0, 31.0, 29.5, 32.0];
-        let j = classify(&base, &high, Direction::Increase, MetricKind::Gauge, &cfg);
+        let j = classify(
+            &base,
+            &high,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
+            &cfg,
+        );
         assert_eq!(j.outcome, Outcome::High, "{}", j.reason);
         let same = [10.1, 10.6, 10.9, 10.3];
-        let j = classify(&base, &same, Direction::Increase, MetricKind::Gauge, &cfg);
+        let j = classify(
+            &base,
+            &same,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
+            &cfg,
+        );
         assert_eq!(j.outcome, Outcome::Pass, "{}", j.reason);
         // a drop of CPU is not harmful
         let low = [1.0, 1.1, 0.9, 1.2];
-        let j = classify(&base, &low, Direction::Increase, MetricKind::Gauge, &cfg);
+        let j = classify(
+            &base,
+            &low,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
+            &cfg,
+        );
         assert_eq!(j.outcome, Outcome::Pass, "{}", j.reason);
+    }
+
+    #[test]
+    fn a_shift_below_the_absolute_floor_passes() {
+        let cfg = VigilJudgeConfig::default();
+        // CPU 1 % -> 2 %: doubled, significant, but one percentage point does not matter.
+        let base: Vec<f64> = (0..20).map(|i| 1.0 + (i % 5) as f64 * 0.02).collect();
+        let canary = [2.0, 2.05, 1.98, 2.02];
+        let rule = MetricRule {
+            min_abs_shift: 5.0,
+            ..MetricRule::new(Direction::Increase, MetricKind::Gauge)
+        };
+        assert_eq!(classify(&base, &canary, rule, &cfg).outcome, Outcome::Pass);
+        let rule = MetricRule::new(Direction::Increase, MetricKind::Gauge);
+        assert_eq!(classify(&base, &canary, rule, &cfg).outcome, Outcome::High);
     }
 
     #[test]
@@ -597,8 +561,7 @@ mod tests {
         let j = classify(
             &[1.0, 2.0, 3.0],
             &[5.0],
-            Direction::Increase,
-            MetricKind::Gauge,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
             &cfg,
         );
         assert_eq!(j.outcome, Outcome::Inconclusive);
@@ -620,7 +583,12 @@ mod tests {
                 }
             })
             .collect();
-        let j = classify(&base, &canary, Direction::Increase, MetricKind::Gauge, &cfg);
+        let j = classify(
+            &base,
+            &canary,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
+            &cfg,
+        );
         assert_eq!(j.outcome, Outcome::Dispersed, "{}", j.reason);
     }
 
@@ -629,11 +597,21 @@ mod tests {
         let cfg = VigilJudgeConfig::default();
         let base = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         let canary = [3.0, 2.0, 4.0, 3.0];
-        let j = classify(&base, &canary, Direction::Increase, MetricKind::Gauge, &cfg);
+        let j = classify(
+            &base,
+            &canary,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
+            &cfg,
+        );
         assert_eq!(j.test, Test::Count);
         assert_eq!(j.outcome, Outcome::High, "{}", j.reason);
         let quiet = [0.0, 1.0, 0.0, 0.0];
-        let j = classify(&base, &quiet, Direction::Increase, MetricKind::Gauge, &cfg);
+        let j = classify(
+            &base,
+            &quiet,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
+            &cfg,
+        );
         assert_eq!(j.outcome, Outcome::Pass, "{}", j.reason);
     }
 }

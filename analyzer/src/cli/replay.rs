@@ -42,20 +42,33 @@ fn default_dir() -> PathBuf {
     if here.is_dir() {
         return here;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("datasets")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("datasets")
 }
 
 /// Runs `vigil replay`; returns the results so callers (tests) can inspect them.
 pub fn run(args: &ReplayArgs) -> Result<()> {
     if !(args.interval.is_finite() && args.interval > 0.0) {
-        bail!("--interval: expected a positive number of seconds, got {}", args.interval);
+        bail!(
+            "--interval: expected a positive number of seconds, got {}",
+            args.interval
+        );
     }
     let dir = args.dir.clone().unwrap_or_else(default_dir);
-    let folders = scenario::discover(&dir).with_context(|| format!("reading scenarios from {}", dir.display()))?;
+    let folders = scenario::discover(&dir)
+        .with_context(|| format!("reading scenarios from {}", dir.display()))?;
     if folders.is_empty() {
-        bail!("{}: no scenario folders (a folder with scenario.json, or a directory of them)", dir.display());
+        bail!(
+            "{}: no scenario folders (a folder with scenario.json, or a directory of them)",
+            dir.display()
+        );
     }
-    let config = ReplayConfig { interval_s: args.interval, mask_known_incidents: !args.no_mask, ..ReplayConfig::default() };
+    let config = ReplayConfig {
+        interval_s: args.interval,
+        mask_known_incidents: !args.no_mask,
+        ..ReplayConfig::default()
+    };
     let start = Instant::now();
     let results = replay_all(&folders, &config, args.jobs, !args.quiet)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -77,8 +90,19 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 
 /// Loads and replays every folder on `jobs` threads, keeping input order. A folder that fails to
 /// load is an Error result with the loader's message, not an abort.
-pub fn replay_all(folders: &[PathBuf], config: &ReplayConfig, jobs: Option<usize>, progress: bool) -> Result<Vec<ScenarioResult>> {
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+pub fn replay_all(
+    folders: &[PathBuf],
+    config: &ReplayConfig,
+    jobs: Option<usize>,
+    progress: bool,
+) -> Result<Vec<ScenarioResult>> {
+    let jobs = jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
     let next = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
     let slots: Mutex<Vec<Option<ScenarioResult>>> = Mutex::new(vec![None; folders.len()]);
@@ -95,7 +119,10 @@ pub fn replay_all(folders: &[PathBuf], config: &ReplayConfig, jobs: Option<usize
                     Ok(s) => replay::replay_scenario(&s, config),
                     Err(e) => {
                         tracing::warn!("{e}");
-                        let id = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        let id = folder
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
                         replay::error_result(&id, &e.to_string())
                     }
                 };
@@ -107,7 +134,9 @@ pub fn replay_all(folders: &[PathBuf], config: &ReplayConfig, jobs: Option<usize
         }
     });
     bar.finish();
-    let slots = slots.into_inner().map_err(|_| anyhow::anyhow!("a replay worker panicked"))?;
+    let slots = slots
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a replay worker panicked"))?;
     Ok(slots.into_iter().flatten().collect())
 }
 
@@ -120,7 +149,11 @@ struct Progress {
 
 impl Progress {
     fn new(total: usize, wanted: bool) -> Self {
-        Self { total, enabled: wanted && std::io::stderr().is_terminal(), start: Instant::now() }
+        Self {
+            total,
+            enabled: wanted && std::io::stderr().is_terminal(),
+            start: Instant::now(),
+        }
     }
 
     fn tick(&self, done: usize) {

@@ -12,7 +12,10 @@ use super::{JudgeName, ReplayConfig, ScenarioResult};
 use crate::verdict::Verdict;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn color(v: Verdict) -> &'static str {
@@ -27,7 +30,12 @@ fn color(v: Verdict) -> &'static str {
 
 /// Renders the report. Scenarios are re-read from `folders` for their series; one that no
 /// longer loads is shown without plots.
-pub fn render(folders: &[PathBuf], results: &[ScenarioResult], summary: &Summary, config: &ReplayConfig) -> String {
+pub fn render(
+    folders: &[PathBuf],
+    results: &[ScenarioResult],
+    summary: &Summary,
+    config: &ReplayConfig,
+) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Vigil replay report</title><style>");
     h.push_str(
@@ -121,7 +129,9 @@ pub fn render(folders: &[PathBuf], results: &[ScenarioResult], summary: &Summary
 }
 
 fn timeline(r: &ScenarioResult) -> String {
-    let mut s = String::from("<svg width=\"620\" height=\"34\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"10\">");
+    let mut s = String::from(
+        "<svg width=\"620\" height=\"34\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"10\">",
+    );
     for (i, step) in r.vigil.timeline.iter().enumerate() {
         let x = 4 + i * 48;
         let _ = write!(
@@ -149,10 +159,21 @@ fn plots(s: &Scenario, r: &ScenarioResult) -> Vec<String> {
     let mut series = Vec::new();
     if let (Some(b), Some(c)) = (&s.baseline.metrics, &s.canary.metrics) {
         // The metrics named in the evidence first, then CPU, memory and latency.
-        let mut names: Vec<String> = r.vigil.evidence.iter().map(|e| e.subject.clone()).filter(|n| b.columns.iter().any(|(m, _)| m == n)).collect();
+        let mut names: Vec<String> = r
+            .vigil
+            .evidence
+            .iter()
+            .map(|e| e.subject.clone())
+            .filter(|n| b.columns.iter().any(|(m, _)| m == n))
+            .collect();
         for (n, _) in &b.columns {
             let l = n.to_ascii_lowercase();
-            if metric_spec(n).is_some() && !l.contains("p95") && !l.contains("p99") && !l.contains("(m)") && !names.contains(n) {
+            if metric_spec(n).is_some()
+                && !l.contains("p95")
+                && !l.contains("p99")
+                && !l.contains("(m)")
+                && !names.contains(n)
+            {
                 names.push(n.clone());
             }
         }
@@ -161,23 +182,43 @@ fn plots(s: &Scenario, r: &ScenarioResult) -> Vec<String> {
                 t.columns
                     .iter()
                     .find(|(m, _)| *m == n)
-                    .map(|(_, v)| t.times.iter().zip(v).filter(|(_, y)| y.is_finite()).map(|(x, y)| (*x, *y)).collect())
+                    .map(|(_, v)| {
+                        t.times
+                            .iter()
+                            .zip(v)
+                            .filter(|(_, y)| y.is_finite())
+                            .map(|(x, y)| (*x, *y))
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
-            series.push(Series { title: n.clone(), baseline: pick(b), canary: pick(c) });
+            series.push(Series {
+                title: n.clone(),
+                baseline: pick(b),
+                canary: pick(c),
+            });
         }
     }
     if let (Some(b), Some(c)) = (&s.baseline.spans, &s.canary.spans) {
         let bucket = |spans: &[scenario::Span]| -> Vec<(f64, f64)> {
-            let mut m: std::collections::BTreeMap<i64, Vec<f64>> = std::collections::BTreeMap::new();
+            let mut m: std::collections::BTreeMap<i64, Vec<f64>> =
+                std::collections::BTreeMap::new();
             for x in spans {
-                m.entry((x.start / 10.0).floor() as i64).or_default().push(x.duration_ms);
+                m.entry((x.start / 10.0).floor() as i64)
+                    .or_default()
+                    .push(x.duration_ms);
             }
             m.into_iter()
-                .filter_map(|(k, v)| vigil_models::vigil_judge::quantile(&v, 0.9).map(|q| (k as f64 * 10.0 + 5.0, q)))
+                .filter_map(|(k, v)| {
+                    vigil_models::vigil_judge::quantile(&v, 0.9).map(|q| (k as f64 * 10.0 + 5.0, q))
+                })
                 .collect()
         };
-        series.push(Series { title: "span p90 per 10 s (ms)".into(), baseline: bucket(b), canary: bucket(c) });
+        series.push(Series {
+            title: "span p90 per 10 s (ms)".into(),
+            baseline: bucket(b),
+            canary: bucket(c),
+        });
     }
     if let (Some(b), Some(c)) = (&s.baseline.logs, &s.canary.logs) {
         let bucket = |logs: &[scenario::LogLine]| -> Vec<(f64, f64)> {
@@ -188,42 +229,98 @@ fn plots(s: &Scenario, r: &ScenarioResult) -> Vec<String> {
                     *e += 1.0;
                 }
             }
-            m.into_iter().map(|(k, v)| (k as f64 * 10.0 + 5.0, v)).collect()
+            m.into_iter()
+                .map(|(k, v)| (k as f64 * 10.0 + 5.0, v))
+                .collect()
         };
-        series.push(Series { title: "ERROR log lines per 10 s".into(), baseline: bucket(b), canary: bucket(c) });
+        series.push(Series {
+            title: "ERROR log lines per 10 s".into(),
+            baseline: bucket(b),
+            canary: bucket(c),
+        });
     }
     let onset = s.inject_time.unwrap_or(s.canary_window.start);
-    series.iter().map(|x| svg(x, onset, s.inject_time.is_some())).collect()
+    series
+        .iter()
+        .map(|x| svg(x, onset, s.inject_time.is_some()))
+        .collect()
 }
 
 fn svg(s: &Series, onset: f64, is_fault: bool) -> String {
     let (w, h, pad) = (360.0, 150.0, 34.0);
     let all: Vec<(f64, f64)> = s.baseline.iter().chain(&s.canary).copied().collect();
     let mut out = format!("<svg width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"10\" style=\"border:1px solid #eee\">");
-    let _ = write!(out, "<text x=\"6\" y=\"12\" font-weight=\"600\">{}</text>", esc(&s.title));
+    let _ = write!(
+        out,
+        "<text x=\"6\" y=\"12\" font-weight=\"600\">{}</text>",
+        esc(&s.title)
+    );
     if all.is_empty() {
         out.push_str("<text x=\"40\" y=\"80\" fill=\"#999\">no data</text></svg>");
         return out;
     }
-    let x0 = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min).min(onset);
-    let x1 = all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max).max(onset + 1.0);
-    let y0 = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).min(0.0);
+    let x0 = all
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::INFINITY, f64::min)
+        .min(onset);
+    let x1 = all
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(onset + 1.0);
+    let y0 = all
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .min(0.0);
     let mut y1 = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     if y1 <= y0 {
         y1 = y0 + 1.0;
     }
     let sx = |x: f64| pad + (x - x0) / (x1 - x0) * (w - pad - 8.0);
     let sy = |y: f64| h - 18.0 - (y - y0) / (y1 - y0) * (h - 40.0);
-    let _ = write!(out, "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#ccc\"/>", sy(y0), w - 8.0, sy(y0));
-    let _ = write!(out, "<text x=\"2\" y=\"{:.1}\" fill=\"#777\">{}</text>", sy(y1) + 4.0, fmt_num(y1));
-    let _ = write!(out, "<text x=\"2\" y=\"{:.1}\" fill=\"#777\">{}</text>", sy(y0), fmt_num(y0));
+    let _ = write!(
+        out,
+        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#ccc\"/>",
+        sy(y0),
+        w - 8.0,
+        sy(y0)
+    );
+    let _ = write!(
+        out,
+        "<text x=\"2\" y=\"{:.1}\" fill=\"#777\">{}</text>",
+        sy(y1) + 4.0,
+        fmt_num(y1)
+    );
+    let _ = write!(
+        out,
+        "<text x=\"2\" y=\"{:.1}\" fill=\"#777\">{}</text>",
+        sy(y0),
+        fmt_num(y0)
+    );
     let line = |pts: &[(f64, f64)], color: &str| -> String {
         if pts.is_empty() {
             return String::new();
         }
-        let d: Vec<String> = pts.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
-        let dots: String = pts.iter().map(|(x, y)| format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\" fill=\"{color}\"/>", sx(*x), sy(*y))).collect();
-        format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>{dots}", d.join(" "))
+        let d: Vec<String> = pts
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .collect();
+        let dots: String = pts
+            .iter()
+            .map(|(x, y)| {
+                format!(
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\" fill=\"{color}\"/>",
+                    sx(*x),
+                    sy(*y)
+                )
+            })
+            .collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>{dots}",
+            d.join(" ")
+        )
     };
     out.push_str(&line(&s.baseline, "#1565c0"));
     out.push_str(&line(&s.canary, "#e65100"));

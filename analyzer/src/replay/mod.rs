@@ -32,7 +32,11 @@ pub struct ReplayConfig {
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        Self { interval_s: 30.0, mask_known_incidents: true, judges: JudgeConfig::default() }
+        Self {
+            interval_s: 30.0,
+            mask_known_incidents: true,
+            judges: JudgeConfig::default(),
+        }
     }
 }
 
@@ -71,6 +75,8 @@ pub struct Outcome {
     pub score: f64,
     pub time_to_detect_s: Option<f64>,
     pub evidence: Vec<Finding>,
+    /// Every finding of the deciding interval (the evidence is its top three).
+    pub findings: Vec<Finding>,
     pub note: Option<String>,
     pub timeline: Vec<Step>,
 }
@@ -104,6 +110,7 @@ pub fn error_result(id: &str, message: &str) -> ScenarioResult {
         score: 0.0,
         time_to_detect_s: None,
         evidence: vec![],
+        findings: vec![],
         note: Some(message.to_string()),
         timeline: vec![],
     };
@@ -134,18 +141,32 @@ fn upper_bound(times: impl Fn(usize) -> f64, n: usize, t: f64) -> usize {
 
 /// The view of one side with everything before `until` (Unix s); `from` masks the start of the
 /// metric rows.
-fn side_view(side: &Side, until: f64, metric_from: Option<f64>, grow_from: Option<f64>) -> SideView<'_> {
+fn side_view(
+    side: &Side,
+    until: f64,
+    metric_from: Option<f64>,
+    grow_from: Option<f64>,
+) -> SideView<'_> {
     let metric_rows = side
         .metrics
         .as_ref()
         .map(|m| {
             let end = upper_bound(|i| m.times[i], m.times.len(), until);
-            let start = metric_from.map(|f| upper_bound(|i| m.times[i], m.times.len(), f)).unwrap_or(0).min(end);
+            let start = metric_from
+                .map(|f| upper_bound(|i| m.times[i], m.times.len(), f))
+                .unwrap_or(0)
+                .min(end);
             (start, end)
         })
         .unwrap_or((0, 0));
-    let logs = side.logs.as_deref().map(|l| &l[..upper_bound(|i| l[i].time, l.len(), until)]);
-    let spans = side.spans.as_deref().map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
+    let logs = side
+        .logs
+        .as_deref()
+        .map(|l| &l[..upper_bound(|i| l[i].time, l.len(), until)]);
+    let spans = side
+        .spans
+        .as_deref()
+        .map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
     // Exposure: the covered seconds of the window, pro rata for a window still growing.
     let exposure = |covered: Option<f64>, w: Option<scenario::Window>| -> f64 {
         let Some(w) = w else { return 0.0 };
@@ -168,25 +189,49 @@ fn side_view(side: &Side, until: f64, metric_from: Option<f64>, grow_from: Optio
 /// Replays one scenario with every judge.
 pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
     let t0 = s.canary_window.start;
-    let horizon = [s.canary.metric_window, s.canary.log_window, s.canary.trace_window, Some(s.canary_window)]
-        .iter()
-        .flatten()
-        .map(|w| w.end - t0)
-        .fold(0.0f64, f64::max);
+    let horizon = [
+        s.canary.metric_window,
+        s.canary.log_window,
+        s.canary.trace_window,
+        Some(s.canary_window),
+    ]
+    .iter()
+    .flatten()
+    .map(|w| w.end - t0)
+    .fold(0.0f64, f64::max);
     let steps = ((horizon / config.interval_s).ceil() as usize).max(1);
     let concurrent = s.concurrent_baseline();
-    let metric_from = if config.mask_known_incidents { s.baseline_clean_since } else { None };
+    let metric_from = if config.mask_known_incidents {
+        s.baseline_clean_since
+    } else {
+        None
+    };
     let mut model: Option<Result<AnomalyModel, String>> = None;
     let mut runs: Vec<Vec<(Step, Judgement)>> = vec![Vec::new(); 3];
     let mut done = [false; 3];
     for k in 1..=steps {
         let elapsed = (k as f64 * config.interval_s).min(horizon.max(config.interval_s));
         let until = t0 + elapsed;
-        let b_until = if concurrent { s.baseline_window.start + elapsed } else { f64::INFINITY };
-        let mut baseline = side_view(&s.baseline, b_until, None, concurrent.then_some(s.baseline_window.start));
+        let b_until = if concurrent {
+            s.baseline_window.start + elapsed
+        } else {
+            f64::INFINITY
+        };
+        let mut baseline = side_view(
+            &s.baseline,
+            b_until,
+            None,
+            concurrent.then_some(s.baseline_window.start),
+        );
         if let (Some(from), Some(m)) = (metric_from, s.baseline.metrics.as_ref()) {
             let masked = side_view(&s.baseline, b_until, Some(from), None).metric_rows;
-            if masked.1 - masked.0 >= config.judges.metric.min_baseline_points.max(config.judges.anomaly.min_windows) {
+            if masked.1 - masked.0
+                >= config
+                    .judges
+                    .metric
+                    .min_baseline_points
+                    .max(config.judges.anomaly.min_windows)
+            {
                 baseline.metric_rows = masked;
             }
             let _ = m;
@@ -205,7 +250,11 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
                 JudgeName::Kayenta => judges::kayenta(&view),
                 JudgeName::Naive => judges::naive(&view),
             };
-            let step = Step { elapsed_s: elapsed, verdict: judgement.verdict, score: judgement.score };
+            let step = Step {
+                elapsed_s: elapsed,
+                verdict: judgement.verdict,
+                score: judgement.score,
+            };
             if judgement.verdict == Verdict::Fail {
                 done[j] = true;
             }
@@ -218,7 +267,15 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
     let outcome = |run: &Vec<(Step, Judgement)>| -> Outcome {
         let timeline: Vec<Step> = run.iter().map(|(s, _)| s.clone()).collect();
         let Some((_, last)) = run.last() else {
-            return Outcome { verdict: Verdict::Error, score: 0.0, time_to_detect_s: None, evidence: vec![], note: Some("no interval ran".into()), timeline };
+            return Outcome {
+                verdict: Verdict::Error,
+                score: 0.0,
+                time_to_detect_s: None,
+                evidence: vec![],
+                findings: vec![],
+                note: Some("no interval ran".into()),
+                timeline,
+            };
         };
         let ttd = if last.verdict.flagged() {
             // the first interval of the final flagged streak
@@ -235,6 +292,7 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
             score: last.score,
             time_to_detect_s: ttd,
             evidence: last.evidence.clone(),
+            findings: last.findings.clone(),
             note: last.note.clone(),
             timeline,
         }

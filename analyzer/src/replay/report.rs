@@ -37,7 +37,10 @@ fn ratio(a: usize, b: usize) -> Option<f64> {
 }
 
 /// Measures of one judge over a set of results.
-pub fn measures<'a>(results: impl IntoIterator<Item = &'a ScenarioResult>, judge: JudgeName) -> Measures {
+pub fn measures<'a>(
+    results: impl IntoIterator<Item = &'a ScenarioResult>,
+    judge: JudgeName,
+) -> Measures {
     let mut m = Measures::default();
     let mut ttd = Vec::new();
     for r in results {
@@ -108,13 +111,29 @@ pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
                 faults.entry(f.clone()).or_default().push(r);
             }
         }
-        by_system.insert(j.as_str(), systems.into_iter().map(|(k, v)| (k, measures(v, j))).collect());
-        by_fault_type.insert(j.as_str(), faults.into_iter().map(|(k, v)| (k, measures(v, j))).collect());
+        by_system.insert(
+            j.as_str(),
+            systems
+                .into_iter()
+                .map(|(k, v)| (k, measures(v, j)))
+                .collect(),
+        );
+        by_fault_type.insert(
+            j.as_str(),
+            faults
+                .into_iter()
+                .map(|(k, v)| (k, measures(v, j)))
+                .collect(),
+        );
     }
     Summary {
         scenarios: results.len(),
         seconds,
-        scenarios_per_s: if seconds > 0.0 { results.len() as f64 / seconds } else { 0.0 },
+        scenarios_per_s: if seconds > 0.0 {
+            results.len() as f64 / seconds
+        } else {
+            0.0
+        },
         judges,
         by_system,
         by_fault_type,
@@ -145,6 +164,7 @@ pub fn to_json(results: &[ScenarioResult], summary: &Summary) -> Value {
                 "score": r.vigil.score,
                 "time_to_detect_s": r.vigil.time_to_detect_s,
                 "evidence": r.vigil.evidence,
+                "findings": r.vigil.findings,
                 "note": r.vigil.note,
                 "timeline": r.vigil.timeline,
                 "reference": { "kayenta": reference(JudgeName::Kayenta), "naive": reference(JudgeName::Naive) },
@@ -155,7 +175,8 @@ pub fn to_json(results: &[ScenarioResult], summary: &Summary) -> Value {
 }
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
-    v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn short(v: Verdict) -> &'static str {
@@ -171,7 +192,12 @@ fn short(v: Verdict) -> &'static str {
 /// The per-scenario table and the summary, as text for a terminal.
 pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
     let mut out = String::new();
-    let idw = results.iter().map(|r| r.id.len()).max().unwrap_or(2).clamp(2, 48);
+    let idw = results
+        .iter()
+        .map(|r| r.id.len())
+        .max()
+        .unwrap_or(2)
+        .clamp(2, 48);
     let _ = writeln!(
         out,
         "{:<idw$}  {:<4}  {:<5} {:>5} {:>5}  {:<5} {:<5}  top evidence (vigil)",
@@ -197,12 +223,18 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
             r.expected,
             short(r.vigil.verdict),
             r.vigil.score,
-            r.vigil.time_to_detect_s.map(|t| format!("{t:.0}s")).unwrap_or_else(|| "-".into()),
+            r.vigil
+                .time_to_detect_s
+                .map(|t| format!("{t:.0}s"))
+                .unwrap_or_else(|| "-".into()),
             short(r.kayenta.verdict),
             short(r.naive.verdict),
         );
     }
-    let _ = writeln!(out, "\n(* = verdict disagrees with the expected outcome; ttd = time to detect)\n");
+    let _ = writeln!(
+        out,
+        "\n(* = verdict disagrees with the expected outcome; ttd = time to detect)\n"
+    );
     let _ = writeln!(
         out,
         "{:<8} {:>9} {:>6} {:>6} {:>6} {:>5} {:>6} {:>8} {:>8}",
@@ -251,7 +283,12 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
                 format!("{} {}/{}", j.as_str(), m.true_positives, m.positives)
             })
             .collect();
-        let _ = writeln!(out, "  {fault:<16} {}   (n={})", cells.join("   "), m0.positives);
+        let _ = writeln!(
+            out,
+            "  {fault:<16} {}   (n={})",
+            cells.join("   "),
+            m0.positives
+        );
     }
     let _ = writeln!(
         out,
@@ -267,7 +304,15 @@ mod tests {
     use crate::replay::{Outcome, ScenarioResult};
 
     fn outcome(v: Verdict, ttd: Option<f64>) -> Outcome {
-        Outcome { verdict: v, score: 0.0, time_to_detect_s: ttd, evidence: vec![], note: None, timeline: vec![] }
+        Outcome {
+            verdict: v,
+            score: 0.0,
+            time_to_detect_s: ttd,
+            evidence: vec![],
+            findings: vec![],
+            note: None,
+            timeline: vec![],
+        }
     }
 
     fn result(expected: &'static str, v: Verdict, ttd: Option<f64>) -> ScenarioResult {

@@ -12,13 +12,24 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid scenario.json: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{path}: {message}")]
     Csv { path: PathBuf, message: String },
     #[error("{path}: field `{field}`: expected {expected}, got {got:?}")]
-    Field { path: PathBuf, field: String, expected: String, got: String },
+    Field {
+        path: PathBuf,
+        field: String,
+        expected: String,
+        got: String,
+    },
 }
 
 /// A time interval in Unix seconds, end exclusive.
@@ -181,19 +192,33 @@ struct RawScenario {
     metrics_baseline_clean_since: Option<RawCleanSince>,
 }
 
-/// Finds scenario folders: `dir` itself if it holds a `scenario.json`, else its sub-folders that
-/// do, sorted by name.
+/// Finds scenario folders: `dir` itself if it holds a `scenario.json`, else every folder below it
+/// that does (not descending into scenario folders), sorted by path.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     if dir.join("scenario.json").is_file() {
         return Ok(vec![dir.to_path_buf()]);
     }
-    let rd = std::fs::read_dir(dir).map_err(|source| LoadError::Io { path: dir.to_path_buf(), source })?;
     let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(|source| LoadError::Io { path: dir.to_path_buf(), source })?;
-        let p = entry.path();
-        if p.join("scenario.json").is_file() {
-            out.push(p);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|source| LoadError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in rd {
+            let entry = entry.map_err(|source| LoadError::Io {
+                path: d.clone(),
+                source,
+            })?;
+            let p = entry.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if p.join("scenario.json").is_file() {
+                out.push(p);
+            } else {
+                stack.push(p);
+            }
         }
     }
     out.sort();
@@ -203,9 +228,14 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 /// Reads one scenario folder.
 pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
     let json_path = dir.join("scenario.json");
-    let text = std::fs::read_to_string(&json_path).map_err(|source| LoadError::Io { path: json_path.clone(), source })?;
-    let raw: RawScenario =
-        serde_json::from_str(&text).map_err(|source| LoadError::Json { path: json_path.clone(), source })?;
+    let text = std::fs::read_to_string(&json_path).map_err(|source| LoadError::Io {
+        path: json_path.clone(),
+        source,
+    })?;
+    let raw: RawScenario = serde_json::from_str(&text).map_err(|source| LoadError::Json {
+        path: json_path.clone(),
+        source,
+    })?;
     let field_time = |field: &str, s: &str| -> Result<f64, LoadError> {
         parse_time(s).ok_or_else(|| LoadError::Field {
             path: json_path.clone(),
@@ -215,7 +245,10 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         })
     };
     let window = |field: &str, w: &RawWindow| -> Result<Window, LoadError> {
-        Ok(Window { start: field_time(&format!("{field}.start"), &w.start)?, end: field_time(&format!("{field}.end"), &w.end)? })
+        Ok(Window {
+            start: field_time(&format!("{field}.start"), &w.start)?,
+            end: field_time(&format!("{field}.end"), &w.end)?,
+        })
     };
     let expected = match raw.expected.as_str() {
         "pass" => Expected::Pass,
@@ -231,11 +264,25 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
     };
     let baseline_window = window("baseline_window", &raw.baseline_window)?;
     let canary_window = window("canary_window", &raw.canary_window)?;
-    let inject_time = raw.inject_time_utc.as_deref().map(|s| field_time("inject_time_utc", s)).transpose()?;
-    let modality = |m: &Option<RawModalityWindows>, name: &str| -> Result<(Option<Window>, Option<Window>), LoadError> {
+    let inject_time = raw
+        .inject_time_utc
+        .as_deref()
+        .map(|s| field_time("inject_time_utc", s))
+        .transpose()?;
+    let modality = |m: &Option<RawModalityWindows>,
+                    name: &str|
+     -> Result<(Option<Window>, Option<Window>), LoadError> {
         let Some(m) = m else { return Ok((None, None)) };
-        let b = m.baseline.as_ref().map(|w| window(&format!("windows.{name}.baseline"), w)).transpose()?;
-        let c = m.canary.as_ref().map(|w| window(&format!("windows.{name}.canary"), w)).transpose()?;
+        let b = m
+            .baseline
+            .as_ref()
+            .map(|w| window(&format!("windows.{name}.baseline"), w))
+            .transpose()?;
+        let c = m
+            .canary
+            .as_ref()
+            .map(|w| window(&format!("windows.{name}.canary"), w))
+            .transpose()?;
         Ok((b, c))
     };
     let (mb, mc) = modality(&raw.windows.metrics, "metrics")?;
@@ -247,7 +294,12 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         .and_then(|c| c.same_pod.as_deref())
         .map(|s| field_time("metrics_baseline_clean_since.same_pod", s))
         .transpose()?;
-    let side = |name: &str, mw: Option<Window>, lw: Option<Window>, tw: Option<Window>, cov: Option<&RawCoverage>| -> Result<Side, LoadError> {
+    let side = |name: &str,
+                mw: Option<Window>,
+                lw: Option<Window>,
+                tw: Option<Window>,
+                cov: Option<&RawCoverage>|
+     -> Result<Side, LoadError> {
         let d = dir.join(name);
         let metrics = optional(&d.join("metrics.csv"), read_metrics)?;
         let logs = optional(&d.join("logs.jsonl"), read_logs)?;
@@ -281,7 +333,10 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
     })
 }
 
-fn optional<T>(path: &Path, read: fn(&Path) -> Result<T, LoadError>) -> Result<Option<T>, LoadError> {
+fn optional<T>(
+    path: &Path,
+    read: fn(&Path) -> Result<T, LoadError>,
+) -> Result<Option<T>, LoadError> {
     if path.is_file() {
         read(path).map(Some)
     } else {
@@ -290,9 +345,15 @@ fn optional<T>(path: &Path, read: fn(&Path) -> Result<T, LoadError>) -> Result<O
 }
 
 fn csv_frame(path: &Path) -> Result<DataFrame, LoadError> {
-    let err = |e: PolarsError| LoadError::Csv { path: path.to_path_buf(), message: e.to_string() };
+    let err = |e: PolarsError| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     // An empty file (not even a header) is a recorded window with nothing in it.
-    if std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false) {
+    if std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(false)
+    {
         return Ok(DataFrame::empty());
     }
     CsvReadOptions::default()
@@ -304,13 +365,23 @@ fn csv_frame(path: &Path) -> Result<DataFrame, LoadError> {
         .map_err(err)
 }
 
-fn string_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<Option<String>>, LoadError> {
+fn string_column(
+    df: &DataFrame,
+    path: &Path,
+    name: &str,
+) -> Result<Vec<Option<String>>, LoadError> {
     let col = df.column(name).map_err(|_| LoadError::Csv {
         path: path.to_path_buf(),
         message: format!("missing column `{name}`"),
     })?;
-    let s = col.cast(&DataType::String).map_err(|e| LoadError::Csv { path: path.to_path_buf(), message: e.to_string() })?;
-    let ca = s.str().map_err(|e| LoadError::Csv { path: path.to_path_buf(), message: e.to_string() })?;
+    let s = col.cast(&DataType::String).map_err(|e| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let ca = s.str().map_err(|e| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     Ok(ca.into_iter().map(|v| v.map(str::to_owned)).collect())
 }
 
@@ -323,7 +394,10 @@ fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, Loa
         path: path.to_path_buf(),
         message: format!("column `{name}`: expected numbers: {e}"),
     })?;
-    let ca = s.f64().map_err(|e| LoadError::Csv { path: path.to_path_buf(), message: e.to_string() })?;
+    let ca = s.f64().map_err(|e| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     Ok(ca.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
@@ -371,8 +445,11 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
     let op = string_column(&df, path, "operation")?;
     let start = times(path, "start", string_column(&df, path, "start")?)?;
     let dur = float_column(&df, path, "duration_ms")?;
-    let err: Option<Vec<Option<String>>> =
-        if df.column("error").is_ok() { Some(string_column(&df, path, "error")?) } else { None };
+    let err: Option<Vec<Option<String>>> = if df.column("error").is_ok() {
+        Some(string_column(&df, path, "error")?)
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(df.height());
     for i in 0..df.height() {
         let error = match &err {
@@ -423,7 +500,10 @@ struct RawLog {
 
 /// `logs.jsonl`: one JSON object per line with `time`, `severity`, `body`.
 pub fn read_logs(path: &Path) -> Result<Vec<LogLine>, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -441,7 +521,11 @@ pub fn read_logs(path: &Path) -> Result<Vec<LogLine>, LoadError> {
             expected: "an ISO-8601 UTC time".into(),
             got: raw.time.clone(),
         })?;
-        out.push(LogLine { time, severity: raw.severity, body: raw.body });
+        out.push(LogLine {
+            time,
+            severity: raw.severity,
+            body: raw.body,
+        });
     }
     out.sort_by(|a, b| a.time.total_cmp(&b.time));
     Ok(out)
@@ -451,7 +535,10 @@ pub fn read_logs(path: &Path) -> Result<Vec<LogLine>, LoadError> {
 /// seconds. Hand-written because it is the only date format the corpus uses.
 pub fn parse_time(s: &str) -> Option<f64> {
     let s = s.trim();
-    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00")).unwrap_or(s);
+    let s = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix("+00:00"))
+        .unwrap_or(s);
     let (date, time) = s.split_once(['T', ' '])?;
     let mut d = date.split('-');
     let y: i64 = d.next()?.parse().ok()?;
@@ -461,7 +548,12 @@ pub fn parse_time(s: &str) -> Option<f64> {
     let h: i64 = t.next()?.parse().ok()?;
     let mi: i64 = t.next()?.parse().ok()?;
     let sec: f64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || !(0.0..61.0).contains(&sec) {
+    if !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+        || h > 23
+        || mi > 59
+        || !(0.0..61.0).contains(&sec)
+    {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -490,7 +582,12 @@ pub fn format_time(t: f64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
