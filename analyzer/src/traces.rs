@@ -45,6 +45,9 @@ pub struct TraceConfig {
     pub tail_quantile: f64,
     /// Canary tail at least this many times the baseline's: Fail (when its interval clears).
     pub tail_ratio_fail: f64,
+    /// ... and at least this many milliseconds slower: a 1 ms database call taking 3 ms is a
+    /// ratio of 3 that no user notices.
+    pub tail_min_shift_ms: f64,
     /// Median shift (relative) for a Warn.
     pub median_shift_warn: f64,
     /// Fewest expected canary spans before a vanished operation is reported.
@@ -58,10 +61,11 @@ pub struct TraceConfig {
 impl Default for TraceConfig {
     fn default() -> Self {
         Self {
-            alpha: 0.01,
+            alpha: 0.001,
             min_spans: 20,
             tail_quantile: 0.9,
             tail_ratio_fail: 1.5,
+            tail_min_shift_ms: 10.0,
             median_shift_warn: 0.5,
             min_expected_vanished: 20.0,
             min_new_spans: 10,
@@ -161,7 +165,10 @@ pub fn judge(
             l.nb,
             l.nc
         );
-        let severity = if tail_clear && tail_ratio >= config.tail_ratio_fail {
+        let tail_shift = l.c_tail.0 - l.b_tail.0;
+        let severity = if tail_shift < config.tail_min_shift_ms {
+            None
+        } else if tail_clear && tail_ratio >= config.tail_ratio_fail {
             Some(Severity::Fail)
         } else if med_shift >= config.median_shift_warn || (tail_clear && tail_ratio >= 1.2) {
             Some(Severity::Warn)

@@ -47,6 +47,8 @@ pub struct VigilJudgeConfig {
     pub dispersion_ratio: f64,
     /// Canary event rate at least this many times the baseline's counts as a rise.
     pub count_rate_ratio: f64,
+    /// Fewest canary points for the trend (leak) test.
+    pub min_trend_points: usize,
 }
 
 impl Default for VigilJudgeConfig {
@@ -59,6 +61,7 @@ impl Default for VigilJudgeConfig {
             min_canary_points: 2,
             dispersion_ratio: 2.5,
             count_rate_ratio: 2.0,
+            min_trend_points: 8,
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum Outcome {
     Low,
     /// Significantly more dispersed, with an unchanged level.
     Dispersed,
+    /// Steadily rising through the canary (a leak), with an unchanged overall level.
+    Trend,
     /// Not enough data to tell; see `reason`.
     Inconclusive,
 }
@@ -86,6 +91,8 @@ pub enum Test {
     Dispersion,
     /// Exact conditional binomial test on summed counts.
     Count,
+    /// Mann-Kendall trend test over the canary, with the Theil-Sen slope.
+    Trend,
     None,
 }
 
@@ -300,15 +307,72 @@ fn location_and_dispersion(
     };
     j.dispersion_ratio = Some(ratio);
     let p_disp = mann_whitney_greater(&dc, &db);
-    if p_disp < config.alpha && ratio >= config.dispersion_ratio {
+    // Like the shift, a spread change must matter in the metric's own unit.
+    let spread_grew_enough = (mad_c - mad_b) * 1.4826 >= min_abs_shift;
+    if p_disp < config.alpha && ratio >= config.dispersion_ratio && spread_grew_enough {
         j.outcome = Outcome::Dispersed;
         j.test = Test::Dispersion;
         j.p_value = Some(p_disp);
         j.reason = format!(
             "median unchanged ({bm:.4} -> {cm:.4}) but spread x{ratio:.1} (MAD {mad_b:.4} -> {mad_c:.4}), p {p_disp:.2e}"
         );
+        return j;
+    }
+    // A slow leak: the canary climbs steadily while the baseline did not.
+    if direction != Direction::Decrease && c.len() >= config.min_trend_points {
+        let (p_trend, slope) = mann_kendall_increasing(c);
+        let (p_base, _) = mann_kendall_increasing(b);
+        let rise = slope * (c.len() - 1) as f64;
+        if p_trend < config.alpha && p_base >= config.alpha && rise >= min_abs_shift && big(rise) {
+            j.outcome = Outcome::Trend;
+            j.test = Test::Trend;
+            j.p_value = Some(p_trend);
+            j.reason = format!(
+                "rising through the canary: Theil-Sen slope {slope:+.4} per sample, {rise:+.4} over {} samples (baseline median {bm:.4}), Mann-Kendall p {p_trend:.2e}",
+                c.len()
+            );
+        }
     }
     j
+}
+
+/// One-sided Mann-Kendall test for an increasing trend over sample order (normal approximation
+/// with tie correction), and the Theil-Sen slope per sample.
+pub fn mann_kendall_increasing(v: &[f64]) -> (f64, f64) {
+    let n = v.len();
+    if n < 3 {
+        return (1.0, 0.0);
+    }
+    let mut s = 0.0;
+    let mut slopes = Vec::with_capacity(n * (n - 1) / 2);
+    for i in 0..n {
+        for k in i + 1..n {
+            let d = v[k] - v[i];
+            s += d.signum() * (d != 0.0) as i32 as f64;
+            slopes.push(d / (k - i) as f64);
+        }
+    }
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut ties = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut k = i;
+        while k + 1 < n && sorted[k + 1] == sorted[i] {
+            k += 1;
+        }
+        let t = (k - i + 1) as f64;
+        ties += t * (t - 1.0) * (2.0 * t + 5.0);
+        i = k + 1;
+    }
+    let nf = n as f64;
+    let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - ties) / 18.0;
+    let p = if var > 0.0 {
+        normal_sf((s - 1.0) / var.sqrt())
+    } else {
+        1.0
+    };
+    (p, median(&slopes).unwrap_or(0.0))
 }
 
 /// Median of finite values; None when empty.
@@ -553,6 +617,33 @@ mod tests {
         assert_eq!(classify(&base, &canary, rule, &cfg).outcome, Outcome::Pass);
         let rule = MetricRule::new(Direction::Increase, MetricKind::Gauge);
         assert_eq!(classify(&base, &canary, rule, &cfg).outcome, Outcome::High);
+    }
+
+    #[test]
+    fn mann_kendall_matches_pymannkendall() {
+        // Mann-Kendall by its textbook formula in numpy/scipy 1.17 (as pymannkendall computes it):
+        // S = 22, var S = 65.33, z = (S - 1)/sqrt(var) = 2.5981, scipy.stats.norm.sf(z) = 0.0046874;
+        // Theil-Sen slope = median of pairwise slopes = 1.0
+        let (p, slope) = mann_kendall_increasing(&[1.0, 3.0, 2.0, 5.0, 4.0, 6.0, 8.0, 7.0]);
+        assert!((p - 0.004687384229717438).abs() < 1e-9, "{p}");
+        assert!((slope - 1.0).abs() < 1e-12, "{slope}");
+    }
+
+    #[test]
+    fn slow_leak_is_a_trend() {
+        let cfg = VigilJudgeConfig::default();
+        let base: Vec<f64> = (0..30)
+            .map(|i| 300.0 + ((i * 7) % 5) as f64 * 0.4)
+            .collect();
+        let canary: Vec<f64> = (0..20)
+            .map(|i| 300.0 + 3.0 * i as f64 + ((i * 3) % 4) as f64 * 0.5)
+            .collect();
+        let rule = MetricRule {
+            min_abs_shift: 16.0,
+            ..MetricRule::new(Direction::Increase, MetricKind::Gauge)
+        };
+        let j = classify(&base, &canary, rule, &cfg);
+        assert_eq!(j.outcome, Outcome::Trend, "{}", j.reason);
     }
 
     #[test]

@@ -142,10 +142,14 @@ pub fn vigil_metrics(view: &View, config: &VigilJudgeConfig) -> SignalReport {
                 strength: strength(j.p_value.unwrap_or(1.0)),
                 detail: j.reason.clone(),
             }),
-            Outcome::Dispersed => findings.push(Finding {
+            Outcome::Dispersed | Outcome::Trend => findings.push(Finding {
                 signal: Signal::Metrics,
                 subject: name.clone(),
-                severity: Severity::Warn,
+                severity: if spec.critical {
+                    Severity::Fail
+                } else {
+                    Severity::Warn
+                },
                 strength: strength(j.p_value.unwrap_or(1.0)),
                 detail: j.reason.clone(),
             }),
