@@ -41,6 +41,8 @@ pub struct AnomalyConfig {
     pub reg_covariance: f64,
     /// Fewest baseline windows to fit at all.
     pub min_windows: usize,
+    /// Folds of the cross-fitted calibration (leave-one-out when there are fewer windows).
+    pub calibration_folds: usize,
 }
 
 impl Default for AnomalyConfig {
@@ -50,6 +52,7 @@ impl Default for AnomalyConfig {
             max_components: 2,
             reg_covariance: 0.1,
             min_windows: 8,
+            calibration_folds: 10,
         }
     }
 }
@@ -126,17 +129,21 @@ pub fn fit(
         .map(|r| standardise(r, &center, &scale))
         .collect();
     let components = fit_components(&z, config)?;
-    // Leave-one-out scores: each baseline window judged by a model that did not see it.
+    // Cross-fitted scores: each baseline window judged by a model that did not see it
+    // (leave-one-out for small baselines, `calibration_folds` interleaved folds for larger ones).
+    let folds = z.len().min(config.calibration_folds.max(2));
     let mut loo = Vec::with_capacity(z.len());
-    for i in 0..z.len() {
+    for f in 0..folds {
         let rest: Vec<Vec<f64>> = z
             .iter()
             .enumerate()
-            .filter(|(j, _)| *j != i)
+            .filter(|(j, _)| j % folds != f)
             .map(|(_, r)| r.clone())
             .collect();
         let comps = fit_components(&rest, config)?;
-        loo.push(neg_log_likelihood(&comps, &z[i]).0);
+        for (_, row) in z.iter().enumerate().filter(|(j, _)| j % folds == f) {
+            loo.push(neg_log_likelihood(&comps, row).0);
+        }
     }
     loo.sort_by(f64::total_cmp);
     let q = 1.0 - config.false_alarm_rate;
