@@ -2,8 +2,9 @@
 //!
 //! Each signal (metrics, logs, traces, anomaly model) reports findings with a severity. A
 //! `Fail` finding in a *critical* signal fails the whole analysis, as Kayenta's critical metrics
-//! do; otherwise each signal scores 0–100 from its findings and the weighted mean of the signals
-//! that had data is compared with the pass and marginal thresholds. When no signal had enough
+//! do, and one in another signal makes it at most Marginal; otherwise each signal scores 0–100
+//! from its findings and the weighted mean of the signals that had data is compared with the pass
+//! and marginal thresholds. When no signal had enough
 //! data the verdict is Inconclusive, never Pass.
 
 use serde::Serialize;
@@ -151,6 +152,7 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
     let mut total_w = 0.0;
     let mut signal_scores = Vec::new();
     let mut critical_fail = false;
+    let mut other_fail = false;
     let mut all: Vec<Finding> = Vec::new();
     for r in reports {
         if r.coverage != Coverage::Judged {
@@ -163,8 +165,12 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
                 Severity::Fail => config.fail_penalty,
                 Severity::Warn => config.warn_penalty,
             };
-            if f.severity == Severity::Fail && config.critical.contains(&r.signal) {
-                critical_fail = true;
+            if f.severity == Severity::Fail {
+                if config.critical.contains(&r.signal) {
+                    critical_fail = true;
+                } else {
+                    other_fail = true;
+                }
             }
         }
         let s = s.max(0.0);
@@ -211,6 +217,9 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
     let mut score = weighted / total_w;
     if critical_fail {
         score = score.min(config.marginal_threshold - 1.0);
+    } else if other_fail {
+        // A clear failure of a non-critical signal is worth a person's look: at most Marginal.
+        score = score.min(config.pass_threshold - 1.0);
     }
     let verdict = if critical_fail || score < config.marginal_threshold {
         Verdict::Fail
@@ -284,21 +293,28 @@ mod tests {
     }
 
     #[test]
-    fn anomaly_alone_is_not_critical_but_lowers_the_score() {
+    fn anomaly_alone_is_not_critical_but_makes_marginal() {
         let cfg = FusionConfig::default();
+        let anomaly = |severity| {
+            report(
+                Signal::Anomaly,
+                vec![finding(Signal::Anomaly, severity, 3.0)],
+            )
+        };
         let j = fuse(
-            &[
-                report(Signal::Metrics, vec![]),
-                report(
-                    Signal::Anomaly,
-                    vec![finding(Signal::Anomaly, Severity::Fail, 3.0)],
-                ),
-            ],
+            &[report(Signal::Metrics, vec![]), anomaly(Severity::Fail)],
             &cfg,
         );
-        // metrics 100 (w .35), anomaly 40 (w .15): 82
+        // metrics 100 (w .35), anomaly 40 (w .15) would be 82; a non-critical Fail caps it at 74.
+        assert_eq!(j.verdict, Verdict::Marginal);
+        assert!((j.score - 74.0).abs() < 1e-9, "{}", j.score);
+        let j = fuse(
+            &[report(Signal::Metrics, vec![]), anomaly(Severity::Warn)],
+            &cfg,
+        );
+        // anomaly 75: (35 + 11.25) / 0.5 = 92.5
         assert_eq!(j.verdict, Verdict::Pass);
-        assert!((j.score - 82.0).abs() < 1e-9, "{}", j.score);
+        assert!((j.score - 92.5).abs() < 1e-9, "{}", j.score);
     }
 
     #[test]

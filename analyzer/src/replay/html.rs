@@ -325,11 +325,16 @@ fn svg(s: &Series, onset: f64, is_fault: bool) -> String {
     out.push_str(&line(&s.baseline, "#1565c0"));
     out.push_str(&line(&s.canary, "#e65100"));
     let ox = sx(onset);
+    // Label on the side of the line with more room.
+    let (lx, anchor) = if ox > w / 2.0 {
+        (ox - 3.0, "end")
+    } else {
+        (ox + 3.0, "start")
+    };
     let _ = write!(
         out,
-        "<line x1=\"{ox:.1}\" y1=\"16\" x2=\"{ox:.1}\" y2=\"{}\" stroke=\"#c62828\" stroke-dasharray=\"4 3\"/><text x=\"{:.1}\" y=\"26\" fill=\"#c62828\">{}</text>",
+        "<line x1=\"{ox:.1}\" y1=\"16\" x2=\"{ox:.1}\" y2=\"{}\" stroke=\"#c62828\" stroke-dasharray=\"4 3\"/><text x=\"{lx:.1}\" y=\"26\" text-anchor=\"{anchor}\" fill=\"#c62828\">{}</text>",
         h - 18.0,
-        ox + 3.0,
         if is_fault { "fault onset" } else { "canary start" }
     );
     let _ = write!(
