@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigil_analyzer::cli;
 
 #[derive(Parser)]
 #[command(
@@ -18,12 +19,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Judge a Kayenta RemoteJudge request as NetflixACAJudge-v1.0; prints a CanaryJudgeResult.
+    Judge(cli::judge::JudgeArgs),
     /// Replay recorded incidents through the judges and report accuracy and time to detect.
-    Replay(vigil_analyzer::cli::replay::ReplayArgs),
+    Replay(cli::replay::ReplayArgs),
     /// Log pattern mining: parse, eval.
     Logs {
         #[command(subcommand)]
-        command: vigil_analyzer::cli::logs::LogsCommand,
+        command: cli::logs::LogsCommand,
     },
 }
 
@@ -36,14 +39,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Replay(args) => vigil_analyzer::cli::replay::run(&args),
-        Command::Logs { command } => vigil_analyzer::cli::logs::run(command),
+    let outcome = match cli.command {
+        Command::Judge(args) => cli::judge::run(&args),
+        Command::Replay(args) => cli::replay::run(&args),
+        Command::Logs { command } => cli::logs::run(command),
     };
-    match result {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

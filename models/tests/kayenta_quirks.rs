@@ -305,13 +305,66 @@ proptest! {
         y in prop::collection::vec(-20i32..20, 1..40),
         scale in prop::sample::select(vec![1.0, 0.1, 1e-3, 7.5]),
         conf in prop::sample::select(vec![0.8, 0.95, 0.98]),
+        negative_zeros in any::<bool>(),
     ) {
+        // -0.0 ranks below 0.0 in Java's order, which takes the merge off its float fast path.
+        let zero = if negative_zeros { -0.0 } else { 0.0 };
         let x: Vec<f64> = x.into_iter().map(|v| f64::from(v) * scale).collect();
-        let y: Vec<f64> = y.into_iter().map(|v| f64::from(v) * scale).collect();
+        let y: Vec<f64> = y
+            .into_iter()
+            .map(|v| if v == 0 { zero } else { f64::from(v) * scale })
+            .collect();
         for convention in [Convention::Kayenta, Convention::R] {
             let fast = mann_whitney::shift_interval(&x, &y, conf, convention);
             let slow = mann_whitney::shift_interval_by_ranking(&x, &y, conf, convention);
             prop_assert_eq!(fast, slow);
         }
     }
+}
+
+#[test]
+fn a_metric_whose_rank_test_cannot_run_is_an_error_not_a_panic() {
+    let mut rng = JavaRandom::new(1);
+    let mut normal = || rng.next_gaussian();
+    let v = judge_metric(
+        "m",
+        &[1.0, 2.0, 3.0],
+        &[1.0, f64::INFINITY, 2.0],
+        &MetricSettings::default(),
+        &JUDGE,
+        &mut normal,
+    );
+    assert_eq!(v.classification.label, Label::Error);
+    assert_eq!(
+        v.classification.reason.as_deref(),
+        Some("Metric Classification Failed")
+    );
+    assert!(!v.classification.critical);
+}
+
+#[test]
+fn outlier_removal_is_off_unless_configured() {
+    use vigil_models::kayenta::OutlierStrategy;
+    let mut rng = JavaRandom::new(1);
+    let mut normal = || rng.next_gaussian();
+    let control: Vec<f64> = (0..20).map(|i| 10.0 + f64::from(i % 5)).collect();
+    let mut experiment = control.clone();
+    experiment[0] = 10_000.0;
+    let keep = judge_metric(
+        "m",
+        &control,
+        &experiment,
+        &MetricSettings::default(),
+        &JUDGE,
+        &mut normal,
+    );
+    assert_eq!(keep.experiment_stats.count, 20);
+    assert_eq!(keep.experiment_stats.max, 10_000.0);
+    let remove = MetricSettings {
+        outliers: OutlierStrategy::Remove { factor: 3.0 },
+        ..MetricSettings::default()
+    };
+    let removed = judge_metric("m", &control, &experiment, &remove, &JUDGE, &mut normal);
+    assert_eq!(removed.experiment_stats.count, 19);
+    assert_eq!(removed.experiment_stats.max, 14.0);
 }

@@ -1,5 +1,7 @@
-//! Command handlers of the `vigil` binary, one module per subcommand group.
+//! Subcommand handlers of the `vigil` binary. Each reads its documented input, calls the library,
+//! and prints its documented output; errors go back to `main` as `anyhow` errors.
 
+pub mod judge;
 pub mod logs;
 pub mod logs_compare;
 pub mod replay;

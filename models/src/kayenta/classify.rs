@@ -130,13 +130,6 @@ pub fn cohen_d(control: &[f64], experiment: &[f64]) -> f64 {
     ((mean(experiment) - mean(control)) / pooled).abs()
 }
 
-fn distinct_count(values: &[f64]) -> usize {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.dedup_by(|a, b| a.total_cmp(b).is_eq());
-    v.len()
-}
-
 /// `MannWhitneyClassifier.classify` on already-preprocessed samples.
 ///
 /// `standard_normal` supplies N(0, 1) draws for the noise Kayenta adds when both sides are
@@ -170,12 +163,15 @@ pub fn classify(
         let reason = Some("The Canary and Baseline data are identical".to_string());
         return Ok(Classification::early(Label::Pass, reason, false));
     }
-    let pooled: Vec<f64> = experiment.iter().chain(control).copied().collect();
-    if distinct_count(&pooled) == 1 {
+    // Distinctness as Scala's `distinct` sees it (boxed `Double.equals`, i.e. bit equality).
+    let constant =
+        |sorted: &[f64]| sorted.first().map(|v| v.to_bits()) == sorted.last().map(|v| v.to_bits());
+    let (e_constant, c_constant) = (constant(&sorted_e), constant(&sorted_c));
+    if e_constant && c_constant && sorted_e[0].to_bits() == sorted_c[0].to_bits() {
         return Ok(Classification::early(Label::Pass, None, false));
     }
 
-    let (experiment, control) = if distinct_count(experiment) == 1 && distinct_count(control) == 1 {
+    let (experiment, control) = if e_constant && c_constant {
         let mut jitter = |v: f64| v + standard_normal() * (v * 1e-5);
         let e: Vec<f64> = experiment.iter().map(|&v| jitter(v)).collect();
         let c: Vec<f64> = control.iter().map(|&v| jitter(v)).collect();

@@ -1,0 +1,454 @@
+//! Kayenta's wire format for a judge: the RemoteJudge request Kayenta POSTs to `<endpoint>/judge`
+//! (`canaryConfig`, `scoreThresholds`, `metricSetPairList`) and the `CanaryJudgeResult` it expects
+//! back, with exactly Kayenta's field names, so that Vigil can stand in for NetflixACAJudge.
+//!
+//! Parsing is strict where Kayenta is lenient: an unknown `direction`, a string where a boolean
+//! belongs, a metric with no config, or thresholds with marginal above pass are errors naming
+//! the field, not silent defaults. Sample values may be numbers, `null` or `"NaN"`; all three
+//! mean a missing point, as Kayenta's mixer pads missing points with NaN.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use vigil_models::kayenta::{
+    self, config, ClassifierParams, MetricInput, MetricSettings, Mode, ScoreThresholds, Summary,
+};
+
+/// The judge whose behaviour `vigil judge` reproduces, and the name it reports.
+pub const JUDGE_NAME: &str = "NetflixACAJudge-v1.0";
+
+/// Judge names a request may carry: Kayenta's own name for this judge, and the name Kayenta
+/// puts in the config it forwards to a remote judge.
+const ACCEPTED_JUDGE_NAMES: [&str; 2] = [JUDGE_NAME, "RemoteJudge-v1.0"];
+
+/// A request that cannot be judged; the message names the field and what was expected there.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+}
+
+fn field(path: impl Into<String>, message: impl Into<String>) -> RequestError {
+    RequestError::Field {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------- request (wire)
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest {
+    canary_config: WireCanaryConfig,
+    score_thresholds: Option<WireThresholds>,
+    metric_set_pair_list: Vec<WireMetricSetPair>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireCanaryConfig {
+    #[serde(default)]
+    judge: Option<WireJudge>,
+    metrics: Vec<WireMetricConfig>,
+    #[serde(default)]
+    classifier: Option<WireClassifier>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WireJudge {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMetricConfig {
+    name: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    analysis_configurations: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireClassifier {
+    #[serde(default)]
+    group_weights: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WireThresholds {
+    pass: f64,
+    marginal: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WireMetricSetPair {
+    name: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    values: WireValues,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WireValues {
+    control: Vec<Sample>,
+    experiment: Vec<Sample>,
+}
+
+/// One sample: a number, or `null` / `"NaN"` for a missing point.
+#[derive(Debug, Clone, Copy)]
+struct Sample(f64);
+
+impl<'de> Deserialize<'de> for Sample {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+            Null(()),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None | Some(Raw::Null(())) => Ok(Sample(f64::NAN)),
+            Some(Raw::Number(v)) => Ok(Sample(v)),
+            Some(Raw::Text(s)) if s == "NaN" => Ok(Sample(f64::NAN)),
+            Some(Raw::Text(s)) => Err(serde::de::Error::custom(format!(
+                "expected a number, null or \"NaN\", got the string {s:?}"
+            ))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- request (validated)
+
+/// One metric of a validated request: its pair, and the settings from its config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestMetric {
+    pub name: String,
+    pub id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    /// NaN marks a missing point.
+    pub control: Vec<f64>,
+    pub experiment: Vec<f64>,
+    pub settings: MetricSettings,
+}
+
+/// A RemoteJudge request that has been checked and is ready to judge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeRequest {
+    pub metrics: Vec<RequestMetric>,
+    /// `canaryConfig.classifier.groupWeights`.
+    pub group_weights: Vec<(String, f64)>,
+    pub thresholds: ScoreThresholds,
+}
+
+/// Parses and validates a RemoteJudge request from JSON text.
+pub fn parse_request(text: &str) -> Result<JudgeRequest, RequestError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| RequestError::NotJson(e.to_string()))?;
+    parse_request_value(value)
+}
+
+/// Parses and validates a RemoteJudge request from a JSON value.
+pub fn parse_request_value(value: Value) -> Result<JudgeRequest, RequestError> {
+    if !value.is_object() {
+        return Err(field(
+            "(request)",
+            "expected a JSON object with canaryConfig, scoreThresholds and metricSetPairList",
+        ));
+    }
+    let wire: WireRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            "(request)".to_string()
+        } else {
+            path
+        };
+        field(path, e.inner().to_string())
+    })?;
+
+    if let Some(name) = wire
+        .canary_config
+        .judge
+        .as_ref()
+        .and_then(|j| j.name.as_deref())
+    {
+        if !ACCEPTED_JUDGE_NAMES.contains(&name) {
+            return Err(field(
+                "canaryConfig.judge.name",
+                format!("expected \"{JUDGE_NAME}\" (or \"RemoteJudge-v1.0\"), got {name:?}"),
+            ));
+        }
+    }
+
+    let thresholds = wire.score_thresholds.ok_or_else(|| {
+        field(
+            "scoreThresholds",
+            "missing; expected {\"pass\": number, \"marginal\": number}",
+        )
+    })?;
+    for (name, v) in [("pass", thresholds.pass), ("marginal", thresholds.marginal)] {
+        if !v.is_finite() {
+            return Err(field(
+                format!("scoreThresholds.{name}"),
+                "expected a finite number",
+            ));
+        }
+    }
+    if thresholds.marginal > thresholds.pass {
+        return Err(field(
+            "scoreThresholds",
+            format!(
+                "expected marginal <= pass, got marginal {} above pass {}",
+                thresholds.marginal, thresholds.pass
+            ),
+        ));
+    }
+
+    let mut group_weights = Vec::new();
+    if let Some(weights) = wire.canary_config.classifier.and_then(|c| c.group_weights) {
+        for (group, w) in weights {
+            if !w.is_finite() {
+                return Err(field(
+                    format!("canaryConfig.classifier.groupWeights.{group}"),
+                    "expected a finite number",
+                ));
+            }
+            group_weights.push((group, w));
+        }
+    }
+
+    let configs = &wire.canary_config.metrics;
+    let mut settings = Vec::with_capacity(configs.len());
+    for (i, m) in configs.iter().enumerate() {
+        if configs[..i].iter().any(|o| o.name == m.name) {
+            return Err(field(
+                format!("canaryConfig.metrics[{i}].name"),
+                format!("metric names must be unique; {:?} appears twice", m.name),
+            ));
+        }
+        let s = config::metric_settings(&m.analysis_configurations).map_err(|e| {
+            field(
+                format!(
+                    "canaryConfig.metrics[{i}].analysisConfigurations.{}",
+                    e.path
+                ),
+                format!("expected {}, got {}", e.expected, e.got),
+            )
+        })?;
+        settings.push(s);
+    }
+
+    if wire.metric_set_pair_list.is_empty() {
+        return Err(field(
+            "metricSetPairList",
+            "expected at least one metric set pair, got an empty list",
+        ));
+    }
+    let mut metrics = Vec::with_capacity(wire.metric_set_pair_list.len());
+    for (i, pair) in wire.metric_set_pair_list.into_iter().enumerate() {
+        let Some(idx) = configs.iter().position(|m| m.name == pair.name) else {
+            return Err(field(
+                format!("metricSetPairList[{i}].name"),
+                format!(
+                    "expected the name of a metric in canaryConfig.metrics, got {:?}",
+                    pair.name
+                ),
+            ));
+        };
+        metrics.push(RequestMetric {
+            name: pair.name,
+            id: pair.id,
+            tags: pair.tags,
+            groups: configs[idx].groups.clone(),
+            control: pair.values.control.into_iter().map(|s| s.0).collect(),
+            experiment: pair.values.experiment.into_iter().map(|s| s.0).collect(),
+            settings: settings[idx],
+        });
+    }
+    Ok(JudgeRequest {
+        metrics,
+        group_weights,
+        thresholds: ScoreThresholds {
+            pass: thresholds.pass,
+            marginal: thresholds.marginal,
+        },
+    })
+}
+
+// ---------------------------------------------------------------- response
+
+/// Kayenta's `CanaryJudgeResult`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryJudgeResult {
+    pub judge_name: String,
+    pub results: Vec<CanaryAnalysisResult>,
+    pub group_scores: Vec<CanaryJudgeGroupScore>,
+    pub score: CanaryJudgeScore,
+}
+
+/// Kayenta's per-metric `CanaryAnalysisResult`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryAnalysisResult {
+    pub name: String,
+    pub id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub classification: String,
+    pub classification_reason: Option<String>,
+    pub groups: Vec<String>,
+    pub experiment_metadata: StatsMetadata,
+    pub control_metadata: StatsMetadata,
+    pub result_metadata: ResultMetadata,
+    pub critical: bool,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsMetadata {
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    #[serde(serialize_with = "number_or_nan")]
+    pub min: f64,
+    #[serde(serialize_with = "number_or_nan")]
+    pub max: f64,
+    #[serde(serialize_with = "number_or_nan")]
+    pub mean: f64,
+    #[serde(serialize_with = "number_or_nan")]
+    pub std: f64,
+    pub count: usize,
+}
+
+impl From<Summary> for Stats {
+    fn from(s: Summary) -> Self {
+        Stats {
+            min: s.min,
+            max: s.max,
+            mean: s.mean,
+            std: s.std,
+            count: s.count,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultMetadata {
+    /// mean(experiment) / mean(control); `"NaN"` when either mean is 0, as Jackson writes it.
+    #[serde(serialize_with = "number_or_nan")]
+    pub ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryJudgeGroupScore {
+    pub name: String,
+    pub score: f64,
+    /// Always "" in Kayenta.
+    pub classification: String,
+    pub classification_reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryJudgeScore {
+    pub score: f64,
+    pub classification: String,
+    pub classification_reason: String,
+}
+
+/// Jackson's default for non-finite doubles: a quoted `"NaN"` / `"Infinity"`.
+fn number_or_nan<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_nan() {
+        s.serialize_str("NaN")
+    } else if v.is_infinite() {
+        s.serialize_str(if *v > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+/// Seed of the tie-breaking noise when the caller gives none. Kayenta seeds from the clock; a
+/// fixed seed makes the same request give the same result every time.
+pub const DEFAULT_NOISE_SEED: i64 = 0;
+
+/// Judges a validated request as NetflixACAJudge-v1.0 does (tolerance 0.25, confidence 0.98).
+pub fn judge(request: &JudgeRequest, noise_seed: i64) -> CanaryJudgeResult {
+    let inputs: Vec<MetricInput<'_>> = request
+        .metrics
+        .iter()
+        .map(|m| MetricInput {
+            name: &m.name,
+            groups: &m.groups,
+            control: &m.control,
+            experiment: &m.experiment,
+            settings: m.settings,
+        })
+        .collect();
+    let mut rng = kayenta::preprocess::JavaRandom::new(noise_seed);
+    let mut normal = || rng.next_gaussian();
+    let judgement = kayenta::judge(
+        &inputs,
+        &request.group_weights,
+        &request.thresholds,
+        &ClassifierParams::NETFLIX_ACA_JUDGE,
+        Mode::Kayenta,
+        &mut normal,
+    );
+    let results = request
+        .metrics
+        .iter()
+        .zip(judgement.metrics)
+        .map(|(m, v)| CanaryAnalysisResult {
+            name: m.name.clone(),
+            id: m.id.clone(),
+            tags: m.tags.clone(),
+            classification: v.classification.label.to_string(),
+            classification_reason: v.classification.reason,
+            groups: m.groups.clone(),
+            experiment_metadata: StatsMetadata {
+                stats: v.experiment_stats.into(),
+            },
+            control_metadata: StatsMetadata {
+                stats: v.control_stats.into(),
+            },
+            result_metadata: ResultMetadata {
+                ratio: v.classification.deviation,
+            },
+            critical: v.classification.critical,
+            muted: m.settings.muted,
+        })
+        .collect();
+    CanaryJudgeResult {
+        judge_name: JUDGE_NAME.to_string(),
+        results,
+        group_scores: judgement
+            .score
+            .group_scores
+            .into_iter()
+            .map(|g| CanaryJudgeGroupScore {
+                name: g.name,
+                score: g.score,
+                classification: String::new(),
+                classification_reason: String::new(),
+            })
+            .collect(),
+        score: CanaryJudgeScore {
+            score: judgement.score.summary,
+            classification: judgement.classification.to_string(),
+            classification_reason: judgement.score.reason.unwrap_or_default(),
+        },
+    }
+}

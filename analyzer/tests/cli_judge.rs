@@ -1,0 +1,201 @@
+//! End-to-end: the built `vigil` binary judging the bundled example and rejecting bad requests.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/kayenta-request.json")
+}
+
+fn vigil(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let mut input = child.stdin.take().unwrap();
+    // The binary may exit before reading (e.g. a bad --input path); a broken pipe is fine.
+    let _ = input.write_all(stdin.unwrap_or("").as_bytes());
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn judge_stdin(request: &Value) -> Output {
+    vigil(&["judge", "--quiet"], Some(&request.to_string()))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A small valid request to break one field at a time.
+fn valid() -> Value {
+    json!({
+        "canaryConfig": {
+            "judge": {"name": "NetflixACAJudge-v1.0"},
+            "metrics": [{"name": "latency", "groups": ["g"],
+                         "analysisConfigurations": {"canary": {"direction": "increase"}}}],
+            "classifier": {"groupWeights": {"g": 100}}
+        },
+        "scoreThresholds": {"pass": 75, "marginal": 50},
+        "metricSetPairList": [{
+            "name": "latency", "id": "1", "tags": {},
+            "values": {"control": [1.0, 2.0, 3.0, null, "NaN"], "experiment": [1.0, 2.0, 3.0]},
+            "scopes": {}, "attributes": {}
+        }]
+    })
+}
+
+#[test]
+fn judges_the_bundled_example() {
+    let out = vigil(&["judge", "--input", example().to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(result["judgeName"], "NetflixACAJudge-v1.0");
+    let results = result["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    // The example's one regression is latency; nothing else was changed in the canary.
+    for r in results {
+        let name = r["name"].as_str().unwrap();
+        let want = if name.starts_with("request_latency") {
+            "High"
+        } else {
+            "Pass"
+        };
+        assert_eq!(r["classification"], want, "{name}");
+    }
+    // latency 0 · 0.4 + errors 100 · 0.4 + cpu 100 · 0.2 = 60, below marginal 75.
+    assert_eq!(result["score"]["score"], 60.0);
+    assert_eq!(result["score"]["classification"], "Fail");
+    for key in ["experimentMetadata", "controlMetadata"] {
+        for stat in ["min", "max", "mean", "std", "count"] {
+            assert!(
+                !results[0][key]["stats"][stat].is_null(),
+                "{key}.stats.{stat}"
+            );
+        }
+    }
+    // Two control points of the first metric are missing in the example and were removed.
+    assert_eq!(results[0]["controlMetadata"]["stats"]["count"], 58);
+    assert!(results[0]["resultMetadata"]["ratio"].is_number());
+    assert_eq!(result["groupScores"].as_array().unwrap().len(), 3);
+    // The human summary goes to stderr, stdout stays pure JSON.
+    assert!(
+        stderr(&out).contains("verdict: Fail (score 60)"),
+        "{}",
+        stderr(&out)
+    );
+    // Pretty-printed for a person.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\n  \"results\": ["));
+}
+
+#[test]
+fn reads_stdin_and_gives_the_same_result_twice() {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let a = vigil(&["judge", "--quiet"], Some(&text));
+    let b = vigil(&["judge", "--quiet"], Some(&text));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(a.stderr.is_empty(), "--quiet prints nothing on stderr");
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn writes_nan_ratio_as_a_string_and_accepts_null_and_nan_samples() {
+    let mut r = valid();
+    r["metricSetPairList"][0]["values"] =
+        json!({"control": [0.0, 0.0, 0.0], "experiment": [5.0, 6.0, null]});
+    let out = judge_stdin(&r);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0]["resultMetadata"]["ratio"], "NaN");
+    assert_eq!(v["results"][0]["experimentMetadata"]["stats"]["count"], 2);
+}
+
+fn assert_rejected(request: &str, needles: &[&str]) {
+    let out = vigil(&["judge", "--quiet"], Some(request));
+    assert!(!out.status.success(), "accepted: {request}");
+    assert!(out.stdout.is_empty(), "nothing on stdout for a bad request");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "message {err:?} should mention {n:?}");
+    }
+}
+
+#[test]
+fn rejects_bad_requests_naming_the_field() {
+    assert_rejected("{not json", &["not valid JSON"]);
+    assert_rejected("[1, 2]", &["expected a JSON object"]);
+
+    let mut r = valid();
+    r.as_object_mut().unwrap().remove("metricSetPairList");
+    assert_rejected(&r.to_string(), &["metricSetPairList"]);
+
+    let mut r = valid();
+    r.as_object_mut().unwrap().remove("scoreThresholds");
+    assert_rejected(&r.to_string(), &["scoreThresholds", "pass"]);
+
+    let mut r = valid();
+    r["canaryConfig"]["metrics"][0]["analysisConfigurations"]["canary"]["direction"] = json!("up");
+    assert_rejected(
+        &r.to_string(),
+        &[
+            "canaryConfig.metrics[0].analysisConfigurations.canary.direction",
+            "\"increase\"",
+            "\"up\"",
+        ],
+    );
+
+    let mut r = valid();
+    r["metricSetPairList"] = json!([]);
+    assert_rejected(&r.to_string(), &["metricSetPairList", "at least one"]);
+
+    let mut r = valid();
+    r["scoreThresholds"] = json!({"pass": 75, "marginal": 95});
+    assert_rejected(&r.to_string(), &["scoreThresholds", "marginal <= pass"]);
+
+    let mut r = valid();
+    r["metricSetPairList"][0]["values"]["control"][1] = json!("two");
+    assert_rejected(
+        &r.to_string(),
+        &["metricSetPairList[0].values.control[1]", "\"NaN\""],
+    );
+
+    let mut r = valid();
+    r["metricSetPairList"][0]["values"]
+        .as_object_mut()
+        .unwrap()
+        .remove("experiment");
+    assert_rejected(
+        &r.to_string(),
+        &["metricSetPairList[0].values", "experiment"],
+    );
+
+    let mut r = valid();
+    r["metricSetPairList"][0]["name"] = json!("nope");
+    assert_rejected(&r.to_string(), &["metricSetPairList[0].name", "\"nope\""]);
+
+    let mut r = valid();
+    r["canaryConfig"]["metrics"][0]["analysisConfigurations"]["canary"]["critical"] = json!("true");
+    assert_rejected(&r.to_string(), &["canary.critical", "true or false"]);
+
+    let mut r = valid();
+    r["canaryConfig"]["judge"]["name"] = json!("dredd-v1.0");
+    assert_rejected(&r.to_string(), &["canaryConfig.judge.name", "dredd-v1.0"]);
+}
+
+#[test]
+fn a_missing_input_file_is_an_error_naming_it() {
+    let out = vigil(&["judge", "--input", "/nonexistent/request.json"], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/nonexistent/request.json"),
+        "{}",
+        stderr(&out)
+    );
+}
