@@ -20,7 +20,7 @@ pub const WILDCARD: &str = "<*>";
 
 /// Delimiters that end a "segment" of a token: a path is recognised per segment, so that
 /// `/10.1.2.3:50010` is a path-like address followed by a port.
-fn is_segment_delim(b: u8) -> bool {
+const fn segment_delim_const(b: u8) -> bool {
     matches!(
         b,
         b',' | b';'
@@ -45,8 +45,8 @@ fn is_segment_delim(b: u8) -> bool {
 }
 
 /// Delimiters that split a segment into pieces, each piece judged on its own.
-fn is_piece_delim(b: u8) -> bool {
-    is_segment_delim(b)
+const fn piece_delim_const(b: u8) -> bool {
+    segment_delim_const(b)
         || matches!(
             b,
             b'.' | b'-' | b'+' | b'#' | b'$' | b'%' | b'&' | b'/' | b'*'
@@ -127,9 +127,19 @@ fn port_len(rest: &[u8]) -> Option<usize> {
     ((2..=5).contains(&digits) && ends).then_some(1 + digits)
 }
 
-/// Masks one whitespace-free token. Returns the token unchanged (borrowed) when nothing varies,
-/// which is the common case and costs no allocation.
+/// Masks one token. Returns the token unchanged (borrowed) when nothing varies, the common case.
 pub fn mask_token(tok: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    if mask_token_into(tok, &mut out) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(tok)
+    }
+}
+
+/// Writes the masked form of `tok` into the empty buffer `out` and returns true, or returns
+/// false (leaving `out` unspecified) when the token has nothing variable in it.
+pub fn mask_token_into(tok: &str, out: &mut String) -> bool {
     let b = tok.as_bytes();
     // Fast path: letters only, plus punctuation that cannot start a variable.
     let mut suspicious = false;
@@ -140,20 +150,18 @@ pub fn mask_token(tok: &str) -> Cow<'_, str> {
         }
     }
     if !suspicious && !has_keyword(b) {
-        return Cow::Borrowed(tok);
+        return false;
     }
-    if let Some(i) = tok.find("://") {
+    if let Some(i) = find_scheme_sep(b) {
         // A URL: the scheme's text before it stays if it is a key (`url=http://…`).
         let start = tok[..i].rfind(|c: char| c.is_ascii() && is_segment_delim(c as u8) && c != ':');
         let keep = start.map_or(0, |s| s + 1);
         let end = trailing_punct_start(tok);
-        let mut out = String::with_capacity(tok.len());
         out.push_str(&tok[..keep]);
         out.push_str(WILDCARD);
         out.push_str(&tok[end.max(i + 3)..]);
-        return Cow::Owned(out);
+        return true;
     }
-    let mut out = String::with_capacity(tok.len() + 4);
     let mut changed = false;
     let mut i = 0;
     while i < b.len() {
@@ -163,47 +171,50 @@ pub fn mask_token(tok: &str) -> Cow<'_, str> {
             continue;
         }
         let start = i;
+        let (mut slash, mut backslash) = (false, false);
         while i < b.len() && !is_segment_delim(b[i]) {
+            slash |= b[i] == b'/';
+            backslash |= b[i] == b'\\';
             i += 1;
         }
         // Non-ASCII bytes are never delimiters, so `start..i` is on char boundaries.
         let seg = &tok[start..i];
-        if is_address(seg.as_bytes()) {
-            // `host/1.2.3.4` or `host:port`: one network address.
-            if let Some(p) = port_len(&b[i..]) {
-                i += p;
-            }
-            push_wildcard(&mut out);
+        let sb = seg.as_bytes();
+        let port = port_len(&b[i..]);
+        if slash && is_address(sb) {
+            // `host/1.2.3.4` or `host/1.2.3.4:port`: one network address.
+            i += port.unwrap_or(0);
+            push_variable(out);
             changed = true;
-        } else if host_like(seg.as_bytes()) && port_len(&b[i..]).is_some() {
-            i += port_len(&b[i..]).unwrap_or(0);
-            push_wildcard(&mut out);
+        } else if port.is_some() && host_like(sb) {
+            // `host:port`.
+            i += port.unwrap_or(0);
+            push_variable(out);
             changed = true;
-        } else if segment_is_path(seg.as_bytes()) {
-            push_wildcard(&mut out);
+        } else if (slash || backslash) && segment_is_path(sb) {
+            push_variable(out);
             changed = true;
         } else {
-            changed |= mask_segment(seg, &mut out);
+            changed |= mask_segment(seg, out);
         }
     }
-    if changed {
-        while out.contains("<*>:<*>") {
-            out = out.replace("<*>:<*>", "<*>");
-        }
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(tok)
-    }
+    changed
 }
 
 fn has_keyword(b: &[u8]) -> bool {
     // Cheap pre-check: only tokens containing a boolean/null word need the slow path.
-    b.len() >= 4
-        && b.windows(4).any(|w| {
-            w.eq_ignore_ascii_case(b"true")
-                || w.eq_ignore_ascii_case(b"fals")
-                || w.eq_ignore_ascii_case(b"null")
-        })
+    if b.len() < 4 {
+        return false;
+    }
+    (0..=b.len() - 4).any(|i| {
+        let w = &b[i..i + 4];
+        match b[i] | 0x20 {
+            b't' => w.eq_ignore_ascii_case(b"true"),
+            b'f' => i + 5 <= b.len() && b[i..i + 5].eq_ignore_ascii_case(b"false"),
+            b'n' => w.eq_ignore_ascii_case(b"null"),
+            _ => false,
+        }
+    })
 }
 
 fn trailing_punct_start(tok: &str) -> usize {
@@ -222,7 +233,7 @@ fn mask_segment(seg: &str, out: &mut String) -> bool {
         // A negative number: `-` at the start of a segment (after `:`, `=`, a space…).
         if i == 0 && b[0] == b'-' && b.len() > 1 && b[1].is_ascii_digit() {
             let end = piece_end(b, 1);
-            push_wildcard(out);
+            push_variable(out);
             changed = true;
             i = end;
             continue;
@@ -252,7 +263,7 @@ fn mask_segment(seg: &str, out: &mut String) -> bool {
             end = piece_end(b, end + 1);
         }
         if piece_is_variable(&b[i..end]) {
-            push_wildcard(out);
+            push_variable(out);
             changed = true;
         } else {
             out.push_str(&seg[i..end]);
@@ -270,6 +281,21 @@ fn piece_end(b: &[u8], mut i: usize) -> usize {
 }
 
 /// Appends `<*>` unless `out` already ends with one (adjacent variables are one value).
+/// `push_wildcard` for masking: also folds `<*>:<*>` (`host:port`, `ip:port`) into one `<*>`,
+/// as Loghub-2.0's template rules write an address.
+fn push_variable(out: &mut String) {
+    if out.ends_with("<*>:") {
+        out.pop();
+    } else {
+        push_wildcard(out);
+    }
+}
+
+/// Position of `://` in a token.
+fn find_scheme_sep(b: &[u8]) -> Option<usize> {
+    (0..b.len().saturating_sub(2)).find(|&i| b[i] == b':' && b[i + 1] == b'/' && b[i + 2] == b'/')
+}
+
 fn push_wildcard(out: &mut String) {
     if !out.ends_with(WILDCARD) {
         out.push_str(WILDCARD);
@@ -456,6 +482,28 @@ pub fn split_tokens<'a>(content: &'a str, extra: &[char], out: &mut Vec<&'a str>
     }
 }
 
+/// Whether a template token already covers a token: its literal runs appear in order, the
+/// first at the start and the last at the end (each `<*>` standing for any text).
+pub fn covers(template_tok: &str, tok: &str) -> bool {
+    let Some((head, rest)) = template_tok.split_once(WILDCARD) else {
+        return template_tok == tok;
+    };
+    let Some(mut left) = tok.strip_prefix(head) else {
+        return false;
+    };
+    let mut parts = rest.split(WILDCARD).peekable();
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            return left.len() >= p.len() && left.ends_with(p);
+        }
+        match left.find(p) {
+            Some(i) => left = &left[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Whether two different masked tokens disagree in constant text: some slot differs where neither
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
@@ -485,44 +533,53 @@ const MONTHS: [&str; 12] = [
 ];
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-/// `Jul`, `July`, `Mon`, `Monday,` (ASCII, case-insensitive on the first three letters).
+const MONTH_NAMES: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+const DAY_NAMES: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// `Jul`, `July`, `Mon`, `Monday,` (ASCII, case-insensitive): `Some(true)` for a month,
+/// `Some(false)` for a weekday.
 fn calendar_word(t: &str) -> Option<bool> {
-    let t = t.trim_end_matches(',');
-    if t.len() < 3 || !t.is_char_boundary(3) || !t.bytes().all(|b| b.is_ascii_alphabetic()) {
+    let t = t.strip_suffix(',').unwrap_or(t).as_bytes();
+    if t.len() < 3 || t.len() > 9 {
         return None;
     }
-    let head = t[..3].to_ascii_lowercase();
-    let full = t.to_ascii_lowercase();
-    const MONTH_NAMES: [&str; 12] = [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ];
-    const DAY_NAMES: [&str; 7] = [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ];
-    if let Some(i) = MONTHS.iter().position(|m| *m == head) {
-        return (t.len() == 3 || full == MONTH_NAMES[i]).then_some(true);
-    }
-    if let Some(i) = WEEKDAYS.iter().position(|d| *d == head) {
-        return (t.len() == 3 || full == DAY_NAMES[i]).then_some(false);
-    }
-    None
+    let head = [t[0] | 0x20, t[1] | 0x20, t[2] | 0x20];
+    let (is_month, i) = if let Some(i) = MONTHS.iter().position(|m| m.as_bytes() == head) {
+        (true, i)
+    } else if let Some(i) = WEEKDAYS.iter().position(|d| d.as_bytes() == head) {
+        (false, i)
+    } else {
+        return None;
+    };
+    let full = if is_month {
+        MONTH_NAMES[i]
+    } else {
+        DAY_NAMES[i]
+    };
+    (t.len() == 3 && t.iter().all(u8::is_ascii_alphabetic)
+        || t.eq_ignore_ascii_case(full.as_bytes()))
+    .then_some(is_month)
 }
 
 /// A masked token with no constant text left (`<*>`, `<*>:<*>:<*>`, `<*>,`).
@@ -533,68 +590,343 @@ fn all_variable(t: &str) -> bool {
             .all(|b| matches!(b, b':' | b'.' | b'-' | b'/' | b','))
 }
 
-/// Collapses a written-out date (`Sun Jul 24 02:38:22 2005`, `Jul 24 02:38:22`) into one `<*>`
-/// token: an optional weekday, a month name, then the numeric parts that follow it. `raw` tokens
-/// must be slices of `content`.
-pub fn collapse_dates<'a>(
-    content: &'a str,
-    raw: &mut Vec<&'a str>,
-    masked: &mut Vec<Cow<'a, str>>,
-) {
-    collapse_sizes(content, raw, masked);
-    let mut k = 0;
-    while k < raw.len() {
-        let start = k;
-        let mut m = k;
-        if calendar_word(raw[m]) == Some(false) {
-            m += 1;
+/// Whether a raw token is a month name or a byte unit: decides cheaply whether a line needs
+/// the collapsing passes at all.
+fn may_collapse(t: &str) -> bool {
+    let b = t.as_bytes();
+    match b.first() {
+        Some(b'B' | b'K' | b'M' | b'G' | b'T') if b.len() <= 4 => true,
+        Some(c)
+            if (3..=10).contains(&b.len())
+                && matches!(
+                    c | 0x20,
+                    b'j' | b'f' | b'm' | b'a' | b's' | b'o' | b'n' | b'd'
+                ) =>
+        {
+            calendar_word(t) == Some(true)
         }
-        if m >= raw.len() || calendar_word(raw[m]) != Some(true) {
-            k += 1;
-            continue;
-        }
-        let mut end = m + 1;
-        while end < raw.len() && all_variable(&masked[end]) {
-            end += 1;
-        }
-        // A month alone, or with one number, is too weak a signal (`May 3` may be text).
-        if end - m < 3 {
-            k += 1;
-            continue;
-        }
-        let from = raw[start].as_ptr() as usize - content.as_ptr() as usize;
-        let last = raw[end - 1];
-        let to = last.as_ptr() as usize - content.as_ptr() as usize + last.len();
-        raw.splice(start..end, [&content[from..to]]);
-        masked.splice(start..end, [Cow::Borrowed(WILDCARD)]);
-        k = start + 1;
+        _ => false,
     }
+}
+
+/// One token of a prepared message: its masked text (a range of [`Prepared::buf`]), its raw
+/// text (a range of the message) and the hash of the masked text.
+#[derive(Clone, Copy, Debug)]
+pub struct PTok {
+    pub masked: (u32, u32),
+    pub raw: (u32, u32),
+    pub hash: u64,
+}
+
+/// Messages tokenised and masked, packed in one buffer so that preparing a block of messages
+/// allocates a handful of times, not once per token. Reused across calls.
+#[derive(Default, Debug)]
+pub struct Prepared {
+    pub buf: String,
+    pub toks: Vec<PTok>,
+    /// End (exclusive) in `toks` of each message.
+    pub ends: Vec<u32>,
+    scratch: String,
+    spans: Vec<(u32, u32)>,
+}
+
+impl Prepared {
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.toks.clear();
+        self.ends.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Tokens of message `i`.
+    pub fn line(&self, i: usize) -> &[PTok] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.toks[start..self.ends[i] as usize]
+    }
+
+    /// Masked text of a token.
+    pub fn text(&self, t: &PTok) -> &str {
+        &self.buf[t.masked.0 as usize..t.masked.1 as usize]
+    }
+
+    /// Tokenises, masks and hashes one message and appends it.
+    pub fn push(&mut self, content: &str, extra: &[char]) {
+        // Offsets are u32 with one flag bit: a message is mined on its first 2 GiB.
+        let mut content = content;
+        if content.len() >= SUSPICIOUS as usize {
+            let mut cut = SUSPICIOUS as usize - 1;
+            while !content.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            content = &content[..cut];
+        }
+        let first = self.toks.len();
+        let mut collapse = false;
+        let mut spans = std::mem::take(&mut self.spans);
+        if extra.is_empty() {
+            // One pass that finds the tokens and flags those that may hold a variable.
+            scan_tokens(content.as_bytes(), &mut spans);
+        } else {
+            split_token_spans(content, extra, &mut spans);
+            for s in spans.iter_mut() {
+                s.0 |= SUSPICIOUS;
+            }
+        }
+        for &(a, b) in &spans {
+            let suspicious = a & SUSPICIOUS != 0;
+            let a = a & !SUSPICIOUS;
+            let raw = &content[a as usize..b as usize];
+            collapse |= may_collapse(raw);
+            let start = self.buf.len() as u32;
+            self.scratch.clear();
+            if suspicious && mask_token_into(raw, &mut self.scratch) {
+                self.buf.push_str(&self.scratch);
+            } else {
+                self.buf.push_str(raw);
+            }
+            let end = self.buf.len() as u32;
+            let hash = tok_hash(&self.buf.as_bytes()[start as usize..]);
+            self.toks.push(PTok {
+                masked: (start, end),
+                raw: (a, b),
+                hash,
+            });
+        }
+        spans.clear();
+        self.spans = spans;
+        if collapse {
+            self.collapse(content, first);
+        }
+        self.ends.push(self.toks.len() as u32);
+    }
+
+    /// Appends `text` to the buffer as a new masked token covering raw range `raw`.
+    fn synth(&mut self, text: &str, raw: (u32, u32)) -> PTok {
+        let start = self.buf.len() as u32;
+        self.buf.push_str(text);
+        PTok {
+            masked: (start, self.buf.len() as u32),
+            raw,
+            hash: tok_hash(text.as_bytes()),
+        }
+    }
+
+    /// The multi-token values: a byte size (`16.0 KB`) and a written-out date
+    /// (`Sun Jul 24 02:38:22 2005`) become one `<*>` token each.
+    fn collapse(&mut self, content: &str, first: usize) {
+        // Byte sizes: a number followed by its unit; punctuation after the unit stays.
+        let mut k = first;
+        while k + 1 < self.toks.len() {
+            let (a, b) = (self.toks[k], self.toks[k + 1]);
+            let unit_raw = &content[b.raw.0 as usize..b.raw.1 as usize];
+            let unit = unit_raw.trim_end_matches([',', ';', ')', ']', '.']);
+            if self.text(&a) == WILDCARD && BYTE_UNITS.contains(&unit) {
+                let text = format!("{WILDCARD}{}", &unit_raw[unit.len()..]);
+                let t = self.synth(&text, (a.raw.0, b.raw.1));
+                self.toks.splice(k..k + 2, [t]);
+            }
+            k += 1;
+        }
+        // Dates: an optional weekday, a month name, then at least two all-variable tokens.
+        let mut k = first;
+        while k < self.toks.len() {
+            let raw = |t: &PTok| &content[t.raw.0 as usize..t.raw.1 as usize];
+            let mut m = k;
+            if calendar_word(raw(&self.toks[m])) == Some(false) {
+                m += 1;
+            }
+            if m >= self.toks.len() || calendar_word(raw(&self.toks[m])) != Some(true) {
+                k += 1;
+                continue;
+            }
+            let mut end = m + 1;
+            while end < self.toks.len() && all_variable(self.text(&self.toks[end])) {
+                end += 1;
+            }
+            // A month alone, or with one number, is too weak a signal (`May 3` may be text).
+            if end - m < 3 {
+                k += 1;
+                continue;
+            }
+            let t = self.synth(WILDCARD, (self.toks[k].raw.0, self.toks[end - 1].raw.1));
+            self.toks.splice(k..end, [t]);
+            k += 1;
+        }
+    }
+}
+
+/// Flag set in a span's start by [`scan_tokens`]: the token may hold a variable (a digit, a
+/// slash, non-ASCII, a quote, or a piece spelling `true`/`false`/`null`). Messages are far
+/// below 2 GiB per line in practice; longer ones are split by the caller's line handling.
+const SUSPICIOUS: u32 = 1 << 31;
+
+const C_SUSPICIOUS: u8 = 1;
+const C_PIECE: u8 = 2;
+const C_SPACE: u8 = 4;
+const C_QUOTE: u8 = 8;
+const C_SEGMENT: u8 = 16;
+
+#[inline]
+fn is_segment_delim(b: u8) -> bool {
+    CLASS[b as usize] & C_SEGMENT != 0
+}
+
+#[inline]
+fn is_piece_delim(b: u8) -> bool {
+    CLASS[b as usize] & C_PIECE != 0
+}
+
+/// Byte classes for the tokeniser; letters are 0, so the common byte costs one load and one
+/// branch.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_digit() || b == b'/' || b == b'\\' || b >= 0x80 {
+            t[c] |= C_SUSPICIOUS;
+        }
+        if piece_delim_const(b) {
+            t[c] |= C_PIECE;
+        }
+        if segment_delim_const(b) {
+            t[c] |= C_SEGMENT;
+        }
+        if b.is_ascii_whitespace() {
+            t[c] |= C_SPACE;
+        }
+        if b == b'"' {
+            t[c] |= C_QUOTE;
+        }
+        c += 1;
+    }
+    t
+};
+
+fn is_keyword_piece(p: &[u8]) -> bool {
+    match p.len() {
+        4 => p.eq_ignore_ascii_case(b"true") || p.eq_ignore_ascii_case(b"null"),
+        5 => p.eq_ignore_ascii_case(b"false"),
+        _ => false,
+    }
+}
+
+/// Splits at ASCII whitespace (keeping quoted strings whole, as [`split_tokens`]) and marks
+/// suspicious tokens with [`SUSPICIOUS`] in the start offset, in a single pass over the bytes.
+fn scan_tokens(b: &[u8], out: &mut Vec<(u32, u32)>) {
+    let n = b.len();
+    let mut i = 0;
+    loop {
+        while i < n && CLASS[b[i] as usize] & C_SPACE != 0 {
+            i += 1;
+        }
+        if i >= n {
+            break;
+        }
+        let start = i;
+        let mut suspicious = false;
+        let mut piece = i;
+        while i < n {
+            let cls = CLASS[b[i] as usize];
+            if cls == 0 {
+                i += 1;
+                continue;
+            }
+            if cls & C_SPACE != 0 {
+                break;
+            }
+            if cls & C_QUOTE != 0
+                && (i == start || matches!(b[i - 1], b'=' | b'(' | b'[' | b'{' | b':'))
+            {
+                if let Some(off) = b[i + 1..].iter().position(|&x| x == b'"') {
+                    i += off + 2;
+                    suspicious = true;
+                    piece = i;
+                    continue;
+                }
+            }
+            suspicious |= cls & C_SUSPICIOUS != 0;
+            if cls & C_PIECE != 0 {
+                suspicious |= is_keyword_piece(&b[piece..i]);
+                piece = i + 1;
+            }
+            i += 1;
+        }
+        suspicious |= is_keyword_piece(&b[piece..i]);
+        let flag = if suspicious { SUSPICIOUS } else { 0 };
+        out.push((start as u32 | flag, i as u32));
+    }
+}
+
+/// Token boundaries (byte ranges of `content`), split as [`split_tokens`] does.
+pub fn split_token_spans(content: &str, extra: &[char], out: &mut Vec<(u32, u32)>) {
+    let b = content.as_bytes();
+    if extra.is_empty() && !b.contains(&b'"') {
+        let mut start: Option<usize> = None;
+        for (i, &c) in b.iter().enumerate() {
+            if c.is_ascii_whitespace() {
+                if let Some(s) = start.take() {
+                    out.push((s as u32, i as u32));
+                }
+            } else if start.is_none() {
+                start = Some(i);
+            }
+        }
+        if let Some(s) = start {
+            out.push((s as u32, b.len() as u32));
+        }
+        return;
+    }
+    let mut v = Vec::new();
+    split_tokens(content, extra, &mut v);
+    let base = content.as_ptr() as usize;
+    out.extend(v.iter().map(|t| {
+        let s = t.as_ptr() as usize - base;
+        (s as u32, (s + t.len()) as u32)
+    }));
+}
+
+/// Hash of a token's masked text, for comparing tokens without comparing strings: eight bytes
+/// at a time (FxHash's mixing). Internal only; template ids use FNV-1a of the whole text.
+pub const fn tok_hash(b: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = b.len() as u64;
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let w = u64::from_le_bytes([
+            b[i],
+            b[i + 1],
+            b[i + 2],
+            b[i + 3],
+            b[i + 4],
+            b[i + 5],
+            b[i + 6],
+            b[i + 7],
+        ]);
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        i += 8;
+    }
+    if i < b.len() {
+        let mut w: u64 = 0;
+        let mut s = 0;
+        while i < b.len() {
+            w |= (b[i] as u64) << s;
+            s += 8;
+            i += 1;
+        }
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
 }
 
 const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
-
-/// Joins a number and its byte unit (`16.0 B`, `413.9 KB,`) into one `<*>`: the unit scales
-/// with the value, so it is part of the value (`B` here, `KB` there), not of the template.
-/// Punctuation after the unit stays in the token (`<*>,`).
-fn collapse_sizes<'a>(content: &'a str, raw: &mut Vec<&'a str>, masked: &mut Vec<Cow<'a, str>>) {
-    let mut k = 0;
-    while k + 1 < raw.len() {
-        let unit = raw[k + 1].trim_end_matches([',', ';', ')', ']', '.']);
-        if masked[k] == WILDCARD && BYTE_UNITS.contains(&unit) {
-            let from = raw[k].as_ptr() as usize - content.as_ptr() as usize;
-            let tail = &raw[k + 1][unit.len()..];
-            let to = raw[k + 1].as_ptr() as usize - content.as_ptr() as usize + raw[k + 1].len();
-            let m = if tail.is_empty() {
-                Cow::Borrowed(WILDCARD)
-            } else {
-                Cow::Owned(format!("{WILDCARD}{tail}"))
-            };
-            raw.splice(k..k + 2, [&content[from..to]]);
-            masked.splice(k..k + 2, [m]);
-        }
-        k += 1;
-    }
-}
 
 /// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
 /// run of the template must occur in order; what lies between is a parameter. When the raw token
@@ -680,23 +1012,29 @@ mod tests {
         }
     }
 
+    fn prepared(content: &str) -> (Vec<String>, Vec<String>) {
+        let mut p = Prepared::default();
+        p.push(content, &[]);
+        let masked = p.line(0).iter().map(|t| p.text(t).to_owned()).collect();
+        let raw = p
+            .line(0)
+            .iter()
+            .map(|t| content[t.raw.0 as usize..t.raw.1 as usize].to_owned())
+            .collect();
+        (masked, raw)
+    }
+
     #[test]
-    fn collapses_dates() {
-        let content = "connection from 1.2.3.4 () at Sun Jul 24 02:38:22 2005";
-        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
-        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
-        collapse_dates(content, &mut raw, &mut masked);
-        assert_eq!(raw.last().copied(), Some("Sun Jul 24 02:38:22 2005"));
+    fn collapses_dates_and_sizes() {
+        let (masked, raw) = prepared("connection from 1.2.3.4 () at Sun Jul 24 02:38:22 2005");
+        assert_eq!(
+            raw.last().map(String::as_str),
+            Some("Sun Jul 24 02:38:22 2005")
+        );
         assert_eq!(masked.join(" "), "connection from <*> () at <*>");
-        let content = "May I help";
-        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
-        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
-        collapse_dates(content, &mut raw, &mut masked);
-        assert_eq!(raw.len(), 3);
-        let content = "estimated size 16.0 B, free 413.9 KB)";
-        let mut raw: Vec<&str> = content.split_ascii_whitespace().collect();
-        let mut masked: Vec<Cow<'_, str>> = raw.iter().map(|t| mask_token(t)).collect();
-        collapse_dates(content, &mut raw, &mut masked);
+        let (masked, _) = prepared("May I help");
+        assert_eq!(masked.len(), 3);
+        let (masked, raw) = prepared("estimated size 16.0 B, free 413.9 KB)");
         assert_eq!(masked.join(" "), "estimated size <*>, free <*>)");
         assert_eq!(raw, ["estimated", "size", "16.0 B,", "free", "413.9 KB)"]);
     }
@@ -715,6 +1053,17 @@ mod tests {
         v.clear();
         split_tokens("a|b  c", &['|'], &mut v);
         assert_eq!(v, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn covers_by_glob() {
+        assert!(covers("rhost=<*>", "rhost=example.org"));
+        assert!(covers("rhost=<*>", "rhost="));
+        assert!(covers("<*>", "anything"));
+        assert!(covers("a<*>b<*>c", "aXbYc"));
+        assert!(!covers("a<*>b<*>c", "aXc"));
+        assert!(!covers("node-<*>", "host-1"));
+        assert!(covers("plain", "plain") && !covers("plain", "other"));
     }
 
     #[test]

@@ -10,14 +10,15 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::str::FromStr;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::mask::{
-    collapse_dates, constant_conflict, extract_params, generalise_token, mask_token, split_tokens,
-    WILDCARD,
+    constant_conflict, covers, extract_params, generalise_token, split_tokens, tok_hash, PTok,
+    Prepared, WILDCARD,
 };
 use super::LogError;
 
@@ -138,6 +139,9 @@ pub struct Template<'a> {
 struct Cluster {
     tokens: Vec<Box<str>>,
     hashes: Vec<u64>,
+    /// Per position, the hash of the last different token that the template token already
+    /// covered (generalising changed nothing).
+    fits: Vec<u64>,
     text: String,
     id: TemplateId,
     count: u64,
@@ -149,11 +153,12 @@ struct Cluster {
 
 impl Cluster {
     fn new(tokens: Vec<Box<str>>, count: u64, family: u32) -> Cluster {
-        let hashes = tokens.iter().map(|t| fnv1a(t.as_bytes())).collect();
+        let hashes: Vec<u64> = tokens.iter().map(|t| tok_hash(t.as_bytes())).collect();
         let text = tokens.join(" ");
         let id = TemplateId::of(&text);
         Cluster {
             tokens,
+            fits: hashes.clone(),
             hashes,
             text,
             id,
@@ -169,38 +174,73 @@ impl Cluster {
 pub struct Miner {
     config: MinerConfig,
     clusters: Vec<Cluster>,
-    buckets: HashMap<(usize, u64), Vec<u32>>,
+    buckets: HashMap<u64, Vec<u32>, BuildHasherDefault<MixHasher>>,
     by_id: HashMap<TemplateId, u32>,
     /// Ids a template had before it generalised, pointing to the id that replaced them.
     aliases: HashMap<TemplateId, TemplateId>,
     /// Per family: position → hashes of the distinct constants seen there (capped).
     families: HashMap<u32, HashMap<usize, Vec<u64>>>,
+    scratch: Prepared,
+    hash_scratch: Vec<u64>,
+}
+
+/// The tokens of a message being clustered: from a prepared block, or a cluster's own tokens
+/// when one cluster is folded into another.
+enum LineView<'a> {
+    Prepared(&'a Prepared, &'a [PTok]),
+    Tokens(&'a [Box<str>]),
+}
+
+impl LineView<'_> {
+    fn len(&self) -> usize {
+        match self {
+            LineView::Prepared(_, t) => t.len(),
+            LineView::Tokens(t) => t.len(),
+        }
+    }
+
+    fn text(&self, k: usize) -> &str {
+        match self {
+            LineView::Prepared(p, t) => p.text(&t[k]),
+            LineView::Tokens(t) => &t[k],
+        }
+    }
+}
+
+/// Replaces the matches of the user's masks by `<*>`.
+fn apply_masks<'a>(config: &MinerConfig, content: &'a str) -> Cow<'a, str> {
+    let mut cur = Cow::Borrowed(content);
+    for re in &config.masks {
+        if let Cow::Owned(s) = re.replace_all(&cur, WILDCARD) {
+            cur = Cow::Owned(s);
+        }
+    }
+    cur
+}
+
+/// Masks and tokenises one message into `p`; pure, so it runs on any thread.
+fn prepare_into(config: &MinerConfig, content: &str, p: &mut Prepared) {
+    if config.masks.is_empty() {
+        p.push(content, &config.delimiters);
+    } else {
+        p.push(&apply_masks(config, content), &config.delimiters);
+    }
 }
 
 /// Messages per block handed from masking workers to the clustering thread.
-const BLOCK: usize = 8192;
-
-/// A message masked and hashed, ready to cluster.
-struct Prepared<'a> {
-    masked: Vec<Cow<'a, str>>,
-    hashes: Vec<u64>,
-}
-
-/// A message cut into tokens: raw text and masked form for each.
-struct Tokens<'a> {
-    raw: Vec<&'a str>,
-    masked: Vec<Cow<'a, str>>,
-}
+const BLOCK: usize = 1024;
 
 impl Miner {
     pub fn new(config: MinerConfig) -> Miner {
         Miner {
             config,
             clusters: Vec::new(),
-            buckets: HashMap::new(),
+            buckets: HashMap::default(),
             by_id: HashMap::new(),
             aliases: HashMap::new(),
             families: HashMap::new(),
+            scratch: Prepared::default(),
+            hash_scratch: Vec::new(),
         }
     }
 
@@ -219,15 +259,23 @@ impl Miner {
     }
 
     /// Assigns a message to a template and returns it with the message's parameter values.
+    /// (With user masks, the text a mask replaced is reported as `<*>`.)
     pub fn add(&mut self, content: &str) -> LineMatch {
-        let masked_content = self.apply_masks(content);
-        let toks = self.tokenize(&masked_content);
-        let idx = self.cluster_for(&toks);
+        let masked_content = apply_masks(&self.config, content);
+        let mut p = std::mem::take(&mut self.scratch);
+        p.clear();
+        p.push(&masked_content, &self.config.delimiters);
+        let idx = self.assign(&p, 0);
         let c = &self.clusters[idx];
         let mut params = Vec::new();
-        for (t, raw) in c.tokens.iter().zip(&toks.raw) {
-            extract_params(t, raw, &mut params);
+        for (t, pt) in c.tokens.iter().zip(p.line(0)) {
+            extract_params(
+                t,
+                &masked_content[pt.raw.0 as usize..pt.raw.1 as usize],
+                &mut params,
+            );
         }
+        self.scratch = p;
         LineMatch {
             template_id: c.id,
             params,
@@ -236,14 +284,18 @@ impl Miner {
 
     /// Like [`Miner::add`] without extracting parameters (the fast path for counting).
     pub fn add_id(&mut self, content: &str) -> TemplateId {
-        let p = self.prepare(content);
-        let idx = self.assign(&p);
+        let mut p = std::mem::take(&mut self.scratch);
+        p.clear();
+        prepare_into(&self.config, content, &mut p);
+        let idx = self.assign(&p, 0);
+        self.scratch = p;
         self.clusters[idx].id
     }
 
     /// Assigns many messages; the result equals calling [`Miner::add_id`] on each in order.
-    /// With `threads` > 1 (0 = available cores), tokenising and masking run on worker threads in
-    /// blocks while this thread clusters, so the clustering order — and the result — is unchanged.
+    /// With `threads` > 1 (0 = available cores), tokenising and masking — most of the work — run
+    /// on `threads` workers, block by block, while this thread clusters the blocks in input order,
+    /// so the result is the same as sequential.
     pub fn add_batch<S: AsRef<str> + Sync>(
         &mut self,
         contents: &[S],
@@ -261,37 +313,48 @@ impl Miner {
             }
             return ids;
         }
-        let workers = threads - 1;
-        let this: &Miner = self;
+        let config = self.config.clone();
         let blocks: Vec<&[S]> = contents.chunks(BLOCK).collect();
-        let prepared: Vec<Vec<Prepared<'_>>> = std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Prepared<'_>>)>(2 * workers);
-            for w in 0..workers {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize, Prepared)>(2 * threads);
+            let mut recycle = Vec::with_capacity(threads);
+            for w in 0..threads {
                 let tx = tx.clone();
-                let blocks = &blocks;
+                // Buffers come back after clustering, so a worker allocates a few, not one per
+                // block, and the blocks stay small enough for the clustering thread's cache.
+                let (back_tx, back_rx) = std::sync::mpsc::channel::<Prepared>();
+                recycle.push(back_tx);
+                let (blocks, config) = (&blocks, &config);
                 scope.spawn(move || {
-                    for (b, block) in blocks.iter().enumerate().skip(w).step_by(workers) {
-                        let p = block.iter().map(|c| this.prepare(c.as_ref())).collect();
-                        if tx.send((b, p)).is_err() {
+                    for (b, block) in blocks.iter().enumerate().skip(w).step_by(threads) {
+                        let mut p = back_rx.try_recv().unwrap_or_default();
+                        p.clear();
+                        for c in block.iter() {
+                            prepare_into(config, c.as_ref(), &mut p);
+                        }
+                        if tx.send((b, w, p)).is_err() {
                             return;
                         }
                     }
                 });
             }
             drop(tx);
-            let mut slots: Vec<Option<Vec<Prepared<'_>>>> =
-                (0..blocks.len()).map(|_| None).collect();
-            for (b, p) in rx {
-                slots[b] = Some(p);
+            // Blocks arrive in any order; cluster them in input order.
+            let mut pending: HashMap<usize, (usize, Prepared)> = HashMap::new();
+            let mut next = 0;
+            for (b, w, p) in rx {
+                pending.insert(b, (w, p));
+                while let Some((w, p)) = pending.remove(&next) {
+                    for i in 0..p.len() {
+                        let ci = self.assign(&p, i);
+                        ids.push(self.clusters[ci].id);
+                    }
+                    // A worker that has finished no longer listens; its buffer is just dropped.
+                    let _ = recycle[w].send(p);
+                    next += 1;
+                }
             }
-            slots.into_iter().map(Option::unwrap_or_default).collect()
         });
-        for block in prepared {
-            for p in &block {
-                let ci = self.assign(p);
-                ids.push(self.clusters[ci].id);
-            }
-        }
         ids
     }
 
@@ -340,50 +403,18 @@ impl Miner {
         }
     }
 
-    fn apply_masks<'a>(&self, content: &'a str) -> Cow<'a, str> {
-        let mut cur = Cow::Borrowed(content);
-        for re in &self.config.masks {
-            if let Cow::Owned(s) = re.replace_all(&cur, WILDCARD) {
-                cur = Cow::Owned(s);
-            }
-        }
-        cur
+    fn assign(&mut self, p: &Prepared, line: usize) -> usize {
+        let toks = p.line(line);
+        let mut hashes = std::mem::take(&mut self.hash_scratch);
+        hashes.clear();
+        hashes.extend(toks.iter().map(|t| t.hash));
+        let view = LineView::Prepared(p, toks);
+        let ci = self.assign_hashed(&view, &hashes);
+        self.hash_scratch = hashes;
+        ci
     }
 
-    fn tokenize<'a>(&self, content: &'a str) -> Tokens<'a> {
-        let mut raw = Vec::new();
-        split_tokens(content, &self.config.delimiters, &mut raw);
-        let mut masked: Vec<Cow<'a, str>> = raw.iter().map(|t| mask_token(t)).collect();
-        collapse_dates(content, &mut raw, &mut masked);
-        Tokens { raw, masked }
-    }
-
-    /// Tokenises and masks a message; pure, so it can run on any thread.
-    fn prepare<'a>(&self, content: &'a str) -> Prepared<'a> {
-        let masked_content = self.apply_masks(content);
-        let masked: Vec<Cow<'a, str>> = match masked_content {
-            Cow::Borrowed(c) => self.tokenize(c).masked,
-            Cow::Owned(c) => self
-                .tokenize(&c)
-                .masked
-                .into_iter()
-                .map(|t| Cow::Owned(t.into_owned()))
-                .collect(),
-        };
-        let hashes = masked.iter().map(|t| fnv1a(t.as_bytes())).collect();
-        Prepared { masked, hashes }
-    }
-
-    fn cluster_for(&mut self, toks: &Tokens<'_>) -> usize {
-        let hashes: Vec<u64> = toks.masked.iter().map(|t| fnv1a(t.as_bytes())).collect();
-        self.assign_hashed(&toks.masked, &hashes)
-    }
-
-    fn assign(&mut self, p: &Prepared<'_>) -> usize {
-        self.assign_hashed(&p.masked, &p.hashes)
-    }
-
-    fn assign_hashed(&mut self, masked: &[Cow<'_, str>], hashes: &[u64]) -> usize {
+    fn assign_hashed(&mut self, masked: &LineView<'_>, hashes: &[u64]) -> usize {
         let key = bucket_key(hashes);
         let mut best: Option<(usize, usize, usize)> = None; // (eq, wildcards, cluster)
         if let Some(cands) = self.buckets.get(&key) {
@@ -422,22 +453,28 @@ impl Miner {
                 family = self.clusters[ci].family;
             }
         }
-        let tokens: Vec<Box<str>> = masked.iter().map(|t| Box::from(t.as_ref())).collect();
+        let tokens: Vec<Box<str>> = (0..masked.len())
+            .map(|k| Box::from(masked.text(k)))
+            .collect();
         self.insert_cluster(Cluster::new(tokens, 1, family))
     }
 
     /// Whether a message may join cluster `ci`: true unless they differ at a position where both
     /// hold a constant that has not yet shown `distinct_constants` values in the family. Records
     /// the constants seen either way.
-    fn constants_settled(&mut self, ci: usize, masked: &[Cow<'_, str>], hashes: &[u64]) -> bool {
+    fn constants_settled(&mut self, ci: usize, masked: &LineView<'_>, hashes: &[u64]) -> bool {
         let c = &self.clusters[ci];
         let need = self.config.distinct_constants.max(2);
         let mut settled = true;
         for (k, h) in hashes.iter().enumerate() {
-            if c.hashes[k] == *h || !constant_conflict(&c.tokens[k], &masked[k]) {
+            if c.hashes[k] == *h
+                || c.fits[k] == *h
+                || covers(&c.tokens[k], masked.text(k))
+                || !constant_conflict(&c.tokens[k], masked.text(k))
+            {
                 continue;
             }
-            if is_enum_word(&c.tokens[k]) && is_enum_word(&masked[k]) {
+            if is_enum_word(&c.tokens[k]) && is_enum_word(masked.text(k)) {
                 // Upper-case identifiers (`NEW`, `RUNNING`, `CONTAINER_REMOTE_LAUNCH`) are
                 // states and event kinds: each value is its own template, however many appear.
                 settled = false;
@@ -486,14 +523,10 @@ impl Miner {
             if !compatible {
                 continue;
             }
-            let v_tokens: Vec<Cow<'_, str>> = self.clusters[vi]
-                .tokens
-                .iter()
-                .map(|t| Cow::Owned(t.to_string()))
-                .collect();
+            let v_tokens: Vec<Box<str>> = self.clusters[vi].tokens.clone();
             let v_hashes = self.clusters[vi].hashes.clone();
             let v_count = self.clusters[vi].count;
-            self.merge_into(ci, &v_tokens, &v_hashes);
+            self.merge_into(ci, &LineView::Tokens(&v_tokens), &v_hashes);
             self.clusters[ci].count += v_count - 1;
             let v = &mut self.clusters[vi];
             v.alive = false;
@@ -511,14 +544,24 @@ impl Miner {
         }
     }
 
-    fn merge_into(&mut self, ci: usize, masked: &[Cow<'_, str>], hashes: &[u64]) {
+    fn merge_into(&mut self, ci: usize, masked: &LineView<'_>, hashes: &[u64]) {
         let c = &mut self.clusters[ci];
         c.count += 1;
         let mut changed = false;
         for (k, h) in hashes.iter().enumerate() {
-            if c.hashes[k] != *h && c.hashes[k] != WILD_HASH {
-                let g = generalise_token(&c.tokens[k], &masked[k]);
-                c.hashes[k] = fnv1a(g.as_bytes());
+            if c.hashes[k] != *h
+                && c.hashes[k] != WILD_HASH
+                && c.fits[k] != *h
+                && !covers(&c.tokens[k], masked.text(k))
+            {
+                let g = generalise_token(&c.tokens[k], masked.text(k));
+                if *g == *c.tokens[k] {
+                    // Remember the value that the token already covers: the next message with
+                    // the same value skips the comparison.
+                    c.fits[k] = *h;
+                    continue;
+                }
+                c.hashes[k] = tok_hash(g.as_bytes());
                 c.tokens[k] = g.into_boxed_str();
                 changed = true;
             }
@@ -560,21 +603,34 @@ fn is_enum_word(t: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
 }
 
-const WILD_HASH: u64 = {
-    // fnv1a("<*>") computed at compile time.
-    let b = WILDCARD.as_bytes();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < b.len() {
-        h ^= b[i] as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    h
-};
+const WILD_HASH: u64 = tok_hash(WILDCARD.as_bytes());
 
-fn bucket_key(hashes: &[u64]) -> (usize, u64) {
-    (hashes.len(), hashes.first().copied().unwrap_or(0))
+/// Bucket of a token sequence: its length and first token (Drain's first two tree levels).
+fn bucket_key(hashes: &[u64]) -> u64 {
+    let first = hashes.first().copied().unwrap_or(0);
+    first ^ (hashes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Hasher for keys that are already well-mixed hashes (template ids, token hashes): one multiply
+/// instead of SipHash. Not DoS-resistant, which is fine for keys that are hashes of our own.
+#[derive(Default)]
+pub struct MixHasher(u64);
+
+/// A map keyed by template id with a fast hasher, for per-line lookups.
+pub type IdMap<V> = HashMap<TemplateId, V, BuildHasherDefault<MixHasher>>;
+
+impl std::hash::Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
 }
 
 /// Saved templates, carried from one analysis to the next (JSON).

@@ -31,7 +31,8 @@ pub mod records;
 pub use format::LogFormat;
 pub use mask::WILDCARD;
 pub use miner::{
-    LibraryTemplate, LineMatch, Miner, MinerConfig, Template, TemplateId, TemplateLibrary,
+    IdMap, LibraryTemplate, LineMatch, Miner, MinerConfig, MixHasher, Template, TemplateId,
+    TemplateLibrary,
 };
 
 /// Errors of the log-mining library; each names the input and what was expected.
