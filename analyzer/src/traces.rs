@@ -409,8 +409,8 @@ mod tests {
         let (e, lo, hi) = quantile_ci(&v, 0.9);
         assert!((e - 90.1).abs() < 1e-9);
         // Order statistics around rank 90 ± 1.96·3 = 84..96.
-        assert!(lo <= 85.0 && lo >= 82.0, "{lo}");
-        assert!(hi >= 95.0 && hi <= 98.0, "{hi}");
+        assert!((82.0..=85.0).contains(&lo), "{lo}");
+        assert!((95.0..=98.0).contains(&hi), "{hi}");
     }
 
     #[test]

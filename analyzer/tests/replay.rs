@@ -227,7 +227,13 @@ fn a_broken_scenario_is_an_error_that_names_the_field() {
         r#"{"id": "bad", "expected": "maybe", "baseline_window": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:03:00Z"}, "canary_window": {"start": "2026-01-01T00:03:00Z", "end": "2026-01-01T00:06:00Z"}}"#,
     )
     .unwrap();
-    let rs = replay_all(&[s.clone()], &ReplayConfig::default(), Some(1), false).unwrap();
+    let rs = replay_all(
+        std::slice::from_ref(&s),
+        &ReplayConfig::default(),
+        Some(1),
+        false,
+    )
+    .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(rs[0].vigil.verdict, Verdict::Error);
     let note = rs[0].vigil.note.as_deref().unwrap();

@@ -102,7 +102,7 @@ pub struct JudgeConfig {
     pub log: LogJudgeConfig,
 }
 
-fn column<'a>(t: &'a MetricTable, rows: (usize, usize), name: &str) -> Vec<f64> {
+fn column(t: &MetricTable, rows: (usize, usize), name: &str) -> Vec<f64> {
     t.columns
         .iter()
         .find(|(n, _)| n == name)

@@ -599,7 +599,7 @@ mod tests {
         // python: datetime(2023,1,29,8,52,6,tzinfo=timezone.utc).timestamp() == 1674982326
         assert_eq!(parse_time("2023-01-29T08:52:06Z"), Some(1674982326.0));
         let t = parse_time("2023-01-29T08:52:07.560115455Z").unwrap();
-        assert!((t - 1674982327.560115455).abs() < 1e-6);
+        assert!((t - 1_674_982_327.560_115).abs() < 1e-6);
         assert_eq!(format_time(1674982326.0), "2023-01-29T08:52:06Z");
         assert_eq!(parse_time("2023-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
