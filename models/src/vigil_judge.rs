@@ -293,6 +293,26 @@ fn location_and_dispersion(
     if j.outcome != Outcome::Pass || c.len() < 5 {
         return j;
     }
+    // A slow leak: the canary climbs steadily while the baseline did not.
+    if direction != Direction::Decrease && c.len() >= config.min_trend_points {
+        let (p_trend, slope) = mann_kendall_increasing(c);
+        let (p_base, _) = mann_kendall_increasing(b);
+        let rise = slope * (c.len() - 1) as f64;
+        // A leak matters by how far it climbed, not by its share of the level: the unit floor and
+        // the baseline's spread are the yardsticks.
+        let climbed = rise >= min_abs_shift
+            && (spread == 0.0 || rise / spread >= config.min_standardized_effect);
+        if p_trend < config.alpha && p_base >= config.alpha && climbed {
+            j.outcome = Outcome::Trend;
+            j.test = Test::Trend;
+            j.p_value = Some(p_trend);
+            j.reason = format!(
+                "rising through the canary: Theil-Sen slope {slope:+.4} per sample, {rise:+.4} over {} samples (baseline median {bm:.4}), Mann-Kendall p {p_trend:.2e}",
+                c.len()
+            );
+            return j;
+        }
+    }
     // The level did not move: did the spread blow up?
     let cm = median(c).unwrap_or(0.0);
     let db: Vec<f64> = b.iter().map(|v| (v - bm).abs()).collect();
@@ -316,22 +336,6 @@ fn location_and_dispersion(
         j.reason = format!(
             "median unchanged ({bm:.4} -> {cm:.4}) but spread x{ratio:.1} (MAD {mad_b:.4} -> {mad_c:.4}), p {p_disp:.2e}"
         );
-        return j;
-    }
-    // A slow leak: the canary climbs steadily while the baseline did not.
-    if direction != Direction::Decrease && c.len() >= config.min_trend_points {
-        let (p_trend, slope) = mann_kendall_increasing(c);
-        let (p_base, _) = mann_kendall_increasing(b);
-        let rise = slope * (c.len() - 1) as f64;
-        if p_trend < config.alpha && p_base >= config.alpha && rise >= min_abs_shift && big(rise) {
-            j.outcome = Outcome::Trend;
-            j.test = Test::Trend;
-            j.p_value = Some(p_trend);
-            j.reason = format!(
-                "rising through the canary: Theil-Sen slope {slope:+.4} per sample, {rise:+.4} over {} samples (baseline median {bm:.4}), Mann-Kendall p {p_trend:.2e}",
-                c.len()
-            );
-        }
     }
     j
 }
