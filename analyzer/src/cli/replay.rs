@@ -123,7 +123,9 @@ pub fn replay_all(
                             .file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        replay::error_result(&id, &e.to_string())
+                        let mut r = replay::error_result(&id, &e.to_string());
+                        r.expected = expected_of(folder);
+                        r
                     }
                 };
                 if let Ok(mut s) = slots.lock() {
@@ -138,6 +140,18 @@ pub fn replay_all(
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a replay worker panicked"))?;
     Ok(slots.into_iter().flatten().collect())
+}
+
+/// `expected` of a scenario that failed to load, if its scenario.json still says it, so that the
+/// Error is counted against the right side of the measures.
+fn expected_of(folder: &Path) -> &'static str {
+    let text = std::fs::read_to_string(folder.join("scenario.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    match v.get("expected").and_then(|e| e.as_str()) {
+        Some("pass") => "pass",
+        Some("fail") => "fail",
+        _ => "unknown",
+    }
 }
 
 /// A one-line progress bar on stderr (only when stderr is a terminal).

@@ -46,7 +46,15 @@ pub fn measures<'a>(
     for r in results {
         let o = r.outcome(judge);
         m.scenarios += 1;
-        let positive = r.expected == "fail";
+        // A scenario whose expectation could not even be read is an error and nothing else.
+        let positive = match r.expected {
+            "fail" => true,
+            "pass" => false,
+            _ => {
+                m.errors += 1;
+                continue;
+            }
+        };
         if positive {
             m.positives += 1;
         } else {
