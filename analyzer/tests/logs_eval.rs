@@ -96,3 +96,43 @@ fn loghub_2k_accuracy_with_the_default_configuration() {
     assert!(avg.fga >= 0.92, "average FGA {:.4}", avg.fga);
     assert!(avg.fta >= 0.80, "average FTA {:.4}", avg.fta);
 }
+
+/// Patterns learned on one run carry into the next: a miner seeded with the saved library puts
+/// the same messages under the library's ids and creates no new templates.
+#[test]
+fn saved_library_carries_templates_into_the_next_run() {
+    use vigil_analyzer::logs::eval::parse_csv;
+    use vigil_analyzer::logs::{Miner, MinerConfig, TemplateLibrary};
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/loghub");
+    for system in ["HDFS", "Linux", "Android"] {
+        let text =
+            std::fs::read_to_string(dir.join(format!("{system}_2k.log_structured_corrected.csv")))
+                .unwrap();
+        let rows = parse_csv(&text).unwrap();
+        let col = rows[0].iter().position(|h| h == "Content").unwrap();
+        let lines: Vec<&str> = rows[1..].iter().map(|r| r[col].as_str()).collect();
+
+        let mut first = Miner::new(MinerConfig::default());
+        let ids: Vec<_> = lines.iter().map(|l| first.add_id(l)).collect();
+        let finals: Vec<_> = ids.iter().map(|&id| first.resolve(id)).collect();
+        let json = first.library().to_json();
+        let lib = TemplateLibrary::from_json(&json).unwrap();
+
+        let mut second = Miner::with_library(MinerConfig::default(), &lib);
+        let again: Vec<_> = lines.iter().map(|l| second.add_id(l)).collect();
+        let again: Vec<_> = again.iter().map(|&id| second.resolve(id)).collect();
+        assert_eq!(again, finals, "{system}: ids differ in the seeded run");
+        assert_eq!(
+            second.library().templates.len(),
+            lib.templates.len(),
+            "{system}"
+        );
+        let total: u64 = second.library().templates.iter().map(|t| t.count).sum();
+        assert_eq!(
+            total,
+            2 * lines.len() as u64,
+            "{system}: counts carry over and add up"
+        );
+    }
+}

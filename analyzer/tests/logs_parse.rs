@@ -8,8 +8,16 @@ use proptest::prelude::*;
 use vigil_analyzer::cli::logs::{parse_bytes, InputStats};
 use vigil_analyzer::logs::{LogFormat, Miner, MinerConfig};
 
+/// 512 cases by default; `PROPTEST_CASES=N` runs a longer fuzz.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Any bytes: no panic, one id per line, every id names a template.
     #[test]
@@ -32,7 +40,10 @@ proptest! {
             prop_assert!(m.template(r.template_id).is_some());
         }
         let lib = m.library();
-        prop_assert_eq!(lib.templates.len(), m.templates().count());
+        let ids: std::collections::HashSet<_> = m.templates().map(|t| t.id).collect();
+        prop_assert_eq!(lib.templates.len(), ids.len());
+        let total: u64 = lib.templates.iter().map(|t| t.count).sum();
+        prop_assert_eq!(total, lines.len() as u64);
     }
 
     /// Arbitrary bytes through a header format.
@@ -41,6 +52,25 @@ proptest! {
         let f = LogFormat::parse("<Date> <Time> <Level> <Component>: <Content>").unwrap();
         let (ids, _, stats) = parse_bytes(&input, Some(&f), 1);
         prop_assert_eq!(ids.len(), stats.lines);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// Random log-like messages, enough to take the parallel path: two threads give exactly the
+    /// ids and templates of one.
+    #[test]
+    fn parallel_equals_sequential_on_random_messages(lines in proptest::collection::vec(
+        proptest::string::string_regex("(user|job|node|ERROR|ok|alpha|beta|[0-9]{1,6}|0x[0-9a-f]{4}|/[a-z]+|\"q [a-z]+\"|Jul|KB)( (user|job|node|ERROR|ok|alpha|beta|[0-9]{1,6}|x=[a-z0-9]{1,3}|Jul|KB)){0,7}").unwrap(),
+        2100..2600)) {
+        let input = lines.join("\n");
+        let (one, m1, _) = parse_bytes(input.as_bytes(), None, 1);
+        let (two, m2, _) = parse_bytes(input.as_bytes(), None, 2);
+        prop_assert_eq!(one, two);
+        let t1: Vec<_> = m1.templates().map(|t| (t.id, t.count)).collect();
+        let t2: Vec<_> = m2.templates().map(|t| (t.id, t.count)).collect();
+        prop_assert_eq!(t1, t2);
     }
 }
 
@@ -106,7 +136,11 @@ fn odd_lines_are_counted_not_fatal() {
     assert_eq!(
         miner.template(ids[2]),
         Some("bad utf8 \u{fffd}\u{fffd} here")
-    );
+    ); // Empty lines share one template.
+    let (ids, miner, _) = parse_bytes(b"\n\n\nx\n\n", None, 1);
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[4]);
+    assert_eq!(miner.templates().count(), 2);
 }
 
 fn run_vigil(args: &[&str], stdin: &[u8]) -> (String, String, bool) {

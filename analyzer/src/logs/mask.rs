@@ -7,11 +7,17 @@
 //! they vary (numbers, hex, IPs, paths, ids with digits, booleans) are masked up front, consistently
 //! in every message, which is what makes the default configuration work on systems never seen.
 //!
-//! The rules follow the template conventions of the corrected Loghub labels (Khan et al. 2022):
-//! a token is cut at punctuation; a piece is variable when it starts with a digit, holds two or more
-//! digits, is a long hex word or `0x…`, or is a boolean/`null`; a path (`/a/b`) or URL is one
-//! variable; variables joined by `.` or `-` collapse into one `<*>` (IPs, versions, dates, UUIDs);
-//! the punctuation itself stays, so `node-12` becomes `node-<*>` and `10.0.0.1:80` becomes `<*>:<*>`.
+//! The rules follow the template conventions of the corrected Loghub labels (Khan et al. 2022,
+//! and Loghub-2.0's template rules):
+//! - a token is cut at punctuation into pieces; a piece is variable when it starts with a digit,
+//!   holds two or more digits, is a hex word of five or more characters with a digit, `0x…`,
+//!   `v6`-style versions, or `true`/`false`/`null`;
+//! - variables joined by `.` or `-` collapse into one `<*>` (IPs, versions, dates, UUIDs), and so
+//!   do `host:port`, `ip:port`, `host/ip` (one address); a path (`/a/b`, `C:\x`) or URL is one
+//!   variable; the other punctuation stays, so `node-12` becomes `node-<*>`, `uid=0` `uid=<*>`;
+//! - across tokens: a written-out date (`Sun Jul 24 02:38:22 2005`) and a size with its unit
+//!   (`16.0 KB`) become one `<*>`; a double-quoted string with spaces stays one token, so a
+//!   message's token count does not depend on what the quoted value says.
 
 use std::borrow::Cow;
 
@@ -508,19 +514,27 @@ pub fn covers(template_tok: &str, tok: &str) -> bool {
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
 pub fn constant_conflict(a: &str, b: &str) -> bool {
+    conflicting_constants(a, b).is_some()
+}
+
+/// The constant texts that make two tokens conflict (see [`constant_conflict`]): the first
+/// differing slot, or the leading words when the shapes differ. A position's distinct values
+/// are counted on these, so `topActivity=ComponentInfo{A}` and `topActivity=…{B}` are one key.
+pub fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a str, &'a str)> {
     if a == b {
-        return false;
+        return None;
     }
     match align(a, b, is_segment_delim) {
         // Different shapes: a conflict when the leading words (the keys) differ, as in
         // `num=<*>,flags=<*>` against `topActivity=ComponentInfo{<*>}`.
         None => {
             let (ka, kb) = (first_slot(a), first_slot(b));
-            ka != kb && !ka.contains(WILDCARD) && !kb.contains(WILDCARD)
+            (ka != kb && !ka.contains(WILDCARD) && !kb.contains(WILDCARD)).then_some((ka, kb))
         }
-        Some(slots) => slots.iter().any(
-            |s| matches!(s, Slot::Differ(x, y) if !x.contains(WILDCARD) && !y.contains(WILDCARD)),
-        ),
+        Some(slots) => slots.into_iter().find_map(|s| match s {
+            Slot::Differ(x, y) if !x.contains(WILDCARD) && !y.contains(WILDCARD) => Some((x, y)),
+            _ => None,
+        }),
     }
 }
 
@@ -639,10 +653,6 @@ impl Prepared {
 
     pub fn len(&self) -> usize {
         self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
     }
 
     /// Tokens of message `i`.

@@ -4,8 +4,17 @@
 //! ([`super::mask`]). Clusters are bucketed by token count and first token (Drain's prefix tree of
 //! depth one: deeper trees only pay off when no pre-masking is done). Within a bucket the message
 //! joins the most similar cluster if the share of equal positions reaches the threshold, and the
-//! positions that disagree generalise to `<*>`; otherwise it starts a cluster of its own. Memory is
-//! bounded by the number of clusters, not of messages.
+//! positions that disagree generalise to `<*>` — slot by slot, so `rhost=<*>` keeps its key.
+//!
+//! Two refinements over Drain decide when a *word* becomes a variable (Brain's observation that
+//! variables are the positions with many values): where a message differs from its cluster only
+//! by shape-masked values it joins at once, but where both sides hold a different constant
+//! (`startup`/`shutdown`) it starts a sibling cluster of the same family, and the position turns
+//! into `<*>` only once the family has shown `distinct_constants` (3) values there — user names
+//! soon do, state names of a two-way switch never. Upper-case identifiers (`NEW`, `RUNNING`)
+//! are states and event kinds and never merge. When siblings merge, their ids become aliases.
+//!
+//! Memory is bounded by the number of clusters, not of messages.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,8 +26,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::mask::{
-    constant_conflict, covers, extract_params, generalise_token, split_tokens, tok_hash, PTok,
-    Prepared, WILDCARD,
+    conflicting_constants, constant_conflict, covers, extract_params, generalise_token,
+    split_tokens, tok_hash, PTok, Prepared, WILDCARD,
 };
 use super::LogError;
 
@@ -390,16 +399,25 @@ impl Miner {
 
     /// The templates as a library to save and seed the next analysis with.
     pub fn library(&self) -> TemplateLibrary {
+        // Two clusters can end with the same text (hence id); the library has one entry per id.
+        let mut index: IdMap<usize> = IdMap::default();
+        let mut templates: Vec<LibraryTemplate> = Vec::new();
+        for t in self.templates() {
+            match index.get(&t.id) {
+                Some(&i) => templates[i].count += t.count,
+                None => {
+                    index.insert(t.id, templates.len());
+                    templates.push(LibraryTemplate {
+                        id: t.id,
+                        template: t.text.to_owned(),
+                        count: t.count,
+                    });
+                }
+            }
+        }
         TemplateLibrary {
             version: TemplateLibrary::VERSION,
-            templates: self
-                .templates()
-                .map(|t| LibraryTemplate {
-                    id: t.id,
-                    template: t.text.to_owned(),
-                    count: t.count,
-                })
-                .collect(),
+            templates,
         }
     }
 
@@ -444,7 +462,8 @@ impl Miner {
         let n = hashes.len().max(1);
         let mut family = self.clusters.len() as u32;
         if let Some((eq, _, ci)) = best {
-            if eq as f64 / n as f64 >= self.config.similarity {
+            // An exact match (including two empty messages) always joins, whatever the threshold.
+            if eq == hashes.len() || eq as f64 / n as f64 >= self.config.similarity {
                 if self.constants_settled(ci, masked, hashes) {
                     self.merge_into(ci, masked, hashes);
                     self.absorb_family(ci);
@@ -467,13 +486,12 @@ impl Miner {
         let need = self.config.distinct_constants.max(2);
         let mut settled = true;
         for (k, h) in hashes.iter().enumerate() {
-            if c.hashes[k] == *h
-                || c.fits[k] == *h
-                || covers(&c.tokens[k], masked.text(k))
-                || !constant_conflict(&c.tokens[k], masked.text(k))
-            {
+            if c.hashes[k] == *h || c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
                 continue;
             }
+            let Some((ca, cb)) = conflicting_constants(&c.tokens[k], masked.text(k)) else {
+                continue;
+            };
             if is_enum_word(&c.tokens[k]) && is_enum_word(masked.text(k)) {
                 // Upper-case identifiers (`NEW`, `RUNNING`, `CONTAINER_REMOTE_LAUNCH`) are
                 // states and event kinds: each value is its own template, however many appear.
@@ -486,7 +504,7 @@ impl Miner {
                 .or_default()
                 .entry(k)
                 .or_default();
-            for v in [c.hashes[k], *h] {
+            for v in [tok_hash(ca.as_bytes()), tok_hash(cb.as_bytes())] {
                 if !seen.contains(&v) && seen.len() < need {
                     seen.push(v);
                 }

@@ -3,33 +3,42 @@
 //! compared with its baseline.
 //!
 //! The public API, in one place:
-//! - [`MinerConfig`]: `Default` is the one configuration measured on Loghub; add regex masks with
-//!   [`MinerConfig::with_mask`] and token delimiters with [`MinerConfig::with_delimiters`].
+//! - [`MinerConfig`]: `Default` is the one configuration measured on Loghub (`similarity` 0.5,
+//!   `distinct_constants` 3); add regex masks with [`MinerConfig::with_mask`] (`Result`: the
+//!   regex is checked) and token delimiters with [`MinerConfig::with_delimiters`].
 //! - [`Miner`]: `Miner::new(config)`, `Miner::with_library(config, &library)`;
-//!   `add(&mut self, content) -> LineMatch { template_id, params }` (the template as the line
-//!   arrives), `add_id` (same without parameters, faster), `add_batch(&mut self, &[S], threads)`
-//!   (parallel masking, same result as sequential `add_id`).
-//! - Templates generalise as lines arrive (`user alice` then `user bob` gives `user <*>`), and a
-//!   template's id is the hash of its text, so the id returned at add time may be superseded.
-//!   **Final grouping**: call [`Miner::resolve`] on any id ever returned to get the current id;
-//!   [`Miner::template`] accepts old or current ids. Ids are [`TemplateId`]: FNV-1a 64 of the
-//!   template text, stable across runs and processes, displayed as 16 hex digits.
-//! - [`Miner::templates`] iterates `Template { id, text, count }`; [`Miner::library`] gives a
-//!   [`TemplateLibrary`] (`to_json` / `from_json`) that seeds the next miner.
+//!   `add(&mut self, content: &str) -> LineMatch { template_id, params }` (the template as the line
+//!   arrives, and the raw text behind each `<*>`), `add_id(&mut self, &str) -> TemplateId` (same
+//!   without parameters, the fast path), `add_batch(&mut self, &[S], threads) -> Vec<TemplateId>`
+//!   (masking on `threads` workers, clustering in input order: the same ids as `add_id` in a loop).
+//! - **Final grouping.** Templates generalise as lines arrive (`user 1001` then `user 1002` gives
+//!   `user <*>`; constant words need three distinct values first), and a template's id is the
+//!   hash of its text, so an id returned at add time may be superseded. Call
+//!   [`Miner::resolve`]`(id) -> TemplateId` on any id ever returned to get the current one;
+//!   [`Miner::template`]`(id) -> Option<&str>` accepts old or current ids. Group and count by
+//!   resolved ids once the input is consumed.
+//! - [`TemplateId`]: FNV-1a 64 of the template text — the same template has the same id in every
+//!   run and process; `Display`/`FromStr` as 16 hex digits, serialised as that string.
+//!   [`IdMap`] is a `HashMap` keyed by it with a cheap hasher.
+//! - [`Miner::templates`] iterates `Template { id, text, count }` (first-seen order);
+//!   [`Miner::library`] gives a [`TemplateLibrary`] (`to_json` / `from_json`, which checks the
+//!   version and every id against its text) to seed the next miner with.
 //! - [`LogFormat`]: logparser's header notation, `LogFormat::parse("<Date> <Time> <Level>
-//!   <Component>: <Content>")`, then `split(line)` / `content(line)`.
+//!   <Component>: <Content>")?`, then `split(line) -> Option<Vec<(field, value)>>` and
+//!   `content(line) -> Option<&str>`.
+//! - [`mask_token`]: the variable detection applied to one token, for inspection.
 //! - [`eval`]: Loghub accuracy metrics (GA, PA, FGA, FTA) and the runner behind `vigil logs eval`.
 
 pub mod eval;
 mod format;
-pub mod mask;
+mod mask;
 mod miner;
 
 pub mod judge;
 pub mod records;
 
 pub use format::LogFormat;
-pub use mask::WILDCARD;
+pub use mask::{mask_token, WILDCARD};
 pub use miner::{
     IdMap, LibraryTemplate, LineMatch, Miner, MinerConfig, MixHasher, Template, TemplateId,
     TemplateLibrary,
@@ -48,9 +57,10 @@ pub enum LogError {
     Library(String),
     #[error("{path}: {reason}")]
     Dataset { path: String, reason: String },
-    #[error("{path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: String,
+        #[source]
         source: std::io::Error,
     },
 }
