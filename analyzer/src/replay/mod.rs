@@ -223,7 +223,7 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
             None,
             concurrent.then_some(s.baseline_window.start),
         );
-        if let (Some(from), Some(m)) = (metric_from, s.baseline.metrics.as_ref()) {
+        if let Some(from) = metric_from {
             let masked = side_view(&s.baseline, b_until, Some(from), None).metric_rows;
             if masked.1 - masked.0
                 >= config
@@ -234,7 +234,6 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
             {
                 baseline.metric_rows = masked;
             }
-            let _ = m;
         }
         let canary = side_view(&s.canary, until, None, Some(t0));
         let view = View { baseline, canary };
