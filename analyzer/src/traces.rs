@@ -432,4 +432,58 @@ mod tests {
         assert!(subjects.contains(&"errors pay"), "{subjects:?}");
         assert!(subjects.contains(&"vanished audit"), "{subjects:?}");
     }
+
+    #[test]
+    fn a_dependency_called_a_third_as_often_is_a_fan_out_change() {
+        // Each of 60 `checkout` spans calls `pay` once in the baseline; in the canary only every
+        // third one does (an exception before the call, say).
+        let mut ids = Vec::new();
+        for side in ["b", "c"] {
+            for i in 0..60 {
+                ids.push((format!("{side}p{i}"), format!("{side}k{i}")));
+            }
+        }
+        let build = |side: &str, every: usize| -> Vec<SpanRecord<'_>> {
+            let mut v = Vec::new();
+            for (i, (p, k)) in ids.iter().filter(|(p, _)| p.starts_with(side)).enumerate() {
+                v.push(SpanRecord {
+                    span_id: p,
+                    parent_id: None,
+                    operation: "checkout",
+                    duration_ms: 10.0,
+                    error: None,
+                });
+                if i % every == 0 {
+                    v.push(SpanRecord {
+                        span_id: k,
+                        parent_id: Some(p),
+                        operation: "pay",
+                        duration_ms: 2.0,
+                        error: None,
+                    });
+                }
+            }
+            v
+        };
+        let r = judge(
+            &build("b", 1),
+            &build("c", 3),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        let subjects: Vec<&str> = r.findings.iter().map(|f| f.subject.as_str()).collect();
+        assert!(
+            subjects.contains(&"fan-out checkout -> pay"),
+            "{subjects:?}"
+        );
+        let r = judge(
+            &build("b", 1),
+            &build("c", 1),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+    }
 }

@@ -242,3 +242,37 @@ fn a_broken_scenario_is_an_error_that_names_the_field() {
         "{note}"
     );
 }
+
+#[test]
+fn html_report_is_self_contained_with_plots_and_timeline() {
+    let html_path = std::env::temp_dir().join(format!("vigil-replay-{}.html", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--html"])
+        .arg(&html_path)
+        .arg(
+            datasets()
+                .join("nezha")
+                .join("tt-20230129-f09-ts-verification-code-service-return"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    std::fs::remove_file(&html_path).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("tt-20230129-f09-ts-verification-code-service-return"));
+    // baseline and canary series with the onset marked, for metrics, spans and logs
+    assert!(html.matches("<svg").count() >= 5, "plots and timeline");
+    assert!(html.contains("fault onset"));
+    assert!(html.contains("ERROR log lines per 10 s") && html.contains("span p90 per 10 s"));
+    // no scripts, no network
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http")
+    );
+    // the text table went to stdout at the same time
+    assert!(String::from_utf8_lossy(&out.stdout).contains("scenarios in"));
+}
