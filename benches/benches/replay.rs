@@ -10,8 +10,15 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use vigil_analyzer::replay::{replay_scenario, scenario, ReplayConfig};
 
 fn corpus(id: &str) -> PathBuf {
-    let group = if id.starts_with("syn-") { "synthetic" } else { "nezha" };
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets").join(group).join(id)
+    let group = if id.starts_with("syn-") {
+        "synthetic"
+    } else {
+        "nezha"
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets")
+        .join(group)
+        .join(id)
 }
 
 fn replay(c: &mut Criterion) {
@@ -27,8 +34,12 @@ fn replay(c: &mut Criterion) {
         "ob-20220823-n192900-currencyservice",
     ] {
         let s = scenario::load(&corpus(id)).expect("bundled scenario loads");
-        group.bench_function(format!("judge/{id}"), |b| b.iter(|| replay_scenario(black_box(&s), &config)));
-        group.bench_function(format!("load/{id}"), |b| b.iter(|| scenario::load(black_box(&corpus(id)))));
+        group.bench_function(format!("judge/{id}"), |b| {
+            b.iter(|| replay_scenario(black_box(&s), &config))
+        });
+        group.bench_function(format!("load/{id}"), |b| {
+            b.iter(|| scenario::load(black_box(&corpus(id))))
+        });
     }
     group.finish();
 }
