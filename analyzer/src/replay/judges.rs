@@ -494,7 +494,7 @@ pub fn naive(view: &View) -> Judgement {
         let (ob, oc) = (by_op(b), by_op(c));
         for (op, bv) in &ob {
             let Some(cv) = oc.get(op) else { continue };
-            if bv.len() < 5 || cv.len() < 5 {
+            if bv.len() < 20 || cv.len() < 20 {
                 continue;
             }
             judged = true;
