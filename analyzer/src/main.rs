@@ -23,11 +23,14 @@ enum Command {
     Judge(cli::judge::JudgeArgs),
     /// Replay recorded incidents through the judges and report accuracy and time to detect.
     Replay(cli::replay::ReplayArgs),
-    /// Log pattern mining: parse, eval.
+    /// Log pattern mining: parse, eval, compare.
     Logs {
         #[command(subcommand)]
         command: cli::logs::LogsCommand,
     },
+    /// Statistical tests with scipy's conventions: JSON request on stdin, JSON result on stdout.
+    #[command(subcommand)]
+    Stats(cli::stats::StatsCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Judge(args) => cli::judge::run(&args),
         Command::Replay(args) => cli::replay::run(&args),
         Command::Logs { command } => cli::logs::run(command),
+        Command::Stats(command) => cli::stats::run(&command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -91,7 +91,7 @@ fn loghub_2k_accuracy_with_the_default_configuration() {
     let avg = average(&results);
     // Targets of the issue: GA >= 0.95 and PA >= 0.60; asserted at what the miner reaches, so
     // a regression shows.
-    assert!(avg.ga >= 0.97, "average GA {:.4}", avg.ga);
+    assert!(avg.ga >= 0.975, "average GA {:.4}", avg.ga);
     assert!(avg.pa >= 0.90, "average PA {:.4}", avg.pa);
     assert!(avg.fga >= 0.92, "average FGA {:.4}", avg.fga);
     assert!(avg.fta >= 0.80, "average FTA {:.4}", avg.fta);

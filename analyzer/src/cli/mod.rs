@@ -5,3 +5,4 @@ pub mod judge;
 pub mod logs;
 pub mod logs_compare;
 pub mod replay;
+pub mod stats;

@@ -3,16 +3,20 @@
 //! Each message is tokenised on whitespace (plus user delimiters) and masked by shape
 //! ([`super::mask`]). Clusters are bucketed by token count and first token (Drain's prefix tree of
 //! depth one: deeper trees only pay off when no pre-masking is done). Within a bucket the message
-//! joins the most similar cluster if the share of equal positions reaches the threshold, and the
-//! positions that disagree generalise to `<*>` — slot by slot, so `rhost=<*>` keeps its key.
+//! joins the most similar cluster if the share of positions holding the same *constant* reaches
+//! the threshold (Drain's rule: positions that are variables on both sides, such as timestamps and
+//! trace ids, are no evidence of the same event), and the positions that disagree generalise to
+//! `<*>` — slot by slot, so `rhost=<*>` keeps its key.
 //!
 //! Two refinements over Drain decide when a *word* becomes a variable (Brain's observation that
 //! variables are the positions with many values): where a message differs from its cluster only
 //! by shape-masked values it joins at once, but where both sides hold a different constant
 //! (`startup`/`shutdown`) it starts a sibling cluster of the same family, and the position turns
 //! into `<*>` only once the family has shown `distinct_constants` (3) values there — user names
-//! soon do, state names of a two-way switch never. Upper-case identifiers (`NEW`, `RUNNING`)
-//! are states and event kinds and never merge. When siblings merge, their ids become aliases.
+//! soon do, state names of a two-way switch never. A message that differs in two or more
+//! constants at once is another event, not a new value. Upper-case identifiers (`NEW`,
+//! `RUNNING`) are states and event kinds and never merge. When siblings merge, their ids become
+//! aliases.
 //!
 //! Memory is bounded by the number of clusters, not of messages.
 
@@ -434,36 +438,37 @@ impl Miner {
 
     fn assign_hashed(&mut self, masked: &LineView<'_>, hashes: &[u64]) -> usize {
         let key = bucket_key(hashes);
-        let mut best: Option<(usize, usize, usize)> = None; // (eq, wildcards, cluster)
+        // (constant positions equal, all positions equal, wildcards, cluster)
+        let mut best: Option<(usize, usize, usize, usize)> = None;
         if let Some(cands) = self.buckets.get(&key) {
             for &ci in cands {
                 let c = &self.clusters[ci as usize];
-                let mut eq = 0;
-                let mut wild = 0;
+                let (mut eq_const, mut eq_all, mut wild) = (0, 0, 0);
                 for (a, b) in c.hashes.iter().zip(hashes) {
                     if *a == WILD_HASH {
                         wild += 1;
-                        if *b == WILD_HASH {
-                            eq += 1;
-                        }
+                        eq_all += usize::from(*b == WILD_HASH);
                     } else if a == b {
-                        eq += 1;
+                        eq_const += 1;
+                        eq_all += 1;
                     }
                 }
                 let better = match best {
                     None => true,
-                    Some((be, bw, _)) => eq > be || (eq == be && wild > bw),
+                    Some((bc, ba, bw, _)) => (eq_const, eq_all, wild) > (bc, ba, bw),
                 };
                 if better {
-                    best = Some((eq, wild, ci as usize));
+                    best = Some((eq_const, eq_all, wild, ci as usize));
                 }
             }
         }
         let n = hashes.len().max(1);
         let mut family = self.clusters.len() as u32;
-        if let Some((eq, _, ci)) = best {
-            // An exact match (including two empty messages) always joins, whatever the threshold.
-            if eq == hashes.len() || eq as f64 / n as f64 >= self.config.similarity {
+        if let Some((eq_const, eq_all, _, ci)) = best {
+            // Similarity counts equal constants only, as Drain does: positions that are variables
+            // on both sides (times, ids) say nothing about the event. An exact match (including
+            // two empty messages) always joins.
+            if eq_all == hashes.len() || eq_const as f64 / n as f64 >= self.config.similarity {
                 if self.constants_settled(ci, masked, hashes) {
                     self.merge_into(ci, masked, hashes);
                     self.absorb_family(ci);
@@ -485,6 +490,7 @@ impl Miner {
         let c = &self.clusters[ci];
         let need = self.config.distinct_constants.max(2);
         let mut settled = true;
+        let mut conflicts = 0;
         for (k, h) in hashes.iter().enumerate() {
             if c.hashes[k] == *h || c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
                 continue;
@@ -492,6 +498,7 @@ impl Miner {
             let Some((ca, cb)) = conflicting_constants(&c.tokens[k], masked.text(k)) else {
                 continue;
             };
+            conflicts += 1;
             if is_enum_word(&c.tokens[k]) && is_enum_word(masked.text(k)) {
                 // Upper-case identifiers (`NEW`, `RUNNING`, `CONTAINER_REMOTE_LAUNCH`) are
                 // states and event kinds: each value is its own template, however many appear.
@@ -513,7 +520,7 @@ impl Miner {
                 settled = false;
             }
         }
-        settled
+        settled && conflicts <= 1
     }
 
     /// After cluster `ci` generalised, folds in the family's other clusters that now differ from
