@@ -418,78 +418,19 @@ fn robust_spread(v: &[f64]) -> f64 {
     dev.iter().sum::<f64>() / dev.len().max(1) as f64 * 1.2533
 }
 
-/// One-sided Mann-Whitney U p-value for "x tends to be larger than y" (scipy's
-/// `mannwhitneyu(x, y, alternative="greater")`): exact when there are no ties and the samples
-/// are small, otherwise the normal approximation with tie and continuity corrections.
+/// One-sided Mann-Whitney U p-value for "x tends to be larger than y", as scipy's
+/// `mannwhitneyu(x, y, alternative="greater")` (method auto), via [`crate::rank`]. An empty
+/// sample, or a NaN p-value (all values equal), is no evidence: p = 1.
 pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
-    let (n1, n2) = (x.len(), y.len());
-    if n1 == 0 || n2 == 0 {
-        return 1.0;
+    use crate::rank::{mann_whitney_u, Alternative, MannWhitneyOptions};
+    let opts = MannWhitneyOptions {
+        alternative: Alternative::Greater,
+        ..MannWhitneyOptions::default()
+    };
+    match mann_whitney_u(x, y, &opts) {
+        Ok(r) if r.pvalue.is_finite() => r.pvalue,
+        _ => 1.0,
     }
-    let mut all: Vec<(f64, bool)> = x
-        .iter()
-        .map(|v| (*v, true))
-        .chain(y.iter().map(|v| (*v, false)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let n = all.len();
-    let mut rank_sum_x = 0.0;
-    let mut tie_term = 0.0;
-    let mut i = 0;
-    while i < n {
-        let mut k = i;
-        while k + 1 < n && all[k + 1].0 == all[i].0 {
-            k += 1;
-        }
-        let t = (k - i + 1) as f64;
-        let avg = (i + k) as f64 / 2.0 + 1.0;
-        for item in &all[i..=k] {
-            if item.1 {
-                rank_sum_x += avg;
-            }
-        }
-        tie_term += t * t * t - t;
-        i = k + 1;
-    }
-    let u = rank_sum_x - (n1 * (n1 + 1)) as f64 / 2.0;
-    let (f1, f2) = (n1 as f64, n2 as f64);
-    if tie_term == 0.0 && n1 * n2 <= 2500 && n1.min(n2) <= 50 {
-        return exact_u_sf(n1, n2, u.round() as usize);
-    }
-    let mean = f1 * f2 / 2.0;
-    let nf = n as f64;
-    let var = f1 * f2 / 12.0 * ((nf + 1.0) - tie_term / (nf * (nf - 1.0)));
-    if var <= 0.0 {
-        return 1.0;
-    }
-    let z = (u - mean - 0.5) / var.sqrt();
-    normal_sf(z)
-}
-
-/// P(U >= u) under H0 without ties, by the classic recurrence on (n1, n2).
-fn exact_u_sf(n1: usize, n2: usize, u: usize) -> f64 {
-    let max_u = n1 * n2;
-    if u > max_u {
-        return 0.0;
-    }
-    // counts[j][k]: number of arrangements of j x's and the n2 y's with U = k, built over j.
-    // Use the generating function prod_{i=1..n1} (1 - q^{n2+i}) / (1 - q^i).
-    let mut poly = vec![0.0f64; max_u + 1];
-    poly[0] = 1.0;
-    for i in 1..=n1 {
-        // multiply by (1 - q^{n2+i})
-        let a = n2 + i;
-        for k in (a..=max_u).rev() {
-            poly[k] -= poly[k - a];
-        }
-        // divide by (1 - q^i): running sum with stride i
-        for k in i..=max_u {
-            poly[k] += poly[k - i];
-        }
-    }
-    let total: f64 = poly.iter().sum();
-    let tail: f64 = poly[u..].iter().sum();
-    (tail / total).clamp(0.0, 1.0)
 }
 
 /// Upper tail of the standard normal.
