@@ -3,3 +3,6 @@
 pub mod cli;
 pub mod kayenta_api;
 pub mod logs;
+pub mod replay;
+pub mod traces;
+pub mod verdict;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Judge a Kayenta RemoteJudge request as NetflixACAJudge-v1.0; prints a CanaryJudgeResult.
     Judge(cli::judge::JudgeArgs),
+    /// Replay recorded incidents through the judges and report accuracy and time to detect.
+    Replay(cli::replay::ReplayArgs),
     /// Log pattern mining: parse, eval, compare.
     Logs {
         #[command(subcommand)]
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Judge(args) => cli::judge::run(&args),
+        Command::Replay(args) => cli::replay::run(&args),
         Command::Logs { command } => cli::logs::run(command),
         Command::Stats(command) => cli::stats::run(&command),
         Command::Rollback(args) => cli::deploy::rollback(&args),

@@ -5,4 +5,5 @@ pub mod deploy;
 pub mod judge;
 pub mod logs;
 pub mod logs_compare;
+pub mod replay;
 pub mod stats;

@@ -1,0 +1,655 @@
+//! The judges a replay runs on each interval's data: Vigil's own (metrics, logs, traces, anomaly
+//! model, fused) and the two references (Kayenta-compatible metrics alone, a naive threshold
+//! judge), all reading the same [`View`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use vigil_models::anomaly::{self, AnomalyConfig, AnomalyModel};
+use vigil_models::counts::{binom_test, Alternative};
+use vigil_models::vigil_judge::{
+    self, Direction, MetricKind, MetricRule, Outcome, VigilJudgeConfig,
+};
+
+use super::scenario::{LogLine, MetricTable, Span};
+use crate::logs::judge::{judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig};
+use crate::logs::records::LogRecord;
+use crate::traces::{self, SpanRecord, TraceConfig};
+use crate::verdict::{
+    self, strength, Coverage, Finding, FusionConfig, Judgement, Severity, Signal, SignalReport,
+    Verdict,
+};
+
+/// The data of one side as of one interval.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SideView<'a> {
+    pub metrics: Option<&'a MetricTable>,
+    /// Row range of `metrics` in this view.
+    pub metric_rows: (usize, usize),
+    pub logs: Option<&'a [LogLine]>,
+    pub spans: Option<&'a [Span]>,
+    /// Seconds of recording behind `logs` / `spans` (rates are per second of these).
+    pub log_exposure: f64,
+    pub trace_exposure: f64,
+}
+
+/// Both sides as of one interval.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct View<'a> {
+    pub baseline: SideView<'a>,
+    pub canary: SideView<'a>,
+}
+
+/// How a metric is judged, decided from its name so that any metrics.csv works: CPU, memory,
+/// latency and errors are harmful when they rise, success rates when they fall; everything else
+/// (traffic, node-level figures) is context for the anomaly model only. The unit in the name
+/// sets the smallest shift that matters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricSpec {
+    pub rule: MetricRule,
+    /// A significant harmful shift fails the analysis. Client-side latency is not critical: it
+    /// measures the pod's dependencies as much as the pod.
+    pub critical: bool,
+}
+
+pub fn metric_spec(name: &str) -> Option<MetricSpec> {
+    let n = name.to_ascii_lowercase();
+    if n.starts_with("node") {
+        return None;
+    }
+    let (direction, kind) = if n.contains("success") {
+        (Direction::Decrease, MetricKind::Gauge)
+    } else if n.contains("error") || n.contains("fail") || n.contains("5xx") {
+        (Direction::Increase, MetricKind::Count)
+    } else if n.contains("latency")
+        || n.contains("duration")
+        || n.contains("cpu")
+        || n.contains("mem")
+    {
+        (Direction::Increase, MetricKind::Gauge)
+    } else {
+        return None;
+    };
+    let min_abs_shift = if n.ends_with("(%)") {
+        5.0
+    } else if n.ends_with("(m)") {
+        50.0
+    } else if n.ends_with("(s)") {
+        0.01
+    } else if n.ends_with("(ms)") {
+        10.0
+    } else if n.ends_with("(mi)") || n.ends_with("(mib)") {
+        16.0
+    } else {
+        0.0
+    };
+    Some(MetricSpec {
+        rule: MetricRule {
+            direction,
+            kind,
+            min_abs_shift,
+        },
+        critical: !n.contains("client"),
+    })
+}
+
+/// Configuration of all judges.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeConfig {
+    pub metric: VigilJudgeConfig,
+    pub trace: TraceConfig,
+    pub anomaly: AnomalyConfig,
+    pub fusion: FusionConfig,
+    pub log: LogJudgeConfig,
+}
+
+fn column(t: &MetricTable, rows: (usize, usize), name: &str) -> Vec<f64> {
+    t.columns
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v[rows.0..rows.1].to_vec())
+        .unwrap_or_default()
+}
+
+/// Vigil's metric signal: the improved classifier on every metric with a direction.
+pub fn vigil_metrics(view: &View, config: &VigilJudgeConfig) -> SignalReport {
+    let (Some(bt), Some(ct)) = (view.baseline.metrics, view.canary.metrics) else {
+        return absent(Signal::Metrics);
+    };
+    let mut findings = Vec::new();
+    let mut judged = 0;
+    let mut inconclusive = None;
+    for (name, _) in &bt.columns {
+        let Some(spec) = metric_spec(name) else {
+            continue;
+        };
+        let b = column(bt, view.baseline.metric_rows, name);
+        let c = column(ct, view.canary.metric_rows, name);
+        let j = vigil_judge::classify(&b, &c, spec.rule, config);
+        match j.outcome {
+            Outcome::Inconclusive => {
+                inconclusive.get_or_insert(j.reason.clone());
+                continue;
+            }
+            Outcome::Pass => {}
+            Outcome::High | Outcome::Low => findings.push(Finding {
+                signal: Signal::Metrics,
+                subject: name.clone(),
+                severity: if spec.critical {
+                    Severity::Fail
+                } else {
+                    Severity::Warn
+                },
+                strength: strength(j.p_value.unwrap_or(1.0)),
+                detail: j.reason.clone(),
+            }),
+            Outcome::Dispersed | Outcome::Trend => findings.push(Finding {
+                signal: Signal::Metrics,
+                subject: name.clone(),
+                severity: if spec.critical {
+                    Severity::Fail
+                } else {
+                    Severity::Warn
+                },
+                strength: strength(j.p_value.unwrap_or(1.0)),
+                detail: j.reason.clone(),
+            }),
+        }
+        judged += 1;
+    }
+    if judged == 0 {
+        return SignalReport {
+            signal: Signal::Metrics,
+            coverage: Coverage::Inconclusive(
+                inconclusive.unwrap_or_else(|| "no metric with a known direction".into()),
+            ),
+            findings,
+        };
+    }
+    SignalReport {
+        signal: Signal::Metrics,
+        coverage: Coverage::Judged,
+        findings,
+    }
+}
+
+fn absent(signal: Signal) -> SignalReport {
+    SignalReport {
+        signal,
+        coverage: Coverage::Absent,
+        findings: Vec::new(),
+    }
+}
+
+/// The template of a log line: the logger and the message with variable tokens masked. A
+/// stand-in for the log miner, good enough to tell new error kinds from old ones.
+pub fn log_template(body: &str) -> String {
+    let mut words = body.split_whitespace().peekable();
+    let mut out = Vec::new();
+    // Skip a leading time and level ("16:52:07.559 INFO").
+    if let Some(w) = words.peek() {
+        if w.contains(':') && w.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+            words.next();
+        }
+    }
+    let mut skip_next = false;
+    for w in words {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if w == "TraceID:" || w == "SpanID:" {
+            skip_next = true;
+            continue;
+        }
+        if w.chars().any(|c| c.is_ascii_digit()) {
+            if out.last() != Some(&"<*>".to_string()) {
+                out.push("<*>".to_string());
+            }
+        } else {
+            out.push(w.to_string());
+        }
+        if out.len() >= 24 {
+            break;
+        }
+    }
+    out.join(" ")
+}
+
+fn is_error(l: &LogLine) -> bool {
+    l.severity
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("ERROR") || s.eq_ignore_ascii_case("FATAL"))
+}
+
+/// Vigil's log signal: the log judge (pattern mining, new patterns, rate shifts per covered
+/// second, severity), its critical and error patterns as Fail findings, warnings as Warn.
+pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
+    let (Some(b), Some(c)) = (view.baseline.logs, view.canary.logs) else {
+        return absent(Signal::Logs);
+    };
+    let (tb, tc) = (view.baseline.log_exposure, view.canary.log_exposure);
+    if tb < 10.0 || tc < 10.0 {
+        return SignalReport {
+            signal: Signal::Logs,
+            coverage: Coverage::Inconclusive(format!(
+                "{tb:.0} s of baseline and {tc:.0} s of canary logs recorded, need 10 s each"
+            )),
+            findings: Vec::new(),
+        };
+    }
+    let records = |lines: &[LogLine]| -> Vec<LogRecord> {
+        lines
+            .iter()
+            .map(|l| LogRecord {
+                time: None,
+                severity: l.severity.clone(),
+                body: l.body.clone(),
+            })
+            .collect()
+    };
+    let result = judge_logs_with_exposure(
+        &records(b),
+        &records(c),
+        Exposure {
+            baseline: tb,
+            canary: tc,
+        },
+        None,
+        config,
+    );
+    let found = match result {
+        Ok(f) => f,
+        Err(e) => {
+            return SignalReport {
+                signal: Signal::Logs,
+                coverage: Coverage::Inconclusive(e.to_string()),
+                findings: vec![],
+            }
+        }
+    };
+    let findings = found
+        .patterns
+        .iter()
+        .filter_map(|p| {
+            let severity = match p.class {
+                Class::Critical | Class::Error => Severity::Fail,
+                Class::Warning => Severity::Warn,
+                Class::Info | Class::Ignore => return None,
+            };
+            let change = match p.change {
+                Change::New => "new",
+                Change::Rose => "rose",
+                Change::Fell => "fell",
+                _ => "changed",
+            };
+            let ratio = if p.rate_ratio.is_finite() { format!("x{:.1} (CI {:.1}..{:.1})", p.rate_ratio, p.ci_low, p.ci_high) } else { "new".into() };
+            let example: String = p.examples.first().map(|e| e.chars().take(160).collect()).unwrap_or_default();
+            Some(Finding {
+                signal: Signal::Logs,
+                subject: format!("{change} {:?} pattern {}", p.severity, p.template.chars().take(60).collect::<String>()),
+                severity,
+                strength: strength(p.q_value.max(p.p_value)),
+                detail: format!(
+                    "{} -> {} lines in {tb:.0} s / {tc:.0} s, rate {ratio}, q {:.1e}; e.g. {example}",
+                    p.baseline_count, p.canary_count, p.q_value
+                ),
+            })
+        })
+        .collect();
+    SignalReport {
+        signal: Signal::Logs,
+        coverage: Coverage::Judged,
+        findings,
+    }
+}
+
+fn span_records(spans: &[Span]) -> Vec<SpanRecord<'_>> {
+    spans
+        .iter()
+        .map(|s| SpanRecord {
+            span_id: &s.span_id,
+            parent_id: s.parent_id.as_deref(),
+            operation: &s.operation,
+            duration_ms: s.duration_ms,
+            error: s.error,
+        })
+        .collect()
+}
+
+/// Vigil's trace signal.
+pub fn vigil_traces(view: &View, config: &TraceConfig) -> SignalReport {
+    let (Some(b), Some(c)) = (view.baseline.spans, view.canary.spans) else {
+        return absent(Signal::Traces);
+    };
+    traces::judge(
+        &span_records(b),
+        &span_records(c),
+        view.baseline.trace_exposure,
+        view.canary.trace_exposure,
+        config,
+    )
+}
+
+/// The features of the anomaly model: per metric row, every metric with a direction (one
+/// latency quantile, not three) plus traffic, so that the model learns how they move together.
+pub fn anomaly_features(t: &MetricTable) -> Vec<String> {
+    t.columns
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| {
+            let l = n.to_ascii_lowercase();
+            (metric_spec(n).is_some() && !l.contains("p95") && !l.contains("p99"))
+                || l.contains("workload")
+        })
+        .cloned()
+        .collect()
+}
+
+fn feature_rows(t: &MetricTable, rows: (usize, usize), names: &[String]) -> Vec<Vec<f64>> {
+    let cols: Vec<&Vec<f64>> = names
+        .iter()
+        .filter_map(|n| t.columns.iter().find(|(m, _)| m == n).map(|(_, v)| v))
+        .collect();
+    (rows.0..rows.1)
+        .map(|i| cols.iter().map(|c| c[i]).collect())
+        .collect()
+}
+
+/// Fits the anomaly model on the baseline metric rows of a view.
+pub fn fit_anomaly(view: &View, config: &AnomalyConfig) -> Result<AnomalyModel, String> {
+    let Some(bt) = view.baseline.metrics else {
+        return Err("no baseline metrics".into());
+    };
+    let names = anomaly_features(bt);
+    let rows = feature_rows(bt, view.baseline.metric_rows, &names);
+    anomaly::fit(&names, &rows, config).map_err(|e| e.to_string())
+}
+
+/// The anomaly signal: how many canary rows the baseline model flags, against the calibrated
+/// false-alarm rate (a binomial tail, so one odd minute is not evidence).
+pub fn vigil_anomaly(
+    view: &View,
+    model: Option<&Result<AnomalyModel, String>>,
+    config: &AnomalyConfig,
+) -> SignalReport {
+    let Some(ct) = view.canary.metrics else {
+        return absent(Signal::Anomaly);
+    };
+    let model = match model {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            return SignalReport {
+                signal: Signal::Anomaly,
+                coverage: Coverage::Inconclusive(e.clone()),
+                findings: vec![],
+            }
+        }
+        None => return absent(Signal::Anomaly),
+    };
+    let rows = feature_rows(ct, view.canary.metric_rows, model.feature_names());
+    if rows.is_empty() {
+        return SignalReport {
+            signal: Signal::Anomaly,
+            coverage: Coverage::Inconclusive("no canary metric rows yet".into()),
+            findings: vec![],
+        };
+    }
+    let scores: Vec<_> = rows.iter().map(|r| model.score(r)).collect();
+    let k = scores.iter().filter(|s| s.anomalous).count() as u64;
+    let m = scores.len() as u64;
+    let p = binom_test(k, m, config.false_alarm_rate, Alternative::Greater).unwrap_or(1.0);
+    let mut findings = Vec::new();
+    let worst = scores.iter().max_by(|a, b| a.score.total_cmp(&b.score));
+    if let (true, Some(w)) = (k >= 1 && p < 0.05, worst) {
+        let top: Vec<String> = w
+            .contributions
+            .iter()
+            .take(3)
+            .map(|c| {
+                format!(
+                    "{} {:.3} vs {:.3} (z {:+.1})",
+                    c.feature, c.value, c.baseline_median, c.z
+                )
+            })
+            .collect();
+        findings.push(Finding {
+            signal: Signal::Anomaly,
+            subject: format!("{k}/{m} canary windows anomalous"),
+            severity: if k >= 2 && p < 0.01 { Severity::Fail } else { Severity::Warn },
+            strength: strength(p),
+            detail: format!(
+                "{k} of {m} windows beyond the {:.0}% false-alarm threshold (binomial p {p:.1e}); worst score {:.1} > {:.1}: {}",
+                config.false_alarm_rate * 100.0,
+                w.score,
+                w.threshold,
+                top.join(", ")
+            ),
+        });
+    }
+    SignalReport {
+        signal: Signal::Anomaly,
+        coverage: Coverage::Judged,
+        findings,
+    }
+}
+
+/// Vigil: every signal, fused.
+pub fn vigil(
+    view: &View,
+    model: Option<&Result<AnomalyModel, String>>,
+    config: &JudgeConfig,
+) -> Judgement {
+    let reports = [
+        vigil_metrics(view, &config.metric),
+        vigil_logs(view, &config.log),
+        vigil_traces(view, &config.trace),
+        vigil_anomaly(view, model, &config.anomaly),
+    ];
+    verdict::fuse(&reports, &config.fusion)
+}
+
+/// The naive reference: Fail when any harmful-direction metric or any operation's span p90 is
+/// up 50 %, or any ERROR template is new.
+pub fn naive(view: &View) -> Judgement {
+    let mut findings = Vec::new();
+    let mut judged = false;
+    let p90 = |v: &[f64]| {
+        let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        vigil_judge::quantile(&f, 0.9)
+    };
+    if let (Some(bt), Some(ct)) = (view.baseline.metrics, view.canary.metrics) {
+        for (name, _) in &bt.columns {
+            let Some(spec) = metric_spec(name) else {
+                continue;
+            };
+            if spec.rule.direction != Direction::Increase {
+                continue;
+            }
+            let (Some(b), Some(c)) = (
+                p90(&column(bt, view.baseline.metric_rows, name)),
+                p90(&column(ct, view.canary.metric_rows, name)),
+            ) else {
+                continue;
+            };
+            judged = true;
+            if b > 0.0 && c > 1.5 * b {
+                findings.push(naive_finding(
+                    Signal::Metrics,
+                    name,
+                    format!("p90 {b:.4} -> {c:.4}"),
+                ));
+            }
+        }
+    }
+    if let (Some(b), Some(c)) = (view.baseline.spans, view.canary.spans) {
+        fn by_op(s: &[Span]) -> BTreeMap<&str, Vec<f64>> {
+            let mut m: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for x in s {
+                m.entry(x.operation.as_str())
+                    .or_default()
+                    .push(x.duration_ms);
+            }
+            m
+        }
+        let (ob, oc) = (by_op(b), by_op(c));
+        for (op, bv) in &ob {
+            let Some(cv) = oc.get(op) else { continue };
+            if bv.len() < 20 || cv.len() < 20 {
+                continue;
+            }
+            judged = true;
+            let (pb, pc) = (p90(bv).unwrap_or(0.0), p90(cv).unwrap_or(0.0));
+            if pb > 0.0 && pc > 1.5 * pb {
+                findings.push(naive_finding(
+                    Signal::Traces,
+                    op,
+                    format!("span p90 {pb:.1} -> {pc:.1} ms"),
+                ));
+            }
+        }
+    }
+    if let (Some(b), Some(c)) = (view.baseline.logs, view.canary.logs) {
+        judged = true;
+        let known: BTreeSet<String> = b.iter().map(|l| log_template(&l.body)).collect();
+        if let Some(l) = c
+            .iter()
+            .filter(|l| is_error(l))
+            .find(|l| !known.contains(&log_template(&l.body)))
+        {
+            findings.push(naive_finding(
+                Signal::Logs,
+                "new ERROR line",
+                l.body.chars().take(120).collect(),
+            ));
+        }
+    }
+    simple_judgement(judged, findings)
+}
+
+fn naive_finding(signal: Signal, subject: &str, detail: String) -> Finding {
+    Finding {
+        signal,
+        subject: subject.to_string(),
+        severity: Severity::Fail,
+        strength: 1.0,
+        detail,
+    }
+}
+
+fn simple_judgement(judged: bool, findings: Vec<Finding>) -> Judgement {
+    if !judged {
+        return Judgement {
+            verdict: Verdict::Inconclusive,
+            score: 0.0,
+            evidence: vec![],
+            findings: vec![],
+            signal_scores: vec![],
+            note: Some("no comparable data yet".into()),
+        };
+    }
+    let fail = !findings.is_empty();
+    Judgement {
+        verdict: if fail { Verdict::Fail } else { Verdict::Pass },
+        score: if fail { 0.0 } else { 100.0 },
+        findings: findings.clone(),
+        evidence: findings,
+        signal_scores: vec![],
+        note: None,
+    }
+}
+
+/// The Kayenta-compatible reference: NetflixACAJudge on every metric with a direction (default
+/// settings otherwise, one group, thresholds 75 / 50), metrics alone. Kayenta has no notion of
+/// "too early", so intervals with fewer than two canary rows are reported Inconclusive rather
+/// than handed to it (its Nodata rule would fail them).
+pub fn kayenta(view: &View) -> Judgement {
+    use vigil_models::kayenta::{
+        self as k, preprocess::JavaRandom, ClassifierParams, Label, MetricInput, MetricSettings,
+        ScoreLabel, ScoreThresholds,
+    };
+    let (Some(bt), Some(ct)) = (view.baseline.metrics, view.canary.metrics) else {
+        return simple_judgement(false, vec![]);
+    };
+    if view.canary.metric_rows.1 - view.canary.metric_rows.0 < 2
+        || view.baseline.metric_rows.1 - view.baseline.metric_rows.0 < 2
+    {
+        return simple_judgement(false, vec![]);
+    }
+    let group = vec!["pod".to_string()];
+    let mut names = Vec::new();
+    let mut data = Vec::new();
+    for (name, _) in &bt.columns {
+        let Some(spec) = metric_spec(name) else {
+            continue;
+        };
+        let direction = match spec.rule.direction {
+            Direction::Increase => k::Direction::Increase,
+            Direction::Decrease => k::Direction::Decrease,
+            Direction::Either => k::Direction::Either,
+        };
+        names.push(name.clone());
+        data.push((
+            column(bt, view.baseline.metric_rows, name),
+            column(ct, view.canary.metric_rows, name),
+            direction,
+        ));
+    }
+    let inputs: Vec<MetricInput> = names
+        .iter()
+        .zip(&data)
+        .map(|(n, (b, c, d))| MetricInput {
+            name: n,
+            groups: &group,
+            control: b,
+            experiment: c,
+            settings: MetricSettings {
+                direction: *d,
+                ..MetricSettings::default()
+            },
+        })
+        .collect();
+    let mut rng = JavaRandom::new(0);
+    let mut normal = || rng.next_gaussian();
+    let j = k::judge(
+        &inputs,
+        &[],
+        &ScoreThresholds {
+            pass: 75.0,
+            marginal: 50.0,
+        },
+        &ClassifierParams::NETFLIX_ACA_JUDGE,
+        k::Mode::Kayenta,
+        &mut normal,
+    );
+    let evidence: Vec<Finding> = j
+        .metrics
+        .iter()
+        .zip(&names)
+        .filter(|(m, _)| matches!(m.classification.label, Label::High | Label::Low))
+        .take(3)
+        .map(|(m, n)| Finding {
+            signal: Signal::Metrics,
+            subject: n.clone(),
+            severity: Severity::Fail,
+            strength: 1.0,
+            detail: format!(
+                "{} (mean {:.4} -> {:.4})",
+                m.classification.label.as_str(),
+                m.control_stats.mean,
+                m.experiment_stats.mean
+            ),
+        })
+        .collect();
+    Judgement {
+        verdict: match j.classification {
+            ScoreLabel::Pass => Verdict::Pass,
+            ScoreLabel::Marginal => Verdict::Marginal,
+            ScoreLabel::Fail => Verdict::Fail,
+        },
+        score: j.score.summary,
+        findings: evidence.clone(),
+        evidence,
+        signal_scores: vec![],
+        note: j.score.reason.clone(),
+    }
+}

@@ -1,0 +1,311 @@
+//! Replay: run recorded scenarios through the judges interval by interval, as a live analysis
+//! would, and measure how often and how quickly each judge is right.
+//!
+//! Each interval (default 30 s) the canary window grows by one step and every judge runs on the
+//! data seen so far. A Fail ends the analysis (fail fast); otherwise the last interval decides.
+//! Time to detect is the elapsed canary time of the first interval whose verdict flags the canary,
+//! when the final verdict does.
+
+pub mod html;
+pub mod judges;
+pub mod report;
+pub mod scenario;
+
+use serde::Serialize;
+use vigil_models::anomaly::AnomalyModel;
+
+use crate::verdict::{Finding, Judgement, Verdict};
+use judges::{JudgeConfig, SideView, View};
+use scenario::{Expected, Scenario, Side};
+
+/// Replay settings.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// Analysis interval in seconds.
+    pub interval_s: f64,
+    /// Drop baseline metric rows that overlap an earlier known incident on the same pod
+    /// (`metrics_baseline_clean_since`), when enough rows remain: a live system knows its own
+    /// past incidents and would not use them as "healthy".
+    pub mask_known_incidents: bool,
+    pub judges: JudgeConfig,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            interval_s: 30.0,
+            mask_known_incidents: true,
+            judges: JudgeConfig::default(),
+        }
+    }
+}
+
+/// Which judge produced an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeName {
+    Vigil,
+    Kayenta,
+    Naive,
+}
+
+impl JudgeName {
+    pub const ALL: [JudgeName; 3] = [JudgeName::Vigil, JudgeName::Kayenta, JudgeName::Naive];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JudgeName::Vigil => "vigil",
+            JudgeName::Kayenta => "kayenta",
+            JudgeName::Naive => "naive",
+        }
+    }
+}
+
+/// One interval of the verdict timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub elapsed_s: f64,
+    pub verdict: Verdict,
+    pub score: f64,
+}
+
+/// What one judge concluded on one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub score: f64,
+    pub time_to_detect_s: Option<f64>,
+    pub evidence: Vec<Finding>,
+    /// Every finding of the deciding interval (the evidence is its top three).
+    pub findings: Vec<Finding>,
+    pub note: Option<String>,
+    pub timeline: Vec<Step>,
+}
+
+/// The replay of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub id: String,
+    pub system: String,
+    pub fault_type: Option<String>,
+    pub expected: &'static str,
+    pub vigil: Outcome,
+    pub kayenta: Outcome,
+    pub naive: Outcome,
+}
+
+impl ScenarioResult {
+    pub fn outcome(&self, judge: JudgeName) -> &Outcome {
+        match judge {
+            JudgeName::Vigil => &self.vigil,
+            JudgeName::Kayenta => &self.kayenta,
+            JudgeName::Naive => &self.naive,
+        }
+    }
+}
+
+/// A scenario that could not be loaded still appears in the results, as Error.
+pub fn error_result(id: &str, message: &str) -> ScenarioResult {
+    let o = Outcome {
+        verdict: Verdict::Error,
+        score: 0.0,
+        time_to_detect_s: None,
+        evidence: vec![],
+        findings: vec![],
+        note: Some(message.to_string()),
+        timeline: vec![],
+    };
+    ScenarioResult {
+        id: id.to_string(),
+        system: "unknown".into(),
+        fault_type: None,
+        expected: "unknown",
+        vigil: o.clone(),
+        kayenta: o.clone(),
+        naive: o,
+    }
+}
+
+fn upper_bound(times: impl Fn(usize) -> f64, n: usize, t: f64) -> usize {
+    // first index with time >= t (times sorted)
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if times(mid) < t {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// The view of one side with everything before `until` (Unix s); `from` masks the start of the
+/// metric rows.
+fn side_view(
+    side: &Side,
+    until: f64,
+    metric_from: Option<f64>,
+    grow_from: Option<f64>,
+) -> SideView<'_> {
+    let metric_rows = side
+        .metrics
+        .as_ref()
+        .map(|m| {
+            let end = upper_bound(|i| m.times[i], m.times.len(), until);
+            let start = metric_from
+                .map(|f| upper_bound(|i| m.times[i], m.times.len(), f))
+                .unwrap_or(0)
+                .min(end);
+            (start, end)
+        })
+        .unwrap_or((0, 0));
+    let logs = side
+        .logs
+        .as_deref()
+        .map(|l| &l[..upper_bound(|i| l[i].time, l.len(), until)]);
+    let spans = side
+        .spans
+        .as_deref()
+        .map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
+    // Exposure: the covered seconds of the window, pro rata for a window still growing.
+    let exposure = |covered: Option<f64>, w: Option<scenario::Window>| -> f64 {
+        let Some(w) = w else { return 0.0 };
+        let full = covered.unwrap_or(w.len()).min(w.len());
+        match grow_from {
+            Some(start) if w.len() > 0.0 => full * ((until - start) / w.len()).clamp(0.0, 1.0),
+            _ => full,
+        }
+    };
+    SideView {
+        metrics: side.metrics.as_ref(),
+        metric_rows,
+        logs,
+        spans,
+        log_exposure: exposure(side.log_seconds_covered, side.log_window),
+        trace_exposure: exposure(side.trace_seconds_covered, side.trace_window),
+    }
+}
+
+/// Replays one scenario with every judge.
+pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
+    let t0 = s.canary_window.start;
+    let horizon = [
+        s.canary.metric_window,
+        s.canary.log_window,
+        s.canary.trace_window,
+        Some(s.canary_window),
+    ]
+    .iter()
+    .flatten()
+    .map(|w| w.end - t0)
+    .fold(0.0f64, f64::max);
+    let steps = ((horizon / config.interval_s).ceil() as usize).max(1);
+    let concurrent = s.concurrent_baseline();
+    let metric_from = if config.mask_known_incidents {
+        s.baseline_clean_since
+    } else {
+        None
+    };
+    let mut model: Option<Result<AnomalyModel, String>> = None;
+    let mut runs: Vec<Vec<(Step, Judgement)>> = vec![Vec::new(); 3];
+    let mut done = [false; 3];
+    for k in 1..=steps {
+        let elapsed = (k as f64 * config.interval_s).min(horizon.max(config.interval_s));
+        let until = t0 + elapsed;
+        let b_until = if concurrent {
+            s.baseline_window.start + elapsed
+        } else {
+            f64::INFINITY
+        };
+        let mut baseline = side_view(
+            &s.baseline,
+            b_until,
+            None,
+            concurrent.then_some(s.baseline_window.start),
+        );
+        if let Some(from) = metric_from {
+            let masked = side_view(&s.baseline, b_until, Some(from), None).metric_rows;
+            if masked.1 - masked.0
+                >= config
+                    .judges
+                    .metric
+                    .min_baseline_points
+                    .max(config.judges.anomaly.min_windows)
+            {
+                baseline.metric_rows = masked;
+            }
+        }
+        let canary = side_view(&s.canary, until, None, Some(t0));
+        let view = View { baseline, canary };
+        if model.is_none() || concurrent {
+            model = Some(judges::fit_anomaly(&view, &config.judges.anomaly));
+        }
+        for (j, judge) in JudgeName::ALL.iter().enumerate() {
+            if done[j] {
+                continue;
+            }
+            let judgement = match judge {
+                JudgeName::Vigil => judges::vigil(&view, model.as_ref(), &config.judges),
+                JudgeName::Kayenta => judges::kayenta(&view),
+                JudgeName::Naive => judges::naive(&view),
+            };
+            let step = Step {
+                elapsed_s: elapsed,
+                verdict: judgement.verdict,
+                score: judgement.score,
+            };
+            if judgement.verdict == Verdict::Fail {
+                done[j] = true;
+            }
+            runs[j].push((step, judgement));
+        }
+        if done.iter().all(|d| *d) {
+            break;
+        }
+    }
+    let outcome = |run: &Vec<(Step, Judgement)>| -> Outcome {
+        let timeline: Vec<Step> = run.iter().map(|(s, _)| s.clone()).collect();
+        let Some((_, last)) = run.last() else {
+            return Outcome {
+                verdict: Verdict::Error,
+                score: 0.0,
+                time_to_detect_s: None,
+                evidence: vec![],
+                findings: vec![],
+                note: Some("no interval ran".into()),
+                timeline,
+            };
+        };
+        let ttd = if last.verdict.flagged() {
+            // the first interval of the final flagged streak
+            let mut first = run.len() - 1;
+            while first > 0 && run[first - 1].1.verdict.flagged() {
+                first -= 1;
+            }
+            Some(run[first].0.elapsed_s)
+        } else {
+            None
+        };
+        Outcome {
+            verdict: last.verdict,
+            score: last.score,
+            time_to_detect_s: ttd,
+            evidence: last.evidence.clone(),
+            findings: last.findings.clone(),
+            note: last.note.clone(),
+            timeline,
+        }
+    };
+    ScenarioResult {
+        id: s.id.clone(),
+        system: s.system.clone(),
+        fault_type: s.fault_type.clone(),
+        expected: match s.expected {
+            Expected::Pass => "pass",
+            Expected::Fail => "fail",
+        },
+        vigil: outcome(&runs[0]),
+        kayenta: outcome(&runs[1]),
+        naive: outcome(&runs[2]),
+    }
+}

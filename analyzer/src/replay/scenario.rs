@@ -1,0 +1,607 @@
+//! The scenario model (plain types) and its loader for the incident format documented in
+//! `datasets/README.md`. Polars reads the CSV files; it is used here and nowhere else, so the
+//! rest of Vigil works on plain vectors.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid scenario.json: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
+    Csv { path: PathBuf, message: String },
+    #[error("{path}: field `{field}`: expected {expected}, got {got:?}")]
+    Field {
+        path: PathBuf,
+        field: String,
+        expected: String,
+        got: String,
+    },
+}
+
+/// A time interval in Unix seconds, end exclusive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub start: f64,
+    pub end: f64,
+}
+
+impl Window {
+    pub fn len(&self) -> f64 {
+        (self.end - self.start).max(0.0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0.0
+    }
+}
+
+/// Expected outcome, from `scenario.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    Pass,
+    Fail,
+}
+
+impl Expected {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expected::Pass => "pass",
+            Expected::Fail => "fail",
+        }
+    }
+}
+
+/// Metric samples of one side: a time column and named value columns (NaN = no reading).
+#[derive(Debug, Clone, Default)]
+pub struct MetricTable {
+    pub times: Vec<f64>,
+    pub columns: Vec<(String, Vec<f64>)>,
+}
+
+/// One log record.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub time: f64,
+    pub severity: Option<String>,
+    pub body: String,
+}
+
+/// One span emitted by the judged pod.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_id: Option<String>,
+    pub operation: String,
+    pub start: f64,
+    pub duration_ms: f64,
+    /// From an optional `error` column (true/1); Nezha spans carry no status, so None there.
+    pub error: Option<bool>,
+}
+
+/// Everything recorded for one side. `None` means the modality was not recorded (no file),
+/// which is different from a present but empty file (recorded, nothing happened).
+#[derive(Debug, Clone, Default)]
+pub struct Side {
+    pub metrics: Option<MetricTable>,
+    pub logs: Option<Vec<LogLine>>,
+    pub spans: Option<Vec<Span>>,
+    pub metric_window: Option<Window>,
+    pub log_window: Option<Window>,
+    pub trace_window: Option<Window>,
+    /// Seconds of the log / trace window actually covered by an export (exposure for rates).
+    pub log_seconds_covered: Option<f64>,
+    pub trace_seconds_covered: Option<f64>,
+}
+
+/// One replayable scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub id: String,
+    pub dir: PathBuf,
+    pub system: String,
+    pub service: String,
+    pub expected: Expected,
+    pub fault_type: Option<String>,
+    /// Fault onset (Unix s), None for fault-free scenarios.
+    pub inject_time: Option<f64>,
+    pub baseline_window: Window,
+    pub canary_window: Window,
+    /// Baseline metric rows before this time overlap an earlier known incident on the same pod.
+    pub baseline_clean_since: Option<f64>,
+    pub baseline: Side,
+    pub canary: Side,
+}
+
+impl Scenario {
+    /// The baseline runs at the same time as the canary (healthy sibling replicas) rather than
+    /// before it; then both sides grow together during replay.
+    pub fn concurrent_baseline(&self) -> bool {
+        self.baseline_window.start >= self.canary_window.start - 1.0
+    }
+}
+
+#[derive(Deserialize)]
+struct RawWindow {
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize, Default)]
+struct RawModalityWindows {
+    baseline: Option<RawWindow>,
+    canary: Option<RawWindow>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawWindows {
+    metrics: Option<RawModalityWindows>,
+    logs: Option<RawModalityWindows>,
+    traces: Option<RawModalityWindows>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCoverage {
+    log_seconds_covered: Option<f64>,
+    trace_seconds_covered: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCoverages {
+    baseline: Option<RawCoverage>,
+    canary: Option<RawCoverage>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCleanSince {
+    same_pod: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawScenario {
+    id: String,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
+    expected: String,
+    #[serde(default)]
+    fault_type: Option<String>,
+    #[serde(default)]
+    inject_time_utc: Option<String>,
+    baseline_window: RawWindow,
+    canary_window: RawWindow,
+    #[serde(default)]
+    windows: RawWindows,
+    #[serde(default)]
+    coverage: RawCoverages,
+    #[serde(default)]
+    metrics_baseline_clean_since: Option<RawCleanSince>,
+}
+
+/// Finds scenario folders: `dir` itself if it holds a `scenario.json`, else every folder below it
+/// that does (not descending into scenario folders), sorted by path.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    if dir.join("scenario.json").is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|source| LoadError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in rd {
+            let entry = entry.map_err(|source| LoadError::Io {
+                path: d.clone(),
+                source,
+            })?;
+            let p = entry.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if p.join("scenario.json").is_file() {
+                out.push(p);
+            } else {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads one scenario folder.
+pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
+    let json_path = dir.join("scenario.json");
+    let text = std::fs::read_to_string(&json_path).map_err(|source| LoadError::Io {
+        path: json_path.clone(),
+        source,
+    })?;
+    let raw: RawScenario = serde_json::from_str(&text).map_err(|source| LoadError::Json {
+        path: json_path.clone(),
+        source,
+    })?;
+    let field_time = |field: &str, s: &str| -> Result<f64, LoadError> {
+        parse_time(s).ok_or_else(|| LoadError::Field {
+            path: json_path.clone(),
+            field: field.into(),
+            expected: "an ISO-8601 UTC time like 2023-01-29T08:52:06Z".into(),
+            got: s.into(),
+        })
+    };
+    let window = |field: &str, w: &RawWindow| -> Result<Window, LoadError> {
+        Ok(Window {
+            start: field_time(&format!("{field}.start"), &w.start)?,
+            end: field_time(&format!("{field}.end"), &w.end)?,
+        })
+    };
+    let expected = match raw.expected.as_str() {
+        "pass" => Expected::Pass,
+        "fail" => Expected::Fail,
+        other => {
+            return Err(LoadError::Field {
+                path: json_path,
+                field: "expected".into(),
+                expected: "\"pass\" or \"fail\"".into(),
+                got: other.into(),
+            })
+        }
+    };
+    let baseline_window = window("baseline_window", &raw.baseline_window)?;
+    let canary_window = window("canary_window", &raw.canary_window)?;
+    let inject_time = raw
+        .inject_time_utc
+        .as_deref()
+        .map(|s| field_time("inject_time_utc", s))
+        .transpose()?;
+    let modality = |m: &Option<RawModalityWindows>,
+                    name: &str|
+     -> Result<(Option<Window>, Option<Window>), LoadError> {
+        let Some(m) = m else { return Ok((None, None)) };
+        let b = m
+            .baseline
+            .as_ref()
+            .map(|w| window(&format!("windows.{name}.baseline"), w))
+            .transpose()?;
+        let c = m
+            .canary
+            .as_ref()
+            .map(|w| window(&format!("windows.{name}.canary"), w))
+            .transpose()?;
+        Ok((b, c))
+    };
+    let (mb, mc) = modality(&raw.windows.metrics, "metrics")?;
+    let (lb, lc) = modality(&raw.windows.logs, "logs")?;
+    let (tb, tc) = modality(&raw.windows.traces, "traces")?;
+    let baseline_clean_since = raw
+        .metrics_baseline_clean_since
+        .as_ref()
+        .and_then(|c| c.same_pod.as_deref())
+        .map(|s| field_time("metrics_baseline_clean_since.same_pod", s))
+        .transpose()?;
+    let side = |name: &str,
+                mw: Option<Window>,
+                lw: Option<Window>,
+                tw: Option<Window>,
+                cov: Option<&RawCoverage>|
+     -> Result<Side, LoadError> {
+        let d = dir.join(name);
+        let metrics = optional(&d.join("metrics.csv"), read_metrics)?;
+        let logs = optional(&d.join("logs.jsonl"), read_logs)?;
+        let spans = optional(&d.join("spans.csv"), read_spans)?;
+        Ok(Side {
+            metrics,
+            logs,
+            spans,
+            metric_window: mw,
+            log_window: lw,
+            trace_window: tw,
+            log_seconds_covered: cov.and_then(|c| c.log_seconds_covered),
+            trace_seconds_covered: cov.and_then(|c| c.trace_seconds_covered),
+        })
+    };
+    let baseline = side("baseline", mb, lb, tb, raw.coverage.baseline.as_ref())?;
+    let canary = side("canary", mc, lc, tc, raw.coverage.canary.as_ref())?;
+    Ok(Scenario {
+        id: raw.id,
+        dir: dir.to_path_buf(),
+        system: raw.system.unwrap_or_else(|| "unknown".into()),
+        service: raw.service.unwrap_or_default(),
+        expected,
+        fault_type: raw.fault_type,
+        inject_time,
+        baseline_window,
+        canary_window,
+        baseline_clean_since,
+        baseline,
+        canary,
+    })
+}
+
+fn optional<T>(
+    path: &Path,
+    read: fn(&Path) -> Result<T, LoadError>,
+) -> Result<Option<T>, LoadError> {
+    if path.is_file() {
+        read(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn csv_frame(path: &Path) -> Result<DataFrame, LoadError> {
+    let err = |e: PolarsError| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    // An empty file (not even a header) is a recorded window with nothing in it.
+    if std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(false)
+    {
+        return Ok(DataFrame::empty());
+    }
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(None)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .map_err(err)?
+        .finish()
+        .map_err(err)
+}
+
+fn string_column(
+    df: &DataFrame,
+    path: &Path,
+    name: &str,
+) -> Result<Vec<Option<String>>, LoadError> {
+    let col = df.column(name).map_err(|_| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: format!("missing column `{name}`"),
+    })?;
+    let s = col.cast(&DataType::String).map_err(|e| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let ca = s.str().map_err(|e| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(ca.into_iter().map(|v| v.map(str::to_owned)).collect())
+}
+
+fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, LoadError> {
+    let col = df.column(name).map_err(|_| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: format!("missing column `{name}`"),
+    })?;
+    let s = col.cast(&DataType::Float64).map_err(|e| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: format!("column `{name}`: expected numbers: {e}"),
+    })?;
+    let ca = s.f64().map_err(|e| LoadError::Csv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(ca.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
+fn times(path: &Path, column: &str, raw: Vec<Option<String>>) -> Result<Vec<f64>, LoadError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let s = v.unwrap_or_default();
+            parse_time(&s).ok_or_else(|| LoadError::Field {
+                path: path.to_path_buf(),
+                field: format!("{column} (row {})", i + 1),
+                expected: "an ISO-8601 UTC time".into(),
+                got: s,
+            })
+        })
+        .collect()
+}
+
+/// `metrics.csv`: a `timestamp` column and numeric columns.
+pub fn read_metrics(path: &Path) -> Result<MetricTable, LoadError> {
+    let df = csv_frame(path)?;
+    if df.width() == 0 {
+        return Ok(MetricTable::default());
+    }
+    let t = times(path, "timestamp", string_column(&df, path, "timestamp")?)?;
+    let mut columns = Vec::new();
+    for name in df.get_column_names() {
+        if name.as_str() == "timestamp" {
+            continue;
+        }
+        columns.push((name.to_string(), float_column(&df, path, name.as_str())?));
+    }
+    Ok(MetricTable { times: t, columns })
+}
+
+/// `spans.csv`: trace_id, span_id, parent_id, operation, start, duration_ms[, pod][, error].
+pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
+    let df = csv_frame(path)?;
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let trace = string_column(&df, path, "trace_id")?;
+    let span = string_column(&df, path, "span_id")?;
+    let parent = string_column(&df, path, "parent_id")?;
+    let op = string_column(&df, path, "operation")?;
+    let start = times(path, "start", string_column(&df, path, "start")?)?;
+    let dur = float_column(&df, path, "duration_ms")?;
+    let err: Option<Vec<Option<String>>> = if df.column("error").is_ok() {
+        Some(string_column(&df, path, "error")?)
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let error = match &err {
+            None => None,
+            Some(col) => match col[i].as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("true" | "1") => Some(true),
+                Some("false" | "0") | None | Some("") => Some(false),
+                Some(other) => {
+                    return Err(LoadError::Field {
+                        path: path.to_path_buf(),
+                        field: format!("error (row {})", i + 1),
+                        expected: "true/false or 1/0".into(),
+                        got: other.into(),
+                    })
+                }
+            },
+        };
+        if !dur[i].is_finite() {
+            return Err(LoadError::Field {
+                path: path.to_path_buf(),
+                field: format!("duration_ms (row {})", i + 1),
+                expected: "a number of milliseconds".into(),
+                got: "empty or non-numeric".into(),
+            });
+        }
+        out.push(Span {
+            trace_id: trace[i].clone().unwrap_or_default(),
+            span_id: span[i].clone().unwrap_or_default(),
+            parent_id: parent[i].clone().filter(|p| !p.is_empty() && p != "root"),
+            operation: op[i].clone().unwrap_or_default(),
+            start: start[i],
+            duration_ms: dur[i],
+            error,
+        });
+    }
+    // Replay slices by start time.
+    out.sort_by(|a, b| a.start.total_cmp(&b.start));
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct RawLog {
+    time: String,
+    #[serde(default)]
+    severity: Option<String>,
+    body: String,
+}
+
+/// `logs.jsonl`: one JSON object per line with `time`, `severity`, `body`.
+pub fn read_logs(path: &Path) -> Result<Vec<LogLine>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let raw: RawLog = serde_json::from_str(line).map_err(|e| LoadError::Field {
+            path: path.to_path_buf(),
+            field: format!("line {}", i + 1),
+            expected: "a JSON object with time, severity, body".into(),
+            got: e.to_string(),
+        })?;
+        let time = parse_time(&raw.time).ok_or_else(|| LoadError::Field {
+            path: path.to_path_buf(),
+            field: format!("time (line {})", i + 1),
+            expected: "an ISO-8601 UTC time".into(),
+            got: raw.time.clone(),
+        })?;
+        out.push(LogLine {
+            time,
+            severity: raw.severity,
+            body: raw.body,
+        });
+    }
+    out.sort_by(|a, b| a.time.total_cmp(&b.time));
+    Ok(out)
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (also `+00:00` or no zone, read as UTC) into Unix
+/// seconds. Hand-written because it is the only date format the corpus uses.
+pub fn parse_time(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let s = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix("+00:00"))
+        .unwrap_or(s);
+    let (date, time) = s.split_once(['T', ' '])?;
+    let mut d = date.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let mo: i64 = d.next()?.parse().ok()?;
+    let da: i64 = d.next()?.parse().ok()?;
+    let mut t = time.split(':');
+    let h: i64 = t.next()?.parse().ok()?;
+    let mi: i64 = t.next()?.parse().ok()?;
+    let sec: f64 = t.next()?.parse().ok()?;
+    if !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+        || h > 23
+        || mi > 59
+        || !(0.0..61.0).contains(&sec)
+    {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some((days * 86400 + h * 3600 + mi * 60) as f64 + sec)
+}
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (for the generator and reports).
+pub fn format_time(t: f64) -> String {
+    let secs = t.floor() as i64;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_iso_times_like_python() {
+        // python: datetime(2023,1,29,8,52,6,tzinfo=timezone.utc).timestamp() == 1674982326
+        assert_eq!(parse_time("2023-01-29T08:52:06Z"), Some(1674982326.0));
+        let t = parse_time("2023-01-29T08:52:07.560115455Z").unwrap();
+        assert!((t - 1_674_982_327.560_115).abs() < 1e-6);
+        assert_eq!(format_time(1674982326.0), "2023-01-29T08:52:06Z");
+        assert_eq!(parse_time("2023-13-01T00:00:00Z"), None);
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

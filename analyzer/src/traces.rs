@@ -1,0 +1,489 @@
+//! The trace judge: per operation, latency (rank test plus tail quantiles with intervals), error
+//! rate (exact two-proportion test) and structure (operations or downstream calls that appear,
+//! vanish or change their fan-out).
+//!
+//! Latency findings need both a significant rank test and a tail that moved beyond its own
+//! sampling uncertainty: busy services have enough spans to make a 3 % shift significant, and a
+//! p90 from 20 spans is noise. p-values are adjusted across operations (Benjamini-Hochberg).
+
+use std::collections::{BTreeMap, HashMap};
+
+use vigil_models::counts::{bh_adjust, fisher_exact, Alternative};
+use vigil_models::vigil_judge::{mann_whitney_greater, quantile_sorted, rate_greater};
+
+/// BH-adjusted p-values; p-values come from our own tests, so an invalid one cannot occur, and
+/// if it did, nothing would be reported (all 1).
+fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    bh_adjust(p).unwrap_or_else(|_| vec![1.0; p.len()])
+}
+
+/// One-sided Fisher exact test that x1/n1 exceeds x2/n2.
+fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
+    fisher_exact([[x1, n1 - x1], [x2, n2 - x2]], Alternative::Greater).p_value
+}
+
+use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
+
+/// One span as the judge sees it.
+#[derive(Debug, Clone)]
+pub struct SpanRecord<'a> {
+    pub span_id: &'a str,
+    pub parent_id: Option<&'a str>,
+    pub operation: &'a str,
+    pub duration_ms: f64,
+    pub error: Option<bool>,
+}
+
+/// Tunables with the defaults a user would keep.
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    /// False discovery rate across operations.
+    pub alpha: f64,
+    /// Fewest spans per side for an operation's latency to be judged.
+    pub min_spans: usize,
+    /// Tail quantile compared.
+    pub tail_quantile: f64,
+    /// Canary tail at least this many times the baseline's: Fail (when its interval clears).
+    pub tail_ratio_fail: f64,
+    /// ... and at least this many milliseconds slower: a 1 ms database call taking 3 ms is a
+    /// ratio of 3 that no user notices.
+    pub tail_min_shift_ms: f64,
+    /// Median shift (relative) for a Warn.
+    pub median_shift_warn: f64,
+    /// Fewest expected canary spans before a vanished operation is reported.
+    pub min_expected_vanished: f64,
+    /// Fewest canary spans of a new operation before it is reported.
+    pub min_new_spans: usize,
+    /// Fan-out ratio (either way) that counts as a structural change.
+    pub fanout_ratio: f64,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 0.001,
+            min_spans: 20,
+            tail_quantile: 0.9,
+            tail_ratio_fail: 1.5,
+            tail_min_shift_ms: 10.0,
+            median_shift_warn: 0.5,
+            min_expected_vanished: 20.0,
+            min_new_spans: 10,
+            fanout_ratio: 2.0,
+        }
+    }
+}
+
+/// Judges canary spans against baseline spans. `exposure_*` are the seconds each side was
+/// recorded (rates of operations are compared per second, so unequal windows are fine).
+pub fn judge(
+    baseline: &[SpanRecord],
+    canary: &[SpanRecord],
+    exposure_baseline: f64,
+    exposure_canary: f64,
+    config: &TraceConfig,
+) -> SignalReport {
+    let mut findings = Vec::new();
+    if baseline.len() < config.min_spans
+        || canary.len() < config.min_spans / 2
+        || exposure_canary <= 0.0
+    {
+        return SignalReport {
+            signal: Signal::Traces,
+            coverage: Coverage::Inconclusive(format!(
+                "{} baseline and {} canary spans, need at least {} and {}",
+                baseline.len(),
+                canary.len(),
+                config.min_spans,
+                config.min_spans / 2
+            )),
+            findings,
+        };
+    }
+    let by_op = |spans: &[SpanRecord]| {
+        let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for s in spans {
+            m.entry(s.operation.to_string())
+                .or_default()
+                .push(s.duration_ms);
+        }
+        for v in m.values_mut() {
+            v.sort_by(f64::total_cmp);
+        }
+        m
+    };
+    let ob = by_op(baseline);
+    let oc = by_op(canary);
+
+    // Latency per operation.
+    struct Lat {
+        op: String,
+        p: f64,
+        b_med: f64,
+        c_med: f64,
+        b_tail: (f64, f64, f64),
+        c_tail: (f64, f64, f64),
+        nb: usize,
+        nc: usize,
+    }
+    let mut lats = Vec::new();
+    for (op, b) in &ob {
+        let Some(c) = oc.get(op) else { continue };
+        if b.len() < config.min_spans || c.len() < config.min_spans {
+            continue;
+        }
+        lats.push(Lat {
+            op: op.clone(),
+            p: mann_whitney_greater(c, b),
+            b_med: quantile_sorted(b, 0.5),
+            c_med: quantile_sorted(c, 0.5),
+            b_tail: quantile_ci(b, config.tail_quantile),
+            c_tail: quantile_ci(c, config.tail_quantile),
+            nb: b.len(),
+            nc: c.len(),
+        });
+    }
+    let adj = benjamini_hochberg(&lats.iter().map(|l| l.p).collect::<Vec<_>>());
+    for (l, q) in lats.iter().zip(adj) {
+        if q >= config.alpha {
+            continue;
+        }
+        let tail_ratio = l.c_tail.0 / l.b_tail.0.max(1e-9);
+        let tail_clear = l.c_tail.1 > l.b_tail.2;
+        let med_shift = l.c_med / l.b_med.max(1e-9) - 1.0;
+        let detail = format!(
+            "p{:.0} {:.1} ms (CI {:.1}..{:.1}) -> {:.1} ms (CI {:.1}..{:.1}), x{tail_ratio:.2}; median {:.1} -> {:.1} ms; {} vs {} spans; q {q:.1e}",
+            config.tail_quantile * 100.0,
+            l.b_tail.0,
+            l.b_tail.1,
+            l.b_tail.2,
+            l.c_tail.0,
+            l.c_tail.1,
+            l.c_tail.2,
+            l.b_med,
+            l.c_med,
+            l.nb,
+            l.nc
+        );
+        let tail_shift = l.c_tail.0 - l.b_tail.0;
+        let severity = if tail_shift < config.tail_min_shift_ms {
+            None
+        } else if tail_clear && tail_ratio >= config.tail_ratio_fail {
+            Some(Severity::Fail)
+        } else if med_shift >= config.median_shift_warn || (tail_clear && tail_ratio >= 1.2) {
+            Some(Severity::Warn)
+        } else {
+            None
+        };
+        if let Some(severity) = severity {
+            findings.push(Finding {
+                signal: Signal::Traces,
+                subject: format!("latency {}", l.op),
+                severity,
+                strength: strength(q),
+                detail,
+            });
+        }
+    }
+
+    // Error rate per operation (only when spans carry a status).
+    if baseline.iter().chain(canary).any(|s| s.error.is_some()) {
+        fn count<'a>(spans: &[SpanRecord<'a>]) -> BTreeMap<&'a str, (u64, u64)> {
+            let mut m: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+            for s in spans {
+                let e = m.entry(s.operation).or_default();
+                e.1 += 1;
+                if s.error == Some(true) {
+                    e.0 += 1;
+                }
+            }
+            m
+        }
+        let eb = count(baseline);
+        let ec = count(canary);
+        let mut tests = Vec::new();
+        for (op, (xc, nc)) in &ec {
+            let (xb, nb) = eb.get(op).copied().unwrap_or((0, 0));
+            if nb == 0 || *xc < 3 {
+                continue;
+            }
+            tests.push((
+                op.to_string(),
+                fisher_greater(*xc, *nc, xb, nb),
+                *xc,
+                *nc,
+                xb,
+                nb,
+            ));
+        }
+        let adj = benjamini_hochberg(&tests.iter().map(|t| t.1).collect::<Vec<_>>());
+        for (t, q) in tests.iter().zip(adj) {
+            if q < config.alpha {
+                findings.push(Finding {
+                    signal: Signal::Traces,
+                    subject: format!("errors {}", t.0),
+                    severity: Severity::Fail,
+                    strength: strength(q),
+                    detail: format!(
+                        "error rate {}/{} = {:.1}% -> {}/{} = {:.1}% (Fisher exact q {q:.1e})",
+                        t.4,
+                        t.5,
+                        100.0 * t.4 as f64 / t.5 as f64,
+                        t.2,
+                        t.3,
+                        100.0 * t.2 as f64 / t.3 as f64
+                    ),
+                });
+            }
+        }
+    }
+
+    // Structure: operations that vanish or appear.
+    for (op, b) in &ob {
+        let expected = b.len() as f64 * exposure_canary / exposure_baseline.max(1e-9);
+        if oc.contains_key(op) || expected < config.min_expected_vanished {
+            continue;
+        }
+        let p = rate_greater(b.len() as u64, exposure_baseline, 0, exposure_canary);
+        let p = if p >= 1.0 { (-expected).exp() } else { p };
+        findings.push(Finding {
+            signal: Signal::Traces,
+            subject: format!("vanished {op}"),
+            severity: Severity::Warn,
+            strength: strength(p),
+            detail: format!(
+                "{} spans in baseline ({:.0} expected in canary), none in canary",
+                b.len(),
+                expected
+            ),
+        });
+    }
+    for (op, c) in &oc {
+        if ob.contains_key(op) || c.len() < config.min_new_spans {
+            continue;
+        }
+        findings.push(Finding {
+            signal: Signal::Traces,
+            subject: format!("new {op}"),
+            severity: Severity::Warn,
+            strength: (c.len() as f64).log10(),
+            detail: format!(
+                "{} canary spans of an operation never seen in baseline",
+                c.len()
+            ),
+        });
+    }
+    findings.extend(fan_out(baseline, canary, config));
+    SignalReport {
+        signal: Signal::Traces,
+        coverage: Coverage::Judged,
+        findings,
+    }
+}
+
+/// Downstream calls per parent span, per (parent operation, child operation): a change means the
+/// canary calls its dependencies differently (retries, skipped calls, a new dependency).
+fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig) -> Vec<Finding> {
+    type Table<'a> = (HashMap<&'a str, u64>, HashMap<(&'a str, &'a str), u64>);
+    fn table<'a>(spans: &[SpanRecord<'a>]) -> Table<'a> {
+        let ops: HashMap<&str, &str> = spans.iter().map(|s| (s.span_id, s.operation)).collect();
+        let mut parents: HashMap<&str, u64> = HashMap::new();
+        for s in spans {
+            *parents.entry(s.operation).or_default() += 1;
+        }
+        let mut calls: HashMap<(&str, &str), u64> = HashMap::new();
+        for s in spans {
+            if let Some(pop) = s.parent_id.and_then(|p| ops.get(p)) {
+                *calls.entry((pop, s.operation)).or_default() += 1;
+            }
+        }
+        (parents, calls)
+    }
+    let (pb, cb) = table(baseline);
+    let (pc, cc) = table(canary);
+    let mut keys: Vec<(&str, &str)> = cb.keys().chain(cc.keys()).copied().collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for (parent, child) in keys {
+        let (nb, nc) = (
+            pb.get(parent).copied().unwrap_or(0),
+            pc.get(parent).copied().unwrap_or(0),
+        );
+        if nb < config.min_spans as u64 || nc < config.min_spans as u64 {
+            continue;
+        }
+        let (kb, kc) = (
+            cb.get(&(parent, child)).copied().unwrap_or(0),
+            cc.get(&(parent, child)).copied().unwrap_or(0),
+        );
+        let (fb, fc) = ((kb as f64 + 0.5) / nb as f64, (kc as f64 + 0.5) / nc as f64);
+        let ratio = fc / fb;
+        let p = if ratio >= 1.0 {
+            rate_greater(kc, nc as f64, kb, nb as f64)
+        } else {
+            rate_greater(kb, nb as f64, kc, nc as f64)
+        };
+        if p < config.alpha && (ratio >= config.fanout_ratio || ratio <= 1.0 / config.fanout_ratio)
+        {
+            out.push(Finding {
+                signal: Signal::Traces,
+                subject: format!("fan-out {parent} -> {child}"),
+                severity: Severity::Warn,
+                strength: strength(p),
+                detail: format!(
+                    "{:.2} -> {:.2} calls per {parent} span ({kb}/{nb} vs {kc}/{nc}), p {p:.1e}",
+                    kb as f64 / nb as f64,
+                    kc as f64 / nc as f64
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// A quantile of sorted values with its distribution-free 95 % interval from order statistics
+/// (the binomial interval on the rank, normal approximation).
+pub fn quantile_ci(sorted: &[f64], q: f64) -> (f64, f64, f64) {
+    let n = sorted.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let est = quantile_sorted(sorted, q);
+    let nf = n as f64;
+    let half = 1.96 * (nf * q * (1.0 - q)).sqrt();
+    let lo = ((nf * q - half).floor() as isize - 1).clamp(0, n as isize - 1) as usize;
+    let hi = ((nf * q + half).ceil() as isize).clamp(0, n as isize - 1) as usize;
+    (est, sorted[lo], sorted[hi])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans<'a>(op: &'a str, ids: &'a [String], durs: &[f64]) -> Vec<SpanRecord<'a>> {
+        ids.iter()
+            .zip(durs)
+            .map(|(id, d)| SpanRecord {
+                span_id: id,
+                parent_id: None,
+                operation: op,
+                duration_ms: *d,
+                error: None,
+            })
+            .collect()
+    }
+
+    fn ids(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    #[test]
+    fn slower_operation_fails_and_same_latency_passes() {
+        let ib = ids("b", 200);
+        let ic = ids("c", 200);
+        let base: Vec<f64> = (0..200).map(|i| 10.0 + (i % 20) as f64).collect();
+        let slow: Vec<f64> = base.iter().map(|d| d * 2.0).collect();
+        let r = judge(
+            &spans("GET /x", &ib, &base),
+            &spans("GET /x", &ic, &slow),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        assert_eq!(r.findings[0].severity, Severity::Fail);
+        let r = judge(
+            &spans("GET /x", &ib, &base),
+            &spans("GET /x", &ic, &base),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+    }
+
+    #[test]
+    fn quantile_interval_brackets_the_estimate() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let (e, lo, hi) = quantile_ci(&v, 0.9);
+        assert!((e - 90.1).abs() < 1e-9);
+        // Order statistics around rank 90 ± 1.96·3 = 84..96.
+        assert!((82.0..=85.0).contains(&lo), "{lo}");
+        assert!((95.0..=98.0).contains(&hi), "{hi}");
+    }
+
+    #[test]
+    fn errors_and_vanished_operations_are_found() {
+        let ib = ids("b", 100);
+        let ic = ids("c", 100);
+        let d = vec![5.0; 100];
+        let mut b = spans("pay", &ib, &d);
+        for s in b.iter_mut() {
+            s.error = Some(false);
+        }
+        b.extend(spans("audit", &ib[..40], &d[..40]));
+        let mut c = spans("pay", &ic, &d);
+        for (i, s) in c.iter_mut().enumerate() {
+            s.error = Some(i % 5 == 0);
+        }
+        let r = judge(&b, &c, 60.0, 60.0, &TraceConfig::default());
+        let subjects: Vec<&str> = r.findings.iter().map(|f| f.subject.as_str()).collect();
+        assert!(subjects.contains(&"errors pay"), "{subjects:?}");
+        assert!(subjects.contains(&"vanished audit"), "{subjects:?}");
+    }
+
+    #[test]
+    fn a_dependency_called_a_third_as_often_is_a_fan_out_change() {
+        // Each of 60 `checkout` spans calls `pay` once in the baseline; in the canary only every
+        // third one does (an exception before the call, say).
+        let mut ids = Vec::new();
+        for side in ["b", "c"] {
+            for i in 0..60 {
+                ids.push((format!("{side}p{i}"), format!("{side}k{i}")));
+            }
+        }
+        let build = |side: &str, every: usize| -> Vec<SpanRecord<'_>> {
+            let mut v = Vec::new();
+            for (i, (p, k)) in ids.iter().filter(|(p, _)| p.starts_with(side)).enumerate() {
+                v.push(SpanRecord {
+                    span_id: p,
+                    parent_id: None,
+                    operation: "checkout",
+                    duration_ms: 10.0,
+                    error: None,
+                });
+                if i % every == 0 {
+                    v.push(SpanRecord {
+                        span_id: k,
+                        parent_id: Some(p),
+                        operation: "pay",
+                        duration_ms: 2.0,
+                        error: None,
+                    });
+                }
+            }
+            v
+        };
+        let r = judge(
+            &build("b", 1),
+            &build("c", 3),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        let subjects: Vec<&str> = r.findings.iter().map(|f| f.subject.as_str()).collect();
+        assert!(
+            subjects.contains(&"fan-out checkout -> pay"),
+            "{subjects:?}"
+        );
+        let r = judge(
+            &build("b", 1),
+            &build("c", 1),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+    }
+}

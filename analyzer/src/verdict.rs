@@ -1,0 +1,375 @@
+//! Fusion: per-signal findings into one verdict with a score and ranked evidence.
+//!
+//! Each signal (metrics, logs, traces, anomaly model) reports findings with a severity. A
+//! `Fail` finding in a *critical* signal fails the whole analysis, as Kayenta's critical metrics
+//! do, and one in another signal makes it at most Marginal; otherwise each signal scores 0–100
+//! from its findings and the weighted mean of the signals that had data is compared with the pass
+//! and marginal thresholds. When no signal had enough
+//! data the verdict is Inconclusive, never Pass.
+
+use serde::Serialize;
+
+/// A telemetry signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Metrics,
+    Logs,
+    Traces,
+    Anomaly,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+            Signal::Traces => "traces",
+            Signal::Anomaly => "anomaly",
+        }
+    }
+}
+
+/// How bad one finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth a look; lowers the score.
+    Warn,
+    /// Harmful with statistical support; fails the analysis when the signal is critical.
+    Fail,
+}
+
+/// One piece of evidence, with its numbers in `detail`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub signal: Signal,
+    /// The metric, operation, log template or feature the finding is about.
+    pub subject: String,
+    pub severity: Severity,
+    /// For ranking: larger is stronger (typically -log10 p, capped).
+    pub strength: f64,
+    /// A sentence with the numbers (effect and interval, counts, example line).
+    pub detail: String,
+}
+
+/// Whether a signal could be judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
+pub enum Coverage {
+    Judged,
+    /// Present but too little data; the reason says how little.
+    Inconclusive(String),
+    /// Not recorded at all.
+    Absent,
+}
+
+/// What one signal's judge returned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalReport {
+    pub signal: Signal,
+    pub coverage: Coverage,
+    pub findings: Vec<Finding>,
+}
+
+/// The verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    Pass,
+    Marginal,
+    Fail,
+    Inconclusive,
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "Pass",
+            Verdict::Marginal => "Marginal",
+            Verdict::Fail => "Fail",
+            Verdict::Inconclusive => "Inconclusive",
+            Verdict::Error => "Error",
+        }
+    }
+
+    /// Counted as "the canary is bad" by the replay measures.
+    pub fn flagged(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::Marginal)
+    }
+}
+
+/// Thresholds and weights.
+#[derive(Debug, Clone, Serialize)]
+pub struct FusionConfig {
+    pub pass_threshold: f64,
+    pub marginal_threshold: f64,
+    /// A Fail finding in one of these fails the analysis outright.
+    pub critical: Vec<Signal>,
+    /// Points a signal loses per Fail / Warn finding.
+    pub fail_penalty: f64,
+    pub warn_penalty: f64,
+    /// Relative weight of each signal in the score.
+    pub weights: Vec<(Signal, f64)>,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        Self {
+            pass_threshold: 75.0,
+            marginal_threshold: 50.0,
+            critical: vec![Signal::Metrics, Signal::Logs, Signal::Traces],
+            fail_penalty: 60.0,
+            warn_penalty: 25.0,
+            weights: vec![
+                (Signal::Metrics, 0.35),
+                (Signal::Logs, 0.25),
+                (Signal::Traces, 0.25),
+                (Signal::Anomaly, 0.15),
+            ],
+        }
+    }
+}
+
+/// The fused result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// 0–100, higher is healthier.
+    pub score: f64,
+    /// The top findings, strongest first (at most three).
+    pub evidence: Vec<Finding>,
+    /// Every finding of every judged signal, strongest first.
+    pub findings: Vec<Finding>,
+    /// Per-signal score (None when the signal was not judged).
+    pub signal_scores: Vec<(Signal, Option<f64>)>,
+    /// Why, in one line, when the verdict is Inconclusive or Error.
+    pub note: Option<String>,
+}
+
+/// Fuses signal reports into a verdict.
+pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
+    let mut weighted = 0.0;
+    let mut total_w = 0.0;
+    let mut signal_scores = Vec::new();
+    let mut critical_fail = false;
+    let mut other_fail = false;
+    let mut all: Vec<Finding> = Vec::new();
+    for r in reports {
+        if r.coverage != Coverage::Judged {
+            signal_scores.push((r.signal, None));
+            continue;
+        }
+        let mut s: f64 = 100.0;
+        for f in &r.findings {
+            s -= match f.severity {
+                Severity::Fail => config.fail_penalty,
+                Severity::Warn => config.warn_penalty,
+            };
+            if f.severity == Severity::Fail {
+                if config.critical.contains(&r.signal) {
+                    critical_fail = true;
+                } else {
+                    other_fail = true;
+                }
+            }
+        }
+        let s = s.max(0.0);
+        let w = config
+            .weights
+            .iter()
+            .find(|(sig, _)| *sig == r.signal)
+            .map(|(_, w)| *w)
+            .unwrap_or(0.0);
+        weighted += w * s;
+        total_w += w;
+        signal_scores.push((r.signal, Some(s)));
+        all.extend(r.findings.iter().cloned());
+    }
+    all.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.strength.total_cmp(&a.strength))
+    });
+    let findings = all.clone();
+    all.truncate(3);
+    if total_w == 0.0 {
+        let reasons: Vec<String> = reports
+            .iter()
+            .filter_map(|r| match &r.coverage {
+                Coverage::Inconclusive(why) => Some(format!("{}: {why}", r.signal.as_str())),
+                _ => None,
+            })
+            .collect();
+        let note = if reasons.is_empty() {
+            "no signal was recorded on both sides".to_string()
+        } else {
+            reasons.join("; ")
+        };
+        return Judgement {
+            verdict: Verdict::Inconclusive,
+            score: 0.0,
+            evidence: all,
+            findings,
+            signal_scores,
+            note: Some(note),
+        };
+    }
+    let mut score = weighted / total_w;
+    if critical_fail {
+        score = score.min(config.marginal_threshold - 1.0);
+    } else if other_fail {
+        // A clear failure of a non-critical signal is worth a person's look: at most Marginal.
+        score = score.min(config.pass_threshold - 1.0);
+    }
+    let verdict = if critical_fail || score < config.marginal_threshold {
+        Verdict::Fail
+    } else if score < config.pass_threshold {
+        Verdict::Marginal
+    } else {
+        Verdict::Pass
+    };
+    Judgement {
+        verdict,
+        score: (score * 10.0).round() / 10.0,
+        evidence: all,
+        findings,
+        signal_scores,
+        note: None,
+    }
+}
+
+/// Strength of a p-value for ranking: -log10 p, capped so that one extreme test does not hide
+/// the others.
+pub fn strength(p: f64) -> f64 {
+    (-p.max(1e-30).log10()).min(30.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(signal: Signal, severity: Severity, strength: f64) -> Finding {
+        Finding {
+            signal,
+            subject: "x".into(),
+            severity,
+            strength,
+            detail: String::new(),
+        }
+    }
+
+    fn report(signal: Signal, findings: Vec<Finding>) -> SignalReport {
+        SignalReport {
+            signal,
+            coverage: Coverage::Judged,
+            findings,
+        }
+    }
+
+    #[test]
+    fn a_critical_fail_fails_and_clean_signals_pass() {
+        let cfg = FusionConfig::default();
+        let clean = fuse(
+            &[
+                report(Signal::Metrics, vec![]),
+                report(Signal::Logs, vec![]),
+            ],
+            &cfg,
+        );
+        assert_eq!(clean.verdict, Verdict::Pass);
+        assert_eq!(clean.score, 100.0);
+        let bad = fuse(
+            &[
+                report(
+                    Signal::Metrics,
+                    vec![finding(Signal::Metrics, Severity::Fail, 5.0)],
+                ),
+                report(Signal::Logs, vec![]),
+            ],
+            &cfg,
+        );
+        assert_eq!(bad.verdict, Verdict::Fail);
+        assert!(bad.score < 50.0);
+    }
+
+    #[test]
+    fn anomaly_alone_is_not_critical_but_makes_marginal() {
+        let cfg = FusionConfig::default();
+        let anomaly = |severity| {
+            report(
+                Signal::Anomaly,
+                vec![finding(Signal::Anomaly, severity, 3.0)],
+            )
+        };
+        let j = fuse(
+            &[report(Signal::Metrics, vec![]), anomaly(Severity::Fail)],
+            &cfg,
+        );
+        // metrics 100 (w .35), anomaly 40 (w .15) would be 82; a non-critical Fail caps it at 74.
+        assert_eq!(j.verdict, Verdict::Marginal);
+        assert!((j.score - 74.0).abs() < 1e-9, "{}", j.score);
+        let j = fuse(
+            &[report(Signal::Metrics, vec![]), anomaly(Severity::Warn)],
+            &cfg,
+        );
+        // anomaly 75: (35 + 11.25) / 0.5 = 92.5
+        assert_eq!(j.verdict, Verdict::Pass);
+        assert!((j.score - 92.5).abs() < 1e-9, "{}", j.score);
+    }
+
+    #[test]
+    fn warnings_across_signals_make_marginal() {
+        let cfg = FusionConfig::default();
+        let w = |s| {
+            report(
+                s,
+                vec![
+                    finding(s, Severity::Warn, 1.0),
+                    finding(s, Severity::Warn, 1.0),
+                ],
+            )
+        };
+        let j = fuse(
+            &[
+                w(Signal::Metrics),
+                w(Signal::Logs),
+                report(Signal::Traces, vec![]),
+            ],
+            &cfg,
+        );
+        // (0.35*50 + 0.25*50 + 0.25*100) / 0.85 = 64.7
+        assert_eq!(j.verdict, Verdict::Marginal, "{}", j.score);
+    }
+
+    #[test]
+    fn no_data_is_inconclusive_not_pass() {
+        let cfg = FusionConfig::default();
+        let r = SignalReport {
+            signal: Signal::Metrics,
+            coverage: Coverage::Inconclusive("1 canary point".into()),
+            findings: vec![],
+        };
+        let j = fuse(&[r], &cfg);
+        assert_eq!(j.verdict, Verdict::Inconclusive);
+        assert!(j.note.unwrap().contains("1 canary point"));
+    }
+
+    #[test]
+    fn evidence_is_ranked_fail_first_then_strength() {
+        let cfg = FusionConfig::default();
+        let j = fuse(
+            &[report(
+                Signal::Metrics,
+                vec![
+                    finding(Signal::Metrics, Severity::Warn, 9.0),
+                    finding(Signal::Metrics, Severity::Fail, 2.0),
+                    finding(Signal::Metrics, Severity::Fail, 4.0),
+                    finding(Signal::Metrics, Severity::Warn, 1.0),
+                ],
+            )],
+            &cfg,
+        );
+        let s: Vec<f64> = j.evidence.iter().map(|f| f.strength).collect();
+        assert_eq!(s, vec![4.0, 2.0, 9.0]);
+    }
+}

@@ -1,0 +1,278 @@
+//! Replay of a small subset of the bundled corpus: verdicts that a broken judge would get wrong,
+//! and the `--json` contract of `vigil replay`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use vigil_analyzer::cli::replay::replay_all;
+use vigil_analyzer::replay::{JudgeName, ReplayConfig, ScenarioResult};
+use vigil_analyzer::verdict::{Signal, Verdict};
+
+fn datasets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("datasets")
+}
+
+fn replay(ids: &[&str]) -> Vec<ScenarioResult> {
+    let folders: Vec<PathBuf> = ids
+        .iter()
+        .map(|id| {
+            let group = if id.starts_with("syn-") {
+                "synthetic"
+            } else {
+                "nezha"
+            };
+            datasets().join(group).join(id)
+        })
+        .collect();
+    replay_all(&folders, &ReplayConfig::default(), Some(2), false).unwrap()
+}
+
+fn by_id<'a>(results: &'a [ScenarioResult], id: &str) -> &'a ScenarioResult {
+    results.iter().find(|r| r.id == id).unwrap()
+}
+
+#[test]
+fn synthetic_edge_cases_get_the_right_verdicts() {
+    let ids = [
+        "syn-no-canary-data",
+        "syn-no-baseline-data",
+        "syn-constant-metrics-pass",
+        "syn-constant-metrics-jump",
+        "syn-zero-baseline-errors-pass",
+        "syn-zero-baseline-errors-fail",
+        "syn-low-traffic",
+        "syn-variance-blowup",
+        "syn-slow-memory-leak",
+        "syn-healthy-noisy",
+        "syn-error-logs-and-slow-spans",
+        "syn-concurrent-baseline-pass",
+        "syn-concurrent-baseline-fail",
+    ];
+    let rs = replay(&ids);
+    let v = |id: &str| by_id(&rs, id).vigil.verdict;
+    // No data is never a Pass.
+    assert_eq!(v("syn-no-canary-data"), Verdict::Inconclusive);
+    assert_ne!(v("syn-no-baseline-data"), Verdict::Pass);
+    assert!(by_id(&rs, "syn-no-canary-data").vigil.note.is_some());
+    for id in [
+        "syn-constant-metrics-pass",
+        "syn-zero-baseline-errors-pass",
+        "syn-healthy-noisy",
+        "syn-concurrent-baseline-pass",
+    ] {
+        assert_eq!(
+            v(id),
+            Verdict::Pass,
+            "{id}: {:?}",
+            by_id(&rs, id).vigil.evidence
+        );
+    }
+    // Too little traffic must not fail a healthy canary.
+    assert!(
+        !v("syn-low-traffic").flagged(),
+        "{:?}",
+        by_id(&rs, "syn-low-traffic").vigil.evidence
+    );
+    for id in [
+        "syn-constant-metrics-jump",
+        "syn-zero-baseline-errors-fail",
+        "syn-variance-blowup",
+        "syn-slow-memory-leak",
+        "syn-error-logs-and-slow-spans",
+        "syn-concurrent-baseline-fail",
+    ] {
+        assert_eq!(
+            v(id),
+            Verdict::Fail,
+            "{id}: {:?}",
+            by_id(&rs, id).vigil.evidence
+        );
+    }
+    // The evidence names the cause, with numbers.
+    let jump = &by_id(&rs, "syn-constant-metrics-jump").vigil;
+    assert_eq!(jump.evidence[0].subject, "CpuUsageRate(%)");
+    assert!(
+        jump.evidence[0].detail.contains("20.0000 -> 60.0000"),
+        "{}",
+        jump.evidence[0].detail
+    );
+    let errs = &by_id(&rs, "syn-zero-baseline-errors-fail").vigil;
+    assert_eq!(errs.evidence[0].subject, "ErrorCount");
+    let leak = &by_id(&rs, "syn-slow-memory-leak").vigil;
+    assert!(
+        leak.evidence.iter().any(|e| e.subject == "MemoryUsage(Mi)"),
+        "{:?}",
+        leak.evidence
+    );
+    // Fail fast: slow spans are caught within the first minute, memory leaks take longer.
+    let spans = &by_id(&rs, "syn-error-logs-and-slow-spans").vigil;
+    assert!(
+        spans.time_to_detect_s.unwrap() <= 60.0,
+        "{:?}",
+        spans.time_to_detect_s
+    );
+    assert!(spans.evidence.iter().any(|e| e.signal == Signal::Traces));
+    // The reference judges do not see a variance blow-up or a leak.
+    for id in ["syn-variance-blowup", "syn-slow-memory-leak"] {
+        assert!(
+            !by_id(&rs, id).outcome(JudgeName::Kayenta).verdict.flagged(),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn real_incidents_cpu_contention_fails_and_a_fault_free_pair_passes() {
+    let rs = replay(&[
+        "tt-20230129-f24-ts-contacts-service-cpu_contention",
+        "tt-20230129-f09-ts-verification-code-service-return",
+        "ob-20220823-n192900-currencyservice",
+        "tt-20230129-n085000-ts-assurance-service",
+    ]);
+    let cpu = &by_id(&rs, "tt-20230129-f24-ts-contacts-service-cpu_contention").vigil;
+    assert_eq!(cpu.verdict, Verdict::Fail);
+    assert!(
+        cpu.evidence.iter().any(|e| e.subject.starts_with("Cpu")),
+        "{:?}",
+        cpu.evidence
+    );
+    let ret = &by_id(&rs, "tt-20230129-f09-ts-verification-code-service-return").vigil;
+    assert_eq!(ret.verdict, Verdict::Fail);
+    assert!(
+        ret.evidence.iter().any(|e| e.signal == Signal::Logs),
+        "{:?}",
+        ret.evidence
+    );
+    for id in [
+        "ob-20220823-n192900-currencyservice",
+        "tt-20230129-n085000-ts-assurance-service",
+    ] {
+        assert_eq!(
+            by_id(&rs, id).vigil.verdict,
+            Verdict::Pass,
+            "{id}: {:?}",
+            by_id(&rs, id).vigil.evidence
+        );
+    }
+}
+
+#[test]
+fn json_output_keeps_its_contract() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--json", "--quiet"])
+        .arg(datasets().join("synthetic"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scenarios = v["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 13);
+    for s in scenarios {
+        assert!(s["id"].as_str().unwrap().starts_with("syn-"));
+        assert!(
+            matches!(s["expected"].as_str(), Some("fail" | "pass")),
+            "{s}"
+        );
+        assert!(
+            matches!(
+                s["verdict"].as_str(),
+                Some("Pass" | "Marginal" | "Fail" | "Inconclusive" | "Error")
+            ),
+            "{s}"
+        );
+        let score = s["score"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&score));
+        assert!(s["time_to_detect_s"].is_null() || s["time_to_detect_s"].as_f64().unwrap() > 0.0);
+        assert!(s["evidence"].is_array());
+        // never flagged => no time to detect
+        if matches!(s["verdict"].as_str(), Some("Pass" | "Inconclusive")) {
+            assert!(s["time_to_detect_s"].is_null(), "{s}");
+        }
+    }
+    let vigil = &v["summary"]["judges"]["vigil"];
+    for key in [
+        "precision",
+        "recall",
+        "false_positive_rate",
+        "f1",
+        "inconclusive_rate",
+    ] {
+        assert!(
+            vigil.get(key).is_some(),
+            "summary.judges.vigil.{key} missing"
+        );
+    }
+    assert_eq!(vigil["positives"].as_u64(), Some(7));
+    assert_eq!(v["summary"]["scenarios"].as_u64(), Some(13));
+    assert!(
+        v["summary"]["judges"]["kayenta"].is_object()
+            && v["summary"]["judges"]["naive"].is_object()
+    );
+}
+
+#[test]
+fn a_broken_scenario_is_an_error_that_names_the_field() {
+    let dir = std::env::temp_dir().join(format!("vigil-replay-test-{}", std::process::id()));
+    let s = dir.join("bad");
+    std::fs::create_dir_all(&s).unwrap();
+    std::fs::write(
+        s.join("scenario.json"),
+        r#"{"id": "bad", "expected": "maybe", "baseline_window": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:03:00Z"}, "canary_window": {"start": "2026-01-01T00:03:00Z", "end": "2026-01-01T00:06:00Z"}}"#,
+    )
+    .unwrap();
+    let rs = replay_all(
+        std::slice::from_ref(&s),
+        &ReplayConfig::default(),
+        Some(1),
+        false,
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(rs[0].vigil.verdict, Verdict::Error);
+    let note = rs[0].vigil.note.as_deref().unwrap();
+    assert!(
+        note.contains("expected") && note.contains("maybe"),
+        "{note}"
+    );
+}
+
+#[test]
+fn html_report_is_self_contained_with_plots_and_timeline() {
+    let html_path = std::env::temp_dir().join(format!("vigil-replay-{}.html", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--html"])
+        .arg(&html_path)
+        .arg(
+            datasets()
+                .join("nezha")
+                .join("tt-20230129-f09-ts-verification-code-service-return"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    std::fs::remove_file(&html_path).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("tt-20230129-f09-ts-verification-code-service-return"));
+    // baseline and canary series with the onset marked, for metrics, spans and logs
+    assert!(html.matches("<svg").count() >= 5, "plots and timeline");
+    assert!(html.contains("fault onset"));
+    assert!(html.contains("ERROR log lines per 10 s") && html.contains("span p90 per 10 s"));
+    // no scripts, no network
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http")
+    );
+    // the text table went to stdout at the same time
+    assert!(String::from_utf8_lossy(&out.stdout).contains("scenarios in"));
+}
