@@ -71,6 +71,42 @@ pub struct MetricTable {
     pub columns: Vec<(String, Vec<f64>)>,
 }
 
+impl MetricTable {
+    /// The rows that saw none of `windows` (each widened by `margin` seconds at its end, for the
+    /// recovery after an incident). A row stamped `t` summarises the step before it, `[t - step,
+    /// t)` with the table's median step, so a row stamped just after an incident's start is
+    /// dropped too.
+    pub fn without(&self, windows: &[Window], margin: f64) -> MetricTable {
+        let mut steps: Vec<f64> = self.times.windows(2).map(|w| w[1] - w[0]).collect();
+        steps.sort_by(f64::total_cmp);
+        let step = steps.get(steps.len() / 2).copied().unwrap_or(0.0).max(0.0);
+        let keep: Vec<bool> = self
+            .times
+            .iter()
+            .map(|t| {
+                !windows
+                    .iter()
+                    .any(|w| *t > w.start && *t - step < w.end + margin)
+            })
+            .collect();
+        let pick = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| *x)
+                .collect()
+        };
+        MetricTable {
+            times: pick(&self.times),
+            columns: self
+                .columns
+                .iter()
+                .map(|(n, v)| (n.clone(), pick(v)))
+                .collect(),
+        }
+    }
+}
+
 /// One log record.
 #[derive(Debug, Clone)]
 pub struct LogLine {
@@ -122,6 +158,9 @@ pub struct Scenario {
     pub canary_window: Window,
     /// Baseline metric rows before this time overlap an earlier known incident on the same pod.
     pub baseline_clean_since: Option<f64>,
+    /// Active intervals of earlier known incidents on the same pod (`context_faults` with
+    /// `same_pod`): a live system knows its past incidents and must not learn "healthy" from them.
+    pub known_incidents: Vec<Window>,
     pub baseline: Side,
     pub canary: Side,
 }
@@ -165,6 +204,14 @@ struct RawCoverages {
     canary: Option<RawCoverage>,
 }
 
+#[derive(Deserialize)]
+struct RawContextFault {
+    #[serde(default)]
+    same_pod: bool,
+    inject_time_utc: String,
+    fault_end_utc: String,
+}
+
 #[derive(Deserialize, Default)]
 struct RawCleanSince {
     same_pod: Option<String>,
@@ -190,6 +237,8 @@ struct RawScenario {
     coverage: RawCoverages,
     #[serde(default)]
     metrics_baseline_clean_since: Option<RawCleanSince>,
+    #[serde(default)]
+    context_faults: Vec<RawContextFault>,
 }
 
 /// Finds scenario folders: `dir` itself if it holds a `scenario.json`, else every folder below it
@@ -294,6 +343,17 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         .and_then(|c| c.same_pod.as_deref())
         .map(|s| field_time("metrics_baseline_clean_since.same_pod", s))
         .transpose()?;
+    let known_incidents = raw
+        .context_faults
+        .iter()
+        .filter(|f| f.same_pod)
+        .map(|f| {
+            Ok(Window {
+                start: field_time("context_faults.inject_time_utc", &f.inject_time_utc)?,
+                end: field_time("context_faults.fault_end_utc", &f.fault_end_utc)?,
+            })
+        })
+        .collect::<Result<Vec<_>, LoadError>>()?;
     let side = |name: &str,
                 mw: Option<Window>,
                 lw: Option<Window>,
@@ -328,6 +388,7 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         baseline_window,
         canary_window,
         baseline_clean_since,
+        known_incidents,
         baseline,
         canary,
     })
