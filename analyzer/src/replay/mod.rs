@@ -143,25 +143,12 @@ fn upper_bound(times: impl Fn(usize) -> f64, n: usize, t: f64) -> usize {
     lo
 }
 
-/// The view of one side with everything before `until` (Unix s); `from` masks the start of the
-/// metric rows.
-fn side_view(
-    side: &Side,
-    until: f64,
-    metric_from: Option<f64>,
-    grow_from: Option<f64>,
-) -> SideView<'_> {
+/// The view of one side with everything before `until` (Unix s).
+fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
     let metric_rows = side
         .metrics
         .as_ref()
-        .map(|m| {
-            let end = upper_bound(|i| m.times[i], m.times.len(), until);
-            let start = metric_from
-                .map(|f| upper_bound(|i| m.times[i], m.times.len(), f))
-                .unwrap_or(0)
-                .min(end);
-            (start, end)
-        })
+        .map(|m| (0, upper_bound(|i| m.times[i], m.times.len(), until)))
         .unwrap_or((0, 0));
     let logs = side
         .logs
@@ -260,17 +247,15 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
         let baseline = side_view(
             baseline_side,
             b_until,
-            None,
             concurrent.then_some(s.baseline_window.start),
         );
-        let canary = side_view(&s.canary, until, None, Some(t0));
+        let canary = side_view(&s.canary, until, Some(t0));
         let view = View { baseline, canary };
         if model.is_none() || concurrent {
             let fit_view = View {
                 baseline: side_view(
                     anomaly_side,
                     b_until,
-                    None,
                     concurrent.then_some(s.baseline_window.start),
                 ),
                 canary,

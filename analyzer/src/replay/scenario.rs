@@ -665,4 +665,24 @@ mod tests {
         assert_eq!(parse_time("2023-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
     }
+
+    #[test]
+    fn masking_drops_every_row_whose_minute_saw_the_incident_or_its_recovery() {
+        // Rows stamped t summarise [t - 60, t). The incident [100, 130) plus 60 s of recovery
+        // is [100, 190): rows 120 ([60, 120)), 180 and 240 ([180, 240)) saw it; 0, 60, 300 did not.
+        let t = MetricTable {
+            times: vec![0.0, 60.0, 120.0, 180.0, 240.0, 300.0],
+            columns: vec![("cpu".into(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])],
+        };
+        let m = t.without(
+            &[Window {
+                start: 100.0,
+                end: 130.0,
+            }],
+            60.0,
+        );
+        assert_eq!(m.times, vec![0.0, 60.0, 300.0]);
+        assert_eq!(m.columns[0].1, vec![1.0, 2.0, 6.0]);
+        assert_eq!(t.without(&[], 60.0).times.len(), 6);
+    }
 }
