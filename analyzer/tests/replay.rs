@@ -276,3 +276,38 @@ fn html_report_is_self_contained_with_plots_and_timeline() {
     // the text table went to stdout at the same time
     assert!(String::from_utf8_lossy(&out.stdout).contains("scenarios in"));
 }
+
+#[test]
+fn baseline_rows_during_earlier_incidents_on_the_same_pod_are_masked() {
+    // The 30-min baseline of this exception fault holds two earlier faults on the same pod
+    // (memory and CPU at their ceiling); judged against them the canary looks healthy.
+    let id = "ob-20220822-f08-checkoutservice-exception";
+    let folder = datasets().join("nezha").join(id);
+    let masked = replay_all(
+        std::slice::from_ref(&folder),
+        &ReplayConfig::default(),
+        Some(1),
+        false,
+    )
+    .unwrap();
+    let unmasked = replay_all(
+        &[folder],
+        &ReplayConfig {
+            mask_known_incidents: false,
+            ..ReplayConfig::default()
+        },
+        Some(1),
+        false,
+    )
+    .unwrap();
+    let m = &masked[0].vigil;
+    assert!(m.verdict.flagged(), "{:?} {:?}", m.verdict, m.evidence);
+    assert!(
+        m.evidence
+            .iter()
+            .any(|e| e.signal == Signal::Metrics && e.subject.starts_with("Memory")),
+        "{:?}",
+        m.evidence
+    );
+    assert_eq!(unmasked[0].vigil.verdict, Verdict::Pass);
+}

@@ -24,9 +24,12 @@ pub struct ReplayConfig {
     /// Analysis interval in seconds.
     pub interval_s: f64,
     /// Drop baseline metric rows that overlap an earlier known incident on the same pod
-    /// (`metrics_baseline_clean_since`), when enough rows remain: a live system knows its own
-    /// past incidents and would not use them as "healthy".
+    /// (`context_faults`, or everything before `metrics_baseline_clean_since` when only that is
+    /// given), when enough rows remain for the metric judge: a live system knows its own past
+    /// incidents and would not use them as "healthy". Rows before and between incidents stay.
     pub mask_known_incidents: bool,
+    /// Seconds after a known incident's end that are still masked (the service recovering).
+    pub incident_recovery_s: f64,
     pub judges: JudgeConfig,
 }
 
@@ -35,6 +38,7 @@ impl Default for ReplayConfig {
         Self {
             interval_s: 30.0,
             mask_known_incidents: true,
+            incident_recovery_s: 120.0,
             judges: JudgeConfig::default(),
         }
     }
@@ -139,25 +143,12 @@ fn upper_bound(times: impl Fn(usize) -> f64, n: usize, t: f64) -> usize {
     lo
 }
 
-/// The view of one side with everything before `until` (Unix s); `from` masks the start of the
-/// metric rows.
-fn side_view(
-    side: &Side,
-    until: f64,
-    metric_from: Option<f64>,
-    grow_from: Option<f64>,
-) -> SideView<'_> {
+/// The view of one side with everything before `until` (Unix s).
+fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
     let metric_rows = side
         .metrics
         .as_ref()
-        .map(|m| {
-            let end = upper_bound(|i| m.times[i], m.times.len(), until);
-            let start = metric_from
-                .map(|f| upper_bound(|i| m.times[i], m.times.len(), f))
-                .unwrap_or(0)
-                .min(end);
-            (start, end)
-        })
+        .map(|m| (0, upper_bound(|i| m.times[i], m.times.len(), until)))
         .unwrap_or((0, 0));
     let logs = side
         .logs
@@ -186,6 +177,34 @@ fn side_view(
     }
 }
 
+/// The baseline without its metric rows during (and just after) known incidents on the same pod,
+/// or None when there is nothing to mask or too little would remain to judge metrics.
+fn masked_baseline(s: &Scenario, config: &ReplayConfig) -> Option<Side> {
+    if !config.mask_known_incidents {
+        return None;
+    }
+    let incidents = if s.known_incidents.is_empty() {
+        let since = s.baseline_clean_since?;
+        vec![scenario::Window {
+            start: f64::NEG_INFINITY,
+            end: since - config.incident_recovery_s,
+        }]
+    } else {
+        s.known_incidents.clone()
+    };
+    let table = s.baseline.metrics.as_ref()?;
+    let masked = table.without(&incidents, config.incident_recovery_s);
+    if masked.times.len() == table.times.len()
+        || masked.times.len() < config.judges.metric.min_baseline_points
+    {
+        return None;
+    }
+    Some(Side {
+        metrics: Some(masked),
+        ..s.baseline.clone()
+    })
+}
+
 /// Replays one scenario with every judge.
 pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
     let t0 = s.canary_window.start;
@@ -201,10 +220,18 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
     .fold(0.0f64, f64::max);
     let steps = ((horizon / config.interval_s).ceil() as usize).max(1);
     let concurrent = s.concurrent_baseline();
-    let metric_from = if config.mask_known_incidents {
-        s.baseline_clean_since
-    } else {
-        None
+    let masked_baseline = masked_baseline(s, config);
+    let baseline_side = masked_baseline.as_ref().unwrap_or(&s.baseline);
+    // The anomaly model needs more rows than the metric judge; when masking leaves too few, it
+    // learns from the whole baseline rather than not at all.
+    let anomaly_side = match &masked_baseline {
+        Some(m)
+            if m.metrics.as_ref().map_or(0, |t| t.times.len())
+                < config.judges.anomaly.min_windows =>
+        {
+            &s.baseline
+        }
+        _ => baseline_side,
     };
     let mut model: Option<Result<AnomalyModel, String>> = None;
     let mut runs: Vec<Vec<(Step, Judgement)>> = vec![Vec::new(); 3];
@@ -217,28 +244,23 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
         } else {
             f64::INFINITY
         };
-        let mut baseline = side_view(
-            &s.baseline,
+        let baseline = side_view(
+            baseline_side,
             b_until,
-            None,
             concurrent.then_some(s.baseline_window.start),
         );
-        if let Some(from) = metric_from {
-            let masked = side_view(&s.baseline, b_until, Some(from), None).metric_rows;
-            if masked.1 - masked.0
-                >= config
-                    .judges
-                    .metric
-                    .min_baseline_points
-                    .max(config.judges.anomaly.min_windows)
-            {
-                baseline.metric_rows = masked;
-            }
-        }
-        let canary = side_view(&s.canary, until, None, Some(t0));
+        let canary = side_view(&s.canary, until, Some(t0));
         let view = View { baseline, canary };
         if model.is_none() || concurrent {
-            model = Some(judges::fit_anomaly(&view, &config.judges.anomaly));
+            let fit_view = View {
+                baseline: side_view(
+                    anomaly_side,
+                    b_until,
+                    concurrent.then_some(s.baseline_window.start),
+                ),
+                canary,
+            };
+            model = Some(judges::fit_anomaly(&fit_view, &config.judges.anomaly));
         }
         for (j, judge) in JudgeName::ALL.iter().enumerate() {
             if done[j] {

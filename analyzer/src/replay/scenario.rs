@@ -71,6 +71,42 @@ pub struct MetricTable {
     pub columns: Vec<(String, Vec<f64>)>,
 }
 
+impl MetricTable {
+    /// The rows that saw none of `windows` (each widened by `margin` seconds at its end, for the
+    /// recovery after an incident). A row stamped `t` summarises the step before it, `[t - step,
+    /// t)` with the table's median step, so a row stamped just after an incident's start is
+    /// dropped too.
+    pub fn without(&self, windows: &[Window], margin: f64) -> MetricTable {
+        let mut steps: Vec<f64> = self.times.windows(2).map(|w| w[1] - w[0]).collect();
+        steps.sort_by(f64::total_cmp);
+        let step = steps.get(steps.len() / 2).copied().unwrap_or(0.0).max(0.0);
+        let keep: Vec<bool> = self
+            .times
+            .iter()
+            .map(|t| {
+                !windows
+                    .iter()
+                    .any(|w| *t > w.start && *t - step < w.end + margin)
+            })
+            .collect();
+        let pick = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| *x)
+                .collect()
+        };
+        MetricTable {
+            times: pick(&self.times),
+            columns: self
+                .columns
+                .iter()
+                .map(|(n, v)| (n.clone(), pick(v)))
+                .collect(),
+        }
+    }
+}
+
 /// One log record.
 #[derive(Debug, Clone)]
 pub struct LogLine {
@@ -122,6 +158,9 @@ pub struct Scenario {
     pub canary_window: Window,
     /// Baseline metric rows before this time overlap an earlier known incident on the same pod.
     pub baseline_clean_since: Option<f64>,
+    /// Active intervals of earlier known incidents on the same pod (`context_faults` with
+    /// `same_pod`): a live system knows its past incidents and must not learn "healthy" from them.
+    pub known_incidents: Vec<Window>,
     pub baseline: Side,
     pub canary: Side,
 }
@@ -165,6 +204,14 @@ struct RawCoverages {
     canary: Option<RawCoverage>,
 }
 
+#[derive(Deserialize)]
+struct RawContextFault {
+    #[serde(default)]
+    same_pod: bool,
+    inject_time_utc: String,
+    fault_end_utc: String,
+}
+
 #[derive(Deserialize, Default)]
 struct RawCleanSince {
     same_pod: Option<String>,
@@ -190,6 +237,8 @@ struct RawScenario {
     coverage: RawCoverages,
     #[serde(default)]
     metrics_baseline_clean_since: Option<RawCleanSince>,
+    #[serde(default)]
+    context_faults: Vec<RawContextFault>,
 }
 
 /// Finds scenario folders: `dir` itself if it holds a `scenario.json`, else every folder below it
@@ -294,6 +343,17 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         .and_then(|c| c.same_pod.as_deref())
         .map(|s| field_time("metrics_baseline_clean_since.same_pod", s))
         .transpose()?;
+    let known_incidents = raw
+        .context_faults
+        .iter()
+        .filter(|f| f.same_pod)
+        .map(|f| {
+            Ok(Window {
+                start: field_time("context_faults.inject_time_utc", &f.inject_time_utc)?,
+                end: field_time("context_faults.fault_end_utc", &f.fault_end_utc)?,
+            })
+        })
+        .collect::<Result<Vec<_>, LoadError>>()?;
     let side = |name: &str,
                 mw: Option<Window>,
                 lw: Option<Window>,
@@ -328,6 +388,7 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         baseline_window,
         canary_window,
         baseline_clean_since,
+        known_incidents,
         baseline,
         canary,
     })
@@ -603,5 +664,25 @@ mod tests {
         assert_eq!(format_time(1674982326.0), "2023-01-29T08:52:06Z");
         assert_eq!(parse_time("2023-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn masking_drops_every_row_whose_minute_saw_the_incident_or_its_recovery() {
+        // Rows stamped t summarise [t - 60, t). The incident [100, 130) plus 60 s of recovery
+        // is [100, 190): rows 120 ([60, 120)), 180 and 240 ([180, 240)) saw it; 0, 60, 300 did not.
+        let t = MetricTable {
+            times: vec![0.0, 60.0, 120.0, 180.0, 240.0, 300.0],
+            columns: vec![("cpu".into(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])],
+        };
+        let m = t.without(
+            &[Window {
+                start: 100.0,
+                end: 130.0,
+            }],
+            60.0,
+        );
+        assert_eq!(m.times, vec![0.0, 60.0, 300.0]);
+        assert_eq!(m.columns[0].1, vec![1.0, 2.0, 6.0]);
+        assert_eq!(t.without(&[], 60.0).times.len(), 6);
     }
 }
