@@ -381,7 +381,7 @@ fn asymptotic_sf(u: f64, n1: u64, n2: u64, tie_term: f64, use_continuity: bool) 
 /// phi(a) needs exp(-a^2/2) accurately when a^2/2 is near 700; splitting a into a short high part
 /// (whose square is exact) and a remainder avoids the relative error 1e-13 that rounding a^2
 /// would cause there.
-fn normal_sf(a: f64) -> f64 {
+pub fn normal_sf(a: f64) -> f64 {
     if a.is_nan() {
         return f64::NAN;
     }

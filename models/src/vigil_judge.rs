@@ -10,6 +10,8 @@
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use crate::rank::normal_sf;
+
 /// Which change of a metric is harmful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Direction {
@@ -433,14 +435,6 @@ pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
     }
 }
 
-/// Upper tail of the standard normal.
-pub fn normal_sf(z: f64) -> f64 {
-    match Normal::new(0.0, 1.0) {
-        Ok(n) => n.sf(z),
-        Err(_) => f64::NAN,
-    }
-}
-
 /// Hodges-Lehmann estimate of x - y with the distribution-free confidence interval from the
 /// ordered pairwise differences (the interval Kayenta's judge also uses). Large samples are
 /// thinned to evenly spaced order statistics first, which keeps the estimate and costs
@@ -460,10 +454,7 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> (f64, f64, f64) 
     d.sort_by(f64::total_cmp);
     let est = quantile_sorted(&d, 0.5);
     let (m, n) = (xs.len() as f64, ys.len() as f64);
-    let z = match Normal::new(0.0, 1.0) {
-        Ok(nd) => nd.inverse_cdf(0.5 + confidence / 2.0),
-        Err(_) => 1.96,
-    };
+    let z = Normal::standard().inverse_cdf(0.5 + confidence / 2.0);
     let k = (m * n / 2.0 - z * (m * n * (m + n + 1.0) / 12.0).sqrt()).floor();
     let k = k.max(0.0) as usize;
     let lo = d[k.min(d.len() - 1)];
