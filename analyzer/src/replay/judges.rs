@@ -131,28 +131,19 @@ pub fn vigil_metrics(view: &View, config: &VigilJudgeConfig) -> SignalReport {
                 continue;
             }
             Outcome::Pass => {}
-            Outcome::High | Outcome::Low => findings.push(Finding {
-                signal: Signal::Metrics,
-                subject: name.clone(),
-                severity: if spec.critical {
-                    Severity::Fail
-                } else {
-                    Severity::Warn
-                },
-                strength: strength(j.p_value.unwrap_or(1.0)),
-                detail: j.reason.clone(),
-            }),
-            Outcome::Dispersed | Outcome::Trend => findings.push(Finding {
-                signal: Signal::Metrics,
-                subject: name.clone(),
-                severity: if spec.critical {
-                    Severity::Fail
-                } else {
-                    Severity::Warn
-                },
-                strength: strength(j.p_value.unwrap_or(1.0)),
-                detail: j.reason.clone(),
-            }),
+            Outcome::High | Outcome::Low | Outcome::Dispersed | Outcome::Trend => {
+                findings.push(Finding {
+                    signal: Signal::Metrics,
+                    subject: name.clone(),
+                    severity: if spec.critical {
+                        Severity::Fail
+                    } else {
+                        Severity::Warn
+                    },
+                    strength: strength(j.p_value.unwrap_or(1.0)),
+                    detail: j.reason.clone(),
+                })
+            }
         }
         judged += 1;
     }
