@@ -56,6 +56,9 @@ pub struct TraceConfig {
     pub min_new_spans: usize,
     /// Fan-out ratio (either way) that counts as a structural change.
     pub fanout_ratio: f64,
+    /// Fewest parent spans per side for a fan-out to be compared. Lower than `min_spans`: the
+    /// exact count test needs fewer parents than a latency quantile needs spans.
+    pub min_fanout_parents: usize,
 }
 
 impl Default for TraceConfig {
@@ -70,6 +73,7 @@ impl Default for TraceConfig {
             min_expected_vanished: 20.0,
             min_new_spans: 10,
             fanout_ratio: 2.0,
+            min_fanout_parents: 10,
         }
     }
 }
@@ -310,7 +314,7 @@ fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig)
             pb.get(parent).copied().unwrap_or(0),
             pc.get(parent).copied().unwrap_or(0),
         );
-        if nb < config.min_spans as u64 || nc < config.min_spans as u64 {
+        if nb < config.min_fanout_parents as u64 || nc < config.min_fanout_parents as u64 {
             continue;
         }
         let (kb, kc) = (
@@ -329,7 +333,7 @@ fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig)
             out.push(Finding {
                 signal: Signal::Traces,
                 subject: format!("fan-out {parent} -> {child}"),
-                severity: Severity::Warn,
+                severity: Severity::Fail,
                 strength: strength(p),
                 detail: format!(
                     "{:.2} -> {:.2} calls per {parent} span ({kb}/{nb} vs {kc}/{nc}), p {p:.1e}",
@@ -431,6 +435,53 @@ mod tests {
         let subjects: Vec<&str> = r.findings.iter().map(|f| f.subject.as_str()).collect();
         assert!(subjects.contains(&"errors pay"), "{subjects:?}");
         assert!(subjects.contains(&"vanished audit"), "{subjects:?}");
+    }
+
+    #[test]
+    fn tripled_fan_out_on_a_dozen_requests_fails_and_nine_are_too_few() {
+        // 12 `search` requests per side; each calls `price` once in the baseline, three times in
+        // the canary (a retry loop, say). 12 vs 36 calls is far beyond chance (exact test).
+        let ids: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+        let build = |parents: usize, calls: usize, offset: usize| -> Vec<SpanRecord<'_>> {
+            let mut v = Vec::new();
+            let mut next = offset;
+            for _ in 0..parents {
+                let p = next;
+                next += 1;
+                v.push(SpanRecord {
+                    span_id: &ids[p],
+                    parent_id: None,
+                    operation: "search",
+                    duration_ms: 10.0,
+                    error: None,
+                });
+                for _ in 0..calls {
+                    v.push(SpanRecord {
+                        span_id: &ids[next],
+                        parent_id: Some(&ids[p]),
+                        operation: "price",
+                        duration_ms: 2.0,
+                        error: None,
+                    });
+                    next += 1;
+                }
+            }
+            v
+        };
+        let config = TraceConfig::default();
+        let r = judge(&build(12, 1, 0), &build(12, 3, 100), 60.0, 60.0, &config);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.subject == "fan-out search -> price")
+            .unwrap_or_else(|| panic!("{:?}", r.findings));
+        assert_eq!(f.severity, Severity::Fail);
+        let r = judge(&build(9, 1, 0), &build(9, 3, 100), 60.0, 60.0, &config);
+        assert!(
+            r.findings.iter().all(|f| !f.subject.starts_with("fan-out")),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]

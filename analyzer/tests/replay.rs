@@ -311,3 +311,94 @@ fn baseline_rows_during_earlier_incidents_on_the_same_pod_are_masked() {
     );
     assert_eq!(unmasked[0].vigil.verdict, Verdict::Pass);
 }
+
+/// The Parquet fixture was written by pandas + pyarrow from the bundled CSV scenario
+/// (`tests/data/parquet/make_parquet.py`): timestamps as real Parquet timestamps (µs for metrics,
+/// ns for spans), zstd compression for spans. Reading it must give what the CSV gives.
+#[test]
+fn parquet_scenarios_read_the_same_as_csv() {
+    use vigil_analyzer::replay::scenario::load;
+    let id = "tt-20230129-f24-ts-contacts-service-cpu_contention";
+    let pq_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/parquet")
+        .join(id);
+    let pq = load(&pq_dir).unwrap();
+    let csv = load(&datasets().join("nezha").join(id)).unwrap();
+    for (p, c) in [(&pq.baseline, &csv.baseline), (&pq.canary, &csv.canary)] {
+        let (pm, cm) = (p.metrics.as_ref().unwrap(), c.metrics.as_ref().unwrap());
+        assert_eq!(pm.times, cm.times);
+        assert_eq!(pm.columns.len(), cm.columns.len());
+        for ((pn, pv), (cn, cv)) in pm.columns.iter().zip(&cm.columns) {
+            assert_eq!(pn, cn);
+            assert_eq!(pv.len(), cv.len());
+            for (a, b) in pv.iter().zip(cv) {
+                assert!(a == b || (a.is_nan() && b.is_nan()), "{pn}: {a} vs {b}");
+            }
+        }
+        let (ps, cs) = (p.spans.as_ref().unwrap(), c.spans.as_ref().unwrap());
+        assert_eq!(ps.len(), cs.len());
+        assert!(!ps.is_empty());
+        for (a, b) in ps.iter().zip(cs) {
+            assert_eq!(
+                (&a.trace_id, &a.span_id, &a.parent_id, &a.operation),
+                (&b.trace_id, &b.span_id, &b.parent_id, &b.operation)
+            );
+            // Nanosecond timestamps as f64 seconds: both parsers round to the same double ± 1 ulp.
+            assert!(
+                (a.start - b.start).abs() < 1e-6,
+                "{} vs {}",
+                a.start,
+                b.start
+            );
+            assert_eq!(a.duration_ms, b.duration_ms);
+            assert_eq!(a.error, Some(false));
+            assert_eq!(b.error, None);
+        }
+    }
+    let rs = replay_all(
+        &[pq_dir, datasets().join("nezha").join(id)],
+        &ReplayConfig::default(),
+        Some(2),
+        false,
+    )
+    .unwrap();
+    assert_eq!(rs[0].vigil.verdict, Verdict::Fail);
+    assert_eq!(rs[0].vigil.verdict, rs[1].vigil.verdict);
+    assert_eq!(rs[0].vigil.score, rs[1].vigil.score);
+    assert_eq!(rs[0].vigil.time_to_detect_s, rs[1].vigil.time_to_detect_s);
+}
+
+#[test]
+fn both_csv_and_parquet_for_one_table_is_an_error_not_a_choice() {
+    use vigil_analyzer::replay::scenario::load;
+    let id = "tt-20230129-f24-ts-contacts-service-cpu_contention";
+    let dir = std::env::temp_dir().join(format!("vigil-parquet-twice-{}", std::process::id()));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/parquet")
+        .join(id);
+    for side in ["baseline", "canary"] {
+        std::fs::create_dir_all(dir.join(side)).unwrap();
+        for f in ["metrics.parquet", "spans.parquet", "logs.jsonl"] {
+            std::fs::copy(src.join(side).join(f), dir.join(side).join(f)).unwrap();
+        }
+    }
+    std::fs::copy(src.join("scenario.json"), dir.join("scenario.json")).unwrap();
+    // A truncated Parquet file is a clear error naming the file.
+    let bytes = std::fs::read(src.join("canary/spans.parquet")).unwrap();
+    std::fs::write(dir.join("canary/spans.parquet"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = load(&dir).unwrap_err().to_string();
+    assert!(err.contains("canary/spans.parquet"), "{err}");
+    std::fs::write(dir.join("canary/spans.parquet"), &bytes).unwrap();
+    assert!(load(&dir).is_ok());
+    std::fs::copy(
+        datasets()
+            .join("nezha")
+            .join(id)
+            .join("baseline/metrics.csv"),
+        dir.join("baseline/metrics.csv"),
+    )
+    .unwrap();
+    let err = load(&dir).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(err.contains("metrics.csv and metrics.parquet"), "{err}");
+}

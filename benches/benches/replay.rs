@@ -32,6 +32,8 @@ fn replay(c: &mut Criterion) {
         "tt-20230129-n085000-ts-assurance-service",
         // metrics only, 30-minute baseline; fault-free
         "ob-20220823-n192900-currencyservice",
+        // metrics, logs and spans with enough events for the 10-second event model
+        "tt-20230129-f24-ts-contacts-service-cpu_contention",
     ] {
         let s = scenario::load(&corpus(id)).expect("bundled scenario loads");
         group.bench_function(format!("judge/{id}"), |b| {
@@ -41,6 +43,13 @@ fn replay(c: &mut Criterion) {
             b.iter(|| scenario::load(black_box(&corpus(id))))
         });
     }
+    // The same scenario with its tables as Parquet (written by pyarrow; the analyzer's test data).
+    let parquet = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../analyzer/tests/data/parquet/tt-20230129-f24-ts-contacts-service-cpu_contention");
+    group.bench_function(
+        "load-parquet/tt-20230129-f24-ts-contacts-service-cpu_contention",
+        |b| b.iter(|| scenario::load(black_box(&parquet))),
+    );
     group.finish();
 }
 

@@ -66,6 +66,9 @@ pub struct AnomalyModel {
     components: Vec<Component>,
     /// Negative log-likelihood above which a window is anomalous.
     pub threshold: f64,
+    /// The share of healthy windows expected above `threshold`: the configured rate rounded up
+    /// to what `n` calibration scores can resolve (see [`fit`]).
+    pub false_alarm_rate: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +108,19 @@ pub fn fit(
     rows: &[Vec<f64>],
     config: &AnomalyConfig,
 ) -> Result<AnomalyModel, AnomalyError> {
+    fit_with_resolution(names, rows, &vec![0.0; names.len()], config)
+}
+
+/// [`fit`], with the smallest change of each feature that means anything (one event per window
+/// for a rate, the unit's floor for a gauge). A feature that never moved in the baseline — no
+/// error lines at all, say — otherwise gets a scale of almost nothing, and its first move scores
+/// a z of a million: still an alarm, but one whose explanation drowns every other feature.
+pub fn fit_with_resolution(
+    names: &[String],
+    rows: &[Vec<f64>],
+    resolution: &[f64],
+    config: &AnomalyConfig,
+) -> Result<AnomalyModel, AnomalyError> {
     if names.is_empty() {
         return Err(AnomalyError::NoFeatures);
     }
@@ -123,7 +139,12 @@ pub fn fit(
             });
         }
     }
-    let (center, scale) = robust_standardisation(rows, names.len());
+    let (center, mut scale) = robust_standardisation(rows, names.len());
+    for (s, r) in scale.iter_mut().zip(resolution) {
+        if r.is_finite() {
+            *s = s.max(*r);
+        }
+    }
     let z: Vec<Vec<f64>> = rows
         .iter()
         .map(|r| standardise(r, &center, &scale))
@@ -146,15 +167,29 @@ pub fn fit(
         }
     }
     loo.sort_by(f64::total_cmp);
-    let q = 1.0 - config.false_alarm_rate;
-    let threshold = crate::vigil_judge::quantile_sorted(&loo, q);
+    let (threshold, false_alarm_rate) = conformal_threshold(&loo, config.false_alarm_rate);
     Ok(AnomalyModel {
         names: names.to_vec(),
         center,
         scale,
         components,
         threshold,
+        false_alarm_rate,
     })
+}
+
+/// The threshold (the configured quantile of the `n` cross-fitted baseline scores) and the rate
+/// at which a fresh healthy window exceeds it. For exchangeable scores a new one lands above all
+/// but j of them with probability (n + 1 − j)/(n + 1); so with 10 baseline windows the 95 %
+/// quantile, which lies between the two largest scores, is exceeded 2 times in 11, not 1 in 20.
+/// The binomial test downstream must use that rate, or it reads ordinary healthy windows as
+/// evidence.
+fn conformal_threshold(sorted: &[f64], rate: f64) -> (f64, f64) {
+    let n = sorted.len();
+    let threshold = crate::vigil_judge::quantile_sorted(sorted, 1.0 - rate);
+    let above = sorted.iter().filter(|s| **s > threshold).count();
+    let effective = (above + 1) as f64 / (n as f64 + 1.0);
+    (threshold, effective.max(rate))
 }
 
 impl AnomalyModel {
@@ -362,7 +397,9 @@ mod tests {
         .unwrap();
         let fresh = baseline(&mut seed, 400);
         let flagged = fresh.iter().filter(|r| model.score(r).anomalous).count();
-        // 5 % nominal; leave-one-out keeps it near, an in-sample threshold would not.
+        // 5 % nominal (1/41 ≈ 2.4 % granularity with 40 windows); cross-fitting keeps it near,
+        // an in-sample threshold would not.
+        assert!(model.false_alarm_rate <= 0.08, "{}", model.false_alarm_rate);
         assert!(flagged <= 60, "flagged {flagged} of 400 healthy windows");
     }
 
@@ -379,6 +416,47 @@ mod tests {
         let s = model.score(&[90.0, 36.0, 50.0]);
         assert!(s.anomalous, "{s:?}");
         assert_eq!(s.contributions[0].feature, "cpu");
+    }
+
+    #[test]
+    fn threshold_rate_is_what_the_number_of_windows_allows() {
+        let scores: Vec<f64> = (1..=10).map(f64::from).collect();
+        // 10 scores: the 95 % quantile lies between 9 and 10, one score above it, so a fresh
+        // healthy score exceeds it 2 times in 11.
+        let (t, r) = conformal_threshold(&scores, 0.05);
+        assert!(t > 9.0 && t < 10.0, "{t}");
+        assert!((r - 2.0 / 11.0).abs() < 1e-12);
+        // 101 scores: the 95 % quantile is score 96, five above it, rate 6/102.
+        let scores: Vec<f64> = (1..=101).map(f64::from).collect();
+        let (t, r) = conformal_threshold(&scores, 0.05);
+        assert_eq!(t, 96.0);
+        assert!((r - 6.0 / 102.0).abs() < 1e-12);
+        // Monte Carlo with 12 calibration windows: healthy scores exceed the threshold at most at
+        // the stated rate (2/13; the exact rate lies between 1/13 and 2/13).
+        let mut seed = 3u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut over, mut total, mut stated) = (0usize, 0usize, 0.0);
+        for _ in 0..4000 {
+            let mut cal: Vec<f64> = (0..12).map(|_| next()).collect();
+            cal.sort_by(f64::total_cmp);
+            let (t, r) = conformal_threshold(&cal, 0.05);
+            stated = r;
+            for _ in 0..5 {
+                total += 1;
+                if next() > t {
+                    over += 1;
+                }
+            }
+        }
+        // The stated rate bounds what healthy windows do; the nominal 5 % would not.
+        let observed = over as f64 / total as f64;
+        assert!(observed <= stated + 0.01, "{observed} vs {stated}");
+        assert!(observed > 0.05 + 0.03, "{observed}");
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct ReplayArgs {
     /// Use the whole metric baseline, even rows overlapping earlier known incidents.
     #[arg(long)]
     pub no_mask: bool,
+    /// Seconds after an earlier known incident's end during which baseline rows are still masked
+    /// (the service recovering).
+    #[arg(long, value_name = "SECONDS", default_value_t = ReplayConfig::default().incident_recovery_s)]
+    pub recovery: f64,
     /// Worker threads (default: available cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -55,6 +59,12 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             args.interval
         );
     }
+    if !(args.recovery.is_finite() && args.recovery >= 0.0) {
+        bail!(
+            "--recovery: expected a non-negative number of seconds, got {}",
+            args.recovery
+        );
+    }
     let dir = args.dir.clone().unwrap_or_else(default_dir);
     let folders = scenario::discover(&dir)
         .with_context(|| format!("reading scenarios from {}", dir.display()))?;
@@ -67,6 +77,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let config = ReplayConfig {
         interval_s: args.interval,
         mask_known_incidents: !args.no_mask,
+        incident_recovery_s: args.recovery,
         ..ReplayConfig::default()
     };
     let start = Instant::now();

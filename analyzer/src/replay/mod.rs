@@ -12,7 +12,6 @@ pub mod report;
 pub mod scenario;
 
 use serde::Serialize;
-use vigil_models::anomaly::AnomalyModel;
 
 use crate::verdict::{Finding, Judgement, Verdict};
 use judges::{JudgeConfig, SideView, View};
@@ -38,7 +37,7 @@ impl Default for ReplayConfig {
         Self {
             interval_s: 30.0,
             mask_known_incidents: true,
-            incident_recovery_s: 120.0,
+            incident_recovery_s: 300.0,
             judges: JudgeConfig::default(),
         }
     }
@@ -174,6 +173,7 @@ fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
         spans,
         log_exposure: exposure(side.log_seconds_covered, side.log_window),
         trace_exposure: exposure(side.trace_seconds_covered, side.trace_window),
+        until,
     }
 }
 
@@ -233,7 +233,7 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
         }
         _ => baseline_side,
     };
-    let mut model: Option<Result<AnomalyModel, String>> = None;
+    let mut model: Option<judges::AnomalyModels> = None;
     let mut runs: Vec<Vec<(Step, Judgement)>> = vec![Vec::new(); 3];
     let mut done = [false; 3];
     for k in 1..=steps {

@@ -21,8 +21,13 @@ pub enum LoadError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// A table file (CSV or Parquet) that polars could not read, or that lacks a column.
     #[error("{path}: {message}")]
-    Csv { path: PathBuf, message: String },
+    Table { path: PathBuf, message: String },
+    #[error(
+        "{dir}: both {name}.csv and {name}.parquet exist; keep one so that no data is ignored"
+    )]
+    Ambiguous { dir: PathBuf, name: String },
     #[error("{path}: field `{field}`: expected {expected}, got {got:?}")]
     Field {
         path: PathBuf,
@@ -361,9 +366,9 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
                 cov: Option<&RawCoverage>|
      -> Result<Side, LoadError> {
         let d = dir.join(name);
-        let metrics = optional(&d.join("metrics.csv"), read_metrics)?;
+        let metrics = optional_table(&d, "metrics", read_metrics)?;
         let logs = optional(&d.join("logs.jsonl"), read_logs)?;
-        let spans = optional(&d.join("spans.csv"), read_spans)?;
+        let spans = optional_table(&d, "spans", read_spans)?;
         Ok(Side {
             metrics,
             logs,
@@ -405,11 +410,39 @@ fn optional<T>(
     }
 }
 
-fn csv_frame(path: &Path) -> Result<DataFrame, LoadError> {
-    let err = |e: PolarsError| LoadError::Csv {
+/// A table may come as `NAME.csv` or `NAME.parquet`; both at once is an error rather than a silent
+/// choice, since the two could disagree.
+fn optional_table<T>(
+    dir: &Path,
+    name: &str,
+    read: fn(&Path) -> Result<T, LoadError>,
+) -> Result<Option<T>, LoadError> {
+    let csv = dir.join(format!("{name}.csv"));
+    let parquet = dir.join(format!("{name}.parquet"));
+    match (csv.is_file(), parquet.is_file()) {
+        (true, true) => Err(LoadError::Ambiguous {
+            dir: dir.to_path_buf(),
+            name: name.into(),
+        }),
+        (true, false) => read(&csv).map(Some),
+        (false, true) => read(&parquet).map(Some),
+        (false, false) => Ok(None),
+    }
+}
+
+/// Reads a CSV or Parquet file (by extension) into a frame; the one place polars touches files.
+fn table_frame(path: &Path) -> Result<DataFrame, LoadError> {
+    let err = |e: PolarsError| LoadError::Table {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
+    if path.extension().and_then(|e| e.to_str()) == Some("parquet") {
+        let file = std::fs::File::open(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        return ParquetReader::new(file).finish().map_err(err);
+    }
     // An empty file (not even a header) is a recorded window with nothing in it.
     if std::fs::metadata(path)
         .map(|m| m.len() == 0)
@@ -431,15 +464,15 @@ fn string_column(
     path: &Path,
     name: &str,
 ) -> Result<Vec<Option<String>>, LoadError> {
-    let col = df.column(name).map_err(|_| LoadError::Csv {
+    let col = df.column(name).map_err(|_| LoadError::Table {
         path: path.to_path_buf(),
         message: format!("missing column `{name}`"),
     })?;
-    let s = col.cast(&DataType::String).map_err(|e| LoadError::Csv {
+    let s = col.cast(&DataType::String).map_err(|e| LoadError::Table {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let ca = s.str().map_err(|e| LoadError::Csv {
+    let ca = s.str().map_err(|e| LoadError::Table {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -447,15 +480,15 @@ fn string_column(
 }
 
 fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, LoadError> {
-    let col = df.column(name).map_err(|_| LoadError::Csv {
+    let col = df.column(name).map_err(|_| LoadError::Table {
         path: path.to_path_buf(),
         message: format!("missing column `{name}`"),
     })?;
-    let s = col.cast(&DataType::Float64).map_err(|e| LoadError::Csv {
+    let s = col.cast(&DataType::Float64).map_err(|e| LoadError::Table {
         path: path.to_path_buf(),
         message: format!("column `{name}`: expected numbers: {e}"),
     })?;
-    let ca = s.f64().map_err(|e| LoadError::Csv {
+    let ca = s.f64().map_err(|e| LoadError::Table {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -477,13 +510,48 @@ fn times(path: &Path, column: &str, raw: Vec<Option<String>>) -> Result<Vec<f64>
         .collect()
 }
 
-/// `metrics.csv`: a `timestamp` column and numeric columns.
+/// A time column as Unix seconds: ISO-8601 strings (CSV, or Parquet written from CSV) or a Parquet
+/// timestamp of any unit. Polars keeps zoned timestamps as UTC instants, so the zone needs no care.
+fn time_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, LoadError> {
+    let col = df.column(name).map_err(|_| LoadError::Table {
+        path: path.to_path_buf(),
+        message: format!("missing column `{name}`"),
+    })?;
+    if let DataType::Datetime(unit, _) = col.dtype() {
+        let per_second = match unit {
+            TimeUnit::Nanoseconds => 1e9,
+            TimeUnit::Microseconds => 1e6,
+            TimeUnit::Milliseconds => 1e3,
+        };
+        let phys = col.to_physical_repr();
+        let ca = phys.i64().map_err(|e| LoadError::Table {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        return ca
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.map(|v| v as f64 / per_second)
+                    .ok_or_else(|| LoadError::Field {
+                        path: path.to_path_buf(),
+                        field: format!("{name} (row {})", i + 1),
+                        expected: "a timestamp".into(),
+                        got: "null".into(),
+                    })
+            })
+            .collect();
+    }
+    times(path, name, string_column(df, path, name)?)
+}
+
+/// `metrics.csv` / `metrics.parquet`: a `timestamp` column and numeric columns.
 pub fn read_metrics(path: &Path) -> Result<MetricTable, LoadError> {
-    let df = csv_frame(path)?;
+    let df = table_frame(path)?;
     if df.width() == 0 {
         return Ok(MetricTable::default());
     }
-    let t = times(path, "timestamp", string_column(&df, path, "timestamp")?)?;
+    let t = time_column(&df, path, "timestamp")?;
     let mut columns = Vec::new();
     for name in df.get_column_names() {
         if name.as_str() == "timestamp" {
@@ -496,7 +564,7 @@ pub fn read_metrics(path: &Path) -> Result<MetricTable, LoadError> {
 
 /// `spans.csv`: trace_id, span_id, parent_id, operation, start, duration_ms[, pod][, error].
 pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
-    let df = csv_frame(path)?;
+    let df = table_frame(path)?;
     if df.height() == 0 {
         return Ok(Vec::new());
     }
@@ -504,7 +572,7 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
     let span = string_column(&df, path, "span_id")?;
     let parent = string_column(&df, path, "parent_id")?;
     let op = string_column(&df, path, "operation")?;
-    let start = times(path, "start", string_column(&df, path, "start")?)?;
+    let start = time_column(&df, path, "start")?;
     let dur = float_column(&df, path, "duration_ms")?;
     let err: Option<Vec<Option<String>>> = if df.column("error").is_ok() {
         Some(string_column(&df, path, "error")?)
