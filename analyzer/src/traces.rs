@@ -333,7 +333,8 @@ fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig)
             out.push(Finding {
                 signal: Signal::Traces,
                 subject: format!("fan-out {parent} -> {child}"),
-                severity: Severity::Fail,
+                // A new version may call a dependency more or less often on purpose.
+                severity: Severity::Review,
                 strength: strength(p),
                 detail: format!(
                     "{:.2} -> {:.2} calls per {parent} span ({kb}/{nb} vs {kc}/{nc}), p {p:.1e}",
@@ -438,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn tripled_fan_out_on_a_dozen_requests_fails_and_nine_are_too_few() {
+    fn tripled_fan_out_on_a_dozen_requests_is_for_review_and_nine_are_too_few() {
         // 12 `search` requests per side; each calls `price` once in the baseline, three times in
         // the canary (a retry loop, say). 12 vs 36 calls is far beyond chance (exact test).
         let ids: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
@@ -475,7 +476,7 @@ mod tests {
             .iter()
             .find(|f| f.subject == "fan-out search -> price")
             .unwrap_or_else(|| panic!("{:?}", r.findings));
-        assert_eq!(f.severity, Severity::Fail);
+        assert_eq!(f.severity, Severity::Review);
         let r = judge(&build(9, 1, 0), &build(9, 3, 100), 60.0, 60.0, &config);
         assert!(
             r.findings.iter().all(|f| !f.subject.starts_with("fan-out")),

@@ -35,6 +35,10 @@ impl Signal {
 pub enum Severity {
     /// Worth a look; lowers the score.
     Warn,
+    /// A clear, statistically supported change whose harm depends on intent — a release may
+    /// change how often it calls a dependency on purpose. Scores like Fail but, even on a critical
+    /// signal, makes the analysis at most Marginal: a person decides.
+    Review,
     /// Harmful with statistical support; fails the analysis when the signal is critical.
     Fail,
 }
@@ -162,15 +166,13 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
         let mut s: f64 = 100.0;
         for f in &r.findings {
             s -= match f.severity {
-                Severity::Fail => config.fail_penalty,
+                Severity::Fail | Severity::Review => config.fail_penalty,
                 Severity::Warn => config.warn_penalty,
             };
-            if f.severity == Severity::Fail {
-                if config.critical.contains(&r.signal) {
-                    critical_fail = true;
-                } else {
-                    other_fail = true;
-                }
+            match f.severity {
+                Severity::Fail if config.critical.contains(&r.signal) => critical_fail = true,
+                Severity::Fail | Severity::Review => other_fail = true,
+                Severity::Warn => {}
             }
         }
         let s = s.max(0.0);
@@ -315,6 +317,24 @@ mod tests {
         // anomaly 75: (35 + 11.25) / 0.5 = 92.5
         assert_eq!(j.verdict, Verdict::Pass);
         assert!((j.score - 92.5).abs() < 1e-9, "{}", j.score);
+    }
+
+    #[test]
+    fn a_review_finding_on_a_critical_signal_makes_marginal_not_fail() {
+        let cfg = FusionConfig::default();
+        let traces =
+            |severity| report(Signal::Traces, vec![finding(Signal::Traces, severity, 3.0)]);
+        let j = fuse(
+            &[report(Signal::Metrics, vec![]), traces(Severity::Review)],
+            &cfg,
+        );
+        assert_eq!(j.verdict, Verdict::Marginal, "{}", j.score);
+        assert!((j.score - 74.0).abs() < 1e-9, "{}", j.score);
+        let j = fuse(
+            &[report(Signal::Metrics, vec![]), traces(Severity::Fail)],
+            &cfg,
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
     }
 
     #[test]
