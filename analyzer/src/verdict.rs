@@ -20,6 +20,13 @@ pub enum Signal {
 }
 
 impl Signal {
+    pub const ALL: [Signal; 4] = [
+        Signal::Metrics,
+        Signal::Logs,
+        Signal::Traces,
+        Signal::Anomaly,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Metrics => "metrics",

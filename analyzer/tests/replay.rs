@@ -402,3 +402,33 @@ fn both_csv_and_parquet_for_one_table_is_an_error_not_a_choice() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(err.contains("metrics.csv and metrics.parquet"), "{err}");
 }
+
+#[test]
+fn ablation_shows_what_a_signal_adds() {
+    // CPU 20 % -> 60 %: only the metric signal (and the anomaly model over metrics) sees it.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--json", "--quiet", "--ablation"])
+        .arg(datasets().join("synthetic/syn-constant-metrics-jump"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = &v["summary"];
+    assert_eq!(summary["judges"]["vigil"]["true_positives"], 1);
+    let ablation = summary["ablation"].as_object().unwrap();
+    assert_eq!(ablation.len(), 4, "{ablation:?}");
+    assert_eq!(ablation["metrics"]["true_positives"], 0, "{ablation:?}");
+    assert_eq!(ablation["logs"]["true_positives"], 1, "{ablation:?}");
+    // Without the flag the contract has no ablation key.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--json", "--quiet"])
+        .arg(datasets().join("synthetic/syn-constant-metrics-jump"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["summary"].get("ablation").is_none());
+}

@@ -10,7 +10,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::replay::{self, report, scenario, ReplayConfig, ScenarioResult};
+use crate::replay::{self, report, scenario, JudgeName, ReplayConfig, ScenarioResult};
+use crate::verdict::Signal;
 
 /// Arguments of `vigil replay`.
 #[derive(Debug, Args)]
@@ -36,6 +37,10 @@ pub struct ReplayArgs {
     /// Worker threads (default: available cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Also replay with each of Vigil's signals left out in turn and report what each one adds
+    /// (four more runs of the corpus).
+    #[arg(long)]
+    pub ablation: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -83,7 +88,17 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let start = Instant::now();
     let results = replay_all(&folders, &config, args.jobs, !args.quiet)?;
     let seconds = start.elapsed().as_secs_f64();
-    let summary = report::summarise(&results, seconds);
+    let mut summary = report::summarise(&results, seconds);
+    if args.ablation {
+        for signal in Signal::ALL {
+            let mut without = config.clone();
+            without.judges.without = vec![signal];
+            let rs = replay_all(&folders, &without, args.jobs, false)?;
+            summary
+                .ablation
+                .insert(signal.as_str(), report::measures(&rs, JudgeName::Vigil));
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer(&mut stdout, &report::to_json(&results, &summary))?;

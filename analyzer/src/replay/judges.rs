@@ -102,6 +102,9 @@ pub struct JudgeConfig {
     pub anomaly: AnomalyConfig,
     pub fusion: FusionConfig,
     pub log: LogJudgeConfig,
+    /// Signals Vigil leaves out, as if they had not been recorded (`vigil replay --ablation`
+    /// measures what each one adds this way).
+    pub without: Vec<Signal>,
 }
 
 fn column(t: &MetricTable, rows: (usize, usize), name: &str) -> Vec<f64> {
@@ -625,11 +628,18 @@ fn anomaly_finding(model: &AnomalyModel, rows: &[Vec<f64>], unit: &str) -> Optio
 
 /// Vigil: every signal, fused.
 pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -> Judgement {
+    let run = |signal: Signal, judge: &dyn Fn() -> SignalReport| {
+        if config.without.contains(&signal) {
+            absent(signal)
+        } else {
+            judge()
+        }
+    };
     let reports = [
-        vigil_metrics(view, &config.metric),
-        vigil_logs(view, &config.log),
-        vigil_traces(view, &config.trace),
-        vigil_anomaly(view, model),
+        run(Signal::Metrics, &|| vigil_metrics(view, &config.metric)),
+        run(Signal::Logs, &|| vigil_logs(view, &config.log)),
+        run(Signal::Traces, &|| vigil_traces(view, &config.trace)),
+        run(Signal::Anomaly, &|| vigil_anomaly(view, model)),
     ];
     verdict::fuse(&reports, &config.fusion)
 }

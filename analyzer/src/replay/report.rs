@@ -103,6 +103,9 @@ pub struct Summary {
     pub by_system: BTreeMap<&'static str, BTreeMap<String, Measures>>,
     /// judge -> fault type -> measures (positives of that type; recall is the figure to read).
     pub by_fault_type: BTreeMap<&'static str, BTreeMap<String, Measures>>,
+    /// With `--ablation`: Vigil's measures with one signal left out, keyed by that signal.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ablation: BTreeMap<&'static str, Measures>,
 }
 
 pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
@@ -145,6 +148,7 @@ pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
         judges,
         by_system,
         by_fault_type,
+        ablation: BTreeMap::new(),
     }
 }
 
@@ -297,6 +301,23 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
             cells.join("   "),
             m0.positives
         );
+    }
+    if !summary.ablation.is_empty() {
+        let all = &summary.judges["vigil"];
+        let _ = writeln!(
+            out,
+            "\nwhat each signal adds (vigil with it left out; caught / false = faults and false positives that go away without it):"
+        );
+        for (signal, m) in &summary.ablation {
+            let _ = writeln!(
+                out,
+                "  without {signal:<8} recall {:>5} FPR {:>6}   caught {:+}   false {:+}",
+                fmt_opt(m.recall, 2),
+                fmt_opt(m.false_positive_rate, 3),
+                all.true_positives as i64 - m.true_positives as i64,
+                all.false_positives as i64 - m.false_positives as i64,
+            );
+        }
     }
     let _ = writeln!(
         out,
