@@ -26,6 +26,8 @@ pub enum AnomalyError {
     },
     #[error("no features")]
     NoFeatures,
+    #[error("{got} feature resolutions for {expected} features (one per feature name)")]
+    ResolutionLength { got: usize, expected: usize },
     #[error("Gaussian mixture fit failed: {0}")]
     Fit(String),
 }
@@ -66,8 +68,8 @@ pub struct AnomalyModel {
     components: Vec<Component>,
     /// Negative log-likelihood above which a window is anomalous.
     pub threshold: f64,
-    /// The share of healthy windows expected above `threshold`: the configured rate rounded up
-    /// to what `n` calibration scores can resolve (see [`fit`]).
+    /// The share of healthy windows expected above `threshold`: (1 + calibration scores above
+    /// it)/(n + 1), never below the configured rate (see `conformal_threshold`).
     pub false_alarm_rate: f64,
 }
 
@@ -123,6 +125,12 @@ pub fn fit_with_resolution(
 ) -> Result<AnomalyModel, AnomalyError> {
     if names.is_empty() {
         return Err(AnomalyError::NoFeatures);
+    }
+    if resolution.len() != names.len() {
+        return Err(AnomalyError::ResolutionLength {
+            got: resolution.len(),
+            expected: names.len(),
+        });
     }
     if rows.len() < config.min_windows.max(3) {
         return Err(AnomalyError::TooFewWindows {
@@ -465,5 +473,15 @@ mod tests {
         let err = fit(&names(), &rows, &AnomalyConfig::default()).unwrap_err();
         assert_eq!(err, AnomalyError::TooFewWindows { needed: 8, got: 4 });
         assert!(err.to_string().contains("at least 8"));
+        let rows = vec![vec![1.0, 2.0, 3.0]; 10];
+        let err =
+            fit_with_resolution(&names(), &rows, &[0.1], &AnomalyConfig::default()).unwrap_err();
+        assert_eq!(
+            err,
+            AnomalyError::ResolutionLength {
+                got: 1,
+                expected: 3
+            }
+        );
     }
 }

@@ -90,13 +90,19 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let mut summary = report::summarise(&results, seconds);
     if args.ablation {
-        for signal in Signal::ALL {
-            let mut without = config.clone();
-            without.judges.without = vec![signal];
-            let rs = replay_all(&folders, &without, args.jobs, false)?;
+        let variants: Vec<ReplayConfig> = Signal::ALL
+            .iter()
+            .map(|signal| {
+                let mut without = config.clone();
+                without.judges.without = vec![*signal];
+                without
+            })
+            .collect();
+        let runs = replay_variants(&folders, &variants, args.jobs, false)?;
+        for (signal, rs) in Signal::ALL.iter().zip(&runs) {
             summary
                 .ablation
-                .insert(signal.as_str(), report::measures(&rs, JudgeName::Vigil));
+                .insert(signal.as_str(), report::measures(rs, JudgeName::Vigil));
         }
     }
     let mut stdout = std::io::stdout().lock();
@@ -122,6 +128,19 @@ pub fn replay_all(
     jobs: Option<usize>,
     progress: bool,
 ) -> Result<Vec<ScenarioResult>> {
+    let mut runs = replay_variants(folders, std::slice::from_ref(config), jobs, progress)?;
+    Ok(runs.pop().unwrap_or_default())
+}
+
+/// [`replay_all`] under several configurations at once: each folder is loaded once and replayed
+/// under every configuration, so `--ablation` does not read the corpus again per variant. Returns
+/// one result list per configuration, each in input order.
+pub fn replay_variants(
+    folders: &[PathBuf],
+    configs: &[ReplayConfig],
+    jobs: Option<usize>,
+    progress: bool,
+) -> Result<Vec<Vec<ScenarioResult>>> {
     let jobs = jobs
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -131,7 +150,7 @@ pub fn replay_all(
         .max(1);
     let next = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<ScenarioResult>>> = Mutex::new(vec![None; folders.len()]);
+    let slots: Mutex<Vec<Option<Vec<ScenarioResult>>>> = Mutex::new(vec![None; folders.len()]);
     let bar = Progress::new(folders.len(), progress);
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(folders.len()) {
@@ -141,8 +160,11 @@ pub fn replay_all(
                     break;
                 }
                 let folder = &folders[i];
-                let result = match scenario::load(folder) {
-                    Ok(s) => replay::replay_scenario(&s, config),
+                let results: Vec<ScenarioResult> = match scenario::load(folder) {
+                    Ok(s) => configs
+                        .iter()
+                        .map(|c| replay::replay_scenario(&s, c))
+                        .collect(),
                     Err(e) => {
                         tracing::warn!("{e}");
                         let id = folder
@@ -151,11 +173,11 @@ pub fn replay_all(
                             .unwrap_or_default();
                         let mut r = replay::error_result(&id, &e.to_string());
                         r.expected = expected_of(folder);
-                        r
+                        vec![r; configs.len()]
                     }
                 };
                 if let Ok(mut s) = slots.lock() {
-                    s[i] = Some(result);
+                    s[i] = Some(results);
                 }
                 bar.tick(finished.fetch_add(1, Ordering::Relaxed) + 1);
             });
@@ -165,7 +187,14 @@ pub fn replay_all(
     let slots = slots
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a replay worker panicked"))?;
-    Ok(slots.into_iter().flatten().collect())
+    // Transpose: per folder, per configuration -> per configuration, per folder.
+    let mut runs: Vec<Vec<ScenarioResult>> = vec![Vec::with_capacity(folders.len()); configs.len()];
+    for per_config in slots.into_iter().flatten() {
+        for (run, r) in runs.iter_mut().zip(per_config) {
+            run.push(r);
+        }
+    }
+    Ok(runs)
 }
 
 /// `expected` of a scenario that failed to load, if its scenario.json still says it, so that the

@@ -11,7 +11,9 @@ use vigil_models::vigil_judge::{
 };
 
 use super::scenario::{LogLine, MetricTable, Span};
-use crate::logs::judge::{judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig};
+use crate::logs::judge::{
+    judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig, Severity as LogSeverity,
+};
 use crate::logs::records::LogRecord;
 use crate::traces::{self, SpanRecord, TraceConfig};
 use crate::verdict::{
@@ -376,7 +378,7 @@ pub struct EventModel {
 /// What the event features need from the baseline: which modalities both sides recorded, and
 /// each operation's median log-latency, so that a window's latency is read relative to its own
 /// operations and a shift in the operation mix is not mistaken for slowness.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct EventReference {
     logs: bool,
     spans: bool,
@@ -453,11 +455,11 @@ impl EventReference {
             for l in side.logs.unwrap_or_default() {
                 let a = buckets.entry(key(l.time)).or_default();
                 a.lines += 1.0;
-                let bad = l.severity.as_deref().is_some_and(|s| {
-                    ["WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"]
-                        .iter()
-                        .any(|b| s.eq_ignore_ascii_case(b))
-                });
+                let bad = l
+                    .severity
+                    .as_deref()
+                    .and_then(LogSeverity::from_level)
+                    .is_some_and(|s| s >= LogSeverity::Warn);
                 if bad {
                     a.bad_lines += 1.0;
                 }
