@@ -243,6 +243,142 @@ fn a_broken_scenario_is_an_error_that_names_the_field() {
     );
 }
 
+/// A private copy of a bundled scenario, for tests that break or edit it.
+fn copy_error_logs_scenario(dst: &Path) {
+    let src = datasets()
+        .join("synthetic")
+        .join("syn-error-logs-and-slow-spans");
+    for side in ["", "baseline", "canary"] {
+        std::fs::create_dir_all(dst.join(side)).unwrap();
+        for entry in std::fs::read_dir(src.join(side)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dst.join(side).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+/// Copies a bundled scenario, breaks one file with `edit`, and returns the Error note replay gives.
+fn broken_copy_note(name: &str, edit: impl FnOnce(&Path)) -> String {
+    let dst = std::env::temp_dir()
+        .join(format!("vigil-broken-{}-{name}", std::process::id()))
+        .join(name);
+    copy_error_logs_scenario(&dst);
+    edit(&dst);
+    let rs = replay_all(
+        std::slice::from_ref(&dst),
+        &ReplayConfig::default(),
+        Some(1),
+        false,
+    )
+    .unwrap();
+    std::fs::remove_dir_all(dst.parent().unwrap()).unwrap();
+    assert_eq!(
+        rs[0].vigil.verdict,
+        Verdict::Error,
+        "{name}: {:?}",
+        rs[0].vigil
+    );
+    rs[0].vigil.note.clone().unwrap()
+}
+
+/// Replaces the value in `column` of data row `row` (1-based, after the header) of a CSV file.
+fn set_cell(path: &Path, row: usize, column: &str, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let at = lines[0].split(',').position(|c| c == column).unwrap();
+    let mut cells: Vec<&str> = lines[row].split(',').collect();
+    cells[at] = value;
+    lines[row] = cells.join(",");
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn malformed_values_are_errors_that_name_file_field_and_value() {
+    // Text where a number belongs was read as a silent NaN before; infinity would poison means.
+    let note = broken_copy_note("text-metric", |d| {
+        set_cell(&d.join("canary/metrics.csv"), 2, "CpuUsageRate(%)", "abc")
+    });
+    assert!(
+        note.contains("canary/metrics.csv")
+            && note.contains("CpuUsageRate(%) (row 2)")
+            && note.contains("\"abc\""),
+        "{note}"
+    );
+    let note = broken_copy_note("inf-metric", |d| {
+        set_cell(&d.join("baseline/metrics.csv"), 4, "CpuUsageRate(%)", "inf")
+    });
+    assert!(
+        note.contains("baseline/metrics.csv") && note.contains("(row 4)") && note.contains("inf"),
+        "{note}"
+    );
+    let note = broken_copy_note("negative-duration", |d| {
+        set_cell(&d.join("canary/spans.csv"), 1, "duration_ms", "-5")
+    });
+    assert!(
+        note.contains("duration_ms (row 1)")
+            && note.contains("non-negative")
+            && note.contains("-5"),
+        "{note}"
+    );
+    let note = broken_copy_note("reversed-window", |d| {
+        let p = d.join("scenario.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let w = &mut v["canary_window"];
+        let (start, end) = (w["start"].clone(), w["end"].clone());
+        w["start"] = end;
+        w["end"] = start;
+        std::fs::write(&p, v.to_string()).unwrap();
+    });
+    assert!(
+        note.contains("canary_window.end") && note.contains("a time after"),
+        "{note}"
+    );
+}
+
+#[test]
+fn an_unknown_scenario_field_is_named_on_stderr_and_the_scenario_still_runs() {
+    let dst = std::env::temp_dir().join(format!("vigil-unknown-{}", std::process::id()));
+    let s = dst.join("syn-error-logs-and-slow-spans");
+    copy_error_logs_scenario(&s);
+    let p = s.join("scenario.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    v["context_fault"] = Value::Array(vec![]);
+    std::fs::write(&p, v.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--json"])
+        .arg(&s)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dst).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `context_fault`"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["scenarios"][0]["verdict"], "Fail", "{json}");
+}
+
+#[test]
+fn missing_samples_stay_missing_and_do_not_fail_the_load() {
+    // `NaN` and empty cells are the format's missing samples (the Nezha exports have them).
+    let dst = std::env::temp_dir().join(format!("vigil-missing-{}", std::process::id()));
+    let s = dst.join("syn-error-logs-and-slow-spans");
+    copy_error_logs_scenario(&s);
+    set_cell(&s.join("canary/metrics.csv"), 2, "CpuUsageRate(%)", "NaN");
+    set_cell(&s.join("canary/metrics.csv"), 3, "CpuUsageRate(%)", "");
+    let scenario = vigil_analyzer::replay::scenario::load(&s).unwrap();
+    std::fs::remove_dir_all(&dst).unwrap();
+    let table = scenario.canary.metrics.unwrap();
+    let cpu = &table
+        .columns
+        .iter()
+        .find(|(n, _)| n == "CpuUsageRate(%)")
+        .unwrap()
+        .1;
+    assert!(cpu[1].is_nan() && cpu[2].is_nan(), "{:?}", &cpu[..4]);
+    assert!(cpu[0].is_finite() && cpu[3].is_finite(), "{:?}", &cpu[..4]);
+}
+
 #[test]
 fn html_report_is_self_contained_with_plots_and_timeline() {
     let html_path = std::env::temp_dir().join(format!("vigil-replay-{}.html", std::process::id()));

@@ -213,10 +213,13 @@ pub fn log_template(body: &str) -> String {
     out.join(" ")
 }
 
+/// ERROR or worse by the same level parser the log judge uses, so that both read `err`, `crit`,
+/// `severe` or OTLP's `ERROR2` alike.
 fn is_error(l: &LogLine) -> bool {
     l.severity
         .as_deref()
-        .is_some_and(|s| s.eq_ignore_ascii_case("ERROR") || s.eq_ignore_ascii_case("FATAL"))
+        .and_then(LogSeverity::from_level)
+        .is_some_and(|s| s >= LogSeverity::Error)
 }
 
 /// Vigil's log signal: the log judge (pattern mining, new patterns, rate shifts per covered
@@ -911,6 +914,32 @@ mod tests {
         View {
             baseline: sv(b, f64::INFINITY),
             canary: sv(c, 360.0),
+        }
+    }
+
+    #[test]
+    fn naive_judge_reads_error_levels_as_the_log_judge_does() {
+        let line = |sev: &str, body: &str| LogLine {
+            time: 200.0,
+            severity: Some(sev.into()),
+            body: body.into(),
+        };
+        let baseline = (vec![line("INFO", "started")], vec![]);
+        for (sev, flagged) in [
+            ("err", true),
+            ("SEVERE", true),
+            ("ERROR2", true),
+            ("crit", true),
+        ]
+        .into_iter()
+        .chain([("WARN", false), ("notice", false), ("bogus", false)])
+        {
+            let canary = (
+                vec![line(sev, "payment gateway refused the charge")],
+                vec![],
+            );
+            let j = naive(&view(&baseline, &canary));
+            assert_eq!(j.verdict == Verdict::Fail, flagged, "level {sev}: {j:?}");
         }
     }
 

@@ -246,6 +246,35 @@ struct RawScenario {
     context_faults: Vec<RawContextFault>,
 }
 
+/// Every top-level field of the scenario format (`datasets/README.md` and the shared incidents'
+/// README), read or not.
+const SCENARIO_FIELDS: &[&str] = &[
+    "id",
+    "split",
+    "system",
+    "day",
+    "pod",
+    "service",
+    "expected",
+    "fault_type",
+    "inject_time_utc",
+    "fault_end_utc",
+    "baseline_window",
+    "canary_window",
+    "windows",
+    "coverage",
+    "files",
+    "pre_window_clean",
+    "pre_window_clean_with_recovery",
+    "metrics_baseline_has_same_pod_fault",
+    "metrics_baseline_clean_since",
+    "context_faults",
+    "truncation",
+    "notes",
+    "source_ref",
+    "provenance",
+];
+
 /// Finds scenario folders: `dir` itself if it holds a `scenario.json`, else every folder below it
 /// that does (not descending into scenario folders), sorted by path.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
@@ -286,7 +315,26 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         path: json_path.clone(),
         source,
     })?;
-    let raw: RawScenario = serde_json::from_str(&text).map_err(|source| LoadError::Json {
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| LoadError::Json {
+            path: json_path.clone(),
+            source,
+        })?;
+    // Replay reads a few of the format's fields and ignores the rest by design, but a field the
+    // format does not have at all is most likely a typo (`context_fault`) whose meaning would be
+    // lost without a word, so it is named. Not an error: a newer corpus may add fields.
+    if let Some(map) = value.as_object() {
+        for key in map
+            .keys()
+            .filter(|k| !SCENARIO_FIELDS.contains(&k.as_str()))
+        {
+            tracing::warn!(
+                "{}: unknown field `{key}` (not part of the scenario format), ignored",
+                json_path.display()
+            );
+        }
+    }
+    let raw: RawScenario = serde_json::from_value(value).map_err(|source| LoadError::Json {
         path: json_path.clone(),
         source,
     })?;
@@ -299,10 +347,17 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         })
     };
     let window = |field: &str, w: &RawWindow| -> Result<Window, LoadError> {
-        Ok(Window {
-            start: field_time(&format!("{field}.start"), &w.start)?,
-            end: field_time(&format!("{field}.end"), &w.end)?,
-        })
+        let start = field_time(&format!("{field}.start"), &w.start)?;
+        let end = field_time(&format!("{field}.end"), &w.end)?;
+        if end <= start {
+            return Err(LoadError::Field {
+                path: json_path.clone(),
+                field: format!("{field}.end"),
+                expected: format!("a time after {field}.start ({})", w.start),
+                got: w.end.clone(),
+            });
+        }
+        Ok(Window { start, end })
     };
     let expected = match raw.expected.as_str() {
         "pass" => Expected::Pass,
@@ -479,11 +534,42 @@ fn string_column(
     Ok(ca.into_iter().map(|v| v.map(str::to_owned)).collect())
 }
 
+/// A numeric column; missing values (empty, `NaN`) become NaN, which the judges read as "no
+/// sample". Anything else that is not a finite number is an error naming the row: a silent NaN
+/// would hide a broken export, and an infinite value would poison every mean downstream.
 fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, LoadError> {
     let col = df.column(name).map_err(|_| LoadError::Table {
         path: path.to_path_buf(),
         message: format!("missing column `{name}`"),
     })?;
+    let bad = |row: usize, got: String| LoadError::Field {
+        path: path.to_path_buf(),
+        field: format!("{name} (row {})", row + 1),
+        expected: "a finite number, or empty/NaN for a missing sample".into(),
+        got,
+    };
+    if col.dtype() == &DataType::String {
+        // Polars reads a column with any non-numeric cell as text; a cast would turn those cells
+        // into nulls without a word, so each cell is parsed here instead.
+        let ca = col.str().map_err(|e| LoadError::Table {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        return ca
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let text = v.unwrap_or_default().trim();
+                if text.is_empty() || text.eq_ignore_ascii_case("nan") {
+                    return Ok(f64::NAN);
+                }
+                match text.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Ok(x),
+                    _ => Err(bad(i, text.to_string())),
+                }
+            })
+            .collect();
+    }
     let s = col.cast(&DataType::Float64).map_err(|e| LoadError::Table {
         path: path.to_path_buf(),
         message: format!("column `{name}`: expected numbers: {e}"),
@@ -492,7 +578,14 @@ fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, Loa
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    Ok(ca.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    ca.into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            None => Ok(f64::NAN),
+            Some(x) if x.is_infinite() => Err(bad(i, x.to_string())),
+            Some(x) => Ok(x),
+        })
+        .collect()
 }
 
 fn times(path: &Path, column: &str, raw: Vec<Option<String>>) -> Result<Vec<f64>, LoadError> {
@@ -596,12 +689,16 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
                 }
             },
         };
-        if !dur[i].is_finite() {
+        if !(dur[i].is_finite() && dur[i] >= 0.0) {
             return Err(LoadError::Field {
                 path: path.to_path_buf(),
                 field: format!("duration_ms (row {})", i + 1),
-                expected: "a number of milliseconds".into(),
-                got: "empty or non-numeric".into(),
+                expected: "a non-negative number of milliseconds".into(),
+                got: if dur[i].is_nan() {
+                    "empty".into()
+                } else {
+                    dur[i].to_string()
+                },
             });
         }
         out.push(Span {
