@@ -1,5 +1,6 @@
 //! The Vigil analyzer: telemetry, judges per signal, verdicts, and the `vigil` command line.
 
+pub mod analysis;
 pub mod cli;
 pub mod kayenta_api;
 pub mod logs;

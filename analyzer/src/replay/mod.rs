@@ -2,9 +2,9 @@
 //! would, and measure how often and how quickly each judge is right.
 //!
 //! Each interval (default 30 s) the canary window grows by one step and every judge runs on the
-//! data seen so far. A Fail ends the analysis (fail fast); otherwise the last interval decides.
-//! Time to detect is the elapsed canary time of the first interval whose verdict flags the canary,
-//! when the final verdict does.
+//! data seen so far; [`crate::analysis::Analysis`] applies the rules a live analysis follows (fail
+//! fast, the last interval decides, time to detect), so replay differs from live only in where the
+//! data comes from.
 
 pub mod html;
 pub mod judges;
@@ -13,7 +13,9 @@ pub mod scenario;
 
 use serde::Serialize;
 
-use crate::verdict::{Finding, Judgement, Verdict};
+use crate::analysis::Analysis;
+pub use crate::analysis::{Outcome, Step};
+use crate::verdict::Verdict;
 use judges::{JudgeConfig, SideView, View};
 use scenario::{Expected, Scenario, Side};
 
@@ -61,27 +63,6 @@ impl JudgeName {
             JudgeName::Naive => "naive",
         }
     }
-}
-
-/// One interval of the verdict timeline.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub elapsed_s: f64,
-    pub verdict: Verdict,
-    pub score: f64,
-}
-
-/// What one judge concluded on one scenario.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub verdict: Verdict,
-    pub score: f64,
-    pub time_to_detect_s: Option<f64>,
-    pub evidence: Vec<Finding>,
-    /// Every finding of the deciding interval (the evidence is its top three).
-    pub findings: Vec<Finding>,
-    pub note: Option<String>,
-    pub timeline: Vec<Step>,
 }
 
 /// The replay of one scenario.
@@ -234,8 +215,7 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
         _ => baseline_side,
     };
     let mut model: Option<judges::AnomalyModels> = None;
-    let mut runs: Vec<Vec<(Step, Judgement)>> = vec![Vec::new(); 3];
-    let mut done = [false; 3];
+    let mut runs = [Analysis::new(), Analysis::new(), Analysis::new()];
     for k in 1..=steps {
         let elapsed = (k as f64 * config.interval_s).min(horizon.max(config.interval_s));
         let until = t0 + elapsed;
@@ -262,8 +242,8 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
             };
             model = Some(judges::fit_anomaly(&fit_view, &config.judges.anomaly));
         }
-        for (j, judge) in JudgeName::ALL.iter().enumerate() {
-            if done[j] {
+        for (run, judge) in runs.iter_mut().zip(JudgeName::ALL) {
+            if run.is_done() {
                 continue;
             }
             let judgement = match judge {
@@ -271,53 +251,12 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
                 JudgeName::Kayenta => judges::kayenta(&view),
                 JudgeName::Naive => judges::naive(&view),
             };
-            let step = Step {
-                elapsed_s: elapsed,
-                verdict: judgement.verdict,
-                score: judgement.score,
-            };
-            if judgement.verdict == Verdict::Fail {
-                done[j] = true;
-            }
-            runs[j].push((step, judgement));
+            run.record(elapsed, judgement);
         }
-        if done.iter().all(|d| *d) {
+        if runs.iter().all(Analysis::is_done) {
             break;
         }
     }
-    let outcome = |run: &Vec<(Step, Judgement)>| -> Outcome {
-        let timeline: Vec<Step> = run.iter().map(|(s, _)| s.clone()).collect();
-        let Some((_, last)) = run.last() else {
-            return Outcome {
-                verdict: Verdict::Error,
-                score: 0.0,
-                time_to_detect_s: None,
-                evidence: vec![],
-                findings: vec![],
-                note: Some("no interval ran".into()),
-                timeline,
-            };
-        };
-        let ttd = if last.verdict.flagged() {
-            // the first interval of the final flagged streak
-            let mut first = run.len() - 1;
-            while first > 0 && run[first - 1].1.verdict.flagged() {
-                first -= 1;
-            }
-            Some(run[first].0.elapsed_s)
-        } else {
-            None
-        };
-        Outcome {
-            verdict: last.verdict,
-            score: last.score,
-            time_to_detect_s: ttd,
-            evidence: last.evidence.clone(),
-            findings: last.findings.clone(),
-            note: last.note.clone(),
-            timeline,
-        }
-    };
     ScenarioResult {
         id: s.id.clone(),
         system: s.system.clone(),
@@ -326,8 +265,8 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
             Expected::Pass => "pass",
             Expected::Fail => "fail",
         },
-        vigil: outcome(&runs[0]),
-        kayenta: outcome(&runs[1]),
-        naive: outcome(&runs[2]),
+        vigil: runs[0].outcome(),
+        kayenta: runs[1].outcome(),
+        naive: runs[2].outcome(),
     }
 }
