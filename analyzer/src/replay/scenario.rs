@@ -485,18 +485,30 @@ fn optional_table<T>(
     }
 }
 
-/// Reads a CSV or Parquet file (by extension) into a frame; the one place polars touches files.
-fn table_frame(path: &Path) -> Result<DataFrame, LoadError> {
-    let err = |e: PolarsError| LoadError::Table {
+/// A polars error, attributed to the file it came from.
+fn polars_error(path: &Path) -> impl Fn(PolarsError) -> LoadError + '_ {
+    move |e| LoadError::Table {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
+    }
+}
+
+fn column<'a>(df: &'a DataFrame, path: &Path, name: &str) -> Result<&'a Column, LoadError> {
+    df.column(name).map_err(|_| LoadError::Table {
+        path: path.to_path_buf(),
+        message: format!("missing column `{name}`"),
+    })
+}
+
+/// Reads a CSV or Parquet file (by extension) into a frame; the one place polars touches files.
+fn table_frame(path: &Path) -> Result<DataFrame, LoadError> {
+    let err = polars_error(path);
     if path.extension().and_then(|e| e.to_str()) == Some("parquet") {
         let file = std::fs::File::open(path).map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        return ParquetReader::new(file).finish().map_err(err);
+        return ParquetReader::new(file).finish().map_err(&err);
     }
     // An empty file (not even a header) is a recorded window with nothing in it.
     if std::fs::metadata(path)
@@ -509,9 +521,9 @@ fn table_frame(path: &Path) -> Result<DataFrame, LoadError> {
         .with_has_header(true)
         .with_infer_schema_length(None)
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .map_err(err)?
+        .map_err(&err)?
         .finish()
-        .map_err(err)
+        .map_err(&err)
 }
 
 fn string_column(
@@ -519,18 +531,9 @@ fn string_column(
     path: &Path,
     name: &str,
 ) -> Result<Vec<Option<String>>, LoadError> {
-    let col = df.column(name).map_err(|_| LoadError::Table {
-        path: path.to_path_buf(),
-        message: format!("missing column `{name}`"),
-    })?;
-    let s = col.cast(&DataType::String).map_err(|e| LoadError::Table {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let ca = s.str().map_err(|e| LoadError::Table {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let col = column(df, path, name)?;
+    let s = col.cast(&DataType::String).map_err(polars_error(path))?;
+    let ca = s.str().map_err(polars_error(path))?;
     Ok(ca.into_iter().map(|v| v.map(str::to_owned)).collect())
 }
 
@@ -538,10 +541,7 @@ fn string_column(
 /// sample". Anything else that is not a finite number is an error naming the row: a silent NaN
 /// would hide a broken export, and an infinite value would poison every mean downstream.
 fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, LoadError> {
-    let col = df.column(name).map_err(|_| LoadError::Table {
-        path: path.to_path_buf(),
-        message: format!("missing column `{name}`"),
-    })?;
+    let col = column(df, path, name)?;
     let bad = |row: usize, got: String| LoadError::Field {
         path: path.to_path_buf(),
         field: format!("{name} (row {})", row + 1),
@@ -551,10 +551,7 @@ fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, Loa
     if col.dtype() == &DataType::String {
         // Polars reads a column with any non-numeric cell as text; a cast would turn those cells
         // into nulls without a word, so each cell is parsed here instead.
-        let ca = col.str().map_err(|e| LoadError::Table {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let ca = col.str().map_err(polars_error(path))?;
         return ca
             .into_iter()
             .enumerate()
@@ -574,10 +571,7 @@ fn float_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, Loa
         path: path.to_path_buf(),
         message: format!("column `{name}`: expected numbers: {e}"),
     })?;
-    let ca = s.f64().map_err(|e| LoadError::Table {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let ca = s.f64().map_err(polars_error(path))?;
     ca.into_iter()
         .enumerate()
         .map(|(i, v)| match v {
@@ -606,10 +600,7 @@ fn times(path: &Path, column: &str, raw: Vec<Option<String>>) -> Result<Vec<f64>
 /// A time column as Unix seconds: ISO-8601 strings (CSV, or Parquet written from CSV) or a Parquet
 /// timestamp of any unit. Polars keeps zoned timestamps as UTC instants, so the zone needs no care.
 fn time_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, LoadError> {
-    let col = df.column(name).map_err(|_| LoadError::Table {
-        path: path.to_path_buf(),
-        message: format!("missing column `{name}`"),
-    })?;
+    let col = column(df, path, name)?;
     if let DataType::Datetime(unit, _) = col.dtype() {
         let per_second = match unit {
             TimeUnit::Nanoseconds => 1e9,
@@ -617,10 +608,7 @@ fn time_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<f64>, Load
             TimeUnit::Milliseconds => 1e3,
         };
         let phys = col.to_physical_repr();
-        let ca = phys.i64().map_err(|e| LoadError::Table {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let ca = phys.i64().map_err(polars_error(path))?;
         return ca
             .into_iter()
             .enumerate()
