@@ -335,8 +335,14 @@ fn location_and_dispersion(
         j.outcome = Outcome::Dispersed;
         j.test = Test::Dispersion;
         j.p_value = Some(p_disp);
+        // A constant baseline has no spread to multiply: say so instead of printing "x inf".
+        let growth = if ratio.is_finite() {
+            format!("x{ratio:.1}")
+        } else {
+            "from none (constant baseline)".into()
+        };
         j.reason = format!(
-            "median unchanged ({bm:.4} -> {cm:.4}) but spread x{ratio:.1} (MAD {mad_b:.4} -> {mad_c:.4}), p {p_disp:.2e}"
+            "median within tolerance ({bm:.4} -> {cm:.4}) but spread {growth} (MAD {mad_b:.4} -> {mad_c:.4}), p {p_disp:.2e}"
         );
     }
     j
@@ -617,6 +623,34 @@ mod tests {
             &cfg,
         );
         assert_eq!(j.outcome, Outcome::Dispersed, "{}", j.reason);
+    }
+
+    #[test]
+    fn spread_from_a_constant_baseline_is_worded_without_infinity() {
+        let cfg = VigilJudgeConfig::default();
+        let base = vec![50.0; 30];
+        let canary: Vec<f64> = (0..12)
+            .map(|i| {
+                if i % 2 == 0 {
+                    40.0 - i as f64
+                } else {
+                    60.0 + i as f64
+                }
+            })
+            .chain([50.0])
+            .collect();
+        let j = classify(
+            &base,
+            &canary,
+            MetricRule::new(Direction::Increase, MetricKind::Gauge),
+            &cfg,
+        );
+        assert_eq!(j.outcome, Outcome::Dispersed, "{}", j.reason);
+        assert!(
+            j.reason.contains("from none (constant baseline)") && !j.reason.contains("inf"),
+            "{}",
+            j.reason
+        );
     }
 
     #[test]
