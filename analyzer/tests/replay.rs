@@ -380,6 +380,49 @@ fn missing_samples_stay_missing_and_do_not_fail_the_load() {
 }
 
 #[test]
+fn set_changes_a_judge_setting_and_the_summary_says_so() {
+    // With the defaults this network delay is a Pass at 92 (one Warn from the anomaly model).
+    let dir = datasets()
+        .join("nezha")
+        .join("ob-20220822-f13-emailservice-network_delay");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["replay", "--quiet", "--json"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let default = run(&[]);
+    assert!(default.status.success());
+    let default: Value = serde_json::from_slice(&default.stdout).unwrap();
+    assert!(default["summary"].get("settings").is_none());
+    let s = &default["scenarios"][0];
+    assert_eq!(s["verdict"], "Pass", "{s}");
+    let score = s["score"].as_f64().unwrap();
+    assert!(score < 100.0, "{s}");
+    // Demanding a perfect score to pass turns that Warn into a Marginal, and the summary says
+    // which setting made the difference.
+    let strict = run(&["--set", "fusion.pass_threshold=100"]);
+    assert!(strict.status.success());
+    let strict: Value = serde_json::from_slice(&strict.stdout).unwrap();
+    assert_eq!(
+        strict["summary"]["settings"]["fusion.pass_threshold"],
+        "100"
+    );
+    let s = &strict["scenarios"][0];
+    assert_eq!(s["verdict"], "Marginal", "{s}");
+    assert_eq!(s["score"].as_f64(), Some(score));
+    let bad = run(&["--set", "metric.alpha=1.5"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("metric.alpha") && stderr.contains("1.5"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn html_report_is_self_contained_with_plots_and_timeline() {
     let html_path = std::env::temp_dir().join(format!("vigil-replay-{}.html", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::replay::judges::JudgeConfig;
 use crate::replay::{self, report, scenario, JudgeName, ReplayConfig, ScenarioResult};
 use crate::verdict::Signal;
 
@@ -41,6 +42,11 @@ pub struct ReplayArgs {
     /// (four more runs of the corpus).
     #[arg(long)]
     pub ablation: bool,
+    /// Change one of the judges' settings, `KEY=VALUE` (repeatable), e.g. `--set metric.alpha=0.02`,
+    /// to see what a more or less sensitive Vigil catches and costs. `--set help` lists the keys.
+    /// The settings used are printed with the summary (`summary.settings` in JSON).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -58,6 +64,13 @@ fn default_dir() -> PathBuf {
 
 /// Runs `vigil replay`; returns the results so callers (tests) can inspect them.
 pub fn run(args: &ReplayArgs) -> Result<()> {
+    if args.settings.iter().any(|s| s == "help") {
+        let mut out = std::io::stdout().lock();
+        for (key, accepts) in JudgeConfig::SETTINGS {
+            writeln!(out, "{key:<28} {accepts}")?;
+        }
+        return Ok(());
+    }
     if !(args.interval.is_finite() && args.interval > 0.0) {
         bail!(
             "--interval: expected a positive number of seconds, got {}",
@@ -79,16 +92,27 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             dir.display()
         );
     }
-    let config = ReplayConfig {
+    let mut config = ReplayConfig {
         interval_s: args.interval,
         mask_known_incidents: !args.no_mask,
         incident_recovery_s: args.recovery,
         ..ReplayConfig::default()
     };
+    let mut settings = std::collections::BTreeMap::new();
+    for s in &args.settings {
+        let Some((key, value)) = s.split_once('=') else {
+            bail!("--set {s}: expected KEY=VALUE (`--set help` lists the keys)");
+        };
+        let key = key.trim();
+        config.judges.set(key, value)?;
+        settings.insert(key.to_string(), value.trim().to_string());
+    }
+    config.judges.check()?;
     let start = Instant::now();
     let results = replay_all(&folders, &config, args.jobs, !args.quiet)?;
     let seconds = start.elapsed().as_secs_f64();
     let mut summary = report::summarise(&results, seconds);
+    summary.settings = settings;
     if args.ablation {
         let variants: Vec<ReplayConfig> = Signal::ALL
             .iter()

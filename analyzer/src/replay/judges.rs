@@ -109,6 +109,87 @@ pub struct JudgeConfig {
     pub without: Vec<Signal>,
 }
 
+/// A `--set KEY=VALUE` that cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    #[error("unknown setting `{key}`; known: {}", JudgeConfig::SETTINGS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))]
+    Unknown { key: String },
+    #[error("setting `{key}`: expected {expected}, got {got:?}")]
+    Value {
+        key: String,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl JudgeConfig {
+    /// The settings a user may change from the command line, with what each accepts. Only the
+    /// knobs that decide how sensitive Vigil is: enough to trace its whole trade-off between
+    /// faults caught and false alarms, few enough to list.
+    pub const SETTINGS: &'static [(&'static str, &'static str)] = &[
+        ("metric.alpha", "a probability in (0, 1)"),
+        ("metric.min_relative_effect", "a non-negative fraction"),
+        ("trace.alpha", "a probability in (0, 1)"),
+        ("trace.tail_ratio_fail", "a ratio of at least 1"),
+        ("anomaly.false_alarm_rate", "a probability in (0, 1)"),
+        ("fusion.pass_threshold", "a score in [0, 100]"),
+        ("fusion.marginal_threshold", "a score in [0, 100]"),
+        ("fusion.warn_penalty", "points in [0, 100]"),
+        ("fusion.fail_penalty", "points in [0, 100]"),
+    ];
+
+    /// Applies one setting (`key`, `value` as typed). Values are checked, so a typo cannot turn
+    /// into a judge that never fails or always does; [`JudgeConfig::check`] then checks how the
+    /// settings fit together, once all are applied (so their order does not matter).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
+        let Some((_, expected)) = Self::SETTINGS.iter().find(|(k, _)| *k == key) else {
+            return Err(SettingError::Unknown { key: key.into() });
+        };
+        let bad = || SettingError::Value {
+            key: key.into(),
+            expected,
+            got: value.into(),
+        };
+        let x: f64 = value.trim().parse().map_err(|_| bad())?;
+        let probability = x > 0.0 && x < 1.0;
+        let score = (0.0..=100.0).contains(&x);
+        let ok = match key {
+            "metric.alpha" | "trace.alpha" | "anomaly.false_alarm_rate" => probability,
+            "metric.min_relative_effect" => x >= 0.0 && x.is_finite(),
+            "trace.tail_ratio_fail" => x >= 1.0 && x.is_finite(),
+            _ => score,
+        };
+        if !ok {
+            return Err(bad());
+        }
+        match key {
+            "metric.alpha" => self.metric.alpha = x,
+            "metric.min_relative_effect" => self.metric.min_relative_effect = x,
+            "trace.alpha" => self.trace.alpha = x,
+            "trace.tail_ratio_fail" => self.trace.tail_ratio_fail = x,
+            "anomaly.false_alarm_rate" => self.anomaly.false_alarm_rate = x,
+            "fusion.pass_threshold" => self.fusion.pass_threshold = x,
+            "fusion.marginal_threshold" => self.fusion.marginal_threshold = x,
+            "fusion.warn_penalty" => self.fusion.warn_penalty = x,
+            _ => self.fusion.fail_penalty = x,
+        }
+        Ok(())
+    }
+
+    /// Constraints between settings.
+    pub fn check(&self) -> Result<(), SettingError> {
+        if self.fusion.marginal_threshold > self.fusion.pass_threshold {
+            return Err(SettingError::Conflict(format!(
+                "fusion.marginal_threshold ({}) is above fusion.pass_threshold ({}): nothing could be Marginal",
+                self.fusion.marginal_threshold, self.fusion.pass_threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn column(t: &MetricTable, rows: (usize, usize), name: &str) -> Vec<f64> {
     t.columns
         .iter()
@@ -915,6 +996,37 @@ mod tests {
             baseline: sv(b, f64::INFINITY),
             canary: sv(c, 360.0),
         }
+    }
+
+    #[test]
+    fn settings_are_checked_before_they_reach_a_judge() {
+        let mut c = JudgeConfig::default();
+        c.set("metric.alpha", "0.02").unwrap();
+        assert_eq!(c.metric.alpha, 0.02);
+        c.set("fusion.marginal_threshold", " 30 ").unwrap();
+        assert_eq!(c.fusion.marginal_threshold, 30.0);
+        for (key, value) in [
+            ("metric.alpha", "1"),
+            ("trace.alpha", "0"),
+            ("anomaly.false_alarm_rate", "NaN"),
+            ("trace.tail_ratio_fail", "0.5"),
+            ("metric.min_relative_effect", "-0.1"),
+            ("fusion.pass_threshold", "101"),
+            ("fusion.warn_penalty", "lots"),
+        ] {
+            let e = c.set(key, value).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(value), "{e}");
+        }
+        assert!(matches!(
+            c.set("metric.alfa", "0.1"),
+            Err(SettingError::Unknown { .. })
+        ));
+        // A rejected value leaves the setting as it was.
+        assert_eq!(c.metric.alpha, 0.02);
+        c.set("fusion.pass_threshold", "20").unwrap();
+        assert!(matches!(c.check(), Err(SettingError::Conflict(_))));
+        c.set("fusion.marginal_threshold", "10").unwrap();
+        c.check().unwrap();
     }
 
     #[test]

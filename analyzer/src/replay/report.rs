@@ -106,6 +106,9 @@ pub struct Summary {
     /// With `--ablation`: Vigil's measures with one signal left out, keyed by that signal.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ablation: BTreeMap<&'static str, Measures>,
+    /// With `--set`: the judge settings changed from their defaults, as typed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
@@ -149,6 +152,7 @@ pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
         by_system,
         by_fault_type,
         ablation: BTreeMap::new(),
+        settings: BTreeMap::new(),
     }
 }
 
@@ -318,6 +322,18 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
                 all.false_positives as i64 - m.false_positives as i64,
             );
         }
+    }
+    if !summary.settings.is_empty() {
+        let changed: Vec<String> = summary
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nsettings changed from the defaults: {}",
+            changed.join(", ")
+        );
     }
     let _ = writeln!(
         out,
