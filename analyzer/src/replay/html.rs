@@ -51,16 +51,11 @@ pub fn render(
         "<p class=\"muted\">{} scenarios in {:.1} s ({:.1} scenarios/s), interval {} s. Flagged = Fail or Marginal; Inconclusive is its own rate.</p>",
         summary.scenarios, summary.seconds, summary.scenarios_per_s, config.interval_s
     );
-    if !summary.settings.is_empty() {
-        let changed: Vec<String> = summary
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
-            .collect();
+    if let Some(changed) = summary.changed_settings() {
         let _ = write!(
             h,
             "<p><b>Settings changed from the defaults:</b> {}</p>",
-            changed.join(", ")
+            esc(&changed)
         );
     }
     h.push_str("<table><tr><th>judge</th><th>precision</th><th>recall</th><th>FPR</th><th>F1</th><th>TP</th><th>FP</th><th>inconclusive</th><th>TTD p50</th><th>TTD p90</th></tr>");

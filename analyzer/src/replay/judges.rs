@@ -153,28 +153,32 @@ impl JudgeConfig {
             got: value.into(),
         };
         let x: f64 = value.trim().parse().map_err(|_| bad())?;
-        let probability = x > 0.0 && x < 1.0;
-        let score = (0.0..=100.0).contains(&x);
-        let ok = match key {
-            "metric.alpha" | "trace.alpha" | "anomaly.false_alarm_rate" => probability,
-            "metric.min_relative_effect" => x >= 0.0 && x.is_finite(),
-            "trace.tail_ratio_fail" => x >= 1.0 && x.is_finite(),
-            _ => score,
+        fn probability(x: f64) -> bool {
+            x > 0.0 && x < 1.0
+        }
+        fn score(x: f64) -> bool {
+            (0.0..=100.0).contains(&x)
+        }
+        let (slot, valid): (&mut f64, fn(f64) -> bool) = match key {
+            "metric.alpha" => (&mut self.metric.alpha, probability),
+            "metric.min_relative_effect" => (&mut self.metric.min_relative_effect, |x| {
+                x >= 0.0 && x.is_finite()
+            }),
+            "trace.alpha" => (&mut self.trace.alpha, probability),
+            "trace.tail_ratio_fail" => (&mut self.trace.tail_ratio_fail, |x| {
+                x >= 1.0 && x.is_finite()
+            }),
+            "anomaly.false_alarm_rate" => (&mut self.anomaly.false_alarm_rate, probability),
+            "fusion.pass_threshold" => (&mut self.fusion.pass_threshold, score),
+            "fusion.marginal_threshold" => (&mut self.fusion.marginal_threshold, score),
+            "fusion.warn_penalty" => (&mut self.fusion.warn_penalty, score),
+            "fusion.fail_penalty" => (&mut self.fusion.fail_penalty, score),
+            _ => return Err(SettingError::Unknown { key: key.into() }),
         };
-        if !ok {
+        if !valid(x) {
             return Err(bad());
         }
-        match key {
-            "metric.alpha" => self.metric.alpha = x,
-            "metric.min_relative_effect" => self.metric.min_relative_effect = x,
-            "trace.alpha" => self.trace.alpha = x,
-            "trace.tail_ratio_fail" => self.trace.tail_ratio_fail = x,
-            "anomaly.false_alarm_rate" => self.anomaly.false_alarm_rate = x,
-            "fusion.pass_threshold" => self.fusion.pass_threshold = x,
-            "fusion.marginal_threshold" => self.fusion.marginal_threshold = x,
-            "fusion.warn_penalty" => self.fusion.warn_penalty = x,
-            _ => self.fusion.fail_penalty = x,
-        }
+        *slot = x;
         Ok(())
     }
 
@@ -1021,6 +1025,12 @@ mod tests {
             c.set("metric.alfa", "0.1"),
             Err(SettingError::Unknown { .. })
         ));
+        // Every listed key reaches a setting (0.5 is valid for some, out of range for others).
+        for (key, _) in JudgeConfig::SETTINGS {
+            let mut fresh = JudgeConfig::default();
+            let r = fresh.set(key, "0.5");
+            assert!(!matches!(r, Err(SettingError::Unknown { .. })), "{key}");
+        }
         // A rejected value leaves the setting as it was.
         assert_eq!(c.metric.alpha, 0.02);
         c.set("fusion.pass_threshold", "20").unwrap();

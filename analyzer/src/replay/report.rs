@@ -111,6 +111,20 @@ pub struct Summary {
     pub settings: BTreeMap<String, String>,
 }
 
+impl Summary {
+    /// `key=value, …` of the settings changed with `--set`, or None with the defaults.
+    pub fn changed_settings(&self) -> Option<String> {
+        (!self.settings.is_empty()).then(|| {
+            let pairs: Vec<String> = self
+                .settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            pairs.join(", ")
+        })
+    }
+}
+
 pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
     let mut judges = BTreeMap::new();
     let mut by_system = BTreeMap::new();
@@ -323,17 +337,8 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
             );
         }
     }
-    if !summary.settings.is_empty() {
-        let changed: Vec<String> = summary
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "\nsettings changed from the defaults: {}",
-            changed.join(", ")
-        );
+    if let Some(changed) = summary.changed_settings() {
+        let _ = writeln!(out, "\nsettings changed from the defaults: {changed}");
     }
     let _ = writeln!(
         out,
