@@ -190,6 +190,43 @@ async fn handle(
         None => target.res.plural.to_string(),
     };
 
+    // Authorization comes first, as in the API server's handler chain: a user bound to a Role is
+    // allowed only what its rules grant.
+    let denied = {
+        let s = lock(&state);
+        s.roles.get(&user).is_some_and(|rules| {
+            !rules.iter().any(|r| {
+                r.allows(
+                    target.res.group,
+                    &resource,
+                    verb.as_str(),
+                    target.name.as_deref(),
+                )
+            })
+        })
+    };
+    if denied {
+        let g = if target.res.group.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", target.res.group)
+        };
+        let e = ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{}{g} \"{}\" is forbidden: User \"{user}\" cannot {} resource \"{resource}\" in API group \"{}\" in the namespace \"{}\"",
+                target.res.plural,
+                target.name.as_deref().unwrap_or_default(),
+                verb.as_str(),
+                target.res.group,
+                target.namespace.as_deref().unwrap_or_default()
+            ),
+        );
+        audit(&state, verb, &method, &path, &target, &resource, &user, 403);
+        return e.into_response();
+    }
+
     // Faults are decided before anything is served, so a failed write leaves the store untouched.
     let mut delay = None;
     let mut drop_watch = None;
@@ -341,6 +378,17 @@ fn serve(
                     format!("unsupported patch type {ct:?}"),
                 )
             })?;
+            if kind == PatchType::Strategic && t.res.custom {
+                // Custom resources have no strategic-merge schema.
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (strategic merge patch is not supported for {})",
+                        t.res.plural
+                    ),
+                ));
+            }
             let patch = parse_body(body)?;
             let actor = match query.get("fieldManager") {
                 Some(m) => format!("{user} ({m})"),
@@ -564,7 +612,7 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(s)
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
@@ -895,9 +943,9 @@ pub(crate) fn delete_object(
     }
     let removed = s.store.remove(&k, actor).unwrap_or(obj);
     if res.plural == "pods" {
-        s.sim
-            .pod_ready_at
-            .remove(&(ns.to_string(), name.to_string()));
+        let id = (ns.to_string(), name.to_string());
+        s.sim.pod_ready_at.remove(&id);
+        s.sim.pod_ready_since.remove(&id);
     }
     Ok(removed)
 }
@@ -925,9 +973,9 @@ fn delete_dependents(s: &mut Shared, ns: &str, uid: &str) {
             .to_string();
         delete_dependents(s, ns, &child);
         if k.plural == "pods" {
-            s.sim
-                .pod_ready_at
-                .remove(&(k.namespace.clone(), k.name.clone()));
+            let id = (k.namespace.clone(), k.name.clone());
+            s.sim.pod_ready_at.remove(&id);
+            s.sim.pod_ready_since.remove(&id);
         }
         s.store.remove(&k, "controller/garbage-collector");
     }
