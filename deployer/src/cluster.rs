@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
@@ -105,6 +106,10 @@ impl fmt::Display for GroupRef {
 pub struct GroupState {
     pub spec_replicas: i32,
     pub ready_replicas: i32,
+    /// Pods ready for at least `minReadySeconds`: what a controller counts as serving.
+    pub available_replicas: i32,
+    /// All pods the group has now, of any template (`status.replicas`).
+    pub status_replicas: i32,
     /// For Deployments: replicas running the current template; for ReplicaSets: all replicas.
     pub updated_replicas: i32,
     /// `status.observedGeneration >= metadata.generation`: the status describes the current spec.
@@ -116,12 +121,46 @@ pub struct GroupState {
 }
 
 impl GroupState {
-    /// Ready for `required` replicas of traffic, by a status that describes the current spec.
+    /// Ready for `required` replicas of traffic. A ready group is one whose controller will not
+    /// take pods away: its status describes the current spec (`observedGeneration`), its rollout
+    /// is complete (every pod runs the current template: `updatedReplicas == replicas`, so no
+    /// `maxUnavailable` step is pending), and `required` pods are *available* (ready for
+    /// `minReadySeconds`), not merely ready.
     pub fn is_ready_for(&self, required: i32) -> bool {
         self.observed
             && self.spec_replicas >= required
-            && self.ready_replicas >= required
+            && self.available_replicas >= required
             && self.updated_replicas >= required
+            && self.rollout_complete()
+    }
+
+    /// No pod of an older template is left.
+    pub fn rollout_complete(&self) -> bool {
+        self.updated_replicas >= self.status_replicas
+    }
+
+    /// Why the group is not ready for `required`, in words.
+    pub fn not_ready_detail(&self, required: i32) -> String {
+        let mut why = Vec::new();
+        if !self.observed {
+            why.push("its status does not yet describe the current spec".to_string());
+        }
+        if self.spec_replicas < required {
+            why.push(format!("spec.replicas is {}", self.spec_replicas));
+        }
+        if self.available_replicas < required {
+            why.push(format!(
+                "{} available ({} ready)",
+                self.available_replicas, self.ready_replicas
+            ));
+        }
+        if !self.rollout_complete() {
+            why.push(format!(
+                "its own rollout is in progress ({} of {} pods updated)",
+                self.updated_replicas, self.status_replicas
+            ));
+        }
+        why.join(", ")
     }
 }
 
@@ -154,6 +193,8 @@ impl GroupObject for Deployment {
         GroupState {
             spec_replicas: spec.replicas.unwrap_or(1),
             ready_replicas: st.ready_replicas.unwrap_or(0),
+            available_replicas: st.available_replicas.unwrap_or(0),
+            status_replicas: st.replicas.unwrap_or(0),
             updated_replicas: st.updated_replicas.unwrap_or(0),
             observed: observed(self.metadata.generation, st.observed_generation),
             match_labels: spec.selector.match_labels.unwrap_or_default(),
@@ -171,6 +212,8 @@ impl GroupObject for ReplicaSet {
         GroupState {
             spec_replicas: spec.replicas.unwrap_or(1),
             ready_replicas: st.ready_replicas.unwrap_or(0),
+            available_replicas: st.available_replicas.unwrap_or(0),
+            status_replicas: st.replicas,
             updated_replicas: st.replicas,
             observed: observed(self.metadata.generation, st.observed_generation),
             match_labels: spec.selector.match_labels.unwrap_or_default(),
@@ -304,6 +347,7 @@ pub struct Cluster {
     retries: u32,
     backoff: Duration,
     poll: Duration,
+    status_timeout: Duration,
 }
 
 impl Cluster {
@@ -314,6 +358,7 @@ impl Cluster {
             retries: 3,
             backoff: Duration::from_millis(200),
             poll: Duration::from_millis(500),
+            status_timeout: Duration::from_secs(60),
         }
     }
 
@@ -327,6 +372,12 @@ impl Cluster {
     /// How often readiness is re-checked when a watch ends early.
     pub fn with_poll(mut self, poll: Duration) -> Self {
         self.poll = poll;
+        self
+    }
+
+    /// How long a written HTTPRoute may take to be accepted by its gateway (default 60 s).
+    pub fn with_status_timeout(mut self, timeout: Duration) -> Self {
+        self.status_timeout = timeout;
         self
     }
 
@@ -507,9 +558,9 @@ impl Cluster {
             if start.elapsed() >= timeout {
                 return Err(Error::BaselineNotReady {
                     group: g.to_string(),
-                    ready: state.ready_replicas,
+                    ready: state.available_replicas,
                     required,
-                    observed: state.observed,
+                    detail: state.not_ready_detail(required),
                     waited: start.elapsed(),
                 });
             }
@@ -646,19 +697,52 @@ impl Cluster {
                 },
                 TrafficState::Weights { canary, baseline },
             ) => {
+                let svc_api = self.api::<Service>();
+                let backend = self
+                    .call_opt(&format!("get services/{baseline_backend}"), || {
+                        svc_api.get(baseline_backend)
+                    })
+                    .await?;
+                if *baseline > 0 && backend.is_none() {
+                    return Err(self.not_found("services", baseline_backend));
+                }
                 let api = self.routes();
-                self.call(&format!("replace httproutes/{route} weights"), || async {
-                    let mut r = api.get(route).await?;
-                    set_route_weights(
-                        &mut r.data,
-                        canary_backend,
-                        *canary,
-                        baseline_backend,
-                        *baseline,
-                    );
-                    api.replace(route, &PostParams::default(), &r).await
-                })
-                .await?;
+                let written = self
+                    .call(&format!("replace httproutes/{route} weights"), || async {
+                        let mut r = api.get(route).await?;
+                        let port = backend
+                            .as_ref()
+                            .and_then(|svc| baseline_port(&r.data, canary_backend, svc));
+                        if let Err(e) = set_route_weights(
+                            &mut r.data,
+                            canary_backend,
+                            *canary,
+                            baseline_backend,
+                            *baseline,
+                            port,
+                        ) {
+                            return Ok(Err(e));
+                        }
+                        api.replace(route, &PostParams::default(), &r).await.map(Ok)
+                    })
+                    .await??;
+                let generation = written.metadata.generation.unwrap_or(0);
+                // Stored is not programmed: wait until the gateway accepted this generation.
+                self.wait_route_accepted(route, generation).await?;
+                let found = self.routes_read(route).await?;
+                let rules = rule_weights(&found, canary_backend, baseline_backend);
+                let off: Vec<String> = rules
+                    .iter()
+                    .filter(|(_, c, b)| (*c, *b) != (*canary, *baseline))
+                    .map(|(i, c, b)| format!("rule {i}: canary={c} baseline={b}"))
+                    .collect();
+                if !off.is_empty() {
+                    return Err(Error::TrafficNotVerified {
+                        object: format!("httproutes/{route}"),
+                        expected: target.to_string(),
+                        found: off.join("; "),
+                    });
+                }
             }
             _ => {
                 return Err(Error::Invalid {
@@ -681,6 +765,88 @@ impl Cluster {
         Ok(())
     }
 
+    async fn routes_read(&self, route: &str) -> Result<Value> {
+        let api = self.routes();
+        Ok(self
+            .call_opt(&format!("get httproutes/{route}"), || api.get(route))
+            .await?
+            .ok_or_else(|| self.not_found("httproutes", route))?
+            .data)
+    }
+
+    /// Waits (polling, up to the status timeout) until every parent Gateway accepted the route
+    /// and resolved its backends for `generation`: a route that is stored but not programmed
+    /// moves no request.
+    pub async fn wait_route_accepted(&self, route: &str, generation: i64) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let api = self.routes();
+            let r = self
+                .call_opt(&format!("get httproutes/{route}"), || api.get(route))
+                .await?
+                .ok_or_else(|| self.not_found("httproutes", route))?;
+            let mut data = r.data.clone();
+            data["metadata"] = serde_json::to_value(&r.metadata).unwrap_or_default();
+            match route_status_ok(&data, generation) {
+                Ok(()) => return Ok(()),
+                Err(status) if start.elapsed() >= self.status_timeout => {
+                    return Err(Error::RouteNotAccepted {
+                        route: route.to_string(),
+                        status,
+                    })
+                }
+                Err(_) => tokio::time::sleep(self.poll).await,
+            }
+        }
+    }
+
+    /// Ready endpoints behind a Service, from its EndpointSlices (what proxies and gateways
+    /// route to). An endpoint whose `ready` condition is unset counts as ready, per the API.
+    pub async fn ready_endpoints(&self, service: &str) -> Result<i32> {
+        let api = self.api::<EndpointSlice>();
+        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+        let list = self
+            .call(&format!("list endpointslices for {service}"), || {
+                api.list(&lp)
+            })
+            .await?;
+        Ok(list
+            .items
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .count() as i32)
+    }
+
+    /// Waits until the Service exists and has `required` ready endpoints.
+    pub async fn wait_backend_ready(
+        &self,
+        service: &str,
+        required: i32,
+        timeout: Duration,
+    ) -> Result<i32> {
+        let start = Instant::now();
+        let api = self.api::<Service>();
+        self.call_opt(&format!("get services/{service}"), || api.get(service))
+            .await?
+            .ok_or_else(|| self.not_found("services", service))?;
+        loop {
+            let ready = self.ready_endpoints(service).await?;
+            if ready >= required {
+                return Ok(ready);
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::BackendNotReady {
+                    service: service.to_string(),
+                    ready,
+                    required,
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
     pub(crate) fn not_found(&self, kind: &str, name: &str) -> Error {
         Error::NotFound {
             kind: kind.to_string(),
@@ -690,52 +856,86 @@ impl Cluster {
     }
 }
 
-/// Weights of the two backends in the first rule that names the canary backend.
-fn route_weights(data: &Value, route: &str, canary: &str, baseline: &str) -> Result<TrafficState> {
+/// (canary, baseline) weights of every rule that names either backend, with the rule's index;
+/// an absent backend weighs 0, an absent weight is 1 (Gateway API).
+fn rule_weights(data: &Value, canary: &str, baseline: &str) -> Vec<(usize, i32, i32)> {
     let rules = data["spec"]["rules"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for rule in rules {
-        let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
-        let weight = |name: &str| {
-            refs.iter()
-                .find(|b| b["name"] == name)
-                // An absent weight is 1, per the Gateway API.
-                .map(|b| b["weight"].as_i64().unwrap_or(1) as i32)
-        };
-        if let (Some(c), b) = (weight(canary), weight(baseline)) {
-            return Ok(TrafficState::Weights {
-                canary: c,
-                baseline: b.unwrap_or(0),
-            });
-        }
-    }
-    Err(Error::Invalid {
-        field: format!("httproutes/{route} spec.rules[].backendRefs"),
-        message: format!("no rule has a backendRef named {canary:?}"),
-    })
+    rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rule)| {
+            let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
+            let weight = |name: &str| {
+                refs.iter()
+                    .filter(|b| b["name"] == name)
+                    .map(|b| b["weight"].as_i64().unwrap_or(1).clamp(0, 1_000_000) as i32)
+                    .reduce(|a, b| a + b)
+            };
+            match (weight(canary), weight(baseline)) {
+                (None, None) => None,
+                (c, b) => Some((i, c.unwrap_or(0), b.unwrap_or(0))),
+            }
+        })
+        .collect()
 }
 
-fn set_route_weights(data: &mut Value, canary: &str, cw: i32, baseline: &str, bw: i32) {
+/// Traffic of a route as one state: the rule that sends the canary the largest share (requests
+/// per rule are unknown, so the worst rule decides both the capacity needed and whether traffic
+/// has moved).
+fn route_weights(data: &Value, route: &str, canary: &str, baseline: &str) -> Result<TrafficState> {
+    let rules = rule_weights(data, canary, baseline);
+    let share = |c: i32, b: i32| {
+        if c + b <= 0 {
+            0.0
+        } else {
+            f64::from(c) / f64::from(c + b)
+        }
+    };
+    rules
+        .into_iter()
+        .max_by(|x, y| share(x.1, x.2).total_cmp(&share(y.1, y.2)))
+        .map(|(_, c, b)| TrafficState::Weights {
+            canary: c,
+            baseline: b,
+        })
+        .ok_or_else(|| Error::Invalid {
+            field: format!("httproutes/{route} spec.rules[].backendRefs"),
+            message: format!("no rule has a backendRef named {canary:?} or {baseline:?}"),
+        })
+}
+
+/// Sets the two backends' weights in every rule that names either. A rule without the baseline
+/// gets a baseline backendRef on `baseline_port` (the baseline Service's port, not the canary's).
+fn set_route_weights(
+    data: &mut Value,
+    canary: &str,
+    cw: i32,
+    baseline: &str,
+    bw: i32,
+    baseline_port: Option<i64>,
+) -> Result<()> {
     let Some(rules) = data["spec"]["rules"].as_array_mut() else {
-        return;
+        return Ok(());
     };
     for rule in rules {
         let Some(refs) = rule["backendRefs"].as_array_mut() else {
             continue;
         };
-        if !refs.iter().any(|b| b["name"] == canary) {
+        let names = |n: &str| refs.iter().any(|b| b["name"] == n);
+        if !names(canary) && !names(baseline) {
             continue;
         }
-        if !refs.iter().any(|b| b["name"] == baseline) {
-            let mut b = refs
-                .iter()
-                .find(|b| b["name"] == canary)
-                .cloned()
-                .unwrap_or_default();
-            b["name"] = json!(baseline);
-            refs.push(b);
+        if !names(baseline) && bw > 0 {
+            let port = baseline_port.ok_or_else(|| Error::Invalid {
+                field: format!("services/{baseline} spec.ports"),
+                message: "a rule needs a backendRef to the baseline Service, and its port is \
+                          ambiguous (not exactly one port, none matching the canary's)"
+                    .into(),
+            })?;
+            refs.push(json!({"group": "", "kind": "Service", "name": baseline, "port": port}));
         }
         for b in refs.iter_mut() {
             if b["name"] == canary {
@@ -744,6 +944,84 @@ fn set_route_weights(data: &mut Value, canary: &str, cw: i32, baseline: &str, bw
                 b["weight"] = json!(bw);
             }
         }
-        return;
     }
+    Ok(())
+}
+
+/// The port a new baseline backendRef uses: the canary's port if the baseline Service serves it,
+/// else the baseline Service's only port.
+fn baseline_port(route: &Value, canary: &str, svc: &Service) -> Option<i64> {
+    let ports: Vec<i64> = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| i64::from(p.port))
+        .collect();
+    let canary_port = route["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["backendRefs"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["name"] == canary)
+        .and_then(|b| b["port"].as_i64());
+    match (canary_port, ports.as_slice()) {
+        (Some(p), ps) if ps.contains(&p) => Some(p),
+        (_, [only]) => Some(*only),
+        _ => None,
+    }
+}
+
+/// Whether every parent accepted the route and resolved its references for `generation`.
+fn route_status_ok(route: &Value, generation: i64) -> std::result::Result<(), String> {
+    let parents = route["spec"]["parentRefs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let status = route["status"]["parents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if parents.is_empty() {
+        return Err("the route has no parentRefs".into());
+    }
+    for p in &parents {
+        let name = p["name"].as_str().unwrap_or_default();
+        let st: Vec<&Value> = status
+            .iter()
+            .filter(|s| s["parentRef"]["name"] == p["name"])
+            .collect();
+        if st.is_empty() {
+            return Err(format!("parent {name:?} has not reported status"));
+        }
+        for ty in ["Accepted", "ResolvedRefs"] {
+            let cond = st
+                .iter()
+                .flat_map(|s| s["conditions"].as_array().cloned().unwrap_or_default())
+                .find(|c| c["type"] == ty);
+            match cond {
+                None => return Err(format!("parent {name:?} has no {ty} condition")),
+                Some(c)
+                    if c["observedGeneration"]
+                        .as_i64()
+                        .is_some_and(|g| g < generation) =>
+                {
+                    return Err(format!(
+                        "parent {name:?} has not observed generation {generation} yet"
+                    ))
+                }
+                Some(c) if c["status"] != "True" => {
+                    return Err(format!(
+                        "parent {name:?}: {ty} is {} ({}: {})",
+                        c["status"].as_str().unwrap_or("?"),
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }

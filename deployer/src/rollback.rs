@@ -445,257 +445,335 @@ impl fmt::Display for RollbackPlan {
 }
 
 /// Runs (or resumes) a rollback. `progress` is called after each step.
+///
+/// A resumed plan runs every step again, whatever became of the canary: each step reads first
+/// and changes only what differs, so a finished step costs reads, and traffic that never moved
+/// (someone deleted the canary after a failed run) is moved now, after pin, resize and wait.
 pub async fn execute_rollback(
     cluster: &Cluster,
     plan: &RollbackPlan,
     opts: &RollbackOptions,
     progress: &mut (dyn FnMut(&StepReport) + Send),
 ) -> Result<RollbackReport> {
+    execute_rollback_until(cluster, plan, opts, progress, std::future::pending()).await
+}
+
+/// Like [`execute_rollback`], stopping with [`Error::Cancelled`] when `cancel` completes during
+/// a wait (the drain, a readiness wait, the retention): nothing is left half-written, and running
+/// the same rollback again resumes it.
+pub async fn execute_rollback_until(
+    cluster: &Cluster,
+    plan: &RollbackPlan,
+    opts: &RollbackOptions,
+    progress: &mut (dyn FnMut(&StepReport) + Send),
+    cancel: impl std::future::Future<Output = ()> + Send,
+) -> Result<RollbackReport> {
+    let run = Run {
+        cluster,
+        plan,
+        opts,
+        moves: traffic_steps(plan, opts)?,
+        record: serde_json::to_string(plan).map_err(|source| Error::BadRecord {
+            object: plan.request.canary.to_string(),
+            source,
+        })?,
+    };
     let mut steps = Vec::new();
-    let mut report = |step: Step, read: String, changed: String| {
-        info!(%step, read = %read, changed = %changed, "rollback step");
-        let r = StepReport {
-            step,
-            read,
-            changed,
+    tokio::pin!(cancel);
+    for step in Step::ALL {
+        let doing = run.step(step);
+        let report = tokio::select! {
+            r = doing => r?,
+            _ = &mut cancel => return Err(Error::Cancelled { step: step.to_string() }),
         };
-        progress(&r);
-        steps.push(r);
-    };
-    let req = &plan.request;
-    // Once the canary is gone, traffic has moved: only its clean-up and the HPA restore can be
-    // unfinished.
-    let first = if plan.resumed && !plan.canary_present {
-        Step::RemoveCanary
-    } else {
-        Step::Record
-    };
-    let moves = traffic_steps(plan, opts)?;
-    let record = serde_json::to_string(plan).map_err(|source| Error::BadRecord {
-        object: req.canary.to_string(),
-        source,
-    })?;
-    for step in Step::ALL.into_iter().filter(|s| *s >= first) {
-        match step {
-            Step::Record => {
-                let mut changed = Vec::new();
-                for g in [&req.canary, &req.baseline] {
-                    let st = cluster.require_group(g).await?;
-                    if st.annotations.get(ROLLBACK_ANNOTATION) != Some(&record) {
-                        cluster
-                            .annotate_group(g, ROLLBACK_ANNOTATION, Some(&record))
-                            .await?;
-                        changed.push(format!("annotated {g}"));
-                    }
-                }
-                report(
-                    step,
-                    format!(
-                        "canary and baseline present; plan requires {} ready",
-                        plan.required_replicas
-                    ),
-                    joined(changed),
-                );
-            }
-            Step::PinHpa => {
-                let Some(prior) = &plan.prior.baseline_hpa else {
-                    report(step, "baseline has no HPA".into(), "nothing".into());
-                    continue;
-                };
-                let (min, max) = (
-                    prior.min.max(plan.required_replicas),
-                    prior.max.max(plan.required_replicas),
-                );
-                let now = cluster.hpa(&prior.name).await?;
-                let changed = match &now {
-                    Some(h) if h.min == min && h.max == max => "nothing".to_string(),
-                    Some(_) => {
-                        cluster.set_hpa_bounds(&prior.name, min, max).await?;
-                        format!("min -> {min}, max -> {max}")
-                    }
-                    None => return Err(cluster.not_found("horizontalpodautoscalers", &prior.name)),
-                };
-                report(
-                    step,
-                    format!("HPA {} now {:?}", prior.name, now.map(|h| (h.min, h.max))),
-                    changed,
-                );
-            }
-            Step::ResizeBaseline => {
-                let st = cluster.require_group(&req.baseline).await?;
-                let changed = if st.spec_replicas < plan.required_replicas {
-                    cluster
-                        .scale_group(&req.baseline, plan.required_replicas)
-                        .await?;
-                    format!(
-                        "replicas {} -> {}",
-                        st.spec_replicas, plan.required_replicas
-                    )
-                } else {
-                    "nothing".into()
-                };
-                report(
-                    step,
-                    format!("baseline replicas {}", st.spec_replicas),
-                    changed,
-                );
-            }
-            Step::WaitReady => {
-                let now = cluster.read_traffic(&req.traffic).await?;
-                let need = moves
-                    .iter()
-                    .find(|(s, _)| !reached(&now, s))
-                    .map_or(plan.required_replicas, |(_, n)| *n);
-                let st = cluster
-                    .wait_group_ready(&req.baseline, need, opts.ready_timeout)
-                    .await?;
-                report(
-                    step,
-                    format!(
-                        "baseline ready {}/{} (generation observed)",
-                        st.ready_replicas, st.spec_replicas
-                    ),
-                    "nothing".into(),
-                );
-            }
-            Step::MoveTraffic => {
-                let first = cluster.read_traffic(&req.traffic).await?;
-                let mut now = first.clone();
-                let mut changed = Vec::new();
-                for (target, need) in &moves {
-                    if reached(&now, target) {
-                        continue;
-                    }
-                    // The step's capacity, then a fresh check right before the write: readiness
-                    // can be lost between the wait and here.
-                    cluster
-                        .wait_group_ready(&req.baseline, *need, opts.ready_timeout)
-                        .await?;
-                    let st = cluster.require_group(&req.baseline).await?;
-                    if !st.is_ready_for(*need) {
-                        return Err(Error::BaselineNotReady {
-                            group: req.baseline.to_string(),
-                            ready: st.ready_replicas,
-                            required: *need,
-                            observed: st.observed,
-                            waited: Duration::ZERO,
-                        });
-                    }
-                    cluster.write_traffic(&req.traffic, target).await?;
-                    changed.push(format!(
-                        "{now} -> {target} with {} ready (verified by read-back)",
-                        st.ready_replicas
-                    ));
-                    now = target.clone();
-                }
-                report(step, format!("traffic {first}"), joined(changed));
-            }
-            Step::Drain => {
-                tokio::time::sleep(opts.drain).await;
-                report(step, "nothing".into(), format!("waited {:?}", opts.drain));
-            }
-            Step::RemoveCanary => {
-                let mut changed = Vec::new();
-                if let Some(h) = &plan.prior.canary_hpa {
-                    if cluster.delete_hpa(h).await? {
-                        changed.push(format!("deleted HPA {h}"));
-                    }
-                }
-                let st = cluster.group(&req.canary).await?;
-                if let Some(st) = &st {
-                    if st.spec_replicas > 0 {
-                        cluster.scale_group(&req.canary, 0).await?;
-                        changed.push(format!("scaled {} {} -> 0", req.canary, st.spec_replicas));
-                    }
-                    if !opts.retention.is_zero() {
-                        // The deadline is recorded on the canary, so a resumed run waits only
-                        // for what is left of it.
-                        let until = match st
-                            .annotations
-                            .get(RETAIN_UNTIL_ANNOTATION)
-                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                        {
-                            Some(t) => t,
-                            None => {
-                                let span = jiff::SignedDuration::try_from(opts.retention)
-                                    .unwrap_or(jiff::SignedDuration::MAX);
-                                let t = jiff::Timestamp::now()
-                                    .checked_add(span)
-                                    .unwrap_or(jiff::Timestamp::MAX);
-                                cluster
-                                    .annotate_group(
-                                        &req.canary,
-                                        RETAIN_UNTIL_ANNOTATION,
-                                        Some(&t.to_string()),
-                                    )
-                                    .await?;
-                                changed.push(format!("retained until {t}"));
-                                t
-                            }
-                        };
-                        let left = jiff::Timestamp::now().duration_until(until);
-                        if let Ok(left) = Duration::try_from(left) {
-                            tokio::time::sleep(left).await;
-                        }
-                    }
-                    if cluster.delete_group(&req.canary).await? {
-                        changed.push(format!("deleted {}", req.canary));
-                    }
-                }
-                let candidates: BTreeSet<ConfigRef> =
-                    plan.prior.canary_config.iter().cloned().collect();
-                for r in versioned::delete_unreferenced(cluster, &candidates).await? {
-                    changed.push(format!("deleted {} {}", r.kind.plural(), r.name));
-                }
-                report(
-                    step,
-                    format!(
-                        "canary {}",
-                        if st.is_some() {
-                            "present"
-                        } else {
-                            "already deleted"
-                        }
-                    ),
-                    joined(changed),
-                );
-            }
-            Step::RestoreHpa => {
-                let mut changed = Vec::new();
-                if let Some(prior) = &plan.prior.baseline_hpa {
-                    match cluster.hpa(&prior.name).await? {
-                        Some(h) if h.min == prior.min && h.max == prior.max => {}
-                        Some(_) => {
-                            cluster
-                                .set_hpa_bounds(&prior.name, prior.min, prior.max)
-                                .await?;
-                            changed.push(format!(
-                                "HPA {} min -> {}, max -> {}",
-                                prior.name, prior.min, prior.max
-                            ));
-                        }
-                        None => {}
-                    }
-                }
-                let st = cluster.require_group(&req.baseline).await?;
-                if st.annotations.contains_key(ROLLBACK_ANNOTATION) {
-                    cluster
-                        .annotate_group(&req.baseline, ROLLBACK_ANNOTATION, None)
-                        .await?;
-                    changed.push(format!("removed record from {}", req.baseline));
-                }
-                report(
-                    step,
-                    format!("baseline replicas {}", st.spec_replicas),
-                    joined(changed),
-                );
-            }
-        }
+        info!(%step, read = %report.read, changed = %report.changed, "rollback step");
+        progress(&report);
+        steps.push(report);
     }
     Ok(RollbackReport {
         plan: plan.clone(),
         steps,
     })
+}
+
+/// One execution of a plan: what every step needs.
+struct Run<'a> {
+    cluster: &'a Cluster,
+    plan: &'a RollbackPlan,
+    opts: &'a RollbackOptions,
+    /// Traffic after each move and the ready baseline replicas it needs.
+    moves: Vec<(TrafficState, i32)>,
+    /// The plan as recorded in the annotation.
+    record: String,
+}
+
+impl Run<'_> {
+    async fn step(&self, step: Step) -> Result<StepReport> {
+        let (read, changed) = match step {
+            Step::Record => self.record().await?,
+            Step::PinHpa => self.pin_hpa().await?,
+            Step::ResizeBaseline => self.resize_baseline().await?,
+            Step::WaitReady => self.wait_ready().await?,
+            Step::MoveTraffic => self.move_traffic().await?,
+            Step::Drain => self.drain().await,
+            Step::RemoveCanary => self.remove_canary().await?,
+            Step::RestoreHpa => self.restore_hpa().await?,
+        };
+        Ok(StepReport {
+            step,
+            read,
+            changed,
+        })
+    }
+
+    /// Step 1: the plan on the canary (if it still exists) and the baseline.
+    async fn record(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let mut changed = Vec::new();
+        let mut present = Vec::new();
+        for g in [&req.canary, &req.baseline] {
+            let Some(st) = self.cluster.group(g).await? else {
+                if g == &req.baseline {
+                    return Err(self.cluster.not_found(g.kind.plural(), &g.name));
+                }
+                continue;
+            };
+            present.push(g.to_string());
+            if st.annotations.get(ROLLBACK_ANNOTATION) != Some(&self.record) {
+                self.cluster
+                    .annotate_group(g, ROLLBACK_ANNOTATION, Some(&self.record))
+                    .await?;
+                changed.push(format!("annotated {g}"));
+            }
+        }
+        Ok((
+            format!(
+                "present: {}; plan requires {} ready",
+                present.join(", "),
+                self.plan.required_replicas
+            ),
+            joined(changed),
+        ))
+    }
+
+    /// Step 2: the baseline HPA's bounds at least the required capacity.
+    async fn pin_hpa(&self) -> Result<(String, String)> {
+        let Some(prior) = &self.plan.prior.baseline_hpa else {
+            return Ok(("baseline has no HPA".into(), "nothing".into()));
+        };
+        let required = self.plan.required_replicas;
+        let (min, max) = (prior.min.max(required), prior.max.max(required));
+        let now = self.cluster.hpa(&prior.name).await?;
+        let changed = match &now {
+            Some(h) if h.min >= min && h.max >= max => "nothing".to_string(),
+            Some(_) => {
+                self.cluster.set_hpa_bounds(&prior.name, min, max).await?;
+                format!("min -> {min}, max -> {max}")
+            }
+            None => {
+                return Err(self
+                    .cluster
+                    .not_found("horizontalpodautoscalers", &prior.name))
+            }
+        };
+        Ok((
+            format!("HPA {} now {:?}", prior.name, now.map(|h| (h.min, h.max))),
+            changed,
+        ))
+    }
+
+    /// Step 3: the baseline up to the required capacity, never down.
+    async fn resize_baseline(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let required = self.plan.required_replicas;
+        let st = self.cluster.require_group(&req.baseline).await?;
+        let changed = if st.spec_replicas < required {
+            self.cluster.scale_group(&req.baseline, required).await?;
+            format!("replicas {} -> {required}", st.spec_replicas)
+        } else {
+            "nothing".into()
+        };
+        Ok((format!("baseline replicas {}", st.spec_replicas), changed))
+    }
+
+    /// The ready replicas the next traffic move needs (all of them once traffic has moved).
+    async fn next_need(&self) -> Result<i32> {
+        let now = self
+            .cluster
+            .read_traffic(&self.plan.request.traffic)
+            .await?;
+        Ok(self
+            .moves
+            .iter()
+            .find(|(s, _)| !reached(&now, s))
+            .map_or(self.plan.required_replicas, |(_, n)| *n))
+    }
+
+    /// Step 4: the baseline ready (available, rollout complete) for the next move.
+    async fn wait_ready(&self) -> Result<(String, String)> {
+        let need = self.next_need().await?;
+        let st = self
+            .cluster
+            .wait_group_ready(&self.plan.request.baseline, need, self.opts.ready_timeout)
+            .await?;
+        Ok((
+            format!(
+                "baseline {}/{} available, rollout complete, generation observed",
+                st.available_replicas, st.spec_replicas
+            ),
+            "nothing".into(),
+        ))
+    }
+
+    /// Step 5: each move after the capacity it needs is ready — the group, and for a route the
+    /// ready endpoints behind the baseline backend — re-checked right before the write.
+    async fn move_traffic(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let first = self.cluster.read_traffic(&req.traffic).await?;
+        let mut now = first.clone();
+        let mut changed = Vec::new();
+        for (target, need) in &self.moves {
+            if reached(&now, target) {
+                continue;
+            }
+            self.cluster
+                .wait_group_ready(&req.baseline, *need, self.opts.ready_timeout)
+                .await?;
+            let endpoints = match &req.traffic {
+                TrafficSpec::HttpRoute {
+                    baseline_backend, ..
+                } => Some(
+                    self.cluster
+                        .wait_backend_ready(baseline_backend, *need, self.opts.ready_timeout)
+                        .await?,
+                ),
+                TrafficSpec::Service { .. } => None,
+            };
+            let st = self.cluster.require_group(&req.baseline).await?;
+            if !st.is_ready_for(*need) {
+                return Err(Error::BaselineNotReady {
+                    group: req.baseline.to_string(),
+                    ready: st.available_replicas,
+                    required: *need,
+                    detail: st.not_ready_detail(*need),
+                    waited: Duration::ZERO,
+                });
+            }
+            self.cluster.write_traffic(&req.traffic, target).await?;
+            changed.push(format!(
+                "{now} -> {target} with {} available{} (verified by read-back)",
+                st.available_replicas,
+                endpoints.map_or(String::new(), |e| format!(", {e} ready endpoints"))
+            ));
+            now = target.clone();
+        }
+        Ok((format!("traffic {first}"), joined(changed)))
+    }
+
+    /// Step 6: load balancers converge.
+    async fn drain(&self) -> (String, String) {
+        tokio::time::sleep(self.opts.drain).await;
+        ("nothing".into(), format!("waited {:?}", self.opts.drain))
+    }
+
+    /// Step 7: the canary's HPA, the canary (after the retention), its unreferenced config.
+    async fn remove_canary(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let cluster = self.cluster;
+        let mut changed = Vec::new();
+        if let Some(h) = &self.plan.prior.canary_hpa {
+            if cluster.delete_hpa(h).await? {
+                changed.push(format!("deleted HPA {h}"));
+            }
+        }
+        let st = cluster.group(&req.canary).await?;
+        if let Some(st) = &st {
+            if st.spec_replicas > 0 {
+                cluster.scale_group(&req.canary, 0).await?;
+                changed.push(format!("scaled {} {} -> 0", req.canary, st.spec_replicas));
+            }
+            if !self.opts.retention.is_zero() {
+                // The deadline is recorded on the canary, so a resumed run waits only for what
+                // is left of it.
+                let until = match st
+                    .annotations
+                    .get(RETAIN_UNTIL_ANNOTATION)
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                {
+                    Some(t) => t,
+                    None => {
+                        let span = jiff::SignedDuration::try_from(self.opts.retention)
+                            .unwrap_or(jiff::SignedDuration::MAX);
+                        let t = jiff::Timestamp::now()
+                            .checked_add(span)
+                            .unwrap_or(jiff::Timestamp::MAX);
+                        cluster
+                            .annotate_group(
+                                &req.canary,
+                                RETAIN_UNTIL_ANNOTATION,
+                                Some(&t.to_string()),
+                            )
+                            .await?;
+                        changed.push(format!("retained until {t}"));
+                        t
+                    }
+                };
+                let left = jiff::Timestamp::now().duration_until(until);
+                if let Ok(left) = Duration::try_from(left) {
+                    tokio::time::sleep(left).await;
+                }
+            }
+            if cluster.delete_group(&req.canary).await? {
+                changed.push(format!("deleted {}", req.canary));
+            }
+        }
+        let candidates: BTreeSet<ConfigRef> =
+            self.plan.prior.canary_config.iter().cloned().collect();
+        for r in versioned::delete_unreferenced(cluster, &candidates).await? {
+            changed.push(format!("deleted {} {}", r.kind.plural(), r.name));
+        }
+        let read = format!(
+            "canary {}",
+            if st.is_some() {
+                "present"
+            } else {
+                "already deleted"
+            }
+        );
+        Ok((read, joined(changed)))
+    }
+
+    /// Step 8: the baseline HPA's bounds back, the record removed.
+    async fn restore_hpa(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let mut changed = Vec::new();
+        if let Some(prior) = &self.plan.prior.baseline_hpa {
+            match self.cluster.hpa(&prior.name).await? {
+                Some(h) if h.min == prior.min && h.max == prior.max => {}
+                Some(_) => {
+                    self.cluster
+                        .set_hpa_bounds(&prior.name, prior.min, prior.max)
+                        .await?;
+                    changed.push(format!(
+                        "HPA {} min -> {}, max -> {}",
+                        prior.name, prior.min, prior.max
+                    ));
+                }
+                None => {}
+            }
+        }
+        let st = self.cluster.require_group(&req.baseline).await?;
+        if st.annotations.contains_key(ROLLBACK_ANNOTATION) {
+            self.cluster
+                .annotate_group(&req.baseline, ROLLBACK_ANNOTATION, None)
+                .await?;
+            changed.push(format!("removed record from {}", req.baseline));
+        }
+        Ok((
+            format!("baseline replicas {}", st.spec_replicas),
+            joined(changed),
+        ))
+    }
 }
 
 /// The traffic after each step and the ready baseline replicas it needs.

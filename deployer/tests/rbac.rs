@@ -105,7 +105,7 @@ async fn exercise(server: &TestServer) {
 
     server
         .create(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "api", "namespace": NS}, "spec": {"rules": [{"backendRefs": []}]}}))
+            "metadata": {"name": "api", "namespace": NS}, "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": []}]}}))
         .unwrap();
     let rolling = config::parse(
         "namespace: shop\ncluster: api\ntraffic: {type: http_route, route: api}\nstrategy: {type: rolling_red_black, steps: [50, 100]}\nrollback: {drain_seconds: 0, ready_timeout_seconds: 5}\n",
@@ -142,6 +142,33 @@ async fn exercise(server: &TestServer) {
     .await
     .unwrap();
     assert!(server.get("services", NS, "api-v000").is_none());
+
+    // ReplicaSet server groups (read, watched, annotated, scaled, deleted).
+    for (name, track, replicas) in [("rs-baseline", "baseline", 1), ("rs-canary", "canary", 2)] {
+        server
+            .create(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "rs", "track": track}},
+                    "template": {"metadata": {"labels": {"app": "rs", "track": track}},
+                        "spec": {"containers": [{"name": "web", "image": "rs"}]}}}}))
+            .unwrap();
+    }
+    server.create(service("rs", json!({"app": "rs"}))).unwrap();
+    server
+        .settle(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+    let req = vigil_deployer::rollback::RollbackRequest {
+        canary: vigil_deployer::cluster::GroupRef::replica_set("rs-canary"),
+        baseline: vigil_deployer::cluster::GroupRef::replica_set("rs-baseline"),
+        traffic: vigil_deployer::cluster::TrafficSpec::Service {
+            service: "rs".into(),
+        },
+    };
+    rollback(&cluster, &req, &fast()).await.unwrap().unwrap();
+    assert!(server.get("replicasets", NS, "rs-canary").is_none());
 }
 
 #[tokio::test]

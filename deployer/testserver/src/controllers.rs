@@ -87,6 +87,16 @@ fn int_or_percent(v: &Value, desired: i64, default_percent: i64, round_up: bool)
     }
 }
 
+/// The annotation recording the Deployment size a ReplicaSet was last scaled for.
+const DESIRED_ANNOTATION: &str = "deployment.kubernetes.io/desired-replicas";
+
+fn annotate_desired(s: &mut Shared, rs: &Value, desired: i64, replicas: i64) {
+    let mut next = rs.clone();
+    next["metadata"]["annotations"][DESIRED_ANNOTATION] = json!(desired.to_string());
+    next["spec"]["replicas"] = json!(replicas);
+    controller_update(s, "replicasets", next, None, "controller/deployment");
+}
+
 fn set_rs_replicas(s: &mut Shared, rs: &Value, replicas: i64) {
     if int(&rs["spec"]["replicas"]) != replicas {
         let mut next = rs.clone();
@@ -154,6 +164,7 @@ fn deployments(s: &mut Shared) {
                 let rs = json!({
                     "apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "metadata": {"name": rs_name, "namespace": k.namespace, "labels": labels,
+                        "annotations": {DESIRED_ANNOTATION: desired.to_string()},
                         "ownerReferences": [owner_ref(&d)]},
                     "spec": {"replicas": start, "minReadySeconds": min_ready,
                         "selector": selector, "template": template},
@@ -176,6 +187,30 @@ fn deployments(s: &mut Shared) {
                     }
                 } else if olds.is_empty() || new_replicas > desired {
                     set_rs_replicas(s, new, desired);
+                } else if olds.iter().chain([new]).any(|r| {
+                    r["metadata"]["annotations"][DESIRED_ANNOTATION].as_str()
+                        != Some(desired.to_string().as_str())
+                }) && old_total > 0
+                {
+                    // Scaled in the middle of a rollout: every active ReplicaSet grows or shrinks
+                    // in proportion to its size, within replicas + maxSurge (the controller's
+                    // proportional scaling), the rest going to the new one.
+                    let total = old_total + new_replicas;
+                    let allowed = desired + max_surge;
+                    let delta = allowed - total;
+                    let mut given = 0;
+                    for old in &olds {
+                        let r = int(&old["spec"]["replicas"]);
+                        let add = if total > 0 { delta * r / total } else { 0 };
+                        given += add;
+                        annotate_desired(s, old, desired, (r + add).max(0));
+                    }
+                    annotate_desired(
+                        s,
+                        new,
+                        desired,
+                        (new_replicas + delta - given).clamp(0, desired),
+                    );
                 } else {
                     // Scale up within the surge.
                     let total = old_total + new_replicas;

@@ -1,0 +1,210 @@
+//! Issue 16: a rollback succeeds only when every request reaches a ready baseline — read where
+//! the test gateway would send requests (weights to ready EndpointSlice endpoints), every rule.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use vigil_deployer::rollback::{rollback, RollbackOptions};
+use vigil_deployer::Error;
+use vigil_kube_testserver::TestServer;
+
+fn rule(path: &str, baseline: i64, canary: i64) -> serde_json::Value {
+    json!({"matches": [{"path": {"type": "PathPrefix", "value": path}}], "backendRefs": [
+        {"name": "shop-baseline", "port": 80, "weight": baseline},
+        {"name": "shop-canary", "port": 80, "weight": canary}]})
+}
+
+fn opts(timeout: Duration) -> RollbackOptions {
+    RollbackOptions {
+        ready_timeout: timeout,
+        ..fast()
+    }
+}
+
+/// A route with rules `/` and `/static`, both 50/50: every rule moves, not only the first.
+#[tokio::test]
+async fn every_rule_of_the_route_moves_to_the_baseline() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server
+        .patch(
+            "httproutes",
+            NS,
+            "shop",
+            json!({"spec": {"rules": [rule("/", 50, 50), rule("/static", 50, 50)]}}),
+        )
+        .unwrap();
+    let cluster = cluster(&server).await;
+    rollback(&cluster, &route_request(), &fast())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rule_weights(&server), vec![(100, 0), (100, 0)]);
+    assert!((share_on_baseline(&server).await - 1.0).abs() < 1e-9);
+    assert!(assert_route_invariant(&server, 50, 5) > 0);
+}
+
+/// The required capacity follows the rule with the largest canary share.
+#[tokio::test]
+async fn the_rule_with_the_largest_canary_share_sets_the_capacity() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server
+        .patch(
+            "httproutes",
+            NS,
+            "shop",
+            json!({"spec": {"rules": [rule("/", 90, 10), rule("/static", 50, 50)]}}),
+        )
+        .unwrap();
+    let cluster = cluster(&server).await;
+    let plan = vigil_deployer::rollback::plan_rollback(&cluster, &route_request())
+        .await
+        .unwrap();
+    // 2 + ceil(0.5 × 6), from /static; /'s 10% would need only 2 + 1.
+    assert_eq!(plan.required_replicas, 5);
+}
+
+/// The first run stops (baseline not ready), an operator deletes the canary, the rerun must still
+/// move traffic: the route is 50/50 to a backend with no pods.
+#[tokio::test]
+async fn a_canary_deleted_by_someone_else_still_has_its_traffic_moved_on_rerun() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server.never_ready(NS, "track=baseline").unwrap();
+    let cluster = cluster(&server).await;
+    let e = rollback(
+        &cluster,
+        &route_request(),
+        &opts(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::BaselineNotReady { .. }), "{e}");
+    assert_eq!(weights(&server), (50, 50));
+    server.delete("deployments", NS, "shop-canary").unwrap();
+    server.clear_never_ready();
+    rollback(&cluster, &route_request(), &fast())
+        .await
+        .unwrap()
+        .expect("the recorded rollback is resumed");
+    assert_eq!(weights(&server), (100, 0));
+    assert!((share_on_baseline(&server).await - 1.0).abs() < 1e-9);
+    // Now it is finished.
+    assert!(rollback(&cluster, &route_request(), &fast())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// A baseline in the middle of its own rollout (new pods not ready, old ones counted) is not
+/// ready: its controller may remove old pods right after the check.
+#[tokio::test]
+async fn a_baseline_in_the_middle_of_its_own_rollout_is_not_ready() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server
+        .patch(
+            "deployments",
+            NS,
+            "shop-baseline",
+            json!({"spec": {"strategy": {"type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}},
+                "template": {"metadata": {"labels": {"rev": "2"}}}}}),
+        )
+        .unwrap();
+    server.never_ready(NS, "rev=2").unwrap();
+    let cluster = cluster(&server).await;
+    let e = rollback(&cluster, &route_request(), &opts(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::BaselineNotReady { .. }), "{e}");
+    assert_eq!(weights(&server), (50, 50), "traffic untouched");
+}
+
+/// `minReadySeconds`: a pod counts only once it has been ready that long (`availableReplicas`).
+#[tokio::test]
+async fn traffic_waits_for_available_not_just_ready_replicas() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server
+        .patch(
+            "deployments",
+            NS,
+            "shop-baseline",
+            json!({"spec": {"minReadySeconds": 1}}),
+        )
+        .unwrap();
+    server
+        .settle(Duration::from_millis(50), Duration::from_secs(3))
+        .await;
+    let cluster = cluster(&server).await;
+    rollback(&cluster, &route_request(), &fast())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut checked = 0;
+    server.replay(|c, snap| {
+        if c.actor == USER && c.key.plural == "httproutes" {
+            checked += 1;
+            let d = snap.get("deployments", NS, "shop-baseline").unwrap();
+            let available = d["status"]["availableReplicas"].as_i64().unwrap_or(0);
+            assert!(
+                available >= 5,
+                "traffic moved with {available} available baseline replicas"
+            );
+        }
+    });
+    assert!(checked > 0);
+}
+
+/// A baseline backend Service that does not exist is not "added as a copy of the canary's
+/// entry": the rollback stops before traffic moves, naming it.
+#[tokio::test]
+async fn a_missing_baseline_backend_stops_the_rollback_before_traffic_moves() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server.delete("services", NS, "shop-baseline").unwrap();
+    let cluster = cluster(&server).await;
+    let e = rollback(
+        &cluster,
+        &route_request(),
+        &opts(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("shop-baseline"), "{e}");
+    assert_eq!(weights(&server), (50, 50), "traffic untouched");
+}
+
+/// The baseline backend's ready endpoints are what receives traffic: pods whose readiness probe
+/// fails leave it, and the rollback waits instead of moving traffic to a backend without ready
+/// endpoints.
+#[tokio::test]
+async fn traffic_waits_for_ready_endpoints_behind_the_baseline_backend() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    // The backend Service selects pods that never exist: the Deployment is ready, the backend
+    // has no endpoint.
+    server
+        .patch(
+            "services",
+            NS,
+            "shop-baseline",
+            json!({"spec": {"selector": {"app": "shop", "track": "nothing"}}}),
+        )
+        .unwrap();
+    let cluster = cluster(&server).await;
+    let e = rollback(
+        &cluster,
+        &route_request(),
+        &opts(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("endpoint"), "{e}");
+    assert_eq!(weights(&server), (50, 50), "traffic untouched");
+}
