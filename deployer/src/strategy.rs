@@ -106,59 +106,110 @@ async fn serving_group(
             let r = cluster
                 .call_opt(&format!("get httproutes/{route}"), || api.get(route))
                 .await?;
-            let refs = r
-                .map(|r| r.data["spec"]["rules"][0]["backendRefs"].clone())
-                .unwrap_or_default();
-            Ok(refs
-                .as_array()
+            // Summed over every rule of the cluster.
+            let mut total: BTreeMap<String, i64> = BTreeMap::new();
+            for (_, refs) in r
+                .map(|r| cluster_rules(&r.data, &cfg.cluster))
+                .unwrap_or_default()
+            {
+                for b in refs {
+                    *total.entry(b.0).or_default() += i64::from(b.1);
+                }
+            }
+            Ok(total
                 .into_iter()
-                .flatten()
-                .filter(|b| b["weight"].as_i64().unwrap_or(1) > 0)
-                .max_by_key(|b| b["weight"].as_i64().unwrap_or(1))
-                .and_then(|b| b["name"].as_str().map(String::from)))
+                .filter(|(_, w)| *w > 0)
+                .max_by_key(|(_, w)| *w)
+                .map(|(n, _)| n))
         }
     }
 }
 
-/// Sets the route's first rule to exactly these backends and weights, and verifies the read-back.
+/// The rules of a route that belong to a cluster: those whose backendRefs are empty or all name
+/// its server groups (`<cluster>-vNNN`), with their (backend, weight) pairs. Rules for other
+/// backends are left alone.
+fn cluster_rules(data: &serde_json::Value, cluster: &str) -> Vec<(usize, Vec<(String, i32)>)> {
+    data["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, rule)| {
+            let refs: Vec<(String, i32)> = rule["backendRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    (
+                        b["name"].as_str().unwrap_or_default().to_string(),
+                        b["weight"].as_i64().unwrap_or(1).clamp(0, 1_000_000) as i32,
+                    )
+                })
+                .collect();
+            refs.iter()
+                .all(|(n, _)| group_version(cluster, n).is_some())
+                .then_some((i, refs))
+        })
+        .collect()
+}
+
+/// Sets every rule of the cluster (see [`cluster_rules`]) to exactly these backends and weights,
+/// after each backend with weight has `ready` ready endpoints, then verifies the read-back and
+/// that the gateway accepted the new generation.
 async fn set_weights(
     cluster: &Cluster,
+    cfg: &DeployerConfig,
     route: &str,
     port: i32,
     weights: &[(String, i32)],
+    ready: i32,
 ) -> Result<()> {
+    let timeout = cfg.rollback.options().ready_timeout;
+    for (name, w) in weights {
+        if *w > 0 {
+            let need = ((i64::from(ready) * i64::from(*w) + 99) / 100).max(1) as i32;
+            cluster.wait_backend_ready(name, need, timeout).await?;
+        }
+    }
     let api = cluster.routes();
     let refs: Vec<serde_json::Value> = weights
         .iter()
         .map(|(n, w)| json!({"group": "", "kind": "Service", "name": n, "port": port, "weight": w}))
         .collect();
-    cluster
+    let written = cluster
         .call(&format!("replace httproutes/{route} weights"), || async {
             let mut r = api.get(route).await?;
-            r.data["spec"]["rules"][0]["backendRefs"] = json!(refs);
-            api.replace(route, &PostParams::default(), &r).await
+            let rules = cluster_rules(&r.data, &cfg.cluster);
+            if rules.is_empty() {
+                return Ok(None);
+            }
+            for (i, _) in rules {
+                r.data["spec"]["rules"][i]["backendRefs"] = json!(refs);
+            }
+            api.replace(route, &PostParams::default(), &r).await.map(Some)
         })
+        .await?
+        .ok_or_else(|| Error::Invalid {
+            field: format!("httproutes/{route} spec.rules"),
+            message: format!(
+                "no rule for cluster {:?}: a rule's backendRefs must be empty or name only its server groups",
+                cfg.cluster
+            ),
+        })?;
+    cluster
+        .wait_route_accepted(route, written.metadata.generation.unwrap_or(0))
         .await?;
     let r = cluster
         .call(&format!("get httproutes/{route}"), || api.get(route))
         .await?;
-    let found: Vec<(String, i32)> = r.data["spec"]["rules"][0]["backendRefs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| {
-            (
-                b["name"].as_str().unwrap_or_default().to_string(),
-                b["weight"].as_i64().unwrap_or(1) as i32,
-            )
-        })
-        .collect();
-    if found != weights {
-        return Err(Error::TrafficNotVerified {
-            object: format!("httproutes/{route}"),
-            expected: format!("{weights:?}"),
-            found: format!("{found:?}"),
-        });
+    for (i, found) in cluster_rules(&r.data, &cfg.cluster) {
+        if found != weights {
+            return Err(Error::TrafficNotVerified {
+                object: format!("httproutes/{route} rule {i}"),
+                expected: format!("{weights:?}"),
+                found: format!("{found:?}"),
+            });
+        }
     }
     info!(route, ?weights, "traffic weights set and verified");
     Ok(())
@@ -225,7 +276,8 @@ async fn switch_to(
             ensure_group_service(cluster, &name, &selector, *port).await?;
             let mut w = vec![(name, 100)];
             w.extend(others.iter().map(|o| (o.clone(), 0)));
-            set_weights(cluster, route, *port, &w).await
+            let replicas = group.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            set_weights(cluster, cfg, route, *port, &w, replicas).await
         }
     }
 }
@@ -334,7 +386,7 @@ where
                     .await
                     .map_err(|e| not_ready(e, &name))?;
                 let w = vec![(name.clone(), p as i32), (prev.clone(), 100 - p as i32)];
-                set_weights(cluster, route, *port, &w).await?;
+                set_weights(cluster, cfg, route, *port, &w, target).await?;
                 reached.push(p);
                 info!(group = %name, percent = p, "rolling step reached");
                 if let StepVerdict::Stop(reason) = hook(p).await {
@@ -480,7 +532,7 @@ async fn trim(cluster: &Cluster, cfg: &DeployerConfig, serving: &str) -> Result<
                     .map(|o| (o.clone(), 0)),
             )
             .collect();
-        set_weights(cluster, route, *port, &kept).await?;
+        set_weights(cluster, cfg, route, *port, &kept, 1).await?;
     }
     for name in &doomed {
         let g = GroupRef::deployment(name);
