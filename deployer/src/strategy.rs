@@ -431,6 +431,170 @@ where
     })
 }
 
+/// What a deploy or promote would do, read from the cluster without changing it (`--dry-run`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeployPlan {
+    /// `deploy` or `promote`.
+    pub action: String,
+    /// The server group that would receive the traffic (created by a deploy).
+    pub server_group: String,
+    /// The group receiving (most) traffic now.
+    pub previous: Option<String>,
+    pub strategy: String,
+    /// Traffic percentages the group would reach, in order.
+    pub traffic_steps: Vec<u32>,
+    /// Replicas the group would run (at full traffic).
+    pub replicas: i32,
+    /// Unversioned ConfigMaps/Secrets the pod template references: each gets a `name-vNNN` copy
+    /// (or reuses the latest identical one).
+    pub config_to_version: Vec<String>,
+    /// Older server groups the strategy's clean-up would delete.
+    pub would_delete: Vec<String>,
+    /// Whether a deployment window is open now (`None`: no windows configured).
+    pub window: Option<String>,
+}
+
+impl std::fmt::Display for DeployPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} plan ({})", self.action, self.strategy)?;
+        writeln!(
+            f,
+            "  server group: {} ({} replicas)",
+            self.server_group, self.replicas
+        )?;
+        writeln!(
+            f,
+            "  traffic now on: {}",
+            self.previous.as_deref().unwrap_or("none")
+        )?;
+        let steps: Vec<String> = self.traffic_steps.iter().map(|p| format!("{p}%")).collect();
+        writeln!(f, "  traffic steps: {}", steps.join(" -> "))?;
+        if !self.config_to_version.is_empty() {
+            writeln!(
+                f,
+                "  config to version: {}",
+                self.config_to_version.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "  would delete: {}",
+            if self.would_delete.is_empty() {
+                "none".to_string()
+            } else {
+                self.would_delete.join(", ")
+            }
+        )?;
+        if let Some(w) = &self.window {
+            writeln!(f, "  deployment window: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+fn strategy_name(cfg: &DeployerConfig) -> String {
+    match &cfg.strategy {
+        StrategyConfig::RedBlack { max_history } => format!("red_black, max_history {max_history}"),
+        StrategyConfig::RollingRedBlack { steps, max_history } => {
+            format!("rolling_red_black {steps:?}, max_history {max_history}")
+        }
+        StrategyConfig::Highlander => "highlander".into(),
+    }
+}
+
+fn window_now(cfg: &DeployerConfig) -> Result<Option<String>> {
+    let Some(w) = &cfg.windows else {
+        return Ok(None);
+    };
+    let w = Windows::from_config(w)?;
+    Ok(Some(match w.check(jiff::Timestamp::now()) {
+        Ok(()) => "open now".to_string(),
+        Err(why) => why,
+    }))
+}
+
+/// Older groups the clean-up would delete once `serving` has the traffic.
+fn doomed(cfg: &DeployerConfig, names: &[String], serving: &str) -> Vec<String> {
+    let older: Vec<&String> = names.iter().filter(|n| n.as_str() != serving).collect();
+    let keep = match &cfg.strategy {
+        StrategyConfig::Highlander => 0,
+        StrategyConfig::RedBlack { max_history }
+        | StrategyConfig::RollingRedBlack { max_history, .. } => *max_history,
+    };
+    older
+        .iter()
+        .take(older.len().saturating_sub(keep))
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// What [`deploy`] would do with `manifest`, reading only.
+pub async fn plan_deploy(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    manifest: &Deployment,
+) -> Result<DeployPlan> {
+    let groups = server_groups(cluster, &cfg.cluster).await?;
+    let next = groups
+        .iter()
+        .filter_map(|d| group_version(&cfg.cluster, &name_of(d)))
+        .max()
+        .map_or(0, |v| v + 1);
+    let name = format!("{}-v{next:03}", cfg.cluster);
+    let previous = serving_group(cluster, cfg, &groups).await?;
+    let spec = manifest.spec.as_ref().ok_or_else(|| Error::Invalid {
+        field: "manifest.spec".into(),
+        message: "a Deployment manifest needs a spec".into(),
+    })?;
+    let traffic_steps = match (&cfg.strategy, &previous) {
+        (StrategyConfig::RollingRedBlack { steps, .. }, Some(_)) => steps.clone(),
+        _ => vec![100],
+    };
+    let mut names: Vec<String> = groups.iter().map(name_of).collect();
+    names.push(name.clone());
+    Ok(DeployPlan {
+        action: "deploy".into(),
+        would_delete: doomed(cfg, &names, &name),
+        server_group: name,
+        previous,
+        strategy: strategy_name(cfg),
+        traffic_steps,
+        replicas: spec.replicas.unwrap_or(1),
+        config_to_version: versioned::config_refs(&spec.template)
+            .into_iter()
+            .filter(|r| versioned::split_version(&r.name).is_none())
+            .map(|r| format!("{} {}", r.kind.plural(), r.name))
+            .collect(),
+        window: window_now(cfg)?,
+    })
+}
+
+/// What [`promote`] would do for `group`, reading only.
+pub async fn plan_promote(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    group: &str,
+) -> Result<DeployPlan> {
+    let groups = server_groups(cluster, &cfg.cluster).await?;
+    let g = groups
+        .iter()
+        .find(|d| name_of(d) == group)
+        .ok_or_else(|| cluster.not_found("deployments", group))?;
+    let previous = serving_group(cluster, cfg, &groups).await?;
+    let names: Vec<String> = groups.iter().map(name_of).collect();
+    Ok(DeployPlan {
+        action: "promote".into(),
+        server_group: group.to_string(),
+        previous,
+        strategy: strategy_name(cfg),
+        traffic_steps: vec![100],
+        replicas: g.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        config_to_version: Vec::new(),
+        would_delete: doomed(cfg, &names, group),
+        window: window_now(cfg)?,
+    })
+}
+
 fn not_ready(e: Error, name: &str) -> Error {
     match e {
         Error::BaselineNotReady {
@@ -492,21 +656,9 @@ pub async fn promote(cluster: &Cluster, cfg: &DeployerConfig, group: &str) -> Re
 /// Services), then old config versions beyond the history limit.
 async fn trim(cluster: &Cluster, cfg: &DeployerConfig, serving: &str) -> Result<Vec<String>> {
     let groups = server_groups(cluster, &cfg.cluster).await?;
-    let older: Vec<String> = groups
-        .iter()
-        .map(name_of)
-        .filter(|n| n != serving)
-        .collect();
-    let keep = match &cfg.strategy {
-        StrategyConfig::Highlander => 0,
-        StrategyConfig::RedBlack { max_history }
-        | StrategyConfig::RollingRedBlack { max_history, .. } => *max_history,
-    };
-    let doomed: Vec<String> = older
-        .iter()
-        .take(older.len().saturating_sub(keep))
-        .cloned()
-        .collect();
+    let names: Vec<String> = groups.iter().map(name_of).collect();
+    let older: Vec<String> = names.iter().filter(|n| *n != serving).cloned().collect();
+    let doomed = doomed(cfg, &names, serving);
     if doomed.is_empty() {
         return Ok(doomed);
     }

@@ -754,3 +754,58 @@ async fn retention_survives_a_restart() {
     assert!(took >= Duration::from_millis(500), "waited only {took:?}");
     assert_eq!(end_state(&server), expected_end_state());
 }
+
+/// The drain is cancellable: a cancelled run stops at once with `Cancelled` (traffic already on
+/// the baseline, canary kept), and running the same rollback again finishes it.
+#[tokio::test]
+async fn a_cancelled_drain_stops_at_once_and_the_rerun_finishes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let cluster = cluster(&server).await;
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    let opts = RollbackOptions {
+        drain: Duration::from_secs(30),
+        ..fast()
+    };
+    let moved = Arc::new(AtomicBool::new(false));
+    let flag = moved.clone();
+    let mut progress = move |r: &vigil_deployer::rollback::StepReport| {
+        if r.step == Step::MoveTraffic {
+            flag.store(true, Ordering::SeqCst);
+        }
+    };
+    let cancel = async move {
+        while !moved.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let start = std::time::Instant::now();
+    let e = vigil_deployer::rollback::execute_rollback_until(
+        &cluster,
+        &plan,
+        &opts,
+        &mut progress,
+        cancel,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(&e, Error::Cancelled { step } if step == "drain"),
+        "{e}"
+    );
+    assert_eq!(weights(&server), (100, 0));
+    assert!(server.get("deployments", NS, "shop-canary").is_some());
+    rollback(&cluster, &route_request(), &fast())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(end_state(&server), expected_end_state());
+}
