@@ -800,6 +800,29 @@ impl Cluster {
         }
     }
 
+    /// Services whose selector matches pods with these labels (headless ones included).
+    pub async fn services_selecting(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>> {
+        let api = self.api::<Service>();
+        let lp = ListParams::default();
+        let list = self.call("list services", || api.list(&lp)).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|s| {
+                let sel = s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.selector.clone())
+                    .unwrap_or_default();
+                !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .filter_map(|s| s.metadata.name)
+            .collect())
+    }
+
     /// Ready endpoints behind a Service, from its EndpointSlices (what proxies and gateways
     /// route to). An endpoint whose `ready` condition is unset counts as ready, per the API.
     pub async fn ready_endpoints(&self, service: &str) -> Result<i32> {

@@ -23,7 +23,7 @@
 //! never below the baseline HPA's own minimum — the baseline keeps its own share and takes over
 //! the canary's share of the whole group's capacity.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -92,6 +92,11 @@ pub struct RollbackPlan {
     pub canary_share: f64,
     /// Traffic after the move.
     pub target_traffic: TrafficState,
+    /// Other Services whose selector matches the canary's pods (a headless Service, a second
+    /// Service): they keep sending the canary requests until it is deleted; the rollback cannot
+    /// move them and reports them.
+    #[serde(default)]
+    pub other_services: Vec<String>,
     /// Whether this plan was read from a record left by an earlier run.
     #[serde(skip)]
     pub resumed: bool,
@@ -166,6 +171,41 @@ fn share(canary: i32, baseline: i32) -> f64 {
     }
 }
 
+fn template_labels(g: &crate::cluster::GroupState) -> BTreeMap<String, String> {
+    g.template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a Service selector matches pods with these labels (an empty selector selects none).
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The selector that sends the Service's requests to the baseline's pods and none of the
+/// canary's: the baseline's `matchLabels` if they exclude the canary's pods (a broad selector
+/// such as `{app: shop}` does not), else all of the baseline's pod template labels.
+fn baseline_only_selector(
+    baseline: &crate::cluster::GroupState,
+    b_labels: &BTreeMap<String, String>,
+    c_labels: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    for candidate in [&baseline.match_labels, b_labels] {
+        if selects(candidate, b_labels) && !selects(candidate, c_labels) {
+            return Ok(candidate.clone());
+        }
+    }
+    Err(Error::Invalid {
+        field: "traffic".into(),
+        message: format!(
+            "no selector selects the baseline's pods without the canary's: baseline pod labels \
+             {b_labels:?}, canary pod labels {c_labels:?}; give the baseline a distinguishing label"
+        ),
+    })
+}
+
 fn read_record(
     object: &GroupRef,
     annotations: &std::collections::BTreeMap<String, String>,
@@ -217,30 +257,17 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
         });
     };
     let traffic = cluster.read_traffic(&req.traffic).await?;
+    let c_labels = template_labels(&canary);
+    let b_labels = template_labels(&baseline);
     let canary_share = match &traffic {
         TrafficState::Weights { canary, baseline } => share(*canary, *baseline),
         TrafficState::Selector { selector } => {
-            let selects = |labels: &std::collections::BTreeMap<String, String>| {
-                selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-            };
-            let c_labels = canary
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            let b_labels = baseline
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            let c = if selects(&c_labels) {
+            let c = if selects(selector, &c_labels) {
                 canary.ready_replicas
             } else {
                 0
             };
-            let b = if selects(&b_labels) {
+            let b = if selects(selector, &b_labels) {
                 baseline.ready_replicas
             } else {
                 0
@@ -259,7 +286,7 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
     }
     let target_traffic = match (&req.traffic, &traffic) {
         (TrafficSpec::Service { .. }, _) => TrafficState::Selector {
-            selector: baseline.match_labels.clone(),
+            selector: baseline_only_selector(&baseline, &b_labels, &c_labels)?,
         },
         (TrafficSpec::HttpRoute { .. }, TrafficState::Weights { canary, baseline }) => {
             TrafficState::Weights {
@@ -274,6 +301,20 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
             })
         }
     };
+    let exclude: Vec<&str> = match &req.traffic {
+        TrafficSpec::Service { service } => vec![service.as_str()],
+        TrafficSpec::HttpRoute { canary_backend, .. } => vec![canary_backend.as_str()],
+    };
+    let other_services: Vec<String> = cluster
+        .services_selecting(&c_labels)
+        .await?
+        .into_iter()
+        .filter(|s| !exclude.contains(&s.as_str()))
+        .collect();
+    if !other_services.is_empty() {
+        tracing::warn!(services = ?other_services, canary = %req.canary,
+            "other Services select the canary's pods and keep sending them requests until it is deleted");
+    }
     let canary_config = versioned::config_refs(&canary.template)
         .into_iter()
         .filter(|r| versioned::split_version(&r.name).is_some())
@@ -292,6 +333,7 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
         required_replicas: required,
         canary_share,
         target_traffic,
+        other_services,
         resumed: false,
         canary_present: true,
     })
@@ -440,7 +482,15 @@ impl fmt::Display for RollbackPlan {
             f,
             "  traffic: {} -> {}",
             self.prior.traffic, self.target_traffic
-        )
+        )?;
+        if !self.other_services.is_empty() {
+            writeln!(
+                f,
+                "  WARNING: other Services select the canary's pods until it is deleted: {}",
+                self.other_services.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -666,6 +716,12 @@ impl Run<'_> {
                 endpoints.map_or(String::new(), |e| format!(", {e} ready endpoints"))
             ));
             now = target.clone();
+        }
+        if !self.plan.other_services.is_empty() {
+            changed.push(format!(
+                "WARNING: Services {} still select the canary's pods until it is deleted",
+                self.plan.other_services.join(", ")
+            ));
         }
         Ok((format!("traffic {first}"), joined(changed)))
     }

@@ -208,3 +208,74 @@ async fn traffic_waits_for_ready_endpoints_behind_the_baseline_backend() {
     assert!(e.to_string().contains("endpoint"), "{e}");
     assert_eq!(weights(&server), (50, 50), "traffic untouched");
 }
+
+/// Service mode with a broad baseline selector (`matchLabels: {app: shop}`): moving the Service
+/// to it would keep selecting the canary's pods. The target is the baseline's pod labels instead,
+/// and the Service's ready endpoints are all baseline pods afterwards.
+#[tokio::test]
+async fn a_broad_baseline_selector_is_narrowed_to_exclude_the_canary() {
+    let server = TestServer::start().await.unwrap();
+    let mut b = deployment("shop-baseline", "baseline", 2, None);
+    b["spec"]["selector"] = json!({"matchLabels": {"app": "shop"}});
+    server.create(b).unwrap();
+    server
+        .create(deployment("shop-canary", "canary", 2, None))
+        .unwrap();
+    server
+        .create(service("shop", json!({"app": "shop"})))
+        .unwrap();
+    wait_ready(&server, "shop-baseline", 2).await;
+    wait_ready(&server, "shop-canary", 2).await;
+    let req = vigil_deployer::rollback::RollbackRequest {
+        canary: vigil_deployer::cluster::GroupRef::deployment("shop-canary"),
+        baseline: vigil_deployer::cluster::GroupRef::deployment("shop-baseline"),
+        traffic: vigil_deployer::cluster::TrafficSpec::Service {
+            service: "shop".into(),
+        },
+    };
+    let cluster = cluster(&server).await;
+    let mut after_move = Vec::new();
+    let plan = vigil_deployer::rollback::plan_rollback(&cluster, &req)
+        .await
+        .unwrap();
+    let mut progress = |r: &vigil_deployer::rollback::StepReport| {
+        if r.step == vigil_deployer::rollback::Step::MoveTraffic {
+            after_move
+                .push(server.get("services", NS, "shop").unwrap()["spec"]["selector"].clone());
+        }
+    };
+    vigil_deployer::rollback::execute_rollback(&cluster, &plan, &fast(), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(
+        after_move,
+        vec![json!({"app": "shop", "track": "baseline"})],
+        "right after the move, the Service selects only baseline pods"
+    );
+}
+
+/// Another Service (here a headless one) selecting the canary's pods keeps sending them
+/// requests until the canary is deleted: the plan names it, and the move step reports it.
+#[tokio::test]
+async fn other_services_selecting_canary_pods_are_reported() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let mut headless = service("shop-headless", json!({"app": "shop"}));
+    headless["spec"]["clusterIP"] = json!("None");
+    server.create(headless).unwrap();
+    let cluster = cluster(&server).await;
+    let plan = vigil_deployer::rollback::plan_rollback(&cluster, &route_request())
+        .await
+        .unwrap();
+    assert_eq!(plan.other_services, vec!["shop-headless".to_string()]);
+    assert!(plan.to_string().contains("shop-headless"));
+    let report = vigil_deployer::rollback::execute_rollback(&cluster, &plan, &fast(), &mut |_| {})
+        .await
+        .unwrap();
+    let moved = report
+        .steps
+        .iter()
+        .find(|s| s.step == vigil_deployer::rollback::Step::MoveTraffic)
+        .unwrap();
+    assert!(moved.changed.contains("shop-headless"), "{}", moved.changed);
+}
