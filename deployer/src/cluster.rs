@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::NamespaceResourceScope;
@@ -348,6 +349,16 @@ pub struct Cluster {
     backoff: Duration,
     poll: Duration,
     status_timeout: Duration,
+    identity: String,
+}
+
+fn lease_name(object: &str) -> String {
+    format!("vigil-traffic-{object}")
+}
+
+/// A Lease's MicroTime: RFC 3339 with microseconds.
+fn micro_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
 impl Cluster {
@@ -359,6 +370,11 @@ impl Cluster {
             backoff: Duration::from_millis(200),
             poll: Duration::from_millis(500),
             status_timeout: Duration::from_secs(60),
+            identity: format!(
+                "vigil-{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+                std::process::id()
+            ),
         }
     }
 
@@ -634,6 +650,134 @@ impl Cluster {
         let what = format!("patch horizontalpodautoscalers/{name} min={min} max={max}");
         self.call(&what, || api.patch(name, &pp, &patch)).await?;
         Ok(())
+    }
+
+    /// Gives the HPA back its `prior` bounds, but only the bounds that still hold what the
+    /// rollback `pinned`: a bound someone edited meanwhile is theirs and stays. The patch carries
+    /// the resourceVersion it was computed from, so an edit racing with it is a 409 and the
+    /// decision is made again on a fresh read. Returns what changed.
+    pub async fn restore_hpa_bounds(
+        &self,
+        name: &str,
+        pinned: (i32, i32),
+        prior: (i32, i32),
+    ) -> Result<Option<(i32, i32)>> {
+        let api = self.api::<HorizontalPodAutoscaler>();
+        let pp = PatchParams::default();
+        let what = format!("restore horizontalpodautoscalers/{name} bounds");
+        self.call(&what, || async {
+            let Some(h) = api.get_opt(name).await? else {
+                return Ok(None);
+            };
+            let spec = h.spec.clone().unwrap_or_default();
+            let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
+            let new_min = if min == pinned.0 { prior.0 } else { min };
+            let new_max = if max == pinned.1 { prior.1 } else { max }.max(new_min);
+            if (new_min, new_max) == (min, max) {
+                return Ok(None);
+            }
+            let patch = Patch::Merge(json!({
+                "metadata": {"resourceVersion": h.metadata.resource_version},
+                "spec": {"minReplicas": new_min, "maxReplicas": new_max}}));
+            api.patch(name, &pp, &patch).await?;
+            Ok(Some((new_min, new_max)))
+        })
+        .await
+    }
+
+    /// Takes (or renews) the lock on a traffic object — a Lease `vigil-traffic-<object>` — so
+    /// that a deploy and a rollback never write the same route or Service at once. The holder is
+    /// this client's identity (re-entrant: a deploy that rolls back keeps its lock). A lock held
+    /// by another identity is [`Error::Locked`] until it expires (`hold`: how long the caller
+    /// may need it; a crashed holder's lock expires after that).
+    pub async fn lock_traffic(&self, object: &str, hold: Duration) -> Result<()> {
+        let api = self.api::<Lease>();
+        let name = lease_name(object);
+        let secs = i32::try_from(hold.as_secs().saturating_add(60)).unwrap_or(i32::MAX);
+        let now = micro_time(jiff::Timestamp::now());
+        let me = self.identity.clone();
+        let pp = PostParams::default();
+        let outcome = self
+            .call(&format!("lock leases/{name}"), || async {
+                match api.get_opt(&name).await? {
+                    None => {
+                        let lease: Lease = serde_json::from_value(json!({
+                            "metadata": {"name": name},
+                            "spec": {"holderIdentity": me, "leaseDurationSeconds": secs,
+                                "acquireTime": now, "renewTime": now}}))
+                        .map_err(kube::Error::SerdeError)?;
+                        api.create(&pp, &lease).await?;
+                        Ok(Ok(()))
+                    }
+                    Some(mut lease) => {
+                        let v = serde_json::to_value(&lease).unwrap_or_default();
+                        let holder = v["spec"]["holderIdentity"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
+                        let expires = v["spec"]["renewTime"]
+                            .as_str()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .and_then(|t| {
+                                t.checked_add(jiff::SignedDuration::from_secs(
+                                    v["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0),
+                                ))
+                                .ok()
+                            });
+                        let expired = expires.is_none_or(|e| e < jiff::Timestamp::now());
+                        if !holder.is_empty() && holder != me && !expired {
+                            return Ok(Err(Error::Locked {
+                                object: object.to_string(),
+                                holder,
+                                until: expires.map(|e| e.to_string()).unwrap_or_default(),
+                            }));
+                        }
+                        let mut spec = v["spec"].clone();
+                        if holder != me {
+                            spec["acquireTime"] = json!(now);
+                        }
+                        spec["holderIdentity"] = json!(me);
+                        spec["leaseDurationSeconds"] = json!(secs);
+                        spec["renewTime"] = json!(now);
+                        lease.spec =
+                            serde_json::from_value(spec).map_err(kube::Error::SerdeError)?;
+                        // Replace carries the resourceVersion: two takers race to a 409.
+                        api.replace(&name, &pp, &lease).await?;
+                        Ok(Ok(()))
+                    }
+                }
+            })
+            .await?;
+        outcome
+    }
+
+    /// Releases the traffic lock if this client holds it (deletes the Lease).
+    pub async fn unlock_traffic(&self, object: &str) -> Result<()> {
+        let api = self.api::<Lease>();
+        let name = lease_name(object);
+        let held = self
+            .call_opt(&format!("get leases/{name}"), || api.get(&name))
+            .await?
+            .is_some_and(|l| {
+                l.spec.and_then(|s| s.holder_identity).as_deref() == Some(self.identity.as_str())
+            });
+        if held {
+            let dp = DeleteParams::default();
+            self.call_opt(&format!("delete leases/{name}"), || api.delete(&name, &dp))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Who this client is when it holds a lock.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Sets the lock identity (default: `vigil-<host>-<pid>`).
+    pub fn with_identity(mut self, identity: &str) -> Self {
+        self.identity = identity.to_string();
+        self
     }
 
     pub async fn delete_hpa(&self, name: &str) -> Result<bool> {

@@ -68,6 +68,15 @@ pub enum Error {
     },
     #[error("HTTPRoute {route} is not programmed by its gateway: {status}")]
     RouteNotAccepted { route: String, status: String },
+    #[error(
+        "{object} is locked by {holder} (a deploy or rollback in progress) until {until}; \
+         run again once it finished, or delete Lease vigil-traffic-{object} if its holder is gone"
+    )]
+    Locked {
+        object: String,
+        holder: String,
+        until: String,
+    },
     #[error("the rollback was cancelled during step {step}; run it again to resume")]
     Cancelled { step: String },
     #[error(

@@ -528,22 +528,44 @@ pub async fn execute_rollback_until(
             source,
         })?,
     };
+    // Deploys and rollbacks of the same traffic object exclude each other. The lock is held for
+    // the longest the run can take (each wait's timeout, drain, retention), so it needs no renewal.
+    let object = traffic_object(&plan.request.traffic);
+    let hold = opts.ready_timeout * (run.moves.len() as u32 + 1) + opts.drain + opts.retention;
+    cluster.lock_traffic(object, hold).await?;
     let mut steps = Vec::new();
-    tokio::pin!(cancel);
-    for step in Step::ALL {
-        let doing = run.step(step);
-        let report = tokio::select! {
-            r = doing => r?,
-            _ = &mut cancel => return Err(Error::Cancelled { step: step.to_string() }),
-        };
-        info!(%step, read = %report.read, changed = %report.changed, "rollback step");
-        progress(&report);
-        steps.push(report);
+    let result = async {
+        tokio::pin!(cancel);
+        for step in Step::ALL {
+            let doing = run.step(step);
+            let report = tokio::select! {
+                r = doing => r?,
+                _ = &mut cancel => return Err(Error::Cancelled { step: step.to_string() }),
+            };
+            info!(%step, read = %report.read, changed = %report.changed, "rollback step");
+            progress(&report);
+            steps.push(report);
+        }
+        Ok(())
     }
+    .await;
+    // Released on failure too, so a rerun by another process need not wait for the expiry.
+    if let Err(e) = cluster.unlock_traffic(object).await {
+        tracing::warn!(error = %e, "could not release the traffic lock; it expires by itself");
+    }
+    result?;
     Ok(RollbackReport {
         plan: plan.clone(),
         steps,
     })
+}
+
+/// The object traffic is written to: the Service or the HTTPRoute.
+pub(crate) fn traffic_object(spec: &TrafficSpec) -> &str {
+    match spec {
+        TrafficSpec::Service { service } => service,
+        TrafficSpec::HttpRoute { route, .. } => route,
+    }
 }
 
 /// One execution of a plan: what every step needs.
@@ -804,18 +826,14 @@ impl Run<'_> {
         let req = &self.plan.request;
         let mut changed = Vec::new();
         if let Some(prior) = &self.plan.prior.baseline_hpa {
-            match self.cluster.hpa(&prior.name).await? {
-                Some(h) if h.min == prior.min && h.max == prior.max => {}
-                Some(_) => {
-                    self.cluster
-                        .set_hpa_bounds(&prior.name, prior.min, prior.max)
-                        .await?;
-                    changed.push(format!(
-                        "HPA {} min -> {}, max -> {}",
-                        prior.name, prior.min, prior.max
-                    ));
-                }
-                None => {}
+            let required = self.plan.required_replicas;
+            let pinned = (prior.min.max(required), prior.max.max(required));
+            if let Some((min, max)) = self
+                .cluster
+                .restore_hpa_bounds(&prior.name, pinned, (prior.min, prior.max))
+                .await?
+            {
+                changed.push(format!("HPA {} min -> {min}, max -> {max}", prior.name));
             }
         }
         let st = self.cluster.require_group(&req.baseline).await?;

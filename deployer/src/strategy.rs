@@ -295,13 +295,51 @@ pub async fn deploy<F, Fut>(
     cluster: &Cluster,
     cfg: &DeployerConfig,
     manifest: Deployment,
-    mut hook: F,
+    hook: F,
 ) -> Result<DeployReport>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = StepVerdict>,
 {
     enforce_windows(cfg).await?;
+    let object = traffic_object(cfg);
+    cluster.lock_traffic(object, lock_hold(cfg)).await?;
+    let result = deploy_locked(cluster, cfg, manifest, hook).await;
+    if let Err(e) = cluster.unlock_traffic(object).await {
+        tracing::warn!(error = %e, "could not release the traffic lock; it expires by itself");
+    }
+    result
+}
+
+/// The route or Service a cluster's traffic is written to.
+fn traffic_object(cfg: &DeployerConfig) -> &str {
+    match &cfg.traffic {
+        TrafficConfig::Service { service } => service,
+        TrafficConfig::HttpRoute { route, .. } => route,
+    }
+}
+
+/// How long a deploy may hold the traffic lock: a readiness wait per step and the rollback it
+/// may run.
+fn lock_hold(cfg: &DeployerConfig) -> std::time::Duration {
+    let o = cfg.rollback.options();
+    let steps = match &cfg.strategy {
+        StrategyConfig::RollingRedBlack { steps, .. } => steps.len() as u32,
+        _ => 1,
+    };
+    o.ready_timeout * (2 * steps + 2) + o.drain + o.retention
+}
+
+async fn deploy_locked<F, Fut>(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    manifest: Deployment,
+    mut hook: F,
+) -> Result<DeployReport>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = StepVerdict>,
+{
     let groups = server_groups(cluster, &cfg.cluster).await?;
     let next = groups
         .iter()
@@ -620,6 +658,20 @@ fn scaled(target: i32, percent: u32) -> i32 {
 /// applies the strategy's clean-up.
 pub async fn promote(cluster: &Cluster, cfg: &DeployerConfig, group: &str) -> Result<DeployReport> {
     enforce_windows(cfg).await?;
+    let object = traffic_object(cfg);
+    cluster.lock_traffic(object, lock_hold(cfg)).await?;
+    let result = promote_locked(cluster, cfg, group).await;
+    if let Err(e) = cluster.unlock_traffic(object).await {
+        tracing::warn!(error = %e, "could not release the traffic lock; it expires by itself");
+    }
+    result
+}
+
+async fn promote_locked(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    group: &str,
+) -> Result<DeployReport> {
     let groups = server_groups(cluster, &cfg.cluster).await?;
     let g = groups
         .iter()

@@ -247,6 +247,15 @@ async fn the_rollback_only_role_allows_every_rollback_call_and_every_rule_is_use
             .unwrap();
     }
     server.create(service("rs", json!({"app": "rs"}))).unwrap();
+    // The lock left by a crashed process has expired: the rollback takes it over (update).
+    server
+        .create(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "vigil-traffic-rs", "namespace": NS},
+            "spec": {"holderIdentity": "crashed", "leaseDurationSeconds": 1,
+                "renewTime": "2026-01-01T00:00:00.000000Z"}}),
+        )
+        .unwrap();
     server
         .settle(
             std::time::Duration::from_millis(50),
@@ -261,6 +270,7 @@ async fn the_rollback_only_role_allows_every_rollback_call_and_every_rule_is_use
         },
     };
     rollback(&cluster, &req, &fast()).await.unwrap().unwrap();
+    assert!(server.get("leases", NS, "vigil-traffic-rs").is_none());
 
     let calls: Vec<AuditEntry> = server
         .audit()
@@ -271,9 +281,13 @@ async fn the_rollback_only_role_allows_every_rollback_call_and_every_rule_is_use
     assert!(denied.is_empty(), "denied: {denied:#?}");
     let unused = unused_grants(&role, &calls);
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
-    // Nothing it could deploy with or read Secrets by.
+    // Nothing it could deploy with or read Secrets by: it creates only its lock.
     for r in &role.rules {
-        assert!(!r.verbs.iter().any(|v| v == "create"), "{:?}", r.resources);
+        assert!(
+            !r.verbs.iter().any(|v| v == "create") || r.resources == ["leases"],
+            "{:?}",
+            r.resources
+        );
         if r.resources.iter().any(|x| x == "secrets") {
             assert_eq!(r.verbs, ["delete"]);
         }

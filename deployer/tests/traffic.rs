@@ -279,3 +279,124 @@ async fn other_services_selecting_canary_pods_are_reported() {
         .unwrap();
     assert!(moved.changed.contains("shop-headless"), "{}", moved.changed);
 }
+
+/// An HPA bound edited by someone during the rollback is theirs: the restore gives back only the
+/// bounds that still hold what the rollback pinned.
+#[tokio::test]
+async fn restoring_the_hpa_keeps_edits_made_during_the_rollback() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let cluster = cluster(&server).await;
+    let plan = vigil_deployer::rollback::plan_rollback(&cluster, &route_request())
+        .await
+        .unwrap();
+    let mut edit = |r: &vigil_deployer::rollback::StepReport| {
+        if r.step == vigil_deployer::rollback::Step::PinHpa {
+            server
+                .patch(
+                    "horizontalpodautoscalers",
+                    NS,
+                    "shop-baseline",
+                    json!({"spec": {"maxReplicas": 20}}),
+                )
+                .unwrap();
+        }
+    };
+    vigil_deployer::rollback::execute_rollback(&cluster, &plan, &fast(), &mut edit)
+        .await
+        .unwrap();
+    let hpa = server
+        .get("horizontalpodautoscalers", NS, "shop-baseline")
+        .unwrap();
+    assert_eq!(
+        hpa["spec"]["minReplicas"], 2,
+        "the pinned minimum is restored"
+    );
+    assert_eq!(
+        hpa["spec"]["maxReplicas"], 20,
+        "the operator's maximum is kept"
+    );
+}
+
+/// A rolling deploy in progress holds the route's lock: a rollback by another process is refused
+/// (and changes nothing) instead of racing it, which could put traffic back on a canary.
+#[tokio::test]
+async fn a_deploy_and_a_rollback_of_the_same_route_exclude_each_other() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let deployer = cluster(&server).await.with_identity("deploy-process");
+    let other = cluster(&server).await.with_identity("rollback-process");
+    // The route also carries a second app, `api`, deployed with a rolling strategy.
+    let mut route = server.get("httproutes", NS, "shop").unwrap();
+    route["spec"]["rules"].as_array_mut().unwrap().push(
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}], "backendRefs": []}),
+    );
+    server
+        .patch(
+            "httproutes",
+            NS,
+            "shop",
+            json!({"spec": route["spec"].clone()}),
+        )
+        .unwrap();
+    let cfg = vigil_deployer::config::parse(
+        "namespace: shop\ncluster: api\ntraffic: {type: http_route, route: shop}\nstrategy: {type: rolling_red_black, steps: [50, 100]}\nrollback: {drain_seconds: 0, ready_timeout_seconds: 5}\n",
+    )
+    .unwrap();
+    let manifest: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "api"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+            "template": {"metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "web", "image": "api:1"}]}}}}))
+    .unwrap();
+    let in_hook = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let (h, r) = (in_hook.clone(), release.clone());
+    let hook = move |_| {
+        let (h, r) = (h.clone(), r.clone());
+        async move {
+            h.store(true, Ordering::SeqCst);
+            while !r.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            vigil_deployer::strategy::StepVerdict::Continue
+        }
+    };
+    // The first deploy of `api` has no previous group: no rolling steps, no hook.
+    vigil_deployer::strategy::deploy(&deployer, &cfg, manifest.clone(), |_| async {
+        vigil_deployer::strategy::StepVerdict::Continue
+    })
+    .await
+    .unwrap();
+    let deploying = vigil_deployer::strategy::deploy(&deployer, &cfg, manifest, hook);
+    let racing = async {
+        for _ in 0..2000 {
+            if in_hook.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            in_hook.load(Ordering::SeqCst),
+            "the deploy reached its first step"
+        );
+        let before = server.get("httproutes", NS, "shop").unwrap()["spec"].clone();
+        let e = rollback(&other, &route_request(), &fast()).await;
+        let after = server.get("httproutes", NS, "shop").unwrap()["spec"].clone();
+        release.store(true, Ordering::SeqCst);
+        (e, before, after)
+    };
+    let (_, (e, before, after)) = tokio::join!(deploying, racing);
+    let e = e.unwrap_err();
+    assert!(
+        matches!(&e, Error::Locked { holder, .. } if holder == "deploy-process"),
+        "{e}"
+    );
+    assert_eq!(before, after, "the refused rollback changed nothing");
+    assert!(
+        server.get("leases", NS, "vigil-traffic-shop").is_none(),
+        "released at the end"
+    );
+}
