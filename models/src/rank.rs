@@ -70,7 +70,7 @@ pub struct MannWhitneyResult {
 
 /// Why a rank test could not be computed. `sample` names the offending argument (`"x"`, `"y"`, or
 /// `"values"` for [`average_ranks`]) so callers can point the user at the right field.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Error)]
 pub enum RankError {
     #[error("sample `{sample}` is empty: expected at least one value")]
     EmptySample { sample: &'static str },
@@ -89,6 +89,21 @@ pub enum RankError {
         max_entries: u64,
         max_work: u64,
     },
+    #[error(
+        "exact p-value for sample sizes {n1} and {n2} with U this close to its mean ({z:.1} \
+         standard deviations) cannot be computed to 1e-9 in double precision: the exact table is \
+         trusted for a smaller sample of up to {EXACT_ACCURATE_SIZE} values anywhere, and beyond \
+         that only {need:.1} or more standard deviations into the tail. Use the asymptotic \
+         method: at these sizes it is within 1e-3 of the exact p-value"
+    )]
+    ExactInaccurate {
+        n1: usize,
+        n2: usize,
+        /// How far the table's end lies below the mean of U, in standard deviations.
+        z: f64,
+        /// How far it would have to lie for the result to be trusted.
+        need: f64,
+    },
 }
 
 /// Largest exact-distribution table (in entries of 8 bytes, 256 MiB) we are willing to build.
@@ -97,9 +112,37 @@ pub enum RankError {
 const EXACT_TABLE_LIMIT: u64 = 1 << 25;
 /// Largest number of table updates (smaller size × table length), a few seconds of work. With U
 /// near its mean this allows forced exact up to about 2 × 2 000 values. Relative accuracy
-/// degrades slowly with the smaller size (tails within 2e-13 of exact rationals at 2 × 515, single
-/// coefficients within 3e-12 at 2 × 200), so the bound also keeps it well inside 1e-9.
+/// degrades with the smaller size: see [`EXACT_ACCURATE_SIZE`].
 const EXACT_WORK_LIMIT: u64 = 1 << 32;
+
+/// Up to this smaller size the exact table is trusted everywhere. The recursion's rounding errors
+/// grow with the smaller size m near the middle of the distribution (measured against exact
+/// integer counts, `tests/reference/mw_exact_large.py`: relative error of the middle coefficient
+/// 1e-12 at 2 × 200, 1e-9 at 2 × 300, 1e-4 at 2 × 500, none correct at 2 × 800), while the tail
+/// stays accurate much longer (at 2 × 800: 2e-13 eight standard deviations below the mean, 2e-10
+/// at six). [`exact_trusted`] turns those measurements into the rule.
+pub const EXACT_ACCURATE_SIZE: usize = 300;
+
+/// Whether the exact table up to `last` is trusted for sizes `n1`, `n2`, and if not, how far into
+/// the tail (in standard deviations below the mean) `last` is and would have to be. Beyond
+/// [`EXACT_ACCURATE_SIZE`] the table must end at least 5 standard deviations below the mean at
+/// m = 500 (measured error 1e-13) and 8 at m = 800 (2e-13), growing linearly beyond: an
+/// extrapolation, stated as such, on the side of refusing.
+fn exact_trusted(n1: usize, n2: usize, last: u64) -> Result<(), (f64, f64)> {
+    let m = n1.min(n2);
+    if m <= EXACT_ACCURATE_SIZE {
+        return Ok(());
+    }
+    let mn = n1 as f64 * n2 as f64;
+    let sd = (mn * (n1 as f64 + n2 as f64 + 1.0) / 12.0).sqrt();
+    let z = (mn / 2.0 - last as f64) / sd;
+    let need = 5.0 + 3.0 * (m.max(500) - 500) as f64 / 300.0;
+    if z >= need {
+        Ok(())
+    } else {
+        Err((z, need))
+    }
+}
 
 /// The Mann-Whitney U test of `x` against `y`, with scipy's conventions and results.
 ///
@@ -459,10 +502,15 @@ impl ExactTail {
     /// The frequencies of U are the coefficients of the q-binomial coefficient
     /// C(m + n, m)_q = prod_{k=1..m} (1 - q^(n+k)) / (1 - q^k), with m the smaller size.
     /// Dividing by (1 - q^k) is a running sum with stride k; multiplying by (1 - q^(n+k)) is a
-    /// shifted subtraction. Dividing first keeps every intermediate coefficient positive, and the
-    /// subtraction only cancels partially, so relative errors stay near machine precision for the
-    /// sizes scipy calls exact, and around 1e-13 for tails at m = n = 515 (the reference tests
-    /// compare with exact rational arithmetic).
+    /// shifted subtraction. Dividing first keeps every intermediate coefficient positive.
+    ///
+    /// Each step only touches the coefficients up to the degree k·n of the product so far.
+    /// Past the degree the true coefficients are zero, but computed they are the difference of
+    /// two running sums the size of the whole distribution, i.e. rounding noise, which the next
+    /// running sum multiplies by the table length: from about 2 × 700 on, that noise swamped
+    /// the answer (p = 1 or NaN for 2 × 800 near the mean). With exact zeros there, what is
+    /// left is the cancellation in the subtraction, which still grows with m: see
+    /// [`EXACT_ACCURATE_SIZE`] for where the result is trusted.
     fn build(n1: usize, n2: usize, last: u64) -> Result<Self, RankError> {
         let (m, n) = (n1.min(n2), n1.max(n2));
         let entries = last + 1;
@@ -476,28 +524,31 @@ impl ExactTail {
                 max_work: EXACT_WORK_LIMIT,
             });
         }
+        exact_trusted(n1, n2, last).map_err(|(z, need)| RankError::ExactInaccurate {
+            n1,
+            n2,
+            z,
+            need,
+        })?;
         // `entries` is bounded by EXACT_TABLE_LIMIT, so it fits in usize.
-        let len = entries as usize;
-        let mut counts = vec![0.0f64; len];
+        let top = entries as usize - 1;
+        let mut counts = vec![0.0f64; top + 1];
         counts[0] = 1.0;
         let mut ln_scale = 0.0;
         let mut ln_total = 0.0;
         for k in 1..=m {
-            for j in k..len {
-                counts[j] += counts[j - k];
-            }
-            let shift = n + k;
-            for j in (shift..len).rev() {
-                counts[j] -= counts[j - shift];
-            }
+            let degree = top.min(k.saturating_mul(n));
+            let window = &mut counts[..=degree];
+            divide_by_one_minus_q_pow(window, k);
+            multiply_by_one_minus_q_pow(window, n + k);
             ln_total += (n as f64 / k as f64).ln_1p();
             // No coefficient exceeds the total C(n + k, k) (divided by the scale so far), so the
             // scan for the maximum is only needed once that bound nears the top of the f64 range;
             // each step grows coefficients by at most a factor `len`, so 1e250 leaves room.
             if ln_total - ln_scale > 575.0 {
-                let max = counts.iter().fold(0.0f64, |a, &b| a.max(b));
+                let max = window.iter().fold(0.0f64, |a, &b| a.max(b));
                 if max > 1e250 {
-                    for c in counts.iter_mut() {
+                    for c in window.iter_mut() {
                         *c /= max;
                     }
                     ln_scale += max.ln();
@@ -520,11 +571,52 @@ impl ExactTail {
     }
 
     fn cdf(&self) -> f64 {
-        self.probability(self.counts.iter().sum())
+        // Up to millions of terms: a compensated (Neumaier) sum keeps the rounding of the sum
+        // itself at one ulp instead of growing with the table length.
+        let (mut sum, mut compensation) = (0.0f64, 0.0f64);
+        for &c in &self.counts {
+            let t = sum + c;
+            compensation += if sum.abs() >= c.abs() {
+                (sum - t) + c
+            } else {
+                (c - t) + sum
+            };
+            sum = t;
+        }
+        self.probability(sum + compensation)
     }
 
     fn pmf_last(&self) -> f64 {
         self.probability(self.counts[self.counts.len() - 1])
+    }
+}
+
+/// `c *= 1 / (1 - q^k)` as a power series truncated to `c.len()`: `c[j] += c[j - k]` for rising
+/// j, done a block of k at a time (a block only reads the block below it), which the compiler
+/// vectorises.
+fn divide_by_one_minus_q_pow(c: &mut [f64], k: usize) {
+    let mut start = k;
+    while start < c.len() {
+        let end = (start + k).min(c.len());
+        let (below, rest) = c.split_at_mut(start);
+        for (a, b) in rest[..end - start].iter_mut().zip(&below[start - k..]) {
+            *a += *b;
+        }
+        start = end;
+    }
+}
+
+/// `c *= 1 - q^d`, truncated to `c.len()`: `c[j] -= c[j - d]` for falling j, a block of at
+/// most d at a time from the top (a block only reads below itself).
+fn multiply_by_one_minus_q_pow(c: &mut [f64], d: usize) {
+    let mut end = c.len();
+    while end > d {
+        let start = end.saturating_sub(d).max(d);
+        let (below, rest) = c.split_at_mut(start);
+        for (a, b) in rest[..end - start].iter_mut().zip(&below[start - d..]) {
+            *a -= *b;
+        }
+        end = start;
     }
 }
 
