@@ -175,7 +175,12 @@ pub fn fit_with_resolution(
         }
     }
     loo.sort_by(f64::total_cmp);
-    let (threshold, false_alarm_rate) = conformal_threshold(&loo, config.false_alarm_rate);
+    // One cross-fitted score per window, and there are at least three windows (checked above).
+    let (threshold, false_alarm_rate) =
+        conformal_threshold(&loo, config.false_alarm_rate).ok_or(AnomalyError::TooFewWindows {
+            needed: config.min_windows.max(3),
+            got: loo.len(),
+        })?;
     Ok(AnomalyModel {
         names: names.to_vec(),
         center,
@@ -192,12 +197,12 @@ pub fn fit_with_resolution(
 /// quantile, which lies between the two largest scores, is exceeded 2 times in 11, not 1 in 20.
 /// The binomial test downstream must use that rate, or it reads ordinary healthy windows as
 /// evidence.
-fn conformal_threshold(sorted: &[f64], rate: f64) -> (f64, f64) {
+fn conformal_threshold(sorted: &[f64], rate: f64) -> Option<(f64, f64)> {
     let n = sorted.len();
-    let threshold = crate::vigil_judge::quantile_sorted(sorted, 1.0 - rate);
+    let threshold = crate::vigil_judge::quantile_sorted(sorted, 1.0 - rate)?;
     let above = sorted.iter().filter(|s| **s > threshold).count();
     let effective = (above + 1) as f64 / (n as f64 + 1.0);
-    (threshold, effective.max(rate))
+    Some((threshold, effective.max(rate)))
 }
 
 impl AnomalyModel {
