@@ -436,12 +436,12 @@ mod tests {
         let scores: Vec<f64> = (1..=10).map(f64::from).collect();
         // 10 scores: the 95 % quantile lies between 9 and 10, one score above it, so a fresh
         // healthy score exceeds it 2 times in 11.
-        let (t, r) = conformal_threshold(&scores, 0.05);
+        let (t, r) = conformal_threshold(&scores, 0.05).expect("scores");
         assert!(t > 9.0 && t < 10.0, "{t}");
         assert!((r - 2.0 / 11.0).abs() < 1e-12);
         // 101 scores: the 95 % quantile is score 96, five above it, rate 6/102.
         let scores: Vec<f64> = (1..=101).map(f64::from).collect();
-        let (t, r) = conformal_threshold(&scores, 0.05);
+        let (t, r) = conformal_threshold(&scores, 0.05).expect("scores");
         assert_eq!(t, 96.0);
         assert!((r - 6.0 / 102.0).abs() < 1e-12);
         // Monte Carlo with 12 calibration windows: healthy scores exceed the threshold at most at
@@ -457,7 +457,7 @@ mod tests {
         for _ in 0..4000 {
             let mut cal: Vec<f64> = (0..12).map(|_| next()).collect();
             cal.sort_by(f64::total_cmp);
-            let (t, r) = conformal_threshold(&cal, 0.05);
+            let (t, r) = conformal_threshold(&cal, 0.05).expect("scores");
             stated = r;
             for _ in 0..5 {
                 total += 1;

@@ -205,18 +205,73 @@ pub fn mann_whitney_u(
     })
 }
 
-/// Average ranks (1-based; ties share the mean of the ranks they span), in the order of `values`.
-/// Same as `scipy.stats.rankdata(values, method="average")`; `-0.0` and `0.0` tie. Errors on NaN.
-pub fn average_ranks(values: &[f64]) -> Result<Vec<f64>, RankError> {
+/// What ranking does with NaN. The one average-rank function, [`average_ranks`], takes the policy
+/// as a type, so that a policy that cannot fail has an error type that cannot exist
+/// ([`std::convert::Infallible`]) and its callers need no error handling that can never run.
+pub trait NanPolicy {
+    type Error;
+    /// The value NaN at `index` is ranked as, or the error.
+    fn replace_nan(index: usize) -> Result<f64, Self::Error>;
+}
+
+/// NaN has no rank: an error naming its index (`scipy.stats.rankdata` and `mannwhitneyu`
+/// refuse NaN too, with `nan_policy="raise"`).
+#[derive(Debug, Clone, Copy)]
+pub enum RejectNan {}
+
+impl NanPolicy for RejectNan {
+    type Error = RankError;
+    fn replace_nan(index: usize) -> Result<f64, RankError> {
+        Err(RankError::NaN {
+            sample: "values",
+            index,
+        })
+    }
+}
+
+/// NaN ranks as +∞ (tying with it, above every number): commons-math's
+/// `NaNStrategy.MAXIMAL`, which Kayenta's judge uses.
+#[derive(Debug, Clone, Copy)]
+pub enum NanMaximal {}
+
+impl NanPolicy for NanMaximal {
+    type Error = std::convert::Infallible;
+    fn replace_nan(_index: usize) -> Result<f64, std::convert::Infallible> {
+        Ok(f64::INFINITY)
+    }
+}
+
+/// How `-0.0` and `0.0` compare when ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedZeros {
+    /// They tie (IEEE equality; scipy).
+    Tie,
+    /// `-0.0` ranks below `0.0` (Java's `Double.compare`; commons-math, hence Kayenta).
+    Ordered,
+}
+
+/// Average ranks (1-based; ties share the mean of the ranks they span), in the order of `values`,
+/// with NaN handled by the policy `P` and signed zeros by `zeros`.
+///
+/// - `average_ranks::<RejectNan>(v, SignedZeros::Tie)` is `scipy.stats.rankdata(v)`;
+/// - `average_ranks::<NanMaximal>(v, SignedZeros::Ordered)` is commons-math's
+///   `NaturalRanking(NaNStrategy.MAXIMAL, TiesStrategy.AVERAGE)`, Kayenta's ranking.
+pub fn average_ranks<P: NanPolicy>(
+    values: &[f64],
+    zeros: SignedZeros,
+) -> Result<Vec<f64>, P::Error> {
     let mut order: Vec<(u64, usize)> = Vec::with_capacity(values.len());
     for (index, &v) in values.iter().enumerate() {
-        if v.is_nan() {
-            return Err(RankError::NaN {
-                sample: "values",
-                index,
-            });
-        }
-        order.push((sort_key(v), index));
+        let v = if v.is_nan() {
+            P::replace_nan(index)?
+        } else {
+            v
+        };
+        let key = match zeros {
+            SignedZeros::Tie => sort_key(v),
+            SignedZeros::Ordered => order_key(v),
+        };
+        order.push((key, index));
     }
     order.sort_unstable();
     let mut ranks = vec![0.0; values.len()];
@@ -234,15 +289,20 @@ pub fn average_ranks(values: &[f64]) -> Result<Vec<f64>, RankError> {
     Ok(ranks)
 }
 
-/// An order-preserving map from non-NaN `f64` to `u64`, so that sorting and tie detection are
-/// integer operations. `-0.0` is folded into `0.0` first, because scipy ranks them as a tie.
-fn sort_key(v: f64) -> u64 {
-    let bits = (v + 0.0).to_bits();
+/// An order-preserving map from non-NaN `f64` to `u64` in which `-0.0` ranks below `0.0`.
+fn order_key(v: f64) -> u64 {
+    let bits = v.to_bits();
     if bits >> 63 == 1 {
         !bits
     } else {
         bits | (1 << 63)
     }
+}
+
+/// An order-preserving map from non-NaN `f64` to `u64`, so that sorting and tie detection are
+/// integer operations. `-0.0` is folded into `0.0` first, because scipy ranks them as a tie.
+fn sort_key(v: f64) -> u64 {
+    order_key(v + 0.0)
 }
 
 fn push_keys(keys: &mut Vec<u64>, values: &[f64], sample: &'static str) -> Result<(), RankError> {
