@@ -5,5 +5,6 @@ pub mod cli;
 pub mod kayenta_api;
 pub mod logs;
 pub mod replay;
+pub mod text;
 pub mod traces;
 pub mod verdict;

@@ -15,6 +15,7 @@ use crate::logs::judge::{
     judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig, Severity as LogSeverity,
 };
 use crate::logs::records::LogRecord;
+use crate::text::clip;
 use crate::traces::{self, SpanRecord, TraceConfig};
 use crate::verdict::{
     self, strength, Coverage, Finding, FusionConfig, Judgement, Severity, Signal, SignalReport,
@@ -369,10 +370,10 @@ pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
                 _ => "changed",
             };
             let ratio = if p.rate_ratio.is_finite() { format!("x{:.1} (CI {:.1}..{:.1})", p.rate_ratio, p.ci_low, p.ci_high) } else { "new".into() };
-            let example: String = p.examples.first().map(|e| e.chars().take(160).collect()).unwrap_or_default();
+            let example: String = p.examples.first().map(|e| clip(e, 160)).unwrap_or_default();
             Some(Finding {
                 signal: Signal::Logs,
-                subject: format!("{change} {:?} pattern {}", p.severity, p.template.chars().take(60).collect::<String>()),
+                subject: format!("{change} {:?} pattern {}", p.severity, clip(&p.template, 60)),
                 severity,
                 strength: strength(p.q_value.max(p.p_value)),
                 detail: format!(
@@ -805,7 +806,7 @@ pub fn naive(view: &View) -> Judgement {
             findings.push(naive_finding(
                 Signal::Logs,
                 "new ERROR line",
-                l.body.chars().take(120).collect(),
+                clip(&l.body, 120),
             ));
         }
     }
