@@ -1,6 +1,7 @@
 //! The Vigil analyzer: telemetry, judges per signal, verdicts, and the `vigil` command line.
 
 pub mod analysis;
+pub mod callers;
 pub mod cli;
 pub mod kayenta_api;
 pub mod logs;

@@ -11,6 +11,7 @@ use vigil_models::vigil_judge::{
 };
 
 use super::scenario::{LogLine, MetricTable, Span};
+use crate::callers::{self, CallerConfig, CallerSpan};
 use crate::logs::judge::{
     judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig, Severity as LogSeverity,
 };
@@ -30,6 +31,8 @@ pub struct SideView<'a> {
     pub metric_rows: (usize, usize),
     pub logs: Option<&'a [LogLine]>,
     pub spans: Option<&'a [Span]>,
+    /// Callers' spans into the pod, each with its edge.
+    pub caller_spans: Option<&'a [Span]>,
     /// Seconds of recording behind `logs` / `spans` (rates are per second of these).
     pub log_exposure: f64,
     pub trace_exposure: f64,
@@ -102,6 +105,7 @@ pub fn metric_spec(name: &str) -> Option<MetricSpec> {
 pub struct JudgeConfig {
     pub metric: VigilJudgeConfig,
     pub trace: TraceConfig,
+    pub callers: CallerConfig,
     pub anomaly: AnomalyConfig,
     pub fusion: FusionConfig,
     pub log: LogJudgeConfig,
@@ -417,6 +421,28 @@ pub fn vigil_traces(view: &View, config: &TraceConfig) -> SignalReport {
     )
 }
 
+/// Vigil's callers' signal: the pod as its callers experience it.
+pub fn vigil_callers(view: &View, config: &CallerConfig) -> SignalReport {
+    fn edges(spans: &[Span]) -> Vec<CallerSpan<'_>> {
+        spans
+            .iter()
+            .filter_map(|s| {
+                let e = s.caller.as_ref()?;
+                Some(CallerSpan {
+                    caller_operation: &s.operation,
+                    callee_operation: &e.callee_operation,
+                    duration_ms: s.duration_ms,
+                    callee_duration_ms: e.callee_duration_ms,
+                    error: s.error,
+                })
+            })
+            .collect()
+    }
+    let b = view.baseline.caller_spans.map(edges);
+    let c = view.canary.caller_spans.map(edges);
+    callers::judge(b.as_deref(), c.as_deref(), config)
+}
+
 /// The features of the anomaly model: per metric row, every metric with a direction (one
 /// latency quantile, not three) plus traffic, so that the model learns how they move together.
 pub fn anomaly_features(t: &MetricTable) -> Vec<String> {
@@ -730,6 +756,7 @@ pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -
         run(Signal::Metrics, &|| vigil_metrics(view, &config.metric)),
         run(Signal::Logs, &|| vigil_logs(view, &config.log)),
         run(Signal::Traces, &|| vigil_traces(view, &config.trace)),
+        run(Signal::Callers, &|| vigil_callers(view, &config.callers)),
         run(Signal::Anomaly, &|| vigil_anomaly(view, model)),
     ];
     verdict::fuse(&reports, &config.fusion)
@@ -976,6 +1003,7 @@ mod tests {
                 start: t,
                 duration_ms: base * (1.0 + rng.uniform()) * slowdown,
                 error: None,
+                caller: None,
             });
             logs.push(LogLine {
                 time: t,

@@ -138,6 +138,10 @@ fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
         .spans
         .as_deref()
         .map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
+    let caller_spans = side
+        .caller_spans
+        .as_deref()
+        .map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
     // Exposure: the covered seconds of the window, pro rata for a window still growing.
     let exposure = |covered: Option<f64>, w: Option<scenario::Window>| -> f64 {
         let Some(w) = w else { return 0.0 };
@@ -152,6 +156,7 @@ fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
         metric_rows,
         logs,
         spans,
+        caller_spans,
         log_exposure: exposure(side.log_seconds_covered, side.log_window),
         trace_exposure: exposure(side.trace_seconds_covered, side.trace_window),
         until,
