@@ -803,4 +803,19 @@ fn callers_spans_load_with_their_edges() {
     )
     .unwrap();
     assert!(s.canary.caller_spans.is_none());
+    // The HTML report plots what the callers waited for.
+    let html_path = std::env::temp_dir().join(format!("vigil-callers-{}.html", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--html"])
+        .arg(&html_path)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    std::fs::remove_file(&html_path).unwrap();
+    assert!(
+        page.contains("callers&#x27; time outside the pod")
+            || page.contains("callers' time outside the pod")
+    );
 }
