@@ -14,7 +14,9 @@
 //!   full relative precision instead of collapsing to 0;
 //! - the exact distribution is built as the q-binomial coefficient, multiplying in one factor
 //!   `(1 - q^(n+k)) / (1 - q^k)` at a time, which costs `O(min(n1, n2) * U)` instead of scipy's
-//!   `O(U^2)`, with floating-point rescaling so that large sizes do not overflow.
+//!   `O(U^2)`, with floating-point rescaling so that large sizes do not overflow. Its rounding
+//!   errors grow with the smaller size, so beyond 300 values it is only used where it was
+//!   checked against exact counts, and is an error elsewhere (see [`EXACT_ACCURATE_SIZE`]).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -90,11 +92,12 @@ pub enum RankError {
         max_work: u64,
     },
     #[error(
-        "exact p-value for sample sizes {n1} and {n2} with U this close to its mean ({z:.1} \
-         standard deviations) cannot be computed to 1e-9 in double precision: the exact table is \
-         trusted for a smaller sample of up to {EXACT_ACCURATE_SIZE} values anywhere, and beyond \
-         that only {need:.1} or more standard deviations into the tail. Use the asymptotic \
-         method: at these sizes it is within 1e-3 of the exact p-value"
+        "exact p-value for sample sizes {n1} and {n2} with U {z:.1} standard deviations from its \
+         mean cannot be computed to 1e-9 in double precision: the exact table is trusted for a \
+         smaller sample of up to {EXACT_ACCURATE_SIZE} values anywhere, up to \
+         {EXACT_TAIL_SIZE} values only far enough into the tail (for these sizes {need:.1} \
+         standard deviations; inf: never). Use the asymptotic method: at these sizes it is \
+         within 1e-3 of the exact p-value"
     )]
     ExactInaccurate {
         n1: usize,
@@ -110,9 +113,9 @@ pub enum RankError {
 /// Scipy's `auto` only picks exact when one sample has at most 8 values, so this allows that rule
 /// up to about 8 million values in the other sample.
 const EXACT_TABLE_LIMIT: u64 = 1 << 25;
-/// Largest number of table updates (smaller size × table length), a few seconds of work. With U
-/// near its mean this allows forced exact up to about 2 × 2 000 values. Relative accuracy
-/// degrades with the smaller size: see [`EXACT_ACCURATE_SIZE`].
+/// Largest number of table updates (smaller size × table length), a few seconds of work. The
+/// accuracy rule ([`EXACT_ACCURATE_SIZE`], [`EXACT_TAIL_SIZE`]) is the tighter bound for
+/// samples of similar size; this one bounds a small sample against a very large one.
 const EXACT_WORK_LIMIT: u64 = 1 << 32;
 
 /// Up to this smaller size the exact table is trusted everywhere. The recursion's rounding errors
@@ -123,11 +126,16 @@ const EXACT_WORK_LIMIT: u64 = 1 << 32;
 /// at six). [`exact_trusted`] turns those measurements into the rule.
 pub const EXACT_ACCURATE_SIZE: usize = 300;
 
+/// Beyond this smaller size the exact table is not trusted anywhere: the largest size where its
+/// tail was checked against exact counts. (At 2 × 2 000 even 20 standard deviations into the
+/// tail it came out NaN.)
+pub const EXACT_TAIL_SIZE: usize = 800;
+
 /// Whether the exact table up to `last` is trusted for sizes `n1`, `n2`, and if not, how far into
-/// the tail (in standard deviations below the mean) `last` is and would have to be. Beyond
-/// [`EXACT_ACCURATE_SIZE`] the table must end at least 5 standard deviations below the mean at
-/// m = 500 (measured error 1e-13) and 8 at m = 800 (2e-13), growing linearly beyond: an
-/// extrapolation, stated as such, on the side of refusing.
+/// the tail (in standard deviations below the mean) `last` is and would have to be. Between
+/// [`EXACT_ACCURATE_SIZE`] and [`EXACT_TAIL_SIZE`] the table must end at least 5 standard
+/// deviations below the mean at m = 500 (measured error 1e-13) and 8 at m = 800 (2e-13),
+/// interpolated linearly in between; beyond, never.
 fn exact_trusted(n1: usize, n2: usize, last: u64) -> Result<(), (f64, f64)> {
     let m = n1.min(n2);
     if m <= EXACT_ACCURATE_SIZE {
@@ -136,6 +144,9 @@ fn exact_trusted(n1: usize, n2: usize, last: u64) -> Result<(), (f64, f64)> {
     let mn = n1 as f64 * n2 as f64;
     let sd = (mn * (n1 as f64 + n2 as f64 + 1.0) / 12.0).sqrt();
     let z = (mn / 2.0 - last as f64) / sd;
+    if m > EXACT_TAIL_SIZE {
+        return Err((z, f64::INFINITY));
+    }
     let need = 5.0 + 3.0 * (m.max(500) - 500) as f64 / 300.0;
     if z >= need {
         Ok(())
@@ -154,8 +165,10 @@ fn exact_trusted(n1: usize, n2: usize, last: u64) -> Result<(), (f64, f64)> {
 ///   p-value is 0/0, i.e. NaN (with continuity it is 1). Callers that cannot carry NaN should
 ///   treat it as "no evidence of a difference".
 ///
-/// Errors on an empty sample, on NaN anywhere in either sample (scipy raises for NaN too), and
-/// when a forced exact computation would be unreasonably large. Infinities are ordinary values.
+/// Errors on an empty sample, on NaN anywhere in either sample (scipy raises for NaN too), when
+/// a forced exact computation would be unreasonably large, and when double precision cannot give
+/// it to 1e-9 (see [`EXACT_ACCURATE_SIZE`]; scipy returns NaN or a wrong value there). Infinities
+/// are ordinary values.
 pub fn mann_whitney_u(
     x: &[f64],
     y: &[f64],
@@ -541,11 +554,22 @@ fn exact_sf(n1: usize, n2: usize, k: u64) -> Result<f64, RankError> {
     let kc = mn - k;
     let (last, upper) = if k < kc { (k, true) } else { (kc, false) };
     let dist = ExactTail::build(n1, n2, last)?;
-    if upper {
-        Ok(1.0 - dist.cdf() + dist.pmf_last())
+    let p = if upper {
+        1.0 - dist.cdf() + dist.pmf_last()
     } else {
-        Ok(dist.cdf())
+        dist.cdf()
+    };
+    // The trust rule is measured, not proven: a probability that came out impossible is an
+    // error, never printed.
+    if !(0.0..=1.0 + 1e-12).contains(&p) {
+        return Err(RankError::ExactInaccurate {
+            n1,
+            n2,
+            z: f64::NAN,
+            need: f64::NAN,
+        });
     }
+    Ok(p)
 }
 
 /// The first `last + 1` frequencies of U, possibly rescaled, with enough bookkeeping to turn them

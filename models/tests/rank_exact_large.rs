@@ -9,6 +9,7 @@
 
 use vigil_models::rank::{
     mann_whitney_u, Alternative, MannWhitneyOptions, Method, RankError, EXACT_ACCURATE_SIZE,
+    EXACT_TAIL_SIZE,
 };
 
 /// y = 0, 1, ..., n2-1 and x_i = a_i - 0.5 + i * 1e-7, where a_i (how many y lie below x_i)
@@ -97,7 +98,7 @@ fn forced_exact_near_the_mean_of_large_samples_is_a_clear_error_not_a_wrong_p() 
             other => panic!("{n1} x {n2}: expected ExactInaccurate, got {other:?}"),
         }
     }
-    assert_eq!(EXACT_ACCURATE_SIZE, 300);
+    assert_eq!((EXACT_ACCURATE_SIZE, EXACT_TAIL_SIZE), (300, 800));
 }
 
 /// (n1, n2, u1, alternative, normal approximation, with the Edgeworth term), from the script.
