@@ -182,10 +182,10 @@ fn forced_exact_on_huge_samples_fails_cleanly() {
 }
 
 /// The issue's case: forced exact on 2 × 800 values near the mean printed `"pvalue": 1.0` (the
-/// asymptotic p is about 0.75). It must be a clear error pointing at the asymptotic method, never
-/// a wrong number or the `null` that means "all values tied".
+/// asymptotic p is about 0.75); other sizes up to 2 000 printed `null`, which means "all values
+/// tied". Now the exact value (the exact rational from models/tests/reference/mw_exact_large.py).
 #[test]
-fn forced_exact_on_800_values_each_is_an_error_not_a_wrong_p() {
+fn forced_exact_on_800_values_each_is_the_exact_p() {
     let n = 800usize;
     let u1 = 323_000usize;
     let (q, r) = (u1 / n, u1 % n);
@@ -196,21 +196,13 @@ fn forced_exact_on_800_values_each_is_an_error_not_a_wrong_p() {
     let request = json!({"x": x, "y": y, "method": "exact"});
     let out = mann_whitney(&request.to_string());
     assert!(
-        !out.status.success(),
+        out.status.success(),
         "{}",
-        String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.stdout.is_empty());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("800 and 800") && err.contains("asymptotic"),
-        "{err}"
-    );
-    let asymptotic = json!({"x": x, "y": y, "method": "asymptotic"});
-    let out = mann_whitney(&asymptotic.to_string());
     let got: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(got["statistic"].as_f64(), Some(u1 as f64));
-    // Exact rational value 0.7455475211802539 (tests/reference/mw_exact_large.py).
     let p = got["pvalue"].as_f64().expect("numeric p");
-    assert!((p - 0.7455475211802539).abs() < 1e-4, "{p}");
+    let exact = 0.7455475211802539;
+    assert!(((p - exact) / exact).abs() < 1e-10, "{p}");
 }

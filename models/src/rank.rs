@@ -15,8 +15,10 @@
 //! - the exact distribution is built as the q-binomial coefficient, multiplying in one factor
 //!   `(1 - q^(n+k)) / (1 - q^k)` at a time, which costs `O(min(n1, n2) * U)` instead of scipy's
 //!   `O(U^2)`, with floating-point rescaling so that large sizes do not overflow. Its rounding
-//!   errors grow with the smaller size, so beyond 300 values it is only used where it was
-//!   checked against exact counts, and is an error elsewhere (see [`EXACT_ACCURATE_SIZE`]).
+//!   errors grow with the smaller size, so beyond 300 values it is only used in the tails where
+//!   it was checked against exact counts (see [`EXACT_ACCURATE_SIZE`]); the bulk of the
+//!   distribution is then computed by Fourier inversion of the generating function, and what
+//!   neither covers to 1e-9 is an error.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -96,8 +98,9 @@ pub enum RankError {
          mean cannot be computed to 1e-9 in double precision: the exact table is trusted for a \
          smaller sample of up to {EXACT_ACCURATE_SIZE} values anywhere, up to \
          {EXACT_TAIL_SIZE} values only far enough into the tail (for these sizes {need:.1} \
-         standard deviations; inf: never). Use the asymptotic method: at these sizes it is \
-         within 1e-3 of the exact p-value"
+         standard deviations; inf: never), and the Fourier inversion used in between only for \
+         p-values of at least 1e-4. Use the asymptotic method: at these sizes it is within 1e-3 \
+         of the exact p-value"
     )]
     ExactInaccurate {
         n1: usize,
@@ -553,7 +556,19 @@ fn exact_sf(n1: usize, n2: usize, k: u64) -> Result<f64, RankError> {
     let k = k.min(mn);
     let kc = mn - k;
     let (last, upper) = if k < kc { (k, true) } else { (kc, false) };
-    let dist = ExactTail::build(n1, n2, last)?;
+    let dist = match ExactTail::build(n1, n2, last) {
+        Ok(dist) => dist,
+        // The bulk of a distribution too large for the recursion: P(U >= k) = P(U <= mn - k)
+        // by symmetry, by Fourier inversion, which is accurate in absolute terms, so only where
+        // the p-value is large enough for that to be accurate relatively too.
+        Err(inaccurate @ RankError::ExactInaccurate { .. }) => {
+            return match fourier_cdf(n1, n2, kc) {
+                Some(p) if (FOURIER_MIN_P..=1.0 + 1e-12).contains(&p) => Ok(p.min(1.0)),
+                _ => Err(inaccurate),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     let p = if upper {
         1.0 - dist.cdf() + dist.pmf_last()
     } else {
@@ -570,6 +585,86 @@ fn exact_sf(n1: usize, n2: usize, k: u64) -> Result<f64, RankError> {
         });
     }
     Ok(p)
+}
+
+/// Smallest p-value taken from [`fourier_cdf`]: its absolute error is around 1e-14, so below
+/// this the relative error could exceed 1e-9 and the tail recursion (or an error) decides.
+const FOURIER_MIN_P: f64 = 1e-4;
+
+/// Most products of sines [`fourier_cdf`] may evaluate (frequencies × smaller size).
+const FOURIER_WORK_LIMIT: u128 = 1 << 30;
+
+/// The smallest prime >= `from` (trial division: `from` is at most a few times 1e7 here).
+fn next_prime(from: u128) -> u128 {
+    let is_prime = |p: u128| {
+        p >= 2
+            && (2..)
+                .take_while(|d| d * d <= p)
+                .all(|d| !p.is_multiple_of(d))
+    };
+    (from.max(2)..).find(|&p| is_prime(p)).unwrap_or(from)
+}
+
+/// sin(π r / den) for any integer r, reducing r exactly (integers) so that the angle handed to
+/// `sin` lies in [0, π/2]: no precision is lost to a large or near-π argument.
+fn sin_pi(r: u128, den: u128) -> f64 {
+    let r = r % (2 * den);
+    let (r, sign) = if r >= den { (r - den, -1.0) } else { (r, 1.0) };
+    // sin(π r / den) = sin(π (den - r) / den) for 0 <= r <= den.
+    let r = r.min(den - r);
+    sign * (std::f64::consts::PI * r as f64 / den as f64).sin()
+}
+
+/// P(U <= u) under the exact null distribution for sizes `n1`, `n2`, by inverting U's
+/// probability generating function G(q) = prod_{k=1..m} (1 - q^(n+k)) / (1 - q^k) on the
+/// M-th roots of unity, M the first prime above the degree mn (so the inversion is exact):
+///
+/// P(U <= u) = (u + 1)/M + (2/M) Σ_j R(θ_j) cos(πj(mn - u)/M) sin(πj(u + 1)/M) / sin(πj/M),
+///
+/// with θ_j = 2πj/M and R(θ) = Π_k [sin((n+k)θ/2) / sin(kθ/2)] · k/(n+k) the real part of
+/// G(e^(iθ)) / G(1) once its phase e^(iθ·mn/2) is taken out (U is symmetric about mn/2).
+/// Every sine is of an exactly reduced integer angle, and products of ratios near 1 lose
+/// nothing, so each term is good to about m ulps: no cancellation grows from step to step, as
+/// it does in the recursion.
+///
+/// |R| is the characteristic function's modulus: a main lobe of width about 1/σ around 0, and
+/// outside it at most about C(N/2, m/2) / C(N, m) (its value at θ = π, by the q-Lucas theorem:
+/// 2^-(N/2) and less), so the sum stops once θσ > 12 and |R| < 1e-30. Returns `None` when the
+/// work would exceed [`FOURIER_WORK_LIMIT`] or a denominator is exactly 0.
+fn fourier_cdf(n1: usize, n2: usize, u: u64) -> Option<f64> {
+    let (m, n) = (n1.min(n2) as u128, n1.max(n2) as u128);
+    let mn = m * n;
+    let u = u128::from(u).min(mn);
+    // Any M above the degree mn inverts exactly; a prime one has no divisor up to m, so no
+    // sin(π j k / M) in the product is 0, and it is odd, so the roots pair up as conjugates.
+    let big_m = next_prime(mn + 1);
+    let sd = (mn as f64 * (m + n + 1) as f64 / 12.0).sqrt();
+    let mut sum = 0.0f64;
+    let half = (big_m - 1) / 2;
+    let mut j: u128 = 1;
+    while j <= half {
+        if j * m > FOURIER_WORK_LIMIT {
+            return None;
+        }
+        let mut r = 1.0f64;
+        for k in 1..=m {
+            let den = sin_pi(j * k, big_m);
+            if den == 0.0 {
+                return None;
+            }
+            r *= sin_pi(j * (n + k), big_m) / den * (k as f64 / (n + k) as f64);
+        }
+        let term = r * sin_pi(2 * j * (mn - u) + big_m, 2 * big_m) * sin_pi(j * (u + 1), big_m)
+            / sin_pi(j, big_m);
+        sum += term;
+        let theta_sd = 2.0 * std::f64::consts::PI * j as f64 / big_m as f64 * sd;
+        if theta_sd > 12.0 && r.abs() < 1e-30 {
+            break;
+        }
+        j += 1;
+    }
+    let m_f = big_m as f64;
+    Some((u + 1) as f64 / m_f + 2.0 * sum / m_f)
 }
 
 /// The first `last + 1` frequencies of U, possibly rescaled, with enough bookkeeping to turn them
@@ -835,6 +930,23 @@ mod tests {
         let expected = [0.1, 0.1, 0.2, 0.2, 0.2, 0.1, 0.1];
         for (p, e) in probs.iter().zip(expected) {
             assert!((p - e).abs() < 1e-15, "{probs:?}");
+        }
+    }
+
+    #[test]
+    fn fourier_inversion_matches_the_recursion_where_both_are_exact() {
+        // Sizes where the recursion is exact to ~1e-15 (few steps), across the whole range of u.
+        for (m, n) in [(1usize, 1usize), (2, 3), (5, 5), (7, 9), (4, 20), (30, 30)] {
+            let mn = (m * n) as u64;
+            for u in (0..=mn).step_by((mn as usize / 7).max(1)) {
+                let f = fourier_cdf(m, n, u).expect("small sizes");
+                let r = ExactTail::build(m, n, u).expect("small table").cdf();
+                // Fourier inversion is accurate in absolute terms (hence FOURIER_MIN_P).
+                assert!(
+                    (f - r).abs() <= 1e-14,
+                    "{m} x {n}, U <= {u}: fourier {f:e}, recursion {r:e}"
+                );
+            }
         }
     }
 }
