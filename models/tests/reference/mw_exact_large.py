@@ -22,6 +22,9 @@ Two kinds of reference, each independent of Vigil's floating-point code:
    approximations are from the exact value at the sizes where the exact value is known, so the
    tolerance the Rust test uses for the large sizes is measured, not guessed.
 
+The script also measured where Vigil's floating-point recursion stops being accurate (see
+`EXACT_ACCURATE_SIZE` in rank.rs): its counts were compared with `half_counts` at 2 x 150 ... 2 x 800.
+
 The test samples are built from (n1, n2, u1) the same way in the Rust test: y = 0, 1, ..., n2-1
 and x_i = a_i - 0.5 + i * 1e-7, where a_i (the number of y below x_i) spreads u1 evenly over
 the n1 values of x. There are no ties, and U of x is exactly u1.
@@ -173,8 +176,8 @@ def main():
         de = approx_p(n1, n2, u1, alt, True) - p
         print(f"    ({n1}, {n2}, {u1}, {alt!r}, {p!r}),  # {dn:+.2e} {de:+.2e}", flush=True)
 
-    # Where the exact table is refused, the error message points at the asymptotic method;
-    # these exact values (computed before the refusal rule existed) measure how close it is.
+    # The middle of the distribution beyond 300 values, where Vigil uses Fourier inversion
+    # instead of its recursion (`fourier_cdf` in rank.rs).
     mid_cases = [
         (600, 700, 214_000, "two-sided"),
         (800, 800, 323_000, "two-sided"),
