@@ -1,6 +1,7 @@
 //! `vigil`: the command line. Each subcommand is a contract other tools call, so its input and
 //! output formats are documented in the README and tested end to end.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: in a redirected log or a CI capture
+        // they are noise around every warning.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let outcome = match cli.command {

@@ -16,14 +16,17 @@ pub enum Signal {
     Metrics,
     Logs,
     Traces,
+    /// The pod as its callers see it (`crate::callers`).
+    Callers,
     Anomaly,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 4] = [
+    pub const ALL: [Signal; 5] = [
         Signal::Metrics,
         Signal::Logs,
         Signal::Traces,
+        Signal::Callers,
         Signal::Anomaly,
     ];
 
@@ -32,6 +35,7 @@ impl Signal {
             Signal::Metrics => "metrics",
             Signal::Logs => "logs",
             Signal::Traces => "traces",
+            Signal::Callers => "callers",
             Signal::Anomaly => "anomaly",
         }
     }
@@ -128,13 +132,19 @@ impl Default for FusionConfig {
         Self {
             pass_threshold: 75.0,
             marginal_threshold: 50.0,
-            critical: vec![Signal::Metrics, Signal::Logs, Signal::Traces],
+            critical: vec![
+                Signal::Metrics,
+                Signal::Logs,
+                Signal::Traces,
+                Signal::Callers,
+            ],
             fail_penalty: 60.0,
             warn_penalty: 25.0,
             weights: vec![
                 (Signal::Metrics, 0.35),
                 (Signal::Logs, 0.25),
                 (Signal::Traces, 0.25),
+                (Signal::Callers, 0.25),
                 (Signal::Anomaly, 0.15),
             ],
         }

@@ -11,10 +11,12 @@ use vigil_models::vigil_judge::{
 };
 
 use super::scenario::{LogLine, MetricTable, Span};
+use crate::callers::{self, CallerConfig, CallerSpan};
 use crate::logs::judge::{
     judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig, Severity as LogSeverity,
 };
 use crate::logs::records::LogRecord;
+use crate::text::clip;
 use crate::traces::{self, SpanRecord, TraceConfig};
 use crate::verdict::{
     self, strength, Coverage, Finding, FusionConfig, Judgement, Severity, Signal, SignalReport,
@@ -29,6 +31,8 @@ pub struct SideView<'a> {
     pub metric_rows: (usize, usize),
     pub logs: Option<&'a [LogLine]>,
     pub spans: Option<&'a [Span]>,
+    /// Callers' spans into the pod, each with its edge.
+    pub caller_spans: Option<&'a [Span]>,
     /// Seconds of recording behind `logs` / `spans` (rates are per second of these).
     pub log_exposure: f64,
     pub trace_exposure: f64,
@@ -101,6 +105,7 @@ pub fn metric_spec(name: &str) -> Option<MetricSpec> {
 pub struct JudgeConfig {
     pub metric: VigilJudgeConfig,
     pub trace: TraceConfig,
+    pub callers: CallerConfig,
     pub anomaly: AnomalyConfig,
     pub fusion: FusionConfig,
     pub log: LogJudgeConfig,
@@ -369,10 +374,10 @@ pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
                 _ => "changed",
             };
             let ratio = if p.rate_ratio.is_finite() { format!("x{:.1} (CI {:.1}..{:.1})", p.rate_ratio, p.ci_low, p.ci_high) } else { "new".into() };
-            let example: String = p.examples.first().map(|e| e.chars().take(160).collect()).unwrap_or_default();
+            let example: String = p.examples.first().map(|e| clip(e, 160)).unwrap_or_default();
             Some(Finding {
                 signal: Signal::Logs,
-                subject: format!("{change} {:?} pattern {}", p.severity, p.template.chars().take(60).collect::<String>()),
+                subject: format!("{change} {:?} pattern {}", p.severity, clip(&p.template, 60)),
                 severity,
                 strength: strength(p.q_value.max(p.p_value)),
                 detail: format!(
@@ -414,6 +419,28 @@ pub fn vigil_traces(view: &View, config: &TraceConfig) -> SignalReport {
         view.canary.trace_exposure,
         config,
     )
+}
+
+/// Vigil's callers' signal: the pod as its callers experience it.
+pub fn vigil_callers(view: &View, config: &CallerConfig) -> SignalReport {
+    fn edges(spans: &[Span]) -> Vec<CallerSpan<'_>> {
+        spans
+            .iter()
+            .filter_map(|s| {
+                let e = s.caller.as_ref()?;
+                Some(CallerSpan {
+                    caller_operation: &s.operation,
+                    callee_operation: &e.callee_operation,
+                    duration_ms: s.duration_ms,
+                    callee_duration_ms: e.callee_duration_ms,
+                    error: s.error,
+                })
+            })
+            .collect()
+    }
+    let b = view.baseline.caller_spans.map(edges);
+    let c = view.canary.caller_spans.map(edges);
+    callers::judge(b.as_deref(), c.as_deref(), config)
 }
 
 /// The features of the anomaly model: per metric row, every metric with a direction (one
@@ -729,6 +756,7 @@ pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -
         run(Signal::Metrics, &|| vigil_metrics(view, &config.metric)),
         run(Signal::Logs, &|| vigil_logs(view, &config.log)),
         run(Signal::Traces, &|| vigil_traces(view, &config.trace)),
+        run(Signal::Callers, &|| vigil_callers(view, &config.callers)),
         run(Signal::Anomaly, &|| vigil_anomaly(view, model)),
     ];
     verdict::fuse(&reports, &config.fusion)
@@ -805,7 +833,7 @@ pub fn naive(view: &View) -> Judgement {
             findings.push(naive_finding(
                 Signal::Logs,
                 "new ERROR line",
-                l.body.chars().take(120).collect(),
+                clip(&l.body, 120),
             ));
         }
     }
@@ -975,6 +1003,7 @@ mod tests {
                 start: t,
                 duration_ms: base * (1.0 + rng.uniform()) * slowdown,
                 error: None,
+                caller: None,
             });
             logs.push(LogLine {
                 time: t,

@@ -138,6 +138,10 @@ fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
         .spans
         .as_deref()
         .map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
+    let caller_spans = side
+        .caller_spans
+        .as_deref()
+        .map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
     // Exposure: the covered seconds of the window, pro rata for a window still growing.
     let exposure = |covered: Option<f64>, w: Option<scenario::Window>| -> f64 {
         let Some(w) = w else { return 0.0 };
@@ -152,6 +156,7 @@ fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
         metric_rows,
         logs,
         spans,
+        caller_spans,
         log_exposure: exposure(side.log_seconds_covered, side.log_window),
         trace_exposure: exposure(side.trace_seconds_covered, side.trace_window),
         until,
@@ -160,7 +165,7 @@ fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
 
 /// The baseline without its metric rows during (and just after) known incidents on the same pod,
 /// or None when there is nothing to mask or too little would remain to judge metrics.
-fn masked_baseline(s: &Scenario, config: &ReplayConfig) -> Option<Side> {
+pub(crate) fn masked_baseline(s: &Scenario, config: &ReplayConfig) -> Option<Side> {
     if !config.mask_known_incidents {
         return None;
     }
@@ -199,6 +204,23 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
     .flatten()
     .map(|w| w.end - t0)
     .fold(0.0f64, f64::max);
+    // An interval longer than the canary window would judge once, after the window, and report a
+    // time to detect of that interval: not an analysis of this scenario. (The command line already
+    // refuses intervals under a second.)
+    let window = s.canary_window.len();
+    if !(config.interval_s.is_finite() && config.interval_s <= window) {
+        let mut r = error_result(
+            &s.id,
+            &format!(
+                "--interval {} s is longer than this scenario's canary window ({window} s); use 1 s to {window} s",
+                config.interval_s
+            ),
+        );
+        r.system = s.system.clone();
+        r.fault_type = s.fault_type.clone();
+        r.expected = expected_str(s.expected);
+        return r;
+    }
     let steps = ((horizon / config.interval_s).ceil() as usize).max(1);
     let concurrent = s.concurrent_baseline();
     let masked_baseline = masked_baseline(s, config);
@@ -257,16 +279,38 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
             break;
         }
     }
+    let [vigil, kayenta, naive] = runs.map(|run| {
+        let mut o = run.outcome();
+        name_missing_sides(&mut o, &s.missing);
+        o
+    });
     ScenarioResult {
         id: s.id.clone(),
         system: s.system.clone(),
         fault_type: s.fault_type.clone(),
-        expected: match s.expected {
-            Expected::Pass => "pass",
-            Expected::Fail => "fail",
-        },
-        vigil: runs[0].outcome(),
-        kayenta: runs[1].outcome(),
-        naive: runs[2].outcome(),
+        expected: expected_str(s.expected),
+        vigil,
+        kayenta,
+        naive,
     }
+}
+
+fn expected_str(e: Expected) -> &'static str {
+    match e {
+        Expected::Pass => "pass",
+        Expected::Fail => "fail",
+    }
+}
+
+/// An Inconclusive outcome of a scenario with a missing or empty side says which, first: "no
+/// signal was recorded" alone would not tell a user that a whole folder is absent.
+fn name_missing_sides(o: &mut Outcome, missing: &[String]) {
+    if missing.is_empty() || o.verdict != Verdict::Inconclusive {
+        return;
+    }
+    let what = missing.join("; ");
+    o.note = Some(match o.note.take() {
+        Some(n) => format!("{what}; {n}"),
+        None => what,
+    });
 }

@@ -131,6 +131,18 @@ pub struct Span {
     pub duration_ms: f64,
     /// From an optional `error` column (true/1); Nezha spans carry no status, so None there.
     pub error: Option<bool>,
+    /// `Some` for a caller's span on another pod (`caller_spans.csv`): the edge into the judged
+    /// pod's span it called.
+    pub caller: Option<CallerEdge>,
+}
+
+/// The judged pod's span that a caller's span called (the `callee_*` columns of
+/// `caller_spans.csv`).
+#[derive(Debug, Clone)]
+pub struct CallerEdge {
+    pub callee_span_id: String,
+    pub callee_operation: String,
+    pub callee_duration_ms: f64,
 }
 
 /// Everything recorded for one side. `None` means the modality was not recorded (no file),
@@ -140,6 +152,8 @@ pub struct Side {
     pub metrics: Option<MetricTable>,
     pub logs: Option<Vec<LogLine>>,
     pub spans: Option<Vec<Span>>,
+    /// Callers' spans into the pod (`caller_spans.csv`), sorted by start like `spans`.
+    pub caller_spans: Option<Vec<Span>>,
     pub metric_window: Option<Window>,
     pub log_window: Option<Window>,
     pub trace_window: Option<Window>,
@@ -168,6 +182,10 @@ pub struct Scenario {
     pub known_incidents: Vec<Window>,
     pub baseline: Side,
     pub canary: Side,
+    /// Side folders that are absent or hold no data file, in words (`canary/ folder is missing`).
+    /// Not an error — a canary that recorded nothing is a case the judges must answer
+    /// Inconclusive — but the answer must name what is missing rather than say only "no signal".
+    pub missing: Vec<String>,
 }
 
 impl Scenario {
@@ -424,10 +442,12 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         let metrics = optional_table(&d, "metrics", read_metrics)?;
         let logs = optional(&d.join("logs.jsonl"), read_logs)?;
         let spans = optional_table(&d, "spans", read_spans)?;
+        let caller_spans = optional_table(&d, "caller_spans", read_caller_spans)?;
         Ok(Side {
             metrics,
             logs,
             spans,
+            caller_spans,
             metric_window: mw,
             log_window: lw,
             trace_window: tw,
@@ -437,6 +457,18 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
     };
     let baseline = side("baseline", mb, lb, tb, raw.coverage.baseline.as_ref())?;
     let canary = side("canary", mc, lc, tc, raw.coverage.canary.as_ref())?;
+    let mut missing = Vec::new();
+    for (name, side) in [("baseline", &baseline), ("canary", &canary)] {
+        let d = dir.join(name);
+        if !d.is_dir() {
+            missing.push(format!("the {name}/ folder is missing ({})", d.display()));
+        } else if side.metrics.is_none() && side.logs.is_none() && side.spans.is_none() {
+            missing.push(format!(
+                "{name}/ has no data file (none of metrics.csv, metrics.parquet, logs.jsonl, spans.csv, spans.parquet in {})",
+                d.display()
+            ));
+        }
+    }
     Ok(Scenario {
         id: raw.id,
         dir: dir.to_path_buf(),
@@ -451,6 +483,7 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         known_incidents,
         baseline,
         canary,
+        missing,
     })
 }
 
@@ -645,6 +678,17 @@ pub fn read_metrics(path: &Path) -> Result<MetricTable, LoadError> {
 
 /// `spans.csv`: trace_id, span_id, parent_id, operation, start, duration_ms[, pod][, error].
 pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
+    read_span_table(path, false)
+}
+
+/// Reads `caller_spans.csv` (or `.parquet`): the spans of other pods whose direct child runs on
+/// the judged pod, each with its edge (`callee_span_id`, `callee_operation`,
+/// `callee_duration_ms`); the columns of `spans.csv` come first.
+pub fn read_caller_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
+    read_span_table(path, true)
+}
+
+fn read_span_table(path: &Path, callers: bool) -> Result<Vec<Span>, LoadError> {
     let df = table_frame(path)?;
     if df.height() == 0 {
         return Ok(Vec::new());
@@ -660,8 +704,39 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
     } else {
         None
     };
+    let edges = if callers {
+        Some((
+            string_column(&df, path, "callee_span_id")?,
+            string_column(&df, path, "callee_operation")?,
+            float_column(&df, path, "callee_duration_ms")?,
+        ))
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(df.height());
     for i in 0..df.height() {
+        let caller = match &edges {
+            None => None,
+            Some((ids, ops, durs)) => {
+                if !(durs[i].is_finite() && durs[i] >= 0.0) {
+                    return Err(LoadError::Field {
+                        path: path.to_path_buf(),
+                        field: format!("callee_duration_ms (row {})", i + 1),
+                        expected: "a non-negative number of milliseconds".into(),
+                        got: if durs[i].is_nan() {
+                            "empty".into()
+                        } else {
+                            durs[i].to_string()
+                        },
+                    });
+                }
+                Some(CallerEdge {
+                    callee_span_id: ids[i].clone().unwrap_or_default(),
+                    callee_operation: ops[i].clone().unwrap_or_default(),
+                    callee_duration_ms: durs[i],
+                })
+            }
+        };
         let error = match &err {
             None => None,
             Some(col) => match col[i].as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -697,6 +772,7 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
             start: start[i],
             duration_ms: dur[i],
             error,
+            caller,
         });
     }
     // Replay slices by start time.
