@@ -330,7 +330,10 @@ pub async fn connect(
 
 fn is_transient(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500 | 502 | 503 | 504),
+        // A 409 Conflict (stale resourceVersion) is retried after a fresh read; a 409
+        // AlreadyExists is an answer — someone else created the object — not a transient error.
+        kube::Error::Api(s) if s.code == 409 => s.reason != "AlreadyExists",
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
@@ -822,14 +825,28 @@ impl Cluster {
         match (spec, target) {
             (TrafficSpec::Service { service }, TrafficState::Selector { selector }) => {
                 let api = self.api::<Service>();
-                // Read-modify-replace with the resourceVersion: the selector is replaced whole,
-                // and a concurrent writer makes this a 409 (retried) instead of a lost update.
-                self.call(&format!("replace services/{service} selector"), || async {
-                    let mut svc = api.get(service).await?;
-                    if let Some(s) = svc.spec.as_mut() {
-                        s.selector = Some(selector.clone());
+                // A merge patch of the selector alone (keys to drop set to null), carrying the
+                // resourceVersion it was computed from: fields this client's typed model does
+                // not know survive (a replace through the v1_33 model would drop them), and a
+                // concurrent writer makes this a 409, retried after a fresh read.
+                self.call(&format!("patch services/{service} selector"), || async {
+                    let svc = api.get(service).await?;
+                    let current = svc
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.selector.clone())
+                        .unwrap_or_default();
+                    let mut sel = serde_json::Map::new();
+                    for k in current.keys().filter(|k| !selector.contains_key(*k)) {
+                        sel.insert(k.clone(), Value::Null);
                     }
-                    api.replace(service, &PostParams::default(), &svc).await
+                    for (k, v) in selector {
+                        sel.insert(k.clone(), json!(v));
+                    }
+                    let patch = Patch::Merge(json!({
+                        "metadata": {"resourceVersion": svc.metadata.resource_version},
+                        "spec": {"selector": sel}}));
+                    api.patch(service, &PatchParams::default(), &patch).await
                 })
                 .await?;
             }

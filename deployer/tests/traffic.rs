@@ -252,6 +252,55 @@ async fn a_broad_baseline_selector_is_narrowed_to_exclude_the_canary() {
         vec![json!({"app": "shop", "track": "baseline"})],
         "right after the move, the Service selects only baseline pods"
     );
+    assert_eq!(
+        server.get("services", NS, "shop").unwrap()["spec"]["futureField"],
+        "kept",
+        "the selector is patched, not the Service replaced through a typed model"
+    );
+}
+
+/// A 409 AlreadyExists is an answer, not a transient error: the create is not retried.
+#[tokio::test]
+async fn already_exists_on_create_is_not_retried() {
+    let server = TestServer::start().await.unwrap();
+    // `shop-v000` exists but is not one of the cluster's groups (no cluster label): the deploy
+    // picks that name and its create collides.
+    let mut d = deployment("shop-v000", "other", 1, None);
+    d["metadata"]["labels"] = json!({"app": "other"});
+    server.create(d).unwrap();
+    server
+        .create(service("shop", json!({"app": "none"})))
+        .unwrap();
+    let cluster = cluster(&server).await;
+    let cfg = vigil_deployer::config::parse(
+        "namespace: shop\ncluster: shop\ntraffic: {type: service, service: shop}\nstrategy: {type: red_black}\nrollback: {drain_seconds: 0, ready_timeout_seconds: 5}\n",
+    )
+    .unwrap();
+    let manifest: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "shop"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "shop"}},
+            "template": {"metadata": {"labels": {"app": "shop"}},
+                "spec": {"containers": [{"name": "web", "image": "shop:1"}]}}}}))
+    .unwrap();
+    let e = vigil_deployer::strategy::deploy(&cluster, &cfg, manifest, |_| async {
+        vigil_deployer::strategy::StepVerdict::Continue
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("create deployments/shop-v000"),
+        "{e}"
+    );
+    let creates = server
+        .audit()
+        .iter()
+        .filter(|a| {
+            a.user == USER
+                && a.verb == vigil_kube_testserver::Verb::Create
+                && a.resource == "deployments"
+        })
+        .count();
+    assert_eq!(creates, 1, "one attempt, no retries");
 }
 
 /// Another Service (here a headless one) selecting the canary's pods keeps sending them
