@@ -221,9 +221,10 @@ async fn a_broad_baseline_selector_is_narrowed_to_exclude_the_canary() {
     server
         .create(deployment("shop-canary", "canary", 2, None))
         .unwrap();
-    server
-        .create(service("shop", json!({"app": "shop"})))
-        .unwrap();
+    // A field newer than the client's typed model (k8s-openapi v1_33) must survive the move.
+    let mut svc = service("shop", json!({"app": "shop"}));
+    svc["spec"]["futureField"] = json!("kept");
+    server.create(svc).unwrap();
     wait_ready(&server, "shop-baseline", 2).await;
     wait_ready(&server, "shop-canary", 2).await;
     let req = vigil_deployer::rollback::RollbackRequest {
