@@ -738,6 +738,13 @@ async fn trim(cluster: &Cluster, cfg: &DeployerConfig, serving: &str) -> Result<
             .collect();
         set_weights(cluster, cfg, route, *port, &kept, 1).await?;
     }
+    // Requests already sent to the old groups finish, and load balancers converge on the new
+    // traffic, before their pods go: the same drain as a rollback's.
+    let drain = cfg.rollback.options().drain;
+    if !drain.is_zero() {
+        info!(?drain, groups = ?doomed, "draining before the older groups are deleted");
+        tokio::time::sleep(drain).await;
+    }
     for name in &doomed {
         let g = GroupRef::deployment(name);
         if let Some(h) = cluster.hpa_for(&g).await? {

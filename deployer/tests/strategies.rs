@@ -472,3 +472,47 @@ async fn red_black_over_a_route_and_promote_back() {
     );
     assert_route_capacity(&server, 2);
 }
+
+/// Highlander deletes the older group only after the drain that follows the traffic switch, so
+/// requests in flight to it finish.
+#[tokio::test]
+async fn older_groups_are_deleted_only_after_the_drain() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .create(service("shop", json!({"app": "nothing-yet"})))
+        .unwrap();
+    let cluster = cluster(&server).await;
+    let c = config::parse(
+        "namespace: shop\ncluster: shop\ntraffic: {type: service, service: shop}\nstrategy: {type: highlander}\nrollback: {drain_seconds: 1, ready_timeout_seconds: 5}\n",
+    )
+    .unwrap();
+    deploy(&cluster, &c, manifest("shop:1", 1, None), go)
+        .await
+        .unwrap();
+    // Watch the switch and the deletion from outside, with their times.
+    let watching = async {
+        let mut switched = None;
+        loop {
+            let sel = server.get("services", NS, "shop").unwrap()["spec"]["selector"]
+                ["vigil.dev/server-group"]
+                .clone();
+            if switched.is_none() && sel == "shop-v001" {
+                switched = Some(std::time::Instant::now());
+            }
+            if server.get("deployments", NS, "shop-v000").is_none() {
+                return switched.map(|t| t.elapsed());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let (r, gap) = tokio::join!(
+        deploy(&cluster, &c, manifest("shop:2", 1, None), go),
+        watching
+    );
+    assert_eq!(r.unwrap().deleted_groups, ["shop-v000"]);
+    let gap = gap.expect("the switch was seen before the deletion");
+    assert!(
+        gap >= std::time::Duration::from_millis(900),
+        "shop-v000 deleted {gap:?} after the switch"
+    );
+}
