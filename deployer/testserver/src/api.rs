@@ -489,12 +489,48 @@ fn list(
             items.push(v);
         }
     }
+    // Pagination: `limit` items per page, `continue` names where the next page starts and the
+    // resourceVersion the list was taken at (a token from before a compaction has expired).
+    let rv = s.store.resource_version();
+    let (start, list_rv) = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let (offset, at) = token
+                .split_once(':')
+                .and_then(|(o, r)| Some((o.parse::<usize>().ok()?, r.parse::<u64>().ok()?)))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid continue token {token:?}"))
+                })?;
+            if at < s.compacted {
+                return Err(ApiError::new(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ));
+            }
+            (offset, at)
+        }
+        None => (0, rv),
+    };
+    let limit = match query.get("limit").map(String::as_str) {
+        None | Some("") | Some("0") => usize::MAX,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+    };
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
+    let next = start.saturating_add(page.len());
+    let mut metadata = json!({"resourceVersion": list_rv.to_string()});
+    if next < total {
+        metadata["continue"] = json!(format!("{next}:{list_rv}"));
+        metadata["remainingItemCount"] = json!(total - next);
+    }
     Ok((
         200,
         json!({
             "kind": format!("{}List", res.kind), "apiVersion": res.api_version(),
-            "metadata": {"resourceVersion": s.store.resource_version().to_string()},
-            "items": items,
+            "metadata": metadata,
+            "items": page,
         }),
     ))
 }
@@ -515,6 +551,20 @@ fn start_watch(
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
     };
+    let compacted = lock(state).compacted;
+    if since > 0 && since < compacted {
+        // The history before `compacted` is gone: the API server answers a watch from there
+        // with an ERROR event carrying a 410 Expired Status, and the client must re-list.
+        let ev = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "metadata": {}, "status": "Failure", "reason": "Expired", "code": 410,
+            "message": format!("too old resource version: {since} ({compacted})")}});
+        return Ok((
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            Body::from(line(&ev)),
+        )
+            .into_response());
+    }
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())

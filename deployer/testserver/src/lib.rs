@@ -215,6 +215,8 @@ pub(crate) struct Shared {
     store: store::Store,
     /// Users bound to a Role: their requests are authorized by its rules; other users are admins.
     roles: HashMap<String, Vec<PolicyRule>>,
+    /// Watches and continue tokens from before this resourceVersion have expired (410).
+    compacted: u64,
     faults: Vec<Fault>,
     audit: Vec<AuditEntry>,
     sim: Simulation,
@@ -248,6 +250,7 @@ impl TestServer {
         let state: State = Arc::new(Mutex::new(Shared {
             store: store::Store::new(),
             roles: HashMap::new(),
+            compacted: 0,
             faults: Vec::new(),
             audit: Vec::new(),
             sim: Simulation {
@@ -395,6 +398,13 @@ impl TestServer {
     /// authorized like the API server's RBAC authorizer does, and a denied one is a 403.
     pub fn bind_role(&self, user: &str, rules: Vec<PolicyRule>) {
         lock(&self.state).roles.insert(user.to_string(), rules);
+    }
+
+    /// Compacts the history as etcd does: a watch or a continue token from before now is
+    /// answered 410 Expired, and the client has to list again.
+    pub fn compact(&self) {
+        let mut s = lock(&self.state);
+        s.compacted = s.store.resource_version();
     }
 
     pub fn inject(&self, fault: Fault) {
