@@ -721,6 +721,13 @@ impl Run<'_> {
                 ),
                 TrafficSpec::Service { .. } => None,
             };
+            // Another controller (KEDA reconciling its HPA) may have undone the pin since step
+            // 2: pin again right before traffic moves, so the HPA cannot shrink the baseline
+            // under its new load.
+            let (_, repinned) = self.pin_hpa().await?;
+            if repinned != "nothing" {
+                changed.push(format!("HPA pin restored before the move: {repinned}"));
+            }
             let st = self.cluster.require_group(&req.baseline).await?;
             if !st.is_ready_for(*need) {
                 return Err(Error::BaselineNotReady {

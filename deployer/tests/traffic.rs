@@ -450,3 +450,45 @@ async fn a_deploy_and_a_rollback_of_the_same_route_exclude_each_other() {
         "released at the end"
     );
 }
+
+/// A controller that reconciles the baseline's HPA back (KEDA) between the pin and the move: the
+/// pin is checked again and restored before traffic moves.
+#[tokio::test]
+async fn an_hpa_pin_undone_before_the_move_is_restored_first() {
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let cluster = cluster(&server).await;
+    let plan = vigil_deployer::rollback::plan_rollback(&cluster, &route_request())
+        .await
+        .unwrap();
+    let mut reconcile = |r: &vigil_deployer::rollback::StepReport| {
+        if r.step == vigil_deployer::rollback::Step::WaitReady {
+            server
+                .patch(
+                    "horizontalpodautoscalers",
+                    NS,
+                    "shop-baseline",
+                    json!({"spec": {"minReplicas": 2}}),
+                )
+                .unwrap();
+        }
+    };
+    vigil_deployer::rollback::execute_rollback(&cluster, &plan, &fast(), &mut reconcile)
+        .await
+        .unwrap();
+    let mut moves = 0;
+    server.replay(|c, snap| {
+        if c.actor == USER && c.key.plural == "httproutes" {
+            moves += 1;
+            let hpa = snap
+                .get("horizontalpodautoscalers", NS, "shop-baseline")
+                .unwrap();
+            assert_eq!(
+                hpa["spec"]["minReplicas"], 5,
+                "traffic moved while the HPA minimum was {}",
+                hpa["spec"]["minReplicas"]
+            );
+        }
+    });
+    assert!(moves > 0);
+}
