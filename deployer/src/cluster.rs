@@ -524,9 +524,26 @@ impl Cluster {
         Ok(())
     }
 
-    /// Deletes a server group and (in the background) its pods; `false` if it was already gone.
+    /// Deletes a server group with foreground propagation and waits (up to the status timeout)
+    /// until it is gone: its ReplicaSets and pods go first, so when this returns nothing of the
+    /// group still references its versioned ConfigMaps/Secrets, and their collection that
+    /// follows does not leave them behind (with background propagation the ReplicaSets linger
+    /// and the copies leaked). `false` if it was already gone.
     pub async fn delete_group(&self, g: &GroupRef) -> Result<bool> {
-        let dp = DeleteParams::background();
+        let deleted = self.delete_group_foreground(g).await?;
+        let start = Instant::now();
+        while self.group(g).await?.is_some() {
+            if start.elapsed() >= self.status_timeout {
+                warn!(group = %g, "still being deleted; its config copies are collected by a later run");
+                break;
+            }
+            tokio::time::sleep(self.poll.min(Duration::from_millis(100))).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_group_foreground(&self, g: &GroupRef) -> Result<bool> {
+        let dp = DeleteParams::foreground();
         let what = format!("delete {}/{}", g.kind.plural(), g.name);
         let gone = match g.kind {
             GroupKind::Deployment => {

@@ -418,7 +418,7 @@ impl RollbackPlan {
             calls.push(format!("SLEEP  {:?}  (retention)", opts.retention));
         }
         calls.push(format!(
-            "DELETE {}  (propagationPolicy=Background)",
+            "DELETE {}  (propagationPolicy=Foreground; wait until gone)",
             gpath(c)
         ));
         for r in &self.prior.canary_config {

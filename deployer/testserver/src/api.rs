@@ -984,13 +984,42 @@ pub(crate) fn delete_object(
                 s.store.put(dk, dep, "controller/garbage-collector");
             }
         }
-        "Background" | "Foreground" => delete_dependents(s, ns, &uid),
+        "Background" => {}
+        "Foreground" => {
+            // The owner stays, marked for deletion with the `foregroundDeletion` finalizer,
+            // until the garbage collector has deleted its dependents.
+            let mut marked = obj.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(now());
+            let fins = marked["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !fins.iter().any(|f| f == "foregroundDeletion") {
+                let mut fins = fins;
+                fins.push(json!("foregroundDeletion"));
+                marked["metadata"]["finalizers"] = json!(fins);
+            }
+            return Ok(s.store.put(k, marked, actor));
+        }
         other => {
             return Err(ApiError::invalid(format!(
                 "propagationPolicy: Unsupported value: {other:?}: supported values: \"Orphan\", \"Background\", \"Foreground\""
             )))
         }
     }
+    if obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+    {
+        // Finalizers hold the object, marked, until their controllers remove them.
+        let mut marked = obj.clone();
+        if marked["metadata"]["deletionTimestamp"].is_null() {
+            marked["metadata"]["deletionTimestamp"] = json!(now());
+            return Ok(s.store.put(k, marked, actor));
+        }
+        return Ok(obj);
+    }
+    // Background: the object goes now; the garbage collector deletes its dependents after.
     let removed = s.store.remove(&k, actor).unwrap_or(obj);
     if res.plural == "pods" {
         let id = (ns.to_string(), name.to_string());
@@ -998,6 +1027,98 @@ pub(crate) fn delete_object(
         s.sim.pod_ready_since.remove(&id);
     }
     Ok(removed)
+}
+
+/// The garbage collector: deletes (in the background) objects whose every owner is gone, and
+/// finishes foreground deletions — dependents first, then the owner's `foregroundDeletion`
+/// finalizer is removed, and an object marked for deletion with no finalizer left goes.
+pub(crate) fn garbage_collect(s: &mut Shared) {
+    let mut all: Vec<(Key, Value)> = Vec::new();
+    for r in store::RESOURCES {
+        all.extend(s.store.list(r.plural, None));
+    }
+    let uids: std::collections::HashSet<(String, String)> = all
+        .iter()
+        .filter_map(|(k, v)| {
+            v["metadata"]["uid"]
+                .as_str()
+                .map(|u| (k.namespace.clone(), u.to_string()))
+        })
+        .collect();
+    for (k, v) in &all {
+        let refs = v["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !refs.is_empty()
+            && refs.iter().all(|r| {
+                !uids.contains(&(
+                    k.namespace.clone(),
+                    r["uid"].as_str().unwrap_or_default().to_string(),
+                ))
+            })
+        {
+            if let Some(res) = store::resource(k.plural) {
+                let _ = delete_object(
+                    s,
+                    res,
+                    &k.namespace,
+                    &k.name,
+                    "Background",
+                    "controller/garbage-collector",
+                );
+            }
+        }
+    }
+    for (k, v) in &all {
+        if v["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let fins: Vec<Value> = v["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let uid = v["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut next = v.clone();
+        if fins.iter().any(|f| f == "foregroundDeletion") {
+            let deps = owned_by(s, &k.namespace, &uid);
+            if !deps.is_empty() {
+                for (dk, _) in deps {
+                    if let Some(res) = store::resource(dk.plural) {
+                        let _ = delete_object(
+                            s,
+                            res,
+                            &dk.namespace,
+                            &dk.name,
+                            "Foreground",
+                            "controller/garbage-collector",
+                        );
+                    }
+                }
+                continue;
+            }
+            let rest: Vec<Value> = fins
+                .into_iter()
+                .filter(|f| f != "foregroundDeletion")
+                .collect();
+            next["metadata"]["finalizers"] = json!(rest);
+        }
+        if next["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+        {
+            if s.store.remove(k, "controller/garbage-collector").is_some() && k.plural == "pods" {
+                let id = (k.namespace.clone(), k.name.clone());
+                s.sim.pod_ready_at.remove(&id);
+                s.sim.pod_ready_since.remove(&id);
+            }
+        } else if &next != v {
+            s.store.put(k.clone(), next, "controller/garbage-collector");
+        }
+    }
 }
 
 fn owned_by(s: &Shared, ns: &str, uid: &str) -> Vec<(Key, Value)> {
@@ -1013,22 +1134,6 @@ fn owned_by(s: &Shared, ns: &str, uid: &str) -> Vec<(Key, Value)> {
         }
     }
     out
-}
-
-fn delete_dependents(s: &mut Shared, ns: &str, uid: &str) {
-    for (k, v) in owned_by(s, ns, uid) {
-        let child = v["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        delete_dependents(s, ns, &child);
-        if k.plural == "pods" {
-            let id = (k.namespace.clone(), k.name.clone());
-            s.sim.pod_ready_at.remove(&id);
-            s.sim.pod_ready_since.remove(&id);
-        }
-        s.store.remove(&k, "controller/garbage-collector");
-    }
 }
 
 /// Helpers the controllers share with the API: a controller writes through the same conventions.

@@ -29,6 +29,7 @@ pub(crate) async fn run(state: State) {
         pods(&mut s);
         endpointslices(&mut s);
         gateway(&mut s);
+        crate::api::garbage_collect(&mut s);
     }
 }
 
@@ -112,6 +113,10 @@ fn set_rs_replicas(s: &mut Shared, rs: &Value, replicas: i64) {
 fn deployments(s: &mut Shared) {
     let all_rs = s.store.list("replicasets", None);
     for (k, d) in s.store.list("deployments", None) {
+        if !d["metadata"]["deletionTimestamp"].is_null() {
+            // Being deleted: the garbage collector, not this controller, handles its children.
+            continue;
+        }
         let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
         let min_ready = int(&d["spec"]["minReadySeconds"]);
         let hash = template_hash(&d["spec"]["template"]);
@@ -275,6 +280,9 @@ fn deployments(s: &mut Shared) {
 fn replicasets(s: &mut Shared) {
     let all_pods = s.store.list("pods", None);
     for (k, rs) in s.store.list("replicasets", None) {
+        if !rs["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
         let desired = rs["spec"]["replicas"].as_i64().unwrap_or(1);
         let min_ready = Duration::from_secs(int(&rs["spec"]["minReadySeconds"]).max(0) as u64);
         let mut mine: Vec<&Value> = owned(&all_pods, &rs["metadata"]["uid"]);

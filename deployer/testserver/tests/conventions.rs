@@ -143,6 +143,14 @@ async fn delete_cascades_to_replicasets_and_pods_unless_orphaned() {
     wait_ready(&api, "b", 2).await;
     api.delete("a", &DeleteParams::background()).await.unwrap();
     api.delete("b", &DeleteParams::orphan()).await.unwrap();
+    // Background: the garbage collector removes the dependents after the owner.
+    until("a's pods to be collected", || {
+        server
+            .list("pods", "default")
+            .iter()
+            .all(|p| p["metadata"]["labels"]["group"] != "a")
+    })
+    .await;
     let pods: Api<Pod> = Api::namespaced(c, "default");
     assert_eq!(
         pods.list(&ListParams::default().labels("group=a"))
@@ -713,4 +721,69 @@ async fn list_pages_with_limit_and_continue() {
         .await
         .unwrap_err();
     assert!(matches!(e, kube::Error::Api(s) if s.code == 410));
+}
+
+/// Deletion: background deletes the owner at once and its dependents after (garbage collector);
+/// foreground keeps the owner, with `deletionTimestamp` and the `foregroundDeletion` finalizer,
+/// until its dependents are gone; another finalizer holds an object until it is removed.
+#[tokio::test]
+async fn deletion_with_deletion_timestamp_finalizers_and_foreground() {
+    let server = TestServer::start().await.unwrap();
+    let c = client(&server).await;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    api.create(&PostParams::default(), &deployment("a", 2))
+        .await
+        .unwrap();
+    wait_ready(&api, "a", 2).await;
+    api.delete("a", &DeleteParams::foreground()).await.unwrap();
+    let marked = server
+        .get("deployments", "default", "a")
+        .expect("kept while dependents exist");
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    until("the foreground deletion to finish", || {
+        server.get("deployments", "default", "a").is_none()
+    })
+    .await;
+    // The owner went last: every pod and ReplicaSet deletion comes before it in the history.
+    let history = server.history();
+    let owner_gone = history
+        .iter()
+        .position(|c| {
+            c.key.plural == "deployments" && c.change == vigil_kube_testserver::ChangeType::Deleted
+        })
+        .unwrap();
+    assert!(history[owner_gone..]
+        .iter()
+        .all(|c| c.key.plural == "deployments"
+            || c.change != vigil_kube_testserver::ChangeType::Deleted));
+    assert!(server.list("pods", "default").is_empty());
+    assert!(server.list("replicasets", "default").is_empty());
+
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let held = cms.get("held").await.unwrap();
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "held by its finalizer"
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    until("the finalized object to go", || {
+        server.get("configmaps", "default", "held").is_none()
+    })
+    .await;
 }
