@@ -421,7 +421,20 @@ fn serve(
                 .or(query.get("propagationPolicy").map(String::as_str))
                 .unwrap_or("Background")
                 .to_string();
-            let obj = delete_object(&mut s, t.res, ns, name, &policy, user)?;
+            let grace = match opts["gracePeriodSeconds"]
+                .as_i64()
+                .map(Ok)
+                .or_else(|| query.get("gracePeriodSeconds").map(|g| g.parse::<i64>()))
+            {
+                None => None,
+                Some(Ok(g)) => Some(g),
+                Some(Err(_)) => {
+                    return Err(ApiError::bad_request(
+                        "gracePeriodSeconds: invalid value, must be an integer",
+                    ))
+                }
+            };
+            let obj = delete_object(&mut s, t.res, ns, name, &policy, grace, user)?;
             Ok((200, obj))
         }
         Verb::Watch => Err(ApiError::bad_request("watch is served separately")),
@@ -480,20 +493,36 @@ fn list(
     let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
         .map_err(ApiError::bad_request)?;
     let fields = query.get("fieldSelector").cloned().unwrap_or_default();
-    let mut items = Vec::new();
-    for (k, v) in s.store.list(res.plural, ns) {
-        if labels.matches(labels_of(&v))
-            && field_selector_matches(&fields, &k.name, &k.namespace)
-                .map_err(ApiError::bad_request)?
-        {
-            items.push(v);
-        }
-    }
-    // Pagination: `limit` items per page, `continue` names where the next page starts and the
-    // resourceVersion the list was taken at (a token from before a compaction has expired).
-    let rv = s.store.resource_version();
-    let (start, list_rv) = match query.get("continue").filter(|c| !c.is_empty()) {
+    let current = s.store.resource_version();
+    let continue_token = query.get("continue").filter(|c| !c.is_empty());
+    let rv_param = query.get("resourceVersion").map(String::as_str);
+    let rv_match = query
+        .get("resourceVersionMatch")
+        .map(String::as_str)
+        .filter(|m| !m.is_empty());
+    let limited = query
+        .get("limit")
+        .is_some_and(|l| !l.is_empty() && l != "0");
+    // Which state the list is served from, as in the API conventions ("Resource versions",
+    // semantics for list): `resourceVersion` unset or "" = most recent; "0" = any (served from
+    // the watch cache, which here is always current); a value with `resourceVersionMatch=Exact`
+    // (or, legacy, no match but a `limit`) = exactly that state, 410 Expired once compacted;
+    // a value with `NotOlderThan` (or no match and no limit) = any state at least that new,
+    // i.e. the current one, and a version the server has not reached yet is answered 504
+    // "Too large resource version" (the real server first waits up to 3 s for its cache to catch
+    // up; this one answers at once). A continue token carries its own resourceVersion.
+    let (start, list_rv) = match continue_token {
         Some(token) => {
+            if rv_match.is_some() {
+                return Err(ApiError::invalid(
+                    "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if rv_param.is_some_and(|v| !v.is_empty() && v != "0") {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
             let (offset, at) = token
                 .split_once(':')
                 .and_then(|(o, r)| Some((o.parse::<usize>().ok()?, r.parse::<u64>().ok()?)))
@@ -509,8 +538,68 @@ fn list(
             }
             (offset, at)
         }
-        None => (0, rv),
+        None => {
+            let requested = match rv_param {
+                None | Some("") => None,
+                Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {v:?}"))
+                })?),
+            };
+            let at = match (rv_match, requested) {
+                (None, None) => current,
+                (None | Some("NotOlderThan"), Some(0)) => current,
+                (Some("Exact"), None | Some(0)) => {
+                    return Err(ApiError::invalid(
+                        "resourceVersionMatch: Forbidden: resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\" or unset",
+                    ))
+                }
+                (Some("NotOlderThan"), None) => {
+                    return Err(ApiError::invalid(
+                        "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    ))
+                }
+                (Some("Exact"), Some(v)) | (None, Some(v)) if rv_match.is_some() || limited => {
+                    if v > current {
+                        return Err(too_large_rv(v, current));
+                    }
+                    if v < s.compacted {
+                        return Err(ApiError::new(
+                            410,
+                            "Expired",
+                            format!("too old resource version: {v} ({})", s.compacted),
+                        ));
+                    }
+                    v
+                }
+                (None | Some("NotOlderThan"), Some(v)) => {
+                    if v > current {
+                        return Err(too_large_rv(v, current));
+                    }
+                    current
+                }
+                (Some(other), _) => {
+                    return Err(ApiError::invalid(format!(
+                        "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+                    )))
+                }
+            };
+            (0, at)
+        }
     };
+    let objects = if list_rv == current {
+        s.store.list(res.plural, ns)
+    } else {
+        s.store.list_at(res.plural, ns, list_rv)
+    };
+    let mut items = Vec::new();
+    for (k, v) in objects {
+        if labels.matches(labels_of(&v))
+            && field_selector_matches(&fields, &k.name, &k.namespace)
+                .map_err(ApiError::bad_request)?
+        {
+            items.push(v);
+        }
+    }
     let limit = match query.get("limit").map(String::as_str) {
         None | Some("") | Some("0") => usize::MAX,
         Some(l) => l
@@ -533,6 +622,16 @@ fn list(
             "items": page,
         }),
     ))
+}
+
+/// What the API server answers a read at a resourceVersion it has not reached:
+/// `storage.NewTooLargeResourceVersionError`, a 504 Timeout the client may retry after a second.
+fn too_large_rv(requested: u64, current: u64) -> ApiError {
+    ApiError::new(
+        504,
+        "Timeout",
+        format!("Too large resource version: {requested}, current: {current}"),
+    )
 }
 
 fn start_watch(
@@ -775,6 +874,10 @@ pub(crate) fn create_object(
         }
     }
     validate(res, &obj)?;
+    if res.plural == "pods" && obj["spec"]["terminationGracePeriodSeconds"].is_null() {
+        // The API's defaulting, which graceful deletion reads.
+        obj["spec"]["terminationGracePeriodSeconds"] = json!(DEFAULT_GRACE_SECONDS);
+    }
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -963,6 +1066,7 @@ pub(crate) fn delete_object(
     ns: &str,
     name: &str,
     policy: &str,
+    grace: Option<i64>,
     actor: &str,
 ) -> Result<Value, ApiError> {
     let k = key(res, ns, name);
@@ -971,6 +1075,11 @@ pub(crate) fn delete_object(
         .get(&k)
         .cloned()
         .ok_or_else(|| ApiError::not_found(res, name))?;
+    if res.plural == "pods" {
+        if let Some(marked) = graceful_pod_delete(s, &k, &obj, grace, actor) {
+            return Ok(marked);
+        }
+    }
     let uid = obj["metadata"]["uid"]
         .as_str()
         .unwrap_or_default()
@@ -1029,6 +1138,71 @@ pub(crate) fn delete_object(
     Ok(removed)
 }
 
+/// Graceful deletion of a Pod, as the pod registry's `CheckGracefulDelete` decides it: the grace
+/// period is the request's `gracePeriodSeconds`, else the pod's
+/// `spec.terminationGracePeriodSeconds` (defaulted to 30 on create), 0 for a pod not yet running
+/// (no IP here: not scheduled) or already terminated, and 1 if negative. With a period above 0 the
+/// pod is only marked — `deletionTimestamp` (when it will go) and `deletionGracePeriodSeconds` —
+/// and the kubelet removes it once the period has run out; a later delete may shorten the period,
+/// never lengthen it. Returns the marked pod, or `None` when it is to be removed now.
+///
+/// The simulation compresses time: one grace second lasts [`crate::TestServer::set_grace_second`]
+/// (1 ms by default) on the test server's clock, while `deletionTimestamp` is written on the wall
+/// clock as the API server does.
+fn graceful_pod_delete(
+    s: &mut Shared,
+    k: &Key,
+    obj: &Value,
+    grace: Option<i64>,
+    actor: &str,
+) -> Option<Value> {
+    let mut period = grace
+        .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    let phase = obj["status"]["phase"].as_str().unwrap_or_default();
+    if obj["status"]["podIP"].is_null() || matches!(phase, "Succeeded" | "Failed") {
+        period = 0;
+    }
+    if period < 0 {
+        period = 1;
+    }
+    let id = (k.namespace.clone(), k.name.clone());
+    let terminating = !obj["metadata"]["deletionTimestamp"].is_null();
+    if period == 0 {
+        s.sim.pod_gone_at.remove(&id);
+        return None;
+    }
+    if terminating {
+        let current = obj["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(i64::MAX);
+        if period >= current {
+            // A longer or equal period does not extend a pending deletion.
+            return Some(obj.clone());
+        }
+    }
+    let mut marked = obj.clone();
+    marked["metadata"]["deletionTimestamp"] = json!(timestamp_in(period));
+    marked["metadata"]["deletionGracePeriodSeconds"] = json!(period);
+    let scale = s.sim.grace_second;
+    s.sim.pod_gone_at.insert(
+        id,
+        std::time::Instant::now() + scale.saturating_mul(u32::try_from(period).unwrap_or(u32::MAX)),
+    );
+    Some(s.store.put(k.clone(), marked, actor))
+}
+
+/// `spec.terminationGracePeriodSeconds` when a pod does not set it (the API's default).
+pub(crate) const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+fn timestamp_in(seconds: i64) -> String {
+    let t = jiff::Timestamp::now();
+    t.checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or(t)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// The garbage collector: deletes (in the background) objects whose every owner is gone, and
 /// finishes foreground deletions — dependents first, then the owner's `foregroundDeletion`
 /// finalizer is removed, and an object marked for deletion with no finalizer left goes.
@@ -1065,6 +1239,7 @@ pub(crate) fn garbage_collect(s: &mut Shared) {
                     &k.namespace,
                     &k.name,
                     "Background",
+                    None,
                     "controller/garbage-collector",
                 );
             }
@@ -1072,6 +1247,14 @@ pub(crate) fn garbage_collect(s: &mut Shared) {
     }
     for (k, v) in &all {
         if v["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        if k.plural == "pods"
+            && s.sim
+                .pod_gone_at
+                .contains_key(&(k.namespace.clone(), k.name.clone()))
+        {
+            // Terminating gracefully: the kubelet removes it when its period is over.
             continue;
         }
         let fins: Vec<Value> = v["metadata"]["finalizers"]
@@ -1094,6 +1277,7 @@ pub(crate) fn garbage_collect(s: &mut Shared) {
                             &dk.namespace,
                             &dk.name,
                             "Foreground",
+                            None,
                             "controller/garbage-collector",
                         );
                     }
@@ -1165,7 +1349,7 @@ pub(crate) fn controller_update(
 
 pub(crate) fn controller_delete(s: &mut Shared, plural: &str, ns: &str, name: &str, actor: &str) {
     if let Some(res) = store::resource(plural) {
-        let _ = delete_object(s, res, ns, name, "Background", actor);
+        let _ = delete_object(s, res, ns, name, "Background", None, actor);
     }
 }
 

@@ -285,7 +285,12 @@ fn replicasets(s: &mut Shared) {
         }
         let desired = rs["spec"]["replicas"].as_i64().unwrap_or(1);
         let min_ready = Duration::from_secs(int(&rs["spec"]["minReadySeconds"]).max(0) as u64);
-        let mut mine: Vec<&Value> = owned(&all_pods, &rs["metadata"]["uid"]);
+        // Active pods only (FilterActivePods): a terminating pod is already on its way out and is
+        // neither counted nor deleted again.
+        let mut mine: Vec<&Value> = owned(&all_pods, &rs["metadata"]["uid"])
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
         let have = mine.len() as i64;
         if have < desired {
             for i in 0..(desired - have) {
@@ -324,7 +329,10 @@ fn replicasets(s: &mut Shared) {
             }
         }
         let pods_now = s.store.list("pods", Some(&k.namespace));
-        let mine = owned(&pods_now, &rs["metadata"]["uid"]);
+        let mine: Vec<&Value> = owned(&pods_now, &rs["metadata"]["uid"])
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
         let ready = mine.iter().filter(|p| pod_is_ready(p)).count() as i64;
         // Available: Ready for at least minReadySeconds.
         let available = mine
@@ -371,6 +379,23 @@ fn pods(s: &mut Shared) {
     let now = Instant::now();
     for (k, pod) in s.store.list("pods", None) {
         if !pod["metadata"]["deletionTimestamp"].is_null() {
+            // Terminating: once its grace period is over the kubelet has stopped the containers
+            // and deletes the pod with a zero grace period (finalizers may still hold it).
+            let id = (k.namespace.clone(), k.name.clone());
+            if s.sim.pod_gone_at.get(&id).is_some_and(|t| now >= *t) {
+                s.sim.pod_gone_at.remove(&id);
+                if let Some(res) = crate::store::resource("pods") {
+                    let _ = crate::api::delete_object(
+                        s,
+                        res,
+                        &k.namespace,
+                        &k.name,
+                        "Background",
+                        Some(0),
+                        "controller/kubelet",
+                    );
+                }
+            }
             continue;
         }
         let id = (k.namespace.clone(), k.name.clone());
@@ -418,8 +443,9 @@ fn pods(s: &mut Shared) {
 }
 
 /// The EndpointSlice controller: one slice per Service with a selector (label
-/// `kubernetes.io/service-name`, owned by the Service), listing every non-terminating pod the
-/// selector matches with its `ready` condition — what kube-proxy and gateway implementations
+/// `kubernetes.io/service-name`, owned by the Service), listing every pod the
+/// selector matches with its `ready`, `serving` and `terminating` conditions — what kube-proxy
+/// and gateway implementations
 /// route to.
 fn endpointslices(s: &mut Shared) {
     let pods = s.store.list("pods", None);
@@ -434,14 +460,20 @@ fn endpointslices(s: &mut Shared) {
             .iter()
             .filter(|(pk, p)| {
                 pk.namespace == k.namespace
-                    && p["metadata"]["deletionTimestamp"].is_null()
                     && p["status"]["podIP"].is_string()
                     && sel.matches(labels_of(p))
             })
             .map(|(pk, p)| {
-                let ready = pod_is_ready(p);
+                // A terminating pod stays listed, `terminating`, never `ready`; `serving`
+                // still follows its Ready condition (EndpointSliceTerminatingCondition).
+                let terminating = !p["metadata"]["deletionTimestamp"].is_null();
+                let serving = p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
                 json!({"addresses": [p["status"]["podIP"]],
-                    "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                    "conditions": {"ready": serving && !terminating, "serving": serving,
+                        "terminating": terminating},
                     "targetRef": {"kind": "Pod", "namespace": pk.namespace, "name": pk.name,
                         "uid": p["metadata"]["uid"]}})
             })

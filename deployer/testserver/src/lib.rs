@@ -181,6 +181,11 @@ struct Simulation {
     hpa_desired: HashMap<(String, String), i64>,
     pod_ready_at: HashMap<(String, String), Instant>,
     pod_counter: u64,
+    /// How long one second of a pod's termination grace period lasts here (time is compressed
+    /// so a default 30 s grace period does not slow every test down).
+    grace_second: Duration,
+    /// When each gracefully terminating pod is removed by the kubelet.
+    pod_gone_at: HashMap<(String, String), Instant>,
 }
 
 /// One rule of an RBAC Role, as in `rbac.authorization.k8s.io/v1` (deserializes from a Role's
@@ -262,6 +267,8 @@ impl TestServer {
                 hpa_desired: HashMap::new(),
                 pod_ready_at: HashMap::new(),
                 pod_counter: 0,
+                grace_second: Duration::from_millis(1),
+                pod_gone_at: HashMap::new(),
             },
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -356,7 +363,7 @@ impl TestServer {
     pub fn delete(&self, plural: &str, namespace: &str, name: &str) -> Result<Value, String> {
         let res = store::resource(plural).ok_or(format!("unknown resource {plural}"))?;
         let mut s = lock(&self.state);
-        api::delete_object(&mut s, res, namespace, name, "Background", "test")
+        api::delete_object(&mut s, res, namespace, name, "Background", None, "test")
             .map_err(|e| e.message().to_string())
     }
 
@@ -417,6 +424,33 @@ impl TestServer {
 
     pub fn set_ready_delay(&self, d: Duration) {
         lock(&self.state).sim.ready_delay = d;
+    }
+
+    /// How long one second of a pod's termination grace period lasts on this server's clock
+    /// (1 ms by default): a deleted pod is removed `period × this` after the delete.
+    pub fn set_grace_second(&self, d: Duration) {
+        lock(&self.state).sim.grace_second = d;
+    }
+
+    /// Deletes a pod with this `gracePeriodSeconds`, as `kubectl delete --grace-period` does.
+    pub fn delete_pod_with_grace(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace_seconds: i64,
+    ) -> Result<Value, String> {
+        let res = store::resource("pods").ok_or("no pods resource")?;
+        let mut s = lock(&self.state);
+        api::delete_object(
+            &mut s,
+            res,
+            namespace,
+            name,
+            "Background",
+            Some(grace_seconds),
+            "test",
+        )
+        .map_err(|e| e.message().to_string())
     }
 
     /// The n-th pod of one scale-up becomes ready `n × stagger` after the first.

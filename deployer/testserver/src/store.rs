@@ -386,6 +386,26 @@ impl Store {
             .collect()
     }
 
+    /// Objects of one resource as they were at resourceVersion `rv`, replayed from the history
+    /// (the test server keeps all of it; what a compaction removed is refused by the caller).
+    pub fn list_at(&self, plural: &str, namespace: Option<&str>, rv: u64) -> Vec<(Key, Value)> {
+        let mut at: BTreeMap<Key, Value> = BTreeMap::new();
+        for c in self.history.iter().take_while(|c| c.resource_version <= rv) {
+            if c.key.plural != plural || namespace.is_some_and(|ns| c.key.namespace != ns) {
+                continue;
+            }
+            match c.change {
+                ChangeType::Deleted => {
+                    at.remove(&c.key);
+                }
+                _ => {
+                    at.insert(c.key.clone(), c.object.clone());
+                }
+            }
+        }
+        at.into_iter().collect()
+    }
+
     pub fn new_uid(&mut self) -> String {
         self.uids += 1;
         format!("00000000-0000-4000-8000-{:012x}", self.uids)

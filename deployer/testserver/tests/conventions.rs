@@ -364,11 +364,17 @@ async fn rolling_update_honours_max_surge_and_max_unavailable() {
             return;
         }
         states += 1;
-        let pods = snap.list(
-            "pods",
-            "default",
-            &vigil_kube_testserver::LabelSelector::parse("group=web").unwrap(),
-        );
+        // Terminating pods are not counted against maxSurge, as in kube-controller-manager
+        // (before the alpha Deployment `podReplacementPolicy`).
+        let pods: Vec<_> = snap
+            .list(
+                "pods",
+                "default",
+                &vigil_kube_testserver::LabelSelector::parse("group=web").unwrap(),
+            )
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
         assert!(
             pods.len() <= 5,
             "{} pods exceed replicas + maxSurge",
@@ -786,4 +792,374 @@ async fn deletion_with_deletion_timestamp_finalizers_and_foreground() {
         server.get("configmaps", "default", "held").is_none()
     })
     .await;
+}
+
+/// A raw GET (status code and body), for requests kube's client refuses to build itself.
+async fn raw_get(server: &TestServer, path_and_query: &str) -> (u16, serde_json::Value) {
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let req = format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        // Read the headers, then exactly Content-Length bytes (the server may keep the
+        // connection open).
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len || n == 0 {
+                    return text;
+                }
+            }
+            if n == 0 {
+                return text;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (code, serde_json::from_str(body).unwrap_or_default())
+}
+
+fn api_code(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// `list` serves the state the request's resourceVersion asks for, per the API conventions
+/// ("Resource versions", semantics for list): unset = most recent, "0" = any (current here),
+/// `Exact` = that state (410 Expired once compacted), `NotOlderThan` = the current state if it is
+/// at least that new; a version the server has not reached is 504 "Too large resource version";
+/// the pages of one list all come from the state the first page was taken at.
+#[tokio::test]
+async fn list_honours_resource_version_and_match() {
+    use kube::api::VersionMatch;
+    let server = TestServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let pp = PostParams::default();
+    let cm = |n: &str, v: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": n}, "data": {"v": v}})).unwrap()
+    };
+    api.create(&pp, &cm("a", "1")).await.unwrap();
+    let b = api.create(&pp, &cm("b", "1")).await.unwrap();
+    let at_b = b.metadata.resource_version.clone().unwrap();
+    api.replace("a", &pp, &{
+        let mut a = api.get("a").await.unwrap();
+        a.data = Some([("v".to_string(), "2".to_string())].into());
+        a
+    })
+    .await
+    .unwrap();
+    api.delete("b", &DeleteParams::default()).await.unwrap();
+    let state = |l: &kube::core::ObjectList<ConfigMap>| -> Vec<(String, String)> {
+        l.items
+            .iter()
+            .map(|c| {
+                (
+                    c.metadata.name.clone().unwrap(),
+                    c.data.as_ref().unwrap()["v"].clone(),
+                )
+            })
+            .collect()
+    };
+    let now = vec![("a".to_string(), "2".to_string())];
+
+    // Most recent and "any".
+    let latest = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(state(&latest), now);
+    let current_rv: u64 = latest
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        state(&api.list(&ListParams::default().at("0")).await.unwrap()),
+        now
+    );
+
+    // Exact: the state right after b was created, with that resourceVersion.
+    let exact = api
+        .list(
+            &ListParams::default()
+                .at(&at_b)
+                .matching(VersionMatch::Exact),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&exact),
+        vec![("a".into(), "1".into()), ("b".into(), "1".into())]
+    );
+    assert_eq!(
+        exact.metadata.resource_version.as_deref(),
+        Some(at_b.as_str())
+    );
+
+    // NotOlderThan an old version: the current state is not older, so it is served.
+    let nol = api
+        .list(
+            &ListParams::default()
+                .at(&at_b)
+                .matching(VersionMatch::NotOlderThan),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&nol), now);
+    assert_eq!(
+        nol.metadata.resource_version,
+        latest.metadata.resource_version
+    );
+
+    // A version the server has not reached yet (raw: kube's client retries a 504).
+    let future = current_rv + 100;
+    for m in ["Exact", "NotOlderThan"] {
+        let (code, body) = raw_get(
+            &server,
+            &format!("/api/v1/namespaces/default/configmaps?resourceVersion={future}&resourceVersionMatch={m}"),
+        )
+        .await;
+        assert_eq!((code, body["reason"].as_str()), (504, Some("Timeout")));
+    }
+
+    // Pages of an Exact list come from that state even if it changes in between.
+    let first = api
+        .list(
+            &ListParams::default()
+                .at(&at_b)
+                .matching(VersionMatch::Exact)
+                .limit(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&first), vec![("a".into(), "1".into())]);
+    api.create(&pp, &cm("c", "1")).await.unwrap();
+    let second = api
+        .list(
+            &ListParams::default()
+                .limit(1)
+                .continue_token(&first.metadata.continue_.clone().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&second), vec![("b".into(), "1".into())]);
+    assert!(second.metadata.continue_.is_none_or(|c| c.is_empty()));
+
+    // Invalid combinations are rejected as the API server's ListOptions validation does.
+    let (code, _) = raw_get(
+        &server,
+        "/api/v1/namespaces/default/configmaps?resourceVersion=0&resourceVersionMatch=Exact",
+    )
+    .await;
+    assert_eq!(code, 422);
+    let (code, _) = raw_get(
+        &server,
+        "/api/v1/namespaces/default/configmaps?resourceVersionMatch=NotOlderThan",
+    )
+    .await;
+    assert_eq!(code, 422);
+
+    // After a compaction an Exact read from before it has expired; NotOlderThan still works.
+    server.compact();
+    let e = api
+        .list(
+            &ListParams::default()
+                .at(&at_b)
+                .matching(VersionMatch::Exact),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(e), (410, "Expired".to_string()));
+    let nol = api
+        .list(
+            &ListParams::default()
+                .at(&at_b)
+                .matching(VersionMatch::NotOlderThan),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nol.items.len(), 2);
+}
+
+/// Graceful termination (pod registry `CheckGracefulDelete`, kubelet, EndpointSlice controller):
+/// a deleted pod is marked with `deletionTimestamp` and `deletionGracePeriodSeconds` (the
+/// request's `gracePeriodSeconds`, else `spec.terminationGracePeriodSeconds`, defaulted to 30),
+/// its endpoint turns `terminating` and not `ready` at once while `serving` follows its probe, its
+/// ReplicaSet no longer counts it (and replaces it), and it is removed only when the period is
+/// over. A later delete can shorten the period; `gracePeriodSeconds=0` removes it at once. Pods
+/// removed by a scale-down terminate the same way.
+#[tokio::test]
+async fn pods_terminate_gracefully() {
+    let server = TestServer::start().await.unwrap();
+    // One grace second lasts 100 ms here: a 5 s period is half a second.
+    server.set_grace_second(Duration::from_millis(100));
+    let c = client(&server).await;
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c, "default");
+    let mut d = deployment("shop-v001", 3);
+    d.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .termination_grace_period_seconds = Some(5);
+    deps.create(&PostParams::default(), &d).await.unwrap();
+    server
+        .create(service("shop", json!({"group": "shop-v001"})))
+        .unwrap();
+    wait_ready(&deps, "shop-v001", 3).await;
+    until("3 ready endpoints", || {
+        server.snapshot().ready_endpoints("default", "shop").len() == 3
+    })
+    .await;
+
+    let lp = ListParams::default().labels("group=shop-v001");
+    let victim = pods.list(&lp).await.unwrap().items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    let deleted_at = std::time::Instant::now();
+    pods.delete(&victim, &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = pods.get(&victim).await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(5));
+    // A longer period does not extend the pending deletion.
+    pods.delete(&victim, &DeleteParams::default().grace_period(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        pods.get(&victim)
+            .await
+            .unwrap()
+            .metadata
+            .deletion_grace_period_seconds,
+        Some(5)
+    );
+    until("the victim's endpoint is terminating", || {
+        let snap = server.snapshot();
+        let slices = snap.list("endpointslices", "default", &Default::default());
+        slices
+            .iter()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .any(|e| {
+                e["targetRef"]["name"] == victim.as_str()
+                    && e["conditions"]
+                        == json!({"ready": false, "serving": true, "terminating": true})
+            })
+    })
+    .await;
+    assert!(!server
+        .snapshot()
+        .ready_endpoints("default", "shop")
+        .contains(&victim));
+    // The ReplicaSet does not count it and replaces it.
+    until("a replacement is ready", || {
+        server.snapshot().ready_endpoints("default", "shop").len() == 3
+    })
+    .await;
+    if deleted_at.elapsed() < Duration::from_millis(350) {
+        assert!(
+            server.get("pods", "default", &victim).is_some(),
+            "removed before its grace period"
+        );
+    }
+    until("the victim is removed after its grace period", || {
+        server.get("pods", "default", &victim).is_none()
+    })
+    .await;
+    assert!(deleted_at.elapsed() >= Duration::from_millis(500));
+
+    // Scale-down: the removed pods terminate gracefully too.
+    deps.patch(
+        "shop-v001",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    until("two pods terminating", || {
+        server
+            .list("pods", "default")
+            .iter()
+            .filter(|p| !p["metadata"]["deletionTimestamp"].is_null())
+            .count()
+            == 2
+    })
+    .await;
+    for p in server
+        .list("pods", "default")
+        .iter()
+        .filter(|p| !p["metadata"]["deletionTimestamp"].is_null())
+    {
+        assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 5);
+    }
+    until("scaled down to one pod", || {
+        server.list("pods", "default").len() == 1
+    })
+    .await;
+
+    // The default period, a shortened one, and zero.
+    server
+        .create(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "solo", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}}))
+        .unwrap();
+    assert_eq!(
+        server.get("pods", "default", "solo").unwrap()["spec"]["terminationGracePeriodSeconds"],
+        30
+    );
+    until("solo has an IP", || {
+        server.get("pods", "default", "solo").unwrap()["status"]["podIP"].is_string()
+    })
+    .await;
+    pods.delete("solo", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        pods.get("solo")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_grace_period_seconds,
+        Some(30)
+    );
+    pods.delete("solo", &DeleteParams::default().grace_period(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        pods.get("solo")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_grace_period_seconds,
+        Some(1)
+    );
+    pods.delete("solo", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(
+        server.get("pods", "default", "solo").is_none(),
+        "gracePeriodSeconds=0 removes at once"
+    );
 }
