@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vigil_analyzer::cli;
+use vigil::cli;
 
 #[derive(Parser)]
 #[command(

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{json, Value};
 
 fn example() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/kayenta-request.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/kayenta-request.json")
 }
 
 fn vigil(args: &[&str], stdin: Option<&str>) -> Output {

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-const REFS: &str = include_str!("../../models/tests/data/rank_refs.json");
+const REFS: &str = include_str!("../models/tests/data/rank_refs.json");
 
 fn mann_whitney(stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use proptest::prelude::*;
-use vigil_analyzer::cli::logs::{parse_bytes, InputStats};
+use vigil_analyzer::logs::parse::{parse_bytes, InputStats};
 use vigil_analyzer::logs::{LogFormat, Miner, MinerConfig};
 
 /// 512 cases by default; `PROPTEST_CASES=N` runs a longer fuzz.

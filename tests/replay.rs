@@ -5,14 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use vigil_analyzer::cli::replay::replay_all;
-use vigil_analyzer::replay::{JudgeName, ReplayConfig, ScenarioResult};
+use vigil::replay::pool::replay_all;
+use vigil::replay::{JudgeName, ReplayConfig, ScenarioResult};
 use vigil_analyzer::verdict::{Signal, Verdict};
 
 fn datasets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("datasets")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets")
 }
 
 fn replay(ids: &[&str]) -> Vec<ScenarioResult> {
@@ -366,7 +364,7 @@ fn missing_samples_stay_missing_and_do_not_fail_the_load() {
     copy_error_logs_scenario(&s);
     set_cell(&s.join("canary/metrics.csv"), 2, "CpuUsageRate(%)", "NaN");
     set_cell(&s.join("canary/metrics.csv"), 3, "CpuUsageRate(%)", "");
-    let scenario = vigil_analyzer::replay::scenario::load(&s).unwrap();
+    let scenario = vigil::replay::scenario::load(&s).unwrap();
     std::fs::remove_dir_all(&dst).unwrap();
     let table = scenario.canary.metrics.unwrap();
     let cpu = &table
@@ -496,7 +494,7 @@ fn baseline_rows_during_earlier_incidents_on_the_same_pod_are_masked() {
 /// ns for spans), zstd compression for spans. Reading it must give what the CSV gives.
 #[test]
 fn parquet_scenarios_read_the_same_as_csv() {
-    use vigil_analyzer::replay::scenario::load;
+    use vigil::replay::scenario::load;
     let id = "tt-20230129-f24-ts-contacts-service-cpu_contention";
     let pq_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/parquet")
@@ -549,7 +547,7 @@ fn parquet_scenarios_read_the_same_as_csv() {
 
 #[test]
 fn both_csv_and_parquet_for_one_table_is_an_error_not_a_choice() {
-    use vigil_analyzer::replay::scenario::load;
+    use vigil::replay::scenario::load;
     let id = "tt-20230129-f24-ts-contacts-service-cpu_contention";
     let dir = std::env::temp_dir().join(format!("vigil-parquet-twice-{}", std::process::id()));
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,9 +1,13 @@
-//! The Vigil analyzer: telemetry, judges per signal, verdicts, and the `vigil` command line.
+//! The Vigil analysis engine: one telemetry model, a judge per signal, verdict fusion and the
+//! lifecycle of an analysis. It knows no file format, command line or cluster: sources (the
+//! replay loader of the `vigil` binary today, OTLP and Prometheus next) feed it, and callers wire
+//! actions such as a rollback through [`actions`].
 
+pub mod actions;
 pub mod analysis;
-pub mod cli;
+pub mod judge;
 pub mod kayenta_api;
 pub mod logs;
-pub mod replay;
+pub mod telemetry;
 pub mod traces;
 pub mod verdict;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::kayenta_api::{self, CanaryJudgeResult, DEFAULT_NOISE_SEED};
+use vigil_analyzer::kayenta_api::{self, CanaryJudgeResult, DEFAULT_NOISE_SEED};
 
 #[derive(Debug, Args)]
 pub struct JudgeArgs {

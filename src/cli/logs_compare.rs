@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use crate::logs::judge::{
+use vigil_analyzer::logs::judge::{
     judge_logs, judge_logs_with_exposure, Change, Class, Exposure, LogFindings, LogJudgeConfig,
     LogRule,
 };
-use crate::logs::records::{read_records, LogRecord, ReadStats};
-use crate::logs::TemplateLibrary;
+use vigil_analyzer::logs::records::{read_records, LogRecord, ReadStats};
+use vigil_analyzer::logs::TemplateLibrary;
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {

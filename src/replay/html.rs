@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::judges::metric_spec;
 use super::report::Summary;
 use super::scenario::{self, Scenario};
 use super::{JudgeName, ReplayConfig, ScenarioResult};
-use crate::verdict::Verdict;
+use vigil_analyzer::judge::metric_spec;
+use vigil_analyzer::verdict::Verdict;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

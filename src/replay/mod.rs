@@ -2,22 +2,23 @@
 //! would, and measure how often and how quickly each judge is right.
 //!
 //! Each interval (default 30 s) the canary window grows by one step and every judge runs on the
-//! data seen so far; [`crate::analysis::Analysis`] applies the rules a live analysis follows (fail
+//! data seen so far; [`vigil_analyzer::analysis::Analysis`] applies the rules a live analysis follows (fail
 //! fast, the last interval decides, time to detect), so replay differs from live only in where the
 //! data comes from.
 
 pub mod html;
-pub mod judges;
+pub mod pool;
+pub mod references;
 pub mod report;
 pub mod scenario;
 
 use serde::Serialize;
 
-use crate::analysis::Analysis;
-pub use crate::analysis::{Outcome, Step};
-use crate::verdict::Verdict;
-use judges::{JudgeConfig, SideView, View};
 use scenario::{Expected, Scenario, Side};
+use vigil_analyzer::analysis::Analysis;
+pub use vigil_analyzer::analysis::{Outcome, Step};
+use vigil_analyzer::judge::{self as judges, JudgeConfig, SideView, View};
+use vigil_analyzer::verdict::Verdict;
 
 /// Replay settings.
 #[derive(Debug, Clone)]
@@ -248,8 +249,8 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
             }
             let judgement = match judge {
                 JudgeName::Vigil => judges::vigil(&view, model.as_ref(), &config.judges),
-                JudgeName::Kayenta => judges::kayenta(&view),
-                JudgeName::Naive => judges::naive(&view),
+                JudgeName::Kayenta => references::kayenta(&view),
+                JudgeName::Naive => references::naive(&view),
             };
             run.record(elapsed, judgement);
         }

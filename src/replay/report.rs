@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{JudgeName, ScenarioResult};
-use crate::verdict::Verdict;
+use vigil_analyzer::verdict::Verdict;
 
 /// Confusion counts and the measures derived from them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

@@ -3,7 +3,7 @@ writer, so the test checks Vigil's Parquet reader against what the CSV reader se
 
 Metrics get a real timestamp column (datetime64[ns, UTC]); spans keep `start` as a timestamp with
 nanoseconds and `error` as booleans. Run from the repository root:
-    python analyzer/tests/data/parquet/make_parquet.py
+    python tests/data/parquet/make_parquet.py
 """
 import os, shutil
 import pandas as pd
