@@ -10,10 +10,11 @@ use vigil_analyzer::logs::judge::{
 };
 use vigil_analyzer::logs::records::{read_records, LogRecord};
 use vigil_analyzer::logs::{Miner, MinerConfig};
+use vigil_analyzer::telemetry::parse_time;
 
 fn rec(time: Option<&str>, severity: Option<&str>, body: String) -> LogRecord {
     LogRecord {
-        time: time.map(str::to_owned),
+        time: time.map(|t| parse_time(t).expect("test times are ISO-8601")),
         severity: severity.map(str::to_owned),
         body,
     }
@@ -577,7 +578,7 @@ mod properties {
 
     fn record() -> impl Strategy<Value = LogRecord> {
         (
-            proptest::option::of("[a-zA-Z0-9:.TZ-]{0,30}"),
+            proptest::option::of(-1e10f64..1e10),
             proptest::option::of(prop_oneof![
                 Just("ERROR".to_owned()),
                 Just("info".to_owned()),

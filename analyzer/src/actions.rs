@@ -68,7 +68,7 @@ pub fn act_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::Analysis;
+    use crate::analysis::Lifecycle;
     use crate::verdict::Judgement;
 
     #[derive(Default)]
@@ -84,7 +84,7 @@ mod tests {
     }
 
     fn outcome(verdict: Verdict) -> Outcome {
-        let mut a = Analysis::new();
+        let mut a = Lifecycle::new();
         a.record(
             30.0,
             Judgement {

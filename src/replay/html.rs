@@ -228,10 +228,11 @@ fn plots(s: &Scenario, r: &ScenarioResult) -> Vec<String> {
         });
     }
     if let (Some(b), Some(c)) = (&s.baseline.logs, &s.canary.logs) {
-        let bucket = |logs: &[scenario::LogLine]| -> Vec<(f64, f64)> {
+        let bucket = |logs: &[scenario::LogRecord]| -> Vec<(f64, f64)> {
             let mut m: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
             for l in logs {
-                let e = m.entry((l.time / 10.0).floor() as i64).or_default();
+                let Some(time) = l.time else { continue };
+                let e = m.entry((time / 10.0).floor() as i64).or_default();
                 if l.severity.as_deref() == Some("ERROR") {
                     *e += 1.0;
                 }

@@ -1,10 +1,11 @@
 //! Replay: run recorded scenarios through the judges interval by interval, as a live analysis
 //! would, and measure how often and how quickly each judge is right.
 //!
-//! Each interval (default 30 s) the canary window grows by one step and every judge runs on the
-//! data seen so far; [`vigil_analyzer::analysis::Analysis`] applies the rules a live analysis follows (fail
-//! fast, the last interval decides, time to detect), so replay differs from live only in where the
-//! data comes from.
+//! Replay is a *source*: it loads scenario files, feeds an engine session
+//! ([`vigil_analyzer::analysis::Analysis`]) interval by interval (default 30 s) as a live source
+//! would, and measures. The engine owns everything a live analysis decides (masking, anomaly
+//! fitting, the lifecycle), so replay differs from live only in where the data comes from. The
+//! two reference judges Vigil is measured against run on the engine's view of each interval.
 
 pub mod html;
 pub mod pool;
@@ -14,10 +15,13 @@ pub mod scenario;
 
 use serde::Serialize;
 
-use scenario::{Expected, Scenario, Side};
-use vigil_analyzer::analysis::Analysis;
+use scenario::{Scenario, Side};
+use vigil_analyzer::analysis::{
+    Analysis, AnalysisSpec, BaselineTiming, Batch, IngestError, Lifecycle, Masking, Role, SideSpec,
+};
 pub use vigil_analyzer::analysis::{Outcome, Step};
-use vigil_analyzer::judge::{self as judges, JudgeConfig, SideView, View};
+use vigil_analyzer::judge::JudgeConfig;
+use vigil_analyzer::telemetry::MetricSample;
 use vigil_analyzer::verdict::Verdict;
 
 /// Replay settings.
@@ -110,85 +114,121 @@ pub fn error_result(id: &str, message: &str) -> ScenarioResult {
     }
 }
 
-fn upper_bound(times: impl Fn(usize) -> f64, n: usize, t: f64) -> usize {
-    // first index with time >= t (times sorted)
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if times(mid) < t {
-            lo = mid + 1;
+/// The engine's view of a scenario: what each side records, when the baseline ran, and which
+/// baseline rows are known incidents.
+pub fn analysis_spec(s: &Scenario, config: &ReplayConfig) -> AnalysisSpec {
+    let side = |d: &Side| SideSpec {
+        metrics: d.metrics.is_some(),
+        logs: d.logs.is_some(),
+        spans: d.spans.is_some(),
+        callers: false,
+        log_window: d.log_window,
+        trace_window: d.trace_window,
+        log_seconds_covered: d.log_seconds_covered,
+        trace_seconds_covered: d.trace_seconds_covered,
+    };
+    AnalysisSpec {
+        judges: config.judges.clone(),
+        canary_start: s.canary_window.start,
+        baseline_timing: if s.concurrent_baseline() {
+            BaselineTiming::Concurrent {
+                start: s.baseline_window.start,
+            }
         } else {
-            hi = mid;
+            BaselineTiming::Before
+        },
+        masking: Masking {
+            enabled: config.mask_known_incidents,
+            known_incidents: s.known_incidents.clone(),
+            clean_since: s.baseline_clean_since,
+            recovery_s: config.incident_recovery_s,
+        },
+        baseline: side(&s.baseline),
+        canary: side(&s.canary),
+    }
+}
+
+/// Hands one side's recording to a session in time order, a slice per interval, as a live
+/// source would deliver it: each call passes what was stamped before `until` and not yet sent.
+struct Feed<'a> {
+    side: &'a Side,
+    role: Role,
+    metric_row: usize,
+    log: usize,
+    span: usize,
+}
+
+impl<'a> Feed<'a> {
+    fn new(side: &'a Side, role: Role) -> Self {
+        Self {
+            side,
+            role,
+            metric_row: 0,
+            log: 0,
+            span: 0,
         }
     }
-    lo
-}
 
-/// The view of one side with everything before `until` (Unix s).
-fn side_view(side: &Side, until: f64, grow_from: Option<f64>) -> SideView<'_> {
-    let metric_rows = side
-        .metrics
-        .as_ref()
-        .map(|m| (0, upper_bound(|i| m.times[i], m.times.len(), until)))
-        .unwrap_or((0, 0));
-    let logs = side
-        .logs
-        .as_deref()
-        .map(|l| &l[..upper_bound(|i| l[i].time, l.len(), until)]);
-    let spans = side
-        .spans
-        .as_deref()
-        .map(|s| &s[..upper_bound(|i| s[i].start, s.len(), until)]);
-    // Exposure: the covered seconds of the window, pro rata for a window still growing.
-    let exposure = |covered: Option<f64>, w: Option<scenario::Window>| -> f64 {
-        let Some(w) = w else { return 0.0 };
-        let full = covered.unwrap_or(w.len()).min(w.len());
-        match grow_from {
-            Some(start) if w.len() > 0.0 => full * ((until - start) / w.len()).clamp(0.0, 1.0),
-            _ => full,
+    fn until(&mut self, until: f64, session: &mut Analysis) -> Result<(), IngestError> {
+        let mut samples = Vec::new();
+        if let Some(m) = &self.side.metrics {
+            let end = m.rows_before(until);
+            for row in self.metric_row..end {
+                for (name, values) in &m.columns {
+                    samples.push(MetricSample {
+                        time: m.times[row],
+                        name,
+                        value: values[row],
+                    });
+                }
+            }
+            self.metric_row = end.max(self.metric_row);
         }
-    };
-    SideView {
-        metrics: side.metrics.as_ref(),
-        metric_rows,
-        logs,
-        spans,
-        log_exposure: exposure(side.log_seconds_covered, side.log_window),
-        trace_exposure: exposure(side.trace_seconds_covered, side.trace_window),
-        until,
+        let logs = match &self.side.logs {
+            Some(l) => {
+                let end = l.partition_point(|r| r.time.is_some_and(|t| t < until));
+                let batch = l[self.log..end.max(self.log)].to_vec();
+                self.log = end.max(self.log);
+                batch
+            }
+            None => Vec::new(),
+        };
+        let spans = match &self.side.spans {
+            Some(v) => {
+                let end = v.partition_point(|x| x.start < until);
+                let batch = v[self.span..end.max(self.span)].to_vec();
+                self.span = end.max(self.span);
+                batch
+            }
+            None => Vec::new(),
+        };
+        session.ingest(
+            self.role,
+            Batch {
+                metrics: &samples,
+                logs,
+                spans,
+            },
+        )
     }
 }
 
-/// The baseline without its metric rows during (and just after) known incidents on the same pod,
-/// or None when there is nothing to mask or too little would remain to judge metrics.
-fn masked_baseline(s: &Scenario, config: &ReplayConfig) -> Option<Side> {
-    if !config.mask_known_incidents {
-        return None;
-    }
-    let incidents = if s.known_incidents.is_empty() {
-        let since = s.baseline_clean_since?;
-        vec![scenario::Window {
-            start: f64::NEG_INFINITY,
-            end: since - config.incident_recovery_s,
-        }]
-    } else {
-        s.known_incidents.clone()
-    };
-    let table = s.baseline.metrics.as_ref()?;
-    let masked = table.without(&incidents, config.incident_recovery_s);
-    if masked.times.len() == table.times.len()
-        || masked.times.len() < config.judges.metric.min_baseline_points
-    {
-        return None;
-    }
-    Some(Side {
-        metrics: Some(masked),
-        ..s.baseline.clone()
-    })
-}
-
-/// Replays one scenario with every judge.
+/// Replays one scenario: Vigil through an engine session fed interval by interval, and the two
+/// reference judges on the same view of the data.
 pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
+    match run(s, config) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = error_result(&s.id, &e.to_string());
+            r.system.clone_from(&s.system);
+            r.fault_type.clone_from(&s.fault_type);
+            r.expected = s.expected.as_str();
+            r
+        }
+    }
+}
+
+fn run(s: &Scenario, config: &ReplayConfig) -> Result<ScenarioResult, IngestError> {
     let t0 = s.canary_window.start;
     let horizon = [
         s.canary.metric_window,
@@ -202,72 +242,42 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
     .fold(0.0f64, f64::max);
     let steps = ((horizon / config.interval_s).ceil() as usize).max(1);
     let concurrent = s.concurrent_baseline();
-    let masked_baseline = masked_baseline(s, config);
-    let baseline_side = masked_baseline.as_ref().unwrap_or(&s.baseline);
-    // The anomaly model needs more rows than the metric judge; when masking leaves too few, it
-    // learns from the whole baseline rather than not at all.
-    let anomaly_side = match &masked_baseline {
-        Some(m)
-            if m.metrics.as_ref().map_or(0, |t| t.times.len())
-                < config.judges.anomaly.min_windows =>
-        {
-            &s.baseline
-        }
-        _ => baseline_side,
-    };
-    let mut model: Option<judges::AnomalyModels> = None;
-    let mut runs = [Analysis::new(), Analysis::new(), Analysis::new()];
+    let mut session = Analysis::new(analysis_spec(s, config));
+    let mut baseline = Feed::new(&s.baseline, Role::Baseline);
+    let mut canary = Feed::new(&s.canary, Role::Canary);
+    if !concurrent {
+        // Recorded before the canary: all of it is there when the analysis starts.
+        baseline.until(f64::INFINITY, &mut session)?;
+    }
+    let mut kayenta = Lifecycle::new();
+    let mut naive = Lifecycle::new();
     for k in 1..=steps {
         let elapsed = (k as f64 * config.interval_s).min(horizon.max(config.interval_s));
-        let until = t0 + elapsed;
-        let b_until = if concurrent {
-            s.baseline_window.start + elapsed
-        } else {
-            f64::INFINITY
-        };
-        let baseline = side_view(
-            baseline_side,
-            b_until,
-            concurrent.then_some(s.baseline_window.start),
-        );
-        let canary = side_view(&s.canary, until, Some(t0));
-        let view = View { baseline, canary };
-        if model.is_none() || concurrent {
-            let fit_view = View {
-                baseline: side_view(
-                    anomaly_side,
-                    b_until,
-                    concurrent.then_some(s.baseline_window.start),
-                ),
-                canary,
-            };
-            model = Some(judges::fit_anomaly(&fit_view, &config.judges.anomaly));
+        canary.until(t0 + elapsed, &mut session)?;
+        if concurrent {
+            baseline.until(s.baseline_window.start + elapsed, &mut session)?;
         }
-        for (run, judge) in runs.iter_mut().zip(JudgeName::ALL) {
-            if run.is_done() {
-                continue;
+        session.judge(elapsed);
+        if !(kayenta.is_done() && naive.is_done()) {
+            let view = session.view(elapsed);
+            if !kayenta.is_done() {
+                kayenta.record(elapsed, references::kayenta(&view));
             }
-            let judgement = match judge {
-                JudgeName::Vigil => judges::vigil(&view, model.as_ref(), &config.judges),
-                JudgeName::Kayenta => references::kayenta(&view),
-                JudgeName::Naive => references::naive(&view),
-            };
-            run.record(elapsed, judgement);
+            if !naive.is_done() {
+                naive.record(elapsed, references::naive(&view));
+            }
         }
-        if runs.iter().all(Analysis::is_done) {
+        if session.is_done() && kayenta.is_done() && naive.is_done() {
             break;
         }
     }
-    ScenarioResult {
+    Ok(ScenarioResult {
         id: s.id.clone(),
         system: s.system.clone(),
         fault_type: s.fault_type.clone(),
-        expected: match s.expected {
-            Expected::Pass => "pass",
-            Expected::Fail => "fail",
-        },
-        vigil: runs[0].outcome(),
-        kayenta: runs[1].outcome(),
-        naive: runs[2].outcome(),
-    }
+        expected: s.expected.as_str(),
+        vigil: session.outcome(),
+        kayenta: kayenta.outcome(),
+        naive: naive.outcome(),
+    })
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use vigil_analyzer::judge::{column, metric_spec, View};
 use vigil_analyzer::logs::judge::Severity as LogSeverity;
-use vigil_analyzer::telemetry::{LogLine, Span};
+use vigil_analyzer::telemetry::{LogRecord, Span};
 use vigil_analyzer::verdict::{Finding, Judgement, Severity, Signal, Verdict};
 use vigil_models::vigil_judge::{self, Direction};
 
@@ -47,7 +47,7 @@ pub fn log_template(body: &str) -> String {
 
 /// ERROR or worse by the same level parser the log judge uses, so that both read `err`, `crit`,
 /// `severe` or OTLP's `ERROR2` alike.
-fn is_error(l: &LogLine) -> bool {
+fn is_error(l: &LogRecord) -> bool {
     l.severity
         .as_deref()
         .and_then(LogSeverity::from_level)
@@ -265,8 +265,8 @@ mod tests {
     use super::*;
     use vigil_analyzer::judge::SideView;
 
-    fn view<'a>(b: &'a [LogLine], c: &'a [LogLine]) -> View<'a> {
-        let sv = |logs: &'a [LogLine], until: f64| SideView {
+    fn view<'a>(b: &'a [LogRecord], c: &'a [LogRecord]) -> View<'a> {
+        let sv = |logs: &'a [LogRecord], until: f64| SideView {
             logs: Some(logs),
             log_exposure: 180.0,
             until,
@@ -280,8 +280,8 @@ mod tests {
 
     #[test]
     fn naive_judge_reads_error_levels_as_the_log_judge_does() {
-        let line = |sev: &str, body: &str| LogLine {
-            time: 200.0,
+        let line = |sev: &str, body: &str| LogRecord {
+            time: Some(200.0),
             severity: Some(sev.into()),
             body: body.into(),
         };

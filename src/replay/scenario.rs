@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::Deserialize;
 use thiserror::Error;
-pub use vigil_analyzer::telemetry::{LogLine, MetricTable, Span, Window};
+pub use vigil_analyzer::telemetry::{
+    format_time, parse_time, LogRecord, MetricTable, Span, Window,
+};
 
 /// Why a scenario could not be loaded.
 #[derive(Debug, Error)]
@@ -59,7 +61,7 @@ impl Expected {
 #[derive(Debug, Clone, Default)]
 pub struct Side {
     pub metrics: Option<MetricTable>,
-    pub logs: Option<Vec<LogLine>>,
+    pub logs: Option<Vec<LogRecord>>,
     pub spans: Option<Vec<Span>>,
     pub metric_window: Option<Window>,
     pub log_window: Option<Window>,
@@ -618,6 +620,7 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
             start: start[i],
             duration_ms: dur[i],
             error,
+            caller: None,
         });
     }
     // Replay slices by start time.
@@ -634,7 +637,7 @@ struct RawLog {
 }
 
 /// `logs.jsonl`: one JSON object per line with `time`, `severity`, `body`.
-pub fn read_logs(path: &Path) -> Result<Vec<LogLine>, LoadError> {
+pub fn read_logs(path: &Path) -> Result<Vec<LogRecord>, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -656,73 +659,17 @@ pub fn read_logs(path: &Path) -> Result<Vec<LogLine>, LoadError> {
             expected: "an ISO-8601 UTC time".into(),
             got: raw.time.clone(),
         })?;
-        out.push(LogLine {
-            time,
+        out.push(LogRecord {
+            time: Some(time),
             severity: raw.severity,
             body: raw.body,
         });
     }
-    out.sort_by(|a, b| a.time.total_cmp(&b.time));
+    out.sort_by(|a, b| {
+        let t = |r: &LogRecord| r.time.unwrap_or(f64::NEG_INFINITY);
+        t(a).total_cmp(&t(b))
+    });
     Ok(out)
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (also `+00:00` or no zone, read as UTC) into Unix
-/// seconds. Hand-written because it is the only date format the corpus uses.
-pub fn parse_time(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let s = s
-        .strip_suffix('Z')
-        .or_else(|| s.strip_suffix("+00:00"))
-        .unwrap_or(s);
-    let (date, time) = s.split_once(['T', ' '])?;
-    let mut d = date.split('-');
-    let y: i64 = d.next()?.parse().ok()?;
-    let mo: i64 = d.next()?.parse().ok()?;
-    let da: i64 = d.next()?.parse().ok()?;
-    let mut t = time.split(':');
-    let h: i64 = t.next()?.parse().ok()?;
-    let mi: i64 = t.next()?.parse().ok()?;
-    let sec: f64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&mo)
-        || !(1..=31).contains(&da)
-        || h > 23
-        || mi > 59
-        || !(0.0..61.0).contains(&sec)
-    {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some((days * 86400 + h * 3600 + mi * 60) as f64 + sec)
-}
-
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (for the generator and reports).
-pub fn format_time(t: f64) -> String {
-    let secs = t.floor() as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

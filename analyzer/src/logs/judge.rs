@@ -353,7 +353,7 @@ pub fn judge_logs(
 struct Tally {
     baseline: u64,
     canary: u64,
-    first_seen: Option<String>,
+    first_seen: Option<f64>,
     canary_examples: Vec<String>,
     baseline_examples: Vec<String>,
 }
@@ -398,7 +398,7 @@ pub fn judge_logs_with_exposure(
             let rec = &canary[i];
             t.canary += 1;
             if t.first_seen.is_none() {
-                t.first_seen.clone_from(&rec.time);
+                t.first_seen = rec.time;
             }
             push_example(&mut t.canary_examples, &rec.body);
         } else {
@@ -488,7 +488,7 @@ pub fn judge_logs_with_exposure(
             ci_high,
             p_value: p_values[idx],
             q_value: q,
-            first_seen: t.first_seen,
+            first_seen: t.first_seen.map(crate::telemetry::format_time_exact),
             examples,
             rule,
         });
