@@ -531,11 +531,21 @@ fn compare_command_plain_text_and_bad_input() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
-/// Every scenario with logs in the shared corpus; prints the counts for the report.
+/// Every scenario with logs in the shared incident corpus; prints the counts for the report. The
+/// corpus is not part of a clone: it is read from `$VIGIL_INCIDENTS`, else from `../shared/incidents`
+/// beside the repository (where the project's shared material lives).
 #[test]
-#[ignore = "reads /work/shared/incidents; run by hand"]
+#[ignore = "reads the shared incident corpus ($VIGIL_INCIDENTS or ../shared/incidents); run by hand"]
 fn all_shared_incidents() {
-    let root = Path::new("/work/shared/incidents");
+    let root = std::env::var_os("VIGIL_INCIDENTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/incidents"));
+    assert!(
+        root.join("MANIFEST.csv").is_file(),
+        "{}: no incident corpus here; set VIGIL_INCIDENTS to its folder",
+        root.display()
+    );
+    let root = root.as_path();
     let manifest = std::fs::read_to_string(root.join("MANIFEST.csv")).unwrap();
     let mut lines = manifest.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();

@@ -54,7 +54,11 @@ fn synthetic_edge_cases_get_the_right_verdicts() {
     // No data is never a Pass.
     assert_eq!(v("syn-no-canary-data"), Verdict::Inconclusive);
     assert_ne!(v("syn-no-baseline-data"), Verdict::Pass);
-    assert!(by_id(&rs, "syn-no-canary-data").vigil.note.is_some());
+    let note = by_id(&rs, "syn-no-canary-data").vigil.note.clone().unwrap();
+    assert!(
+        note.contains("canary/ folder is missing"),
+        "the note must name the missing folder: {note}"
+    );
     for id in [
         "syn-constant-metrics-pass",
         "syn-zero-baseline-errors-pass",
@@ -446,6 +450,12 @@ fn html_report_is_self_contained_with_plots_and_timeline() {
     assert!(html.matches("<svg").count() >= 5, "plots and timeline");
     assert!(html.contains("fault onset"));
     assert!(html.contains("ERROR log lines per 10 s") && html.contains("span p90 per 10 s"));
+    // Axes with ticks and a unit, not only 0 and the maximum.
+    assert!(html.contains("minutes from fault onset"), "time axis unit");
+    assert!(
+        html.matches("text-anchor=\"end\" fill=\"#777\"").count() >= 3 * 5,
+        "y ticks"
+    );
     // no scripts, no network
     assert!(
         !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http")
@@ -608,4 +618,150 @@ fn ablation_shows_what_a_signal_adds() {
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["summary"].get("ablation").is_none());
+}
+
+#[test]
+fn an_empty_canary_folder_is_named_in_the_inconclusive_note() {
+    let dst = std::env::temp_dir()
+        .join(format!("vigil-empty-canary-{}", std::process::id()))
+        .join("empty-canary");
+    copy_error_logs_scenario(&dst);
+    for entry in std::fs::read_dir(dst.join("canary")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let rs = replay_all(
+        std::slice::from_ref(&dst),
+        &ReplayConfig::default(),
+        Some(1),
+        false,
+    )
+    .unwrap();
+    std::fs::remove_dir_all(dst.parent().unwrap()).unwrap();
+    assert_eq!(rs[0].vigil.verdict, Verdict::Inconclusive);
+    let note = rs[0].vigil.note.as_deref().unwrap();
+    assert!(
+        note.contains("canary/ has no data file") && note.contains("logs.jsonl"),
+        "{note}"
+    );
+}
+
+#[test]
+fn an_interval_outside_one_second_to_the_window_is_refused() {
+    for bad in ["0.001", "0", "-5", "nan"] {
+        let arg = format!("--interval={bad}");
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["replay", "--quiet", &arg])
+            .arg(
+                datasets()
+                    .join("synthetic")
+                    .join("syn-error-logs-and-slow-spans"),
+            )
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--interval {bad} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--interval"), "{bad}: {stderr}");
+    }
+    // Longer than the canary window: the scenario is an Error row that says why, and the summary
+    // counts it as an error, not a miss; no time to detect of 1e12 s is printed.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--interval", "1e12"])
+        .arg(
+            datasets()
+                .join("synthetic")
+                .join("syn-error-logs-and-slow-spans"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("1 of 1 scenarios could not be judged"),
+        "{stdout}"
+    );
+    let folder = datasets()
+        .join("synthetic")
+        .join("syn-error-logs-and-slow-spans");
+    let rs = replay_all(
+        std::slice::from_ref(&folder),
+        &ReplayConfig {
+            interval_s: 1e12,
+            ..ReplayConfig::default()
+        },
+        Some(1),
+        false,
+    )
+    .unwrap();
+    assert_eq!(rs[0].vigil.verdict, Verdict::Error);
+    assert_eq!(rs[0].vigil.time_to_detect_s, None);
+    assert!(rs[0]
+        .vigil
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("canary window"));
+}
+
+#[test]
+fn html_marks_wrong_verdicts_and_fades_masked_baseline_rows() {
+    use vigil::replay::{error_result, html, report};
+    // A fault judged Pass and a healthy pair judged Pass: only the first row is marked.
+    let mut missed = error_result("missed-fault", "x");
+    missed.expected = "fail";
+    missed.vigil.verdict = Verdict::Pass;
+    let mut fine = error_result("fine-pair", "x");
+    fine.expected = "pass";
+    fine.vigil.verdict = Verdict::Pass;
+    let results = vec![missed, fine];
+    let summary = report::summarise(&results, 1.0);
+    let nowhere = std::env::temp_dir().join("vigil-no-such-scenario");
+    let page = html::render(
+        &[nowhere.clone(), nowhere],
+        &results,
+        &summary,
+        &ReplayConfig::default(),
+    );
+    assert_eq!(page.matches("class=\"wrong\"").count(), 1, "one wrong row");
+    let row = page
+        .split("<tr")
+        .find(|r| r.contains("missed-fault"))
+        .unwrap();
+    assert!(row.contains("class=\"wrong\""), "{row}");
+    // FPR with three decimals (0/1 = 0.000), as the text output prints it.
+    assert!(page.contains("<td>0.000</td>"), "FPR precision");
+
+    // Masked baseline rows (two earlier incidents on the same pod) are drawn apart and faded.
+    let id = "ob-20220822-f08-checkoutservice-exception";
+    let html_path = std::env::temp_dir().join(format!("vigil-masked-{}.html", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--html"])
+        .arg(&html_path)
+        .arg(datasets().join("nezha").join(id))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    std::fs::remove_file(&html_path).unwrap();
+    assert!(
+        page.contains("masked: earlier incident, not used"),
+        "legend"
+    );
+    assert!(page.contains("<g opacity=\"0.35\">"), "faded masked rows");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--no-mask", "--html"])
+        .arg(&html_path)
+        .arg(datasets().join("nezha").join(id))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    std::fs::remove_file(&html_path).unwrap();
+    assert!(
+        !page.contains("masked: earlier incident"),
+        "--no-mask masks nothing"
+    );
 }

@@ -9,5 +9,6 @@ pub mod judge;
 pub mod kayenta_api;
 pub mod logs;
 pub mod telemetry;
+pub mod text;
 pub mod traces;
 pub mod verdict;

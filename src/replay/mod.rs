@@ -17,11 +17,12 @@ use serde::Serialize;
 
 use scenario::{Scenario, Side};
 use vigil_analyzer::analysis::{
-    Analysis, AnalysisSpec, BaselineTiming, Batch, IngestError, Lifecycle, Masking, Role, SideSpec,
+    masked_metrics, Analysis, AnalysisSpec, BaselineTiming, Batch, IngestError, Lifecycle, Masking,
+    Role, SideSpec,
 };
 pub use vigil_analyzer::analysis::{Outcome, Step};
 use vigil_analyzer::judge::JudgeConfig;
-use vigil_analyzer::telemetry::MetricSample;
+use vigil_analyzer::telemetry::{MetricSample, MetricTable};
 use vigil_analyzer::verdict::Verdict;
 
 /// Replay settings.
@@ -148,6 +149,17 @@ pub fn analysis_spec(s: &Scenario, config: &ReplayConfig) -> AnalysisSpec {
     }
 }
 
+/// The baseline's metric table as the engine masks it (known incidents left out), or `None` when
+/// the engine would judge all of it: for reports that show which rows were left out.
+pub(crate) fn masked_baseline(s: &Scenario, config: &ReplayConfig) -> Option<MetricTable> {
+    let spec = analysis_spec(s, config);
+    masked_metrics(
+        s.baseline.metrics.as_ref()?,
+        &spec.masking,
+        config.judges.metric.min_baseline_points,
+    )
+}
+
 /// Hands one side's recording to a session in time order, a slice per interval, as a live
 /// source would deliver it: each call passes what was stamped before `until` and not yet sent.
 struct Feed<'a> {
@@ -216,16 +228,45 @@ impl<'a> Feed<'a> {
 /// Replays one scenario: Vigil through an engine session fed interval by interval, and the two
 /// reference judges on the same view of the data.
 pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
+    let failed = |message: &str| {
+        let mut r = error_result(&s.id, message);
+        r.system.clone_from(&s.system);
+        r.fault_type.clone_from(&s.fault_type);
+        r.expected = s.expected.as_str();
+        r
+    };
+    // An interval longer than the canary window would judge once, after the window, and report a
+    // time to detect of that interval: not an analysis of this scenario. (The command line already
+    // refuses intervals under a second.)
+    let window = s.canary_window.len();
+    if !(config.interval_s.is_finite() && config.interval_s <= window) {
+        return failed(&format!(
+            "--interval {} s is longer than this scenario's canary window ({window} s); use 1 s to {window} s",
+            config.interval_s
+        ));
+    }
     match run(s, config) {
-        Ok(r) => r,
-        Err(e) => {
-            let mut r = error_result(&s.id, &e.to_string());
-            r.system.clone_from(&s.system);
-            r.fault_type.clone_from(&s.fault_type);
-            r.expected = s.expected.as_str();
+        Ok(mut r) => {
+            for o in [&mut r.vigil, &mut r.kayenta, &mut r.naive] {
+                name_missing_sides(o, &s.missing);
+            }
             r
         }
+        Err(e) => failed(&e.to_string()),
     }
+}
+
+/// An Inconclusive outcome of a scenario with a missing or empty side says which, first: "no
+/// signal was recorded" alone would not tell a user that a whole folder is absent.
+fn name_missing_sides(o: &mut Outcome, missing: &[String]) {
+    if missing.is_empty() || o.verdict != Verdict::Inconclusive {
+        return;
+    }
+    let what = missing.join("; ");
+    o.note = Some(match o.note.take() {
+        Some(n) => format!("{what}; {n}"),
+        None => what,
+    });
 }
 
 fn run(s: &Scenario, config: &ReplayConfig) -> Result<ScenarioResult, IngestError> {

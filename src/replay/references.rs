@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use vigil_analyzer::judge::{column, metric_spec, View};
 use vigil_analyzer::logs::judge::Severity as LogSeverity;
 use vigil_analyzer::telemetry::{LogRecord, Span};
+use vigil_analyzer::text::clip;
 use vigil_analyzer::verdict::{Finding, Judgement, Severity, Signal, Verdict};
 use vigil_models::vigil_judge::{self, Direction};
 
@@ -125,7 +126,7 @@ pub fn naive(view: &View) -> Judgement {
             findings.push(naive_finding(
                 Signal::Logs,
                 "new ERROR line",
-                l.body.chars().take(120).collect(),
+                clip(&l.body, 120),
             ));
         }
     }

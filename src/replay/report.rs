@@ -1,8 +1,11 @@
 //! Measures and the text / JSON reports of a replay.
 //!
 //! A scenario counts as flagged when its verdict is Fail or Marginal and as clean when Pass.
-//! Inconclusive and Error are neither: they are reported as their own rates, and a positive that
-//! ends Inconclusive counts against recall (it was not caught), never as a Pass.
+//! Inconclusive is neither: it is reported as its own rate, and a positive that ends Inconclusive
+//! counts against recall (it was not caught), never as a Pass. An Error (a scenario that could not
+//! be loaded or judged) says nothing about the judge, so it is left out of recall, false-positive
+//! rate and precision altogether and counted on its own (`errors`): a broken corpus must not read
+//! as missed faults or clean passes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +20,7 @@ use vigil_analyzer::verdict::Verdict;
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Measures {
     pub scenarios: usize,
+    /// Expected-fail scenarios that were judged (errors excluded): recall's denominator.
     pub positives: usize,
     pub negatives: usize,
     pub true_positives: usize,
@@ -55,6 +59,10 @@ pub fn measures<'a>(
                 continue;
             }
         };
+        if o.verdict == Verdict::Error {
+            m.errors += 1;
+            continue;
+        }
         if positive {
             m.positives += 1;
         } else {
@@ -62,7 +70,6 @@ pub fn measures<'a>(
         }
         match o.verdict {
             Verdict::Inconclusive => m.inconclusive += 1,
-            Verdict::Error => m.errors += 1,
             v if v.flagged() => {
                 if positive {
                     m.true_positives += 1;
@@ -204,6 +211,18 @@ pub fn to_json(results: &[ScenarioResult], summary: &Summary) -> Value {
     json!({ "scenarios": scenarios, "summary": summary })
 }
 
+/// Whether Vigil's verdict disagrees with the expected outcome (the text table's `*`, the HTML
+/// table's ✗): a missed fault, a flagged healthy pair, or an Inconclusive or Error either way.
+pub fn disagrees(r: &ScenarioResult) -> bool {
+    let right = match (r.expected, r.vigil.verdict.flagged()) {
+        ("fail", true) | ("pass", false) => {
+            !matches!(r.vigil.verdict, Verdict::Inconclusive | Verdict::Error)
+        }
+        _ => false,
+    };
+    !right
+}
+
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$}"))
         .unwrap_or_else(|| "-".into())
@@ -234,10 +253,7 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
         "scenario", "exp", "vigil", "score", "ttd", "kayen", "naive"
     );
     for r in results {
-        let mark = match (r.expected, r.vigil.verdict.flagged()) {
-            ("fail", true) | ("pass", false) if r.vigil.verdict != Verdict::Inconclusive => " ",
-            _ => "*",
-        };
+        let mark = if disagrees(r) { "*" } else { " " };
         let ev = r
             .vigil
             .evidence
@@ -245,7 +261,7 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
             .map(|f| format!("{}: {}: {}", f.signal.as_str(), f.subject, f.detail))
             .or_else(|| r.vigil.note.clone())
             .unwrap_or_default();
-        let ev: String = ev.chars().take(110).collect();
+        let ev = vigil_analyzer::text::clip(&ev, 110);
         let id: String = r.id.chars().take(idw).collect();
         let _ = writeln!(
             out,
@@ -267,14 +283,14 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>9} {:>6} {:>6} {:>6} {:>5} {:>6} {:>8} {:>8}",
-        "judge", "precision", "recall", "FPR", "F1", "TP", "FP", "inconcl", "ttd p50/p90"
+        "{:<8} {:>9} {:>6} {:>6} {:>6} {:>5} {:>6} {:>8} {:>6} {:>8}",
+        "judge", "precision", "recall", "FPR", "F1", "TP", "FP", "inconcl", "errors", "ttd p50/p90"
     );
     for j in JudgeName::ALL {
         let m = &summary.judges[j.as_str()];
         let _ = writeln!(
             out,
-            "{:<8} {:>9} {:>6} {:>6} {:>6} {:>5} {:>6} {:>8} {:>5}/{}",
+            "{:<8} {:>9} {:>6} {:>6} {:>6} {:>5} {:>6} {:>8} {:>6} {:>5}/{}",
             j.as_str(),
             fmt_opt(m.precision, 2),
             fmt_opt(m.recall, 2),
@@ -283,8 +299,18 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
             format!("{}/{}", m.true_positives, m.positives),
             format!("{}/{}", m.false_positives, m.negatives),
             fmt_opt(m.inconclusive_rate, 2),
+            m.errors,
             fmt_opt(m.median_time_to_detect_s, 0),
             fmt_opt(m.p90_time_to_detect_s, 0),
+        );
+    }
+    let errors = summary.judges["vigil"].errors;
+    if errors > 0 {
+        let _ = writeln!(
+            out,
+            "\n{errors} of {} scenarios could not be judged (Error rows above, note in --json); \
+             they are left out of precision, recall and FPR.",
+            summary.scenarios
         );
     }
     let _ = writeln!(out, "\nby system (recall / FPR / F1):");
@@ -390,6 +416,7 @@ mod tests {
             result("pass", Verdict::Pass, None),
         ];
         let m = measures(&rs, JudgeName::Vigil);
+        assert_eq!(m.errors, 0);
         assert_eq!(m.recall, Some(0.5));
         assert_eq!(m.false_positive_rate, Some(0.25));
         assert_eq!(m.precision, Some(2.0 / 3.0));
@@ -397,5 +424,28 @@ mod tests {
         assert_eq!(m.median_time_to_detect_s, Some(60.0));
         let f1 = 2.0 * (2.0 / 3.0) * 0.5 / (2.0 / 3.0 + 0.5);
         assert!((m.f1.unwrap() - f1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn errors_are_counted_apart_and_never_as_misses_or_passes() {
+        // One fault caught, one fault that errored, one clean pass, one healthy pair that errored:
+        // recall must be 1/1 and FPR 0/1, with two errors reported.
+        let rs = vec![
+            result("fail", Verdict::Fail, Some(30.0)),
+            result("fail", Verdict::Error, None),
+            result("pass", Verdict::Pass, None),
+            result("pass", Verdict::Error, None),
+        ];
+        let m = measures(&rs, JudgeName::Vigil);
+        assert_eq!(m.errors, 2);
+        assert_eq!((m.true_positives, m.positives), (1, 1));
+        assert_eq!((m.false_positives, m.negatives), (0, 1));
+        assert_eq!(m.recall, Some(1.0));
+        assert_eq!(m.false_positive_rate, Some(0.0));
+        let text = to_text(&rs, &summarise(&rs, 1.0));
+        assert!(
+            text.contains("2 of 4 scenarios could not be judged"),
+            "the summary must say how many errored:\n{text}"
+        );
     }
 }

@@ -91,6 +91,10 @@ pub struct Scenario {
     pub known_incidents: Vec<Window>,
     pub baseline: Side,
     pub canary: Side,
+    /// Side folders that are absent or hold no data file, in words (`canary/ folder is missing`).
+    /// Not an error — a canary that recorded nothing is a case the judges must answer
+    /// Inconclusive — but the answer must name what is missing rather than say only "no signal".
+    pub missing: Vec<String>,
 }
 
 impl Scenario {
@@ -360,6 +364,18 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
     };
     let baseline = side("baseline", mb, lb, tb, raw.coverage.baseline.as_ref())?;
     let canary = side("canary", mc, lc, tc, raw.coverage.canary.as_ref())?;
+    let mut missing = Vec::new();
+    for (name, side) in [("baseline", &baseline), ("canary", &canary)] {
+        let d = dir.join(name);
+        if !d.is_dir() {
+            missing.push(format!("the {name}/ folder is missing ({})", d.display()));
+        } else if side.metrics.is_none() && side.logs.is_none() && side.spans.is_none() {
+            missing.push(format!(
+                "{name}/ has no data file (none of metrics.csv, metrics.parquet, logs.jsonl, spans.csv, spans.parquet in {})",
+                d.display()
+            ));
+        }
+    }
     Ok(Scenario {
         id: raw.id,
         dir: dir.to_path_buf(),
@@ -374,6 +390,7 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         known_incidents,
         baseline,
         canary,
+        missing,
     })
 }
 

@@ -2,6 +2,7 @@
 
 use super::{absent, View};
 use crate::logs::judge::{judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig};
+use crate::text::clip;
 use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
 
 /// Vigil's log signal: the log judge (pattern mining, new patterns, rate shifts per covered
@@ -57,10 +58,10 @@ pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
                 _ => "changed",
             };
             let ratio = if p.rate_ratio.is_finite() { format!("x{:.1} (CI {:.1}..{:.1})", p.rate_ratio, p.ci_low, p.ci_high) } else { "new".into() };
-            let example: String = p.examples.first().map(|e| e.chars().take(160).collect()).unwrap_or_default();
+            let example: String = p.examples.first().map(|e| clip(e, 160)).unwrap_or_default();
             Some(Finding {
                 signal: Signal::Logs,
-                subject: format!("{change} {:?} pattern {}", p.severity, p.template.chars().take(60).collect::<String>()),
+                subject: format!("{change} {:?} pattern {}", p.severity, clip(&p.template, 60)),
                 severity,
                 strength: strength(p.q_value.max(p.p_value)),
                 detail: format!(

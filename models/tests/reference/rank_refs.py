@@ -4,8 +4,9 @@
 Pinned: scipy==1.17.1 (numpy 2.4.x). Checked at run time, because scipy has changed
 mannwhitneyu's `auto` rule and its exact algorithm between releases.
 
-    python3 -m venv /work/venv && /work/venv/bin/pip install scipy==1.17.1
-    /work/venv/bin/python models/tests/reference/rank_refs.py
+    # from the repository root; any scratch folder will do for the venv
+    python3 -m venv .venv-refs && .venv-refs/bin/pip install scipy==1.17.1
+    .venv-refs/bin/python models/tests/reference/rank_refs.py
 
 Every p-value comes from scipy.stats.mannwhitneyu, except where scipy cannot give a trustworthy
 exact p-value (forced `method="exact"` on samples so large that scipy's O(U^2) recurrence is
