@@ -22,17 +22,8 @@ fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
     fisher_exact([[x1, n1 - x1], [x2, n2 - x2]], Alternative::Greater).p_value
 }
 
+use crate::telemetry::Span;
 use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
-
-/// One span as the judge sees it.
-#[derive(Debug, Clone)]
-pub struct SpanRecord<'a> {
-    pub span_id: &'a str,
-    pub parent_id: Option<&'a str>,
-    pub operation: &'a str,
-    pub duration_ms: f64,
-    pub error: Option<bool>,
-}
 
 /// Tunables with the defaults a user would keep.
 #[derive(Debug, Clone)]
@@ -84,8 +75,8 @@ impl Default for TraceConfig {
 /// Judges canary spans against baseline spans. `exposure_*` are the seconds each side was
 /// recorded (rates of operations are compared per second, so unequal windows are fine).
 pub fn judge(
-    baseline: &[SpanRecord],
-    canary: &[SpanRecord],
+    baseline: &[Span],
+    canary: &[Span],
     exposure_baseline: f64,
     exposure_canary: f64,
     config: &TraceConfig,
@@ -107,10 +98,10 @@ pub fn judge(
             findings,
         };
     }
-    let by_op = |spans: &[SpanRecord]| {
+    let by_op = |spans: &[Span]| {
         let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for s in spans {
-            m.entry(s.operation.to_string())
+            m.entry(s.operation.clone())
                 .or_default()
                 .push(s.duration_ms);
         }
@@ -195,10 +186,10 @@ pub fn judge(
 
     // Error rate per operation (only when spans carry a status).
     if baseline.iter().chain(canary).any(|s| s.error.is_some()) {
-        fn count<'a>(spans: &[SpanRecord<'a>]) -> BTreeMap<&'a str, (u64, u64)> {
+        fn count(spans: &[Span]) -> BTreeMap<&str, (u64, u64)> {
             let mut m: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
             for s in spans {
-                let e = m.entry(s.operation).or_default();
+                let e = m.entry(s.operation.as_str()).or_default();
                 e.1 += 1;
                 if s.error == Some(true) {
                     e.0 += 1;
@@ -290,18 +281,21 @@ pub fn judge(
 
 /// Downstream calls per parent span, per (parent operation, child operation): a change means the
 /// canary calls its dependencies differently (retries, skipped calls, a new dependency).
-fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig) -> Vec<Finding> {
+fn fan_out(baseline: &[Span], canary: &[Span], config: &TraceConfig) -> Vec<Finding> {
     type Table<'a> = (HashMap<&'a str, u64>, HashMap<(&'a str, &'a str), u64>);
-    fn table<'a>(spans: &[SpanRecord<'a>]) -> Table<'a> {
-        let ops: HashMap<&str, &str> = spans.iter().map(|s| (s.span_id, s.operation)).collect();
+    fn table(spans: &[Span]) -> Table<'_> {
+        let ops: HashMap<&str, &str> = spans
+            .iter()
+            .map(|s| (s.span_id.as_str(), s.operation.as_str()))
+            .collect();
         let mut parents: HashMap<&str, u64> = HashMap::new();
         for s in spans {
-            *parents.entry(s.operation).or_default() += 1;
+            *parents.entry(s.operation.as_str()).or_default() += 1;
         }
         let mut calls: HashMap<(&str, &str), u64> = HashMap::new();
         for s in spans {
-            if let Some(pop) = s.parent_id.and_then(|p| ops.get(p)) {
-                *calls.entry((pop, s.operation)).or_default() += 1;
+            if let Some(pop) = s.parent_id.as_deref().and_then(|p| ops.get(p)) {
+                *calls.entry((pop, s.operation.as_str())).or_default() += 1;
             }
         }
         (parents, calls)
@@ -369,16 +363,29 @@ pub fn quantile_ci(sorted: &[f64], q: f64) -> (f64, f64, f64) {
 mod tests {
     use super::*;
 
-    fn spans<'a>(op: &'a str, ids: &'a [String], durs: &[f64]) -> Vec<SpanRecord<'a>> {
+    fn span(
+        id: &str,
+        parent: Option<&str>,
+        op: &str,
+        duration_ms: f64,
+        error: Option<bool>,
+    ) -> Span {
+        Span {
+            trace_id: "t".into(),
+            span_id: id.into(),
+            parent_id: parent.map(str::to_owned),
+            operation: op.into(),
+            start: 0.0,
+            duration_ms,
+            error,
+            caller: None,
+        }
+    }
+
+    fn spans(op: &str, ids: &[String], durs: &[f64]) -> Vec<Span> {
         ids.iter()
             .zip(durs)
-            .map(|(id, d)| SpanRecord {
-                span_id: id,
-                parent_id: None,
-                operation: op,
-                duration_ms: *d,
-                error: None,
-            })
+            .map(|(id, d)| span(id, None, op, *d, None))
             .collect()
     }
 
@@ -465,27 +472,15 @@ mod tests {
         // 12 `search` requests per side; each calls `price` once in the baseline, three times in
         // the canary (a retry loop, say). 12 vs 36 calls is far beyond chance (exact test).
         let ids: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
-        let build = |parents: usize, calls: usize, offset: usize| -> Vec<SpanRecord<'_>> {
+        let build = |parents: usize, calls: usize, offset: usize| -> Vec<Span> {
             let mut v = Vec::new();
             let mut next = offset;
             for _ in 0..parents {
                 let p = next;
                 next += 1;
-                v.push(SpanRecord {
-                    span_id: &ids[p],
-                    parent_id: None,
-                    operation: "search",
-                    duration_ms: 10.0,
-                    error: None,
-                });
+                v.push(span(&ids[p], None, "search", 10.0, None));
                 for _ in 0..calls {
-                    v.push(SpanRecord {
-                        span_id: &ids[next],
-                        parent_id: Some(&ids[p]),
-                        operation: "price",
-                        duration_ms: 2.0,
-                        error: None,
-                    });
+                    v.push(span(&ids[next], Some(&ids[p]), "price", 2.0, None));
                     next += 1;
                 }
             }
@@ -517,24 +512,12 @@ mod tests {
                 ids.push((format!("{side}p{i}"), format!("{side}k{i}")));
             }
         }
-        let build = |side: &str, every: usize| -> Vec<SpanRecord<'_>> {
+        let build = |side: &str, every: usize| -> Vec<Span> {
             let mut v = Vec::new();
             for (i, (p, k)) in ids.iter().filter(|(p, _)| p.starts_with(side)).enumerate() {
-                v.push(SpanRecord {
-                    span_id: p,
-                    parent_id: None,
-                    operation: "checkout",
-                    duration_ms: 10.0,
-                    error: None,
-                });
+                v.push(span(p, None, "checkout", 10.0, None));
                 if i % every == 0 {
-                    v.push(SpanRecord {
-                        span_id: k,
-                        parent_id: Some(p),
-                        operation: "pay",
-                        duration_ms: 2.0,
-                        error: None,
-                    });
+                    v.push(span(k, Some(p), "pay", 2.0, None));
                 }
             }
             v
