@@ -111,6 +111,21 @@ fn parallel_ingest_equals_sequential() {
     assert_eq!(t1, t2);
 }
 
+/// A line longer than the engine's record limit is mined on its first MAX_LOG_BODY_BYTES bytes
+/// and counted: the same template as that prefix alone, never a corrupted one.
+#[test]
+fn an_overlong_line_is_capped_and_counted() {
+    use vigil_analyzer::telemetry::MAX_LOG_BODY_BYTES;
+    let mut long = b"user 42 uploaded ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', MAX_LOG_BODY_BYTES));
+    let (ids, miner, stats) = parse_bytes(&long, None, 1);
+    assert_eq!(stats.truncated, 1);
+    let (prefix_ids, prefix_miner, prefix_stats) =
+        parse_bytes(&long[..MAX_LOG_BODY_BYTES], None, 1);
+    assert_eq!(prefix_stats.truncated, 0);
+    assert_eq!(miner.template(ids[0]), prefix_miner.template(prefix_ids[0]));
+}
+
 #[test]
 fn odd_lines_are_counted_not_fatal() {
     let mut input = Vec::new();
@@ -128,6 +143,7 @@ fn odd_lines_are_counted_not_fatal() {
             invalid_utf8: 1,
             with_nul: 1,
             long: 1,
+            truncated: 0,
             header_mismatch: 0
         }
     );

@@ -173,6 +173,8 @@ pub struct Dropped {
     pub untimed_logs: u64,
     /// Records of a modality the side does not record.
     pub undeclared: u64,
+    /// Log records kept with their body cut to [`crate::telemetry::MAX_LOG_BODY_BYTES`].
+    pub capped_logs: u64,
 }
 
 /// One batch of telemetry for one side. Logs and spans are moved in (the engine keeps them for
@@ -334,10 +336,13 @@ impl Analysis {
         match &mut side.logs {
             None => self.dropped.undeclared += batch.logs.len() as u64,
             Some(logs) => {
-                for r in batch.logs {
+                for mut r in batch.logs {
                     if r.time.is_none() {
                         self.dropped.untimed_logs += 1;
                         continue;
+                    }
+                    if r.cap_body() {
+                        self.dropped.capped_logs += 1;
                     }
                     insert_sorted(logs, r, |r| r.time.unwrap_or(f64::NEG_INFINITY));
                 }
@@ -426,8 +431,11 @@ impl Analysis {
         }
         self.refresh_mask();
         if self.model.is_none() || self.concurrent() {
-            let fit =
-                judge::fit_anomaly(&self.view_with(elapsed_s, true), &self.spec.judges.anomaly);
+            let fit = judge::fit_anomaly(
+                &self.view_with(elapsed_s, true),
+                &self.spec.judges.anomaly,
+                &self.spec.judges.metrics,
+            );
             self.model = Some(fit);
         }
         let judgement = judge::vigil(
@@ -701,6 +709,22 @@ mod session_tests {
         )
         .unwrap();
         assert_eq!(a.dropped().untimed_logs, 1);
+        let long = LogRecord {
+            time: Some(200.0),
+            severity: None,
+            body: "y".repeat(crate::telemetry::MAX_LOG_BODY_BYTES + 10),
+        };
+        a.ingest(
+            Role::Canary,
+            Batch {
+                logs: vec![long],
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a.dropped().capped_logs, 1);
+        let kept = a.view(30.0).canary.logs.map(|l| l[0].body.len());
+        assert_eq!(kept, Some(crate::telemetry::MAX_LOG_BODY_BYTES));
         assert_eq!(a.dropped().undeclared, n_spans);
         drop(logs);
     }

@@ -206,6 +206,24 @@ impl MetricTable {
     }
 }
 
+/// The longest log body the engine keeps, in bytes (4 MiB). Longer bodies are cut at a character
+/// boundary when they are ingested and counted ([`crate::analysis::Dropped::capped_logs`], the
+/// `truncated` count of `vigil logs parse`): no real log line is that long, and the miner's token
+/// offsets, 31-bit, must never see a body that could overflow them.
+pub const MAX_LOG_BODY_BYTES: usize = 1 << 22;
+
+/// `body` cut to at most [`MAX_LOG_BODY_BYTES`] at a character boundary; `None` when it fits.
+pub fn capped_body(body: &str) -> Option<&str> {
+    if body.len() <= MAX_LOG_BODY_BYTES {
+        return None;
+    }
+    let mut cut = MAX_LOG_BODY_BYTES;
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(&body[..cut])
+}
+
 /// One log record. `time` is Unix seconds; `None` when the source gave none (a plain-text line):
 /// such records can be compared as a whole (`vigil logs compare`) but not placed in an interval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -233,6 +251,17 @@ impl LogRecord {
     /// the words of the body (`Exception`, `FATAL`, `Traceback`…, whole words).
     pub fn level(&self) -> Severity {
         Severity::of_record(self)
+    }
+
+    /// Cuts the body to [`MAX_LOG_BODY_BYTES`]; true when it was longer.
+    pub fn cap_body(&mut self) -> bool {
+        match capped_body(&self.body).map(str::len) {
+            Some(n) => {
+                self.body.truncate(n);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -355,6 +384,17 @@ mod tests {
             "2023-01-29T08:52:07.5601Z"
         );
         assert_eq!(format_time_exact(1_674_982_326.0), "2023-01-29T08:52:06Z");
+    }
+
+    #[test]
+    fn an_overlong_body_is_cut_at_a_character_boundary() {
+        let mut r = LogRecord::from_body(format!("x{}", "é".repeat(MAX_LOG_BODY_BYTES / 2)));
+        assert!(r.cap_body());
+        assert!(r.body.len() <= MAX_LOG_BODY_BYTES && r.body.len() > MAX_LOG_BODY_BYTES - 2);
+        assert!(!r.cap_body());
+        let mut short = LogRecord::from_body("fine");
+        assert!(!short.cap_body());
+        assert_eq!(short.body, "fine");
     }
 
     #[test]

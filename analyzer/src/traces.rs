@@ -236,9 +236,12 @@ pub fn judge(
         }
     }
 
-    // Structure: operations that vanish or appear.
-    for (op, b) in &ob {
-        let expected = b.len() as f64 * exposure_canary / exposure_baseline.max(1e-9);
+    // Structure: operations that vanish or appear. "Vanished" compares rates, so it needs the
+    // baseline's recorded seconds: without them (no trace window known) the expected canary
+    // count is unknown, and nothing is reported rather than every operation at full strength.
+    let rates_known = exposure_baseline > 0.0 && exposure_baseline.is_finite();
+    for (op, b) in ob.iter().filter(|_| rates_known) {
+        let expected = b.len() as f64 * exposure_canary / exposure_baseline;
         if oc.contains_key(op) || expected < config.min_expected_vanished {
             continue;
         }
@@ -465,6 +468,24 @@ mod tests {
         let subjects: Vec<&str> = r.findings.iter().map(|f| f.subject.as_str()).collect();
         assert!(subjects.contains(&"errors pay"), "{subjects:?}");
         assert!(subjects.contains(&"vanished audit"), "{subjects:?}");
+    }
+
+    #[test]
+    fn no_baseline_exposure_means_no_vanished_operation() {
+        let ib = ids("b", 100);
+        let ic = ids("c", 100);
+        let d = vec![5.0; 100];
+        let mut b = spans("pay", &ib, &d);
+        b.extend(spans("audit", &ib[..40], &d[..40]));
+        let c = spans("pay", &ic, &d);
+        let r = judge(&b, &c, 0.0, 60.0, &TraceConfig::default());
+        assert!(
+            r.findings
+                .iter()
+                .all(|f| !f.subject.starts_with("vanished")),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]

@@ -119,8 +119,34 @@ pub struct FusionConfig {
     /// Points a signal loses per Fail / Warn finding.
     pub fail_penalty: f64,
     pub warn_penalty: f64,
-    /// Relative weight of each signal in the score.
-    pub weights: Vec<(Signal, f64)>,
+    /// Relative weight of each signal in the score: one per signal, so none can be missing.
+    pub weights: Weights,
+}
+
+/// The weight of each signal in the fused score. A struct rather than a list so that a signal
+/// cannot be left out and silently weigh nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Weights {
+    /// Metric signal.
+    pub metrics: f64,
+    /// Log signal.
+    pub logs: f64,
+    /// Trace signal.
+    pub traces: f64,
+    /// Anomaly model.
+    pub anomaly: f64,
+}
+
+impl Weights {
+    /// The weight of `signal`.
+    pub fn of(&self, signal: Signal) -> f64 {
+        match signal {
+            Signal::Metrics => self.metrics,
+            Signal::Logs => self.logs,
+            Signal::Traces => self.traces,
+            Signal::Anomaly => self.anomaly,
+        }
+    }
 }
 
 impl Default for FusionConfig {
@@ -131,12 +157,12 @@ impl Default for FusionConfig {
             critical: vec![Signal::Metrics, Signal::Logs, Signal::Traces],
             fail_penalty: 60.0,
             warn_penalty: 25.0,
-            weights: vec![
-                (Signal::Metrics, 0.35),
-                (Signal::Logs, 0.25),
-                (Signal::Traces, 0.25),
-                (Signal::Anomaly, 0.15),
-            ],
+            weights: Weights {
+                metrics: 0.35,
+                logs: 0.25,
+                traces: 0.25,
+                anomaly: 0.15,
+            },
         }
     }
 }
@@ -161,6 +187,10 @@ pub struct Judgement {
 pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
     let mut weighted = 0.0;
     let mut total_w = 0.0;
+    // The unweighted mean too: when every judged signal weighs 0, the score is still the
+    // signals' own, never "no data" (a judged signal is data).
+    let mut plain = 0.0;
+    let mut judged = 0usize;
     let mut signal_scores = Vec::new();
     let mut critical_fail = false;
     let mut other_fail = false;
@@ -183,25 +213,30 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
             }
         }
         let s = s.max(0.0);
-        let w = config
-            .weights
-            .iter()
-            .find(|(sig, _)| *sig == r.signal)
-            .map(|(_, w)| *w)
-            .unwrap_or(0.0);
+        let w = config.weights.of(r.signal).max(0.0);
         weighted += w * s;
         total_w += w;
+        plain += s;
+        judged += 1;
         signal_scores.push((r.signal, Some(s)));
         all.extend(r.findings.iter().cloned());
     }
+    // A NaN strength ranks last (`total_cmp` would put it above every number).
+    let rank = |f: &Finding| {
+        if f.strength.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            f.strength
+        }
+    };
     all.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
-            .then(b.strength.total_cmp(&a.strength))
+            .then(rank(b).total_cmp(&rank(a)))
     });
     let findings = all.clone();
     all.truncate(3);
-    if total_w == 0.0 {
+    if judged == 0 {
         let reasons: Vec<String> = reports
             .iter()
             .filter_map(|r| match &r.coverage {
@@ -223,7 +258,11 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
             note: Some(note),
         };
     }
-    let mut score = weighted / total_w;
+    let mut score = if total_w > 0.0 {
+        weighted / total_w
+    } else {
+        plain / judged as f64
+    };
     if critical_fail {
         score = score.min(config.marginal_threshold - 1.0);
     } else if other_fail {
@@ -248,8 +287,12 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
 }
 
 /// Strength of a p-value for ranking: -log10 p, capped so that one extreme test does not hide
-/// the others.
+/// the others. A p-value that is not a probability (NaN from a degenerate test) is no evidence
+/// at all: strength 0, never the strongest (`f64::max` would drop the NaN and rank it at the cap).
 pub fn strength(p: f64) -> f64 {
+    if !(0.0..=1.0).contains(&p) {
+        return 0.0;
+    }
     (-p.max(1e-30).log10()).min(30.0)
 }
 
@@ -379,6 +422,40 @@ mod tests {
         let j = fuse(&[r], &cfg);
         assert_eq!(j.verdict, Verdict::Inconclusive);
         assert!(j.note.unwrap().contains("1 canary point"));
+    }
+
+    #[test]
+    fn a_critical_fail_fails_even_when_every_judged_signal_weighs_nothing() {
+        let cfg = FusionConfig {
+            weights: Weights {
+                metrics: 0.0,
+                logs: 0.0,
+                traces: 0.0,
+                anomaly: 0.0,
+            },
+            ..FusionConfig::default()
+        };
+        let j = fuse(
+            &[report(
+                Signal::Metrics,
+                vec![finding(Signal::Metrics, Severity::Fail, 5.0)],
+            )],
+            &cfg,
+        );
+        assert_eq!(j.verdict, Verdict::Fail, "{j:?}");
+        let j = fuse(&[report(Signal::Logs, vec![])], &cfg);
+        assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+        assert_eq!(j.score, 100.0);
+    }
+
+    #[test]
+    fn a_nan_p_value_is_no_evidence_not_the_strongest() {
+        assert_eq!(strength(f64::NAN), 0.0);
+        assert_eq!(strength(-0.1), 0.0);
+        // -log10(1e-5) = 5; the cap is 30.
+        assert!((strength(1e-5) - 5.0).abs() < 1e-12);
+        assert_eq!(strength(0.0), 30.0);
+        assert!(strength(f64::NAN) < strength(0.5));
     }
 
     #[test]

@@ -108,14 +108,22 @@ fn parse(a: ParseArgs) -> anyhow::Result<()> {
         templates = miner.templates().count(),
         "parsed"
     );
-    if stats.empty + stats.invalid_utf8 + stats.with_nul + stats.long + stats.header_mismatch > 0 {
+    if stats.empty
+        + stats.invalid_utf8
+        + stats.with_nul
+        + stats.long
+        + stats.truncated
+        + stats.header_mismatch
+        > 0
+    {
         tracing::warn!(
             empty = stats.empty,
             invalid_utf8 = stats.invalid_utf8,
             with_nul = stats.with_nul,
             long = stats.long,
+            truncated = stats.truncated,
             header_mismatch = stats.header_mismatch,
-            "unusual input lines (invalid UTF-8 replaced by U+FFFD; unmatched headers mined whole)"
+            "unusual input lines (invalid UTF-8 replaced by U+FFFD; unmatched headers mined whole; lines over 4 MiB mined on their first 4 MiB)"
         );
     }
     Ok(())

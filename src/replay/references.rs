@@ -46,13 +46,10 @@ pub fn log_template(body: &str) -> String {
     out.join(" ")
 }
 
-/// ERROR or worse by the same level parser the log judge uses, so that both read `err`, `crit`,
-/// `severe` or OTLP's `ERROR2` alike.
+/// ERROR or worse by the one rule every judge uses ([`LogRecord::level`]: the level field, else
+/// the body's words), so the naive judge, the event model and the log judge agree on a line.
 fn is_error(l: &LogRecord) -> bool {
-    l.severity
-        .as_deref()
-        .and_then(LogSeverity::from_level)
-        .is_some_and(|s| s >= LogSeverity::Error)
+    l.level() >= LogSeverity::Error
 }
 
 /// The naive reference: Fail when any harmful-direction metric or any operation's span p90 is
@@ -300,5 +297,13 @@ mod tests {
             let j = naive(&view(&baseline, &canary));
             assert_eq!(j.verdict == Verdict::Fail, flagged, "level {sev}: {j:?}");
         }
+        // No level field: the body's words decide, as in the log judge.
+        let unlevelled = vec![LogRecord {
+            time: Some(200.0),
+            severity: None,
+            body: "java.lang.NullPointerException at PaymentService.charge".into(),
+        }];
+        let j = naive(&view(&baseline, &unlevelled));
+        assert_eq!(j.verdict, Verdict::Fail, "{j:?}");
     }
 }

@@ -580,7 +580,39 @@ pub fn read_metrics(path: &Path) -> Result<MetricTable, LoadError> {
         }
         columns.push((name.to_string(), float_column(&df, path, name.as_str())?));
     }
-    Ok(MetricTable { times: t, columns })
+    sorted_rows(path, MetricTable { times: t, columns })
+}
+
+/// The table with its rows in time order (replay slices it by binary search on the times), and
+/// an error naming both rows when two share a timestamp: which of them is the reading is not
+/// something to guess.
+fn sorted_rows(path: &Path, table: MetricTable) -> Result<MetricTable, LoadError> {
+    let mut order: Vec<usize> = (0..table.times.len()).collect();
+    order.sort_by(|a, b| table.times[*a].total_cmp(&table.times[*b]));
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| table.times[w[0]].total_cmp(&table.times[w[1]]).is_eq())
+    {
+        let (a, b) = (w[0].min(w[1]) + 1, w[0].max(w[1]) + 1);
+        return Err(LoadError::Field {
+            path: path.to_path_buf(),
+            field: format!("timestamp (rows {a} and {b})"),
+            expected: "one row per timestamp".into(),
+            got: format_time(table.times[w[0]]),
+        });
+    }
+    if order.iter().enumerate().all(|(i, j)| i == *j) {
+        return Ok(table);
+    }
+    let pick = |v: &[f64]| order.iter().map(|i| v[*i]).collect::<Vec<f64>>();
+    Ok(MetricTable {
+        times: pick(&table.times),
+        columns: table
+            .columns
+            .iter()
+            .map(|(n, v)| (n.clone(), pick(v)))
+            .collect(),
+    })
 }
 
 /// `spans.csv`: trace_id, span_id, parent_id, operation, start, duration_ms[, pod][, error].
@@ -702,6 +734,31 @@ mod tests {
         assert_eq!(format_time(1674982326.0), "2023-01-29T08:52:06Z");
         assert_eq!(parse_time("2023-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn metric_rows_are_sorted_by_time_and_a_repeated_timestamp_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("vigil-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unsorted = dir.join("unsorted.csv");
+        std::fs::write(
+            &unsorted,
+            "timestamp,cpu\n2023-01-29T08:02:00Z,3\n2023-01-29T08:00:00Z,1\n2023-01-29T08:01:00Z,2\n",
+        )
+        .unwrap();
+        let t = read_metrics(&unsorted).unwrap();
+        // python: datetime(2023,1,29,8,0,tzinfo=timezone.utc).timestamp() == 1674979200
+        assert_eq!(t.times, vec![1674979200.0, 1674979260.0, 1674979320.0]);
+        assert_eq!(t.columns[0].1, vec![1.0, 2.0, 3.0]);
+        let repeated = dir.join("repeated.csv");
+        std::fs::write(
+            &repeated,
+            "timestamp,cpu\n2023-01-29T08:00:00Z,1\n2023-01-29T08:01:00Z,2\n2023-01-29T08:00:00Z,5\n",
+        )
+        .unwrap();
+        let e = read_metrics(&repeated).unwrap_err().to_string();
+        assert!(e.contains("rows 1 and 3") && e.contains("timestamp"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -7,7 +7,7 @@ use vigil_models::anomaly::{self, AnomalyConfig, AnomalyModel};
 use vigil_models::counts::{binom_test, Alternative};
 use vigil_models::vigil_judge;
 
-use super::metrics::metric_spec;
+use super::metrics::MetricRules;
 use super::{absent, SideView, View};
 use crate::logs::judge::Severity as LogSeverity;
 use crate::telemetry::MetricTable;
@@ -15,13 +15,13 @@ use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport
 
 /// The features of the anomaly model: per metric row, every metric with a direction (one
 /// latency quantile, not three) plus traffic, so that the model learns how they move together.
-pub fn anomaly_features(t: &MetricTable) -> Vec<String> {
+pub fn anomaly_features(t: &MetricTable, rules: &MetricRules) -> Vec<String> {
     t.columns
         .iter()
         .map(|(n, _)| n)
         .filter(|n| {
             let l = n.to_ascii_lowercase();
-            (metric_spec(n).is_some() && !l.contains("p95") && !l.contains("p99"))
+            (rules.spec(n).is_some() && !l.contains("p95") && !l.contains("p99"))
                 || l.contains("workload")
         })
         .cloned()
@@ -141,11 +141,8 @@ impl EventReference {
                 let Some(time) = l.time else { continue };
                 let a = buckets.entry(key(time)).or_default();
                 a.lines += 1.0;
-                let bad = l
-                    .severity
-                    .as_deref()
-                    .and_then(LogSeverity::from_level)
-                    .is_some_and(|s| s >= LogSeverity::Warn);
+                // The one rule for how bad a line is (level, else the body's words).
+                let bad = l.level() >= LogSeverity::Warn;
                 if bad {
                     a.bad_lines += 1.0;
                 }
@@ -197,11 +194,11 @@ impl EventReference {
 }
 
 /// Fits both anomaly models on the baseline of a view.
-pub fn fit_anomaly(view: &View, config: &AnomalyConfig) -> AnomalyModels {
+pub fn fit_anomaly(view: &View, config: &AnomalyConfig, rules: &MetricRules) -> AnomalyModels {
     let metrics = match view.baseline.metrics {
         None => Err("no baseline metrics".to_string()),
         Some(bt) => {
-            let names = anomaly_features(bt);
+            let names = anomaly_features(bt, rules);
             let rows = feature_rows(bt, view.baseline.metric_rows, &names);
             // No unit floors here (tried: the metric judge's floors as resolution cost 2 of 55
             // faults on the dev set): this model exists to see joint moves below them.
@@ -325,7 +322,7 @@ mod tests {
         let baseline = side(&mut rng, 0.0, 1.0);
         let slow = side(&mut rng, 180.0, 2.5);
         let v = view(&baseline, &slow);
-        let models = fit_anomaly(&v, &AnomalyConfig::default());
+        let models = fit_anomaly(&v, &AnomalyConfig::default(), &MetricRules::default());
         assert!(models.metrics.is_err(), "no metrics here");
         let em = models.events.as_ref().unwrap().as_ref().unwrap();
         assert_eq!(em.model.feature_names().len(), 4);
@@ -352,7 +349,7 @@ mod tests {
         let baseline = side(&mut rng, 0.0, 1.0);
         let healthy = side(&mut rng, 180.0, 1.0);
         let v = view(&baseline, &healthy);
-        let models = fit_anomaly(&v, &AnomalyConfig::default());
+        let models = fit_anomaly(&v, &AnomalyConfig::default(), &MetricRules::default());
         let r = vigil_anomaly(&v, Some(&models));
         assert_eq!(r.coverage, Coverage::Judged);
         assert!(
@@ -374,10 +371,27 @@ mod tests {
             .retain(|l| l.time.is_some_and(|t| !(240.0..300.0).contains(&t)));
         gappy.1.retain(|s| s.start < 240.0 || s.start >= 300.0);
         let v = view(&baseline, &gappy);
-        let models = fit_anomaly(&v, &AnomalyConfig::default());
+        let models = fit_anomaly(&v, &AnomalyConfig::default(), &MetricRules::default());
         let em = models.events.as_ref().unwrap().as_ref().unwrap();
         let rows = em.reference.rows(&v.canary, v.canary.until);
         assert_eq!(rows.len(), 12);
         assert!(rows.iter().all(|r| r[2] > 0.0), "{rows:?}");
+    }
+
+    #[test]
+    fn event_features_read_a_line_without_a_level_by_its_words() {
+        let mut rng = Lcg(7);
+        let baseline = side(&mut rng, 0.0, 1.0);
+        let mut canary = side(&mut rng, 180.0, 1.0);
+        for l in canary.0.iter_mut() {
+            l.severity = None;
+            l.body = format!("{} failed: TimeoutException", l.body);
+        }
+        let v = view(&baseline, &canary);
+        let reference = EventReference::new(&v);
+        let rows = reference.rows(&v.canary, v.canary.until);
+        assert!(!rows.is_empty());
+        // Feature 1 is warn+error lines/s: every canary line is an error by its words.
+        assert!(rows.iter().all(|r| r[1] > 0.0 && r[1] == r[0]), "{rows:?}");
     }
 }

@@ -4,6 +4,7 @@
 use vigil_models::anomaly::AnomalyConfig;
 use vigil_models::vigil_judge::VigilJudgeConfig;
 
+use super::metrics::MetricRules;
 use crate::logs::judge::LogJudgeConfig;
 use crate::traces::TraceConfig;
 use crate::verdict::{FusionConfig, Signal};
@@ -16,6 +17,8 @@ pub struct JudgeConfig {
     pub anomaly: AnomalyConfig,
     pub fusion: FusionConfig,
     pub log: LogJudgeConfig,
+    /// Which metrics are judged, in which direction (name defaults unless overridden).
+    pub metrics: MetricRules,
     /// Signals Vigil leaves out, as if they had not been recorded (`vigil replay --ablation`
     /// measures what each one adds this way).
     pub without: Vec<Signal>,

@@ -16,7 +16,7 @@ pub mod traces;
 pub use anomaly::{fit_anomaly, vigil_anomaly, AnomalyModels};
 pub use config::{JudgeConfig, SettingError};
 pub use logs::vigil_logs;
-pub use metrics::{column, metric_spec, vigil_metrics, MetricSpec};
+pub use metrics::{column, metric_spec, name_words, vigil_metrics, MetricRules, MetricSpec};
 pub use traces::vigil_traces;
 
 use crate::telemetry::{LogRecord, MetricTable, Span};
@@ -62,7 +62,9 @@ pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -
         }
     };
     let reports = [
-        run(Signal::Metrics, &|| vigil_metrics(view, &config.metric)),
+        run(Signal::Metrics, &|| {
+            vigil_metrics(view, &config.metric, &config.metrics)
+        }),
         run(Signal::Logs, &|| vigil_logs(view, &config.log)),
         run(Signal::Traces, &|| vigil_traces(view, &config.trace)),
         run(Signal::Anomaly, &|| vigil_anomaly(view, model)),

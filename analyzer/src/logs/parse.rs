@@ -5,6 +5,7 @@
 use std::io::Read;
 
 use super::{LogFormat, Miner, MinerConfig, TemplateId};
+use crate::telemetry::MAX_LOG_BODY_BYTES;
 
 /// Counts of unusual input, reported on stderr after parsing.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,9 @@ pub struct InputStats {
     pub with_nul: usize,
     /// Lines of 64 KiB or more.
     pub long: usize,
+    /// Lines longer than [`crate::telemetry::MAX_LOG_BODY_BYTES`], mined on their first that many
+    /// bytes.
+    pub truncated: usize,
     pub header_mismatch: usize,
 }
 
@@ -36,6 +40,7 @@ pub fn split_lines<'a>(input: &'a [u8], stats: &mut InputStats) -> Vec<std::borr
             stats.lines += 1;
             stats.empty += usize::from(line.is_empty());
             stats.long += usize::from(line.len() >= LONG_LINE);
+            stats.truncated += usize::from(line.len() > MAX_LOG_BODY_BYTES);
             stats.with_nul += usize::from(any_nul && line.as_bytes().contains(&0));
             out.push(std::borrow::Cow::Borrowed(line));
         }
@@ -50,6 +55,7 @@ pub fn split_lines<'a>(input: &'a [u8], stats: &mut InputStats) -> Vec<std::borr
         if raw.len() >= LONG_LINE {
             stats.long += 1;
         }
+        stats.truncated += usize::from(raw.len() > MAX_LOG_BODY_BYTES);
         if raw.contains(&0) {
             stats.with_nul += 1;
         }
