@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vigil_analyzer::logs::judge::{
-    judge_logs, judge_logs_with_exposure, Change, Class, Exposure, LogFindings, LogJudgeConfig,
-    LogRule, PatternFinding, Severity,
+    judge_logs, judge_logs_with_exposure, Change, Class, Exposure, Level, LogFindings,
+    LogJudgeConfig, LogRule, PatternFinding,
 };
 use vigil_analyzer::logs::records::{read_records, LogRecord};
 use vigil_analyzer::logs::{Miner, MinerConfig};
@@ -64,7 +64,7 @@ fn new_error_pattern_is_an_error_finding() {
     let p = find(&f, "refused");
     assert_eq!(p.change, Change::New);
     assert_eq!(p.class, Class::Error);
-    assert_eq!(p.severity, Severity::Error);
+    assert_eq!(p.severity, Level::Error);
     assert_eq!((p.baseline_count, p.canary_count), (0, 5));
     assert_eq!(p.first_seen.as_deref(), Some("2026-11-26T10:00:10Z"));
     assert_eq!(p.examples.len(), 2);
@@ -253,10 +253,10 @@ fn keywords_give_severity_to_plain_lines() {
     ));
     let f = judge_logs(&baseline, &canary, None, &LogJudgeConfig::default()).unwrap();
     let p = find(&f, "IllegalStateException");
-    assert_eq!(p.severity, Severity::Error);
+    assert_eq!(p.severity, Level::Error);
     assert_eq!(p.class, Class::Error);
     let panic = find(&f, "panicked");
-    assert_eq!(panic.severity, Severity::Fatal);
+    assert_eq!(panic.severity, Level::Fatal);
     assert_eq!(panic.class, Class::Critical);
 }
 

@@ -3,7 +3,7 @@
 //! business: the `vigil` binary wires its Kubernetes deployer in, tests wire a recorder. Keeping
 //! the interface here is what lets the engine build without kube.
 
-use crate::analysis::Outcome;
+use crate::analysis::Conclusion;
 use crate::verdict::Verdict;
 
 /// A rollback order: move all traffic back to `baseline`, then remove `canary`.
@@ -44,7 +44,7 @@ pub trait Deployer {
 /// deployment alone (a Marginal canary is for a person to decide). Returns `None` when nothing
 /// was asked of the deployer.
 pub fn act_on(
-    outcome: &Outcome,
+    outcome: &Conclusion,
     canary: &str,
     baseline: &str,
     deployer: &mut dyn Deployer,
@@ -83,7 +83,7 @@ mod tests {
         }
     }
 
-    fn outcome(verdict: Verdict) -> Outcome {
+    fn outcome(verdict: Verdict) -> Conclusion {
         let mut a = Lifecycle::new();
         a.record(
             30.0,

@@ -27,9 +27,10 @@ pub struct Step {
     pub score: f64,
 }
 
-/// What an analysis concluded.
+/// What an analysis concluded (one name apart from the metric classifier's
+/// `vigil_models::vigil_judge::Outcome`, which is one metric's classification).
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct Conclusion {
     /// The verdict of the deciding interval.
     pub verdict: Verdict,
     /// Its score.
@@ -453,7 +454,7 @@ impl Analysis {
     }
 
     /// The verdict so far.
-    pub fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> Conclusion {
         self.lifecycle.outcome()
     }
 }
@@ -498,10 +499,10 @@ impl Lifecycle {
     }
 
     /// The verdict so far: the last interval's, with its evidence and the whole timeline.
-    pub fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> Conclusion {
         let timeline: Vec<Step> = self.steps.iter().map(|(s, _)| s.clone()).collect();
         let Some((_, last)) = self.steps.last() else {
-            return Outcome {
+            return Conclusion {
                 verdict: Verdict::Error,
                 score: 0.0,
                 time_to_detect_s: None,
@@ -522,7 +523,7 @@ impl Lifecycle {
         } else {
             None
         };
-        Outcome {
+        Conclusion {
             verdict: last.verdict,
             score: last.score,
             time_to_detect_s,

@@ -11,9 +11,7 @@
 //!
 //! Times are Unix seconds (`f64`): every source converts at its edge, so judges never parse.
 
-use serde::Serialize;
-
-use crate::logs::judge::Severity;
+use serde::{Deserialize, Serialize};
 
 /// A time interval in Unix seconds, end exclusive.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -249,8 +247,8 @@ impl LogRecord {
     /// How bad the line is — the one rule every judge uses (the log judge, the event features of
     /// the anomaly model, replay's naive reference): the level field when it names a level, else
     /// the words of the body (`Exception`, `FATAL`, `Traceback`…, whole words).
-    pub fn level(&self) -> Severity {
-        Severity::of_record(self)
+    pub fn level(&self) -> Level {
+        Level::of_record(self)
     }
 
     /// Cuts the body to [`MAX_LOG_BODY_BYTES`]; true when it was longer.
@@ -263,6 +261,104 @@ impl LogRecord {
             None => false,
         }
     }
+}
+
+/// How bad a log line is: its level. Read from the record's own level where it names one, else
+/// from the words of its body ([`LogRecord::level`]); one type for the meaning "log level", apart
+/// from the verdict's [`crate::verdict::Level`] of a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Finer than debug.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Information; also what a line without a level or keyword is.
+    Info,
+    /// Warning.
+    Warn,
+    /// Error.
+    Error,
+    /// Fatal, critical, panic.
+    Fatal,
+}
+
+impl Level {
+    /// Every level, least severe first.
+    pub const ALL: [Level; 6] = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+        Level::Fatal,
+    ];
+
+    /// A level name as loggers write it (log4j/logback, syslog, Python, OTLP severity text);
+    /// `None` for names we do not know, so the caller can fall back to keywords.
+    pub fn from_level(level: &str) -> Option<Level> {
+        let l = level.trim().to_ascii_lowercase();
+        // OTLP severity texts may carry a number suffix (ERROR2, WARN3).
+        let l = l.trim_end_matches(|c: char| c.is_ascii_digit());
+        Some(match l {
+            "trace" | "finest" | "finer" | "verbose" => Level::Trace,
+            "debug" | "fine" | "config" | "dbg" => Level::Debug,
+            "info" | "information" | "informational" | "notice" | "i" => Level::Info,
+            "warn" | "warning" | "w" => Level::Warn,
+            "error" | "err" | "severe" | "e" => Level::Error,
+            "fatal" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" | "f" => {
+                Level::Fatal
+            }
+            _ => return None,
+        })
+    }
+
+    /// Level from the words of a message. Words are maximal runs of letters, digits and `_`,
+    /// compared case-insensitively and whole (so `TERROR` or `errorCount` are not errors); Java- and
+    /// Python-style class names ending in `Exception` or `Error` count as errors.
+    pub fn from_keywords(body: &str) -> Level {
+        let mut sev = Level::Info;
+        for word in body
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+        {
+            let lower = word.to_ascii_lowercase();
+            let s = match lower.as_str() {
+                "fatal" | "panic" | "panicked" | "critical" | "emerg" | "emergency" | "sigsegv"
+                | "segfault" | "outofmemoryerror" => Level::Fatal,
+                "error" | "err" | "errors" | "exception" | "traceback" | "failed" | "failure"
+                | "severe" | "stacktrace" => Level::Error,
+                "warn" | "warning" | "deprecated" => Level::Warn,
+                _ if is_class_suffixed(word, "Exception") || is_class_suffixed(word, "Error") => {
+                    Level::Error
+                }
+                _ => continue,
+            };
+            if s > sev {
+                sev = s;
+                if sev == Level::Fatal {
+                    break;
+                }
+            }
+        }
+        sev
+    }
+
+    /// The record's level if it names one, else the keywords of its body.
+    pub fn of_record(record: &LogRecord) -> Level {
+        record
+            .severity
+            .as_deref()
+            .and_then(Level::from_level)
+            .unwrap_or_else(|| Level::from_keywords(&record.body))
+    }
+}
+
+/// `NullPointerException`, `ValueError`: a capitalised identifier with the suffix after a prefix.
+fn is_class_suffixed(word: &str, suffix: &str) -> bool {
+    word.len() > suffix.len()
+        && word.ends_with(suffix)
+        && word.chars().next().is_some_and(|c| c.is_ascii_uppercase())
 }
 
 /// The caller side of an edge into the judged pod: this span runs on another pod or service, and

@@ -20,7 +20,7 @@ use vigil_analyzer::analysis::{
     masked_metrics, Analysis, AnalysisSpec, BaselineTiming, Batch, IngestError, Lifecycle, Masking,
     Role, SideSpec,
 };
-pub use vigil_analyzer::analysis::{Outcome, Step};
+pub use vigil_analyzer::analysis::{Conclusion, Step};
 use vigil_analyzer::judge::JudgeConfig;
 use vigil_analyzer::telemetry::{MetricSample, MetricTable};
 use vigil_analyzer::verdict::Verdict;
@@ -78,13 +78,13 @@ pub struct ScenarioResult {
     pub system: String,
     pub fault_type: Option<String>,
     pub expected: &'static str,
-    pub vigil: Outcome,
-    pub kayenta: Outcome,
-    pub naive: Outcome,
+    pub vigil: Conclusion,
+    pub kayenta: Conclusion,
+    pub naive: Conclusion,
 }
 
 impl ScenarioResult {
-    pub fn outcome(&self, judge: JudgeName) -> &Outcome {
+    pub fn outcome(&self, judge: JudgeName) -> &Conclusion {
         match judge {
             JudgeName::Vigil => &self.vigil,
             JudgeName::Kayenta => &self.kayenta,
@@ -95,7 +95,7 @@ impl ScenarioResult {
 
 /// A scenario that could not be loaded still appears in the results, as Error.
 pub fn error_result(id: &str, message: &str) -> ScenarioResult {
-    let o = Outcome {
+    let o = Conclusion {
         verdict: Verdict::Error,
         score: 0.0,
         time_to_detect_s: None,
@@ -258,7 +258,7 @@ pub fn replay_scenario(s: &Scenario, config: &ReplayConfig) -> ScenarioResult {
 
 /// An Inconclusive outcome of a scenario with a missing or empty side says which, first: "no
 /// signal was recorded" alone would not tell a user that a whole folder is absent.
-fn name_missing_sides(o: &mut Outcome, missing: &[String]) {
+fn name_missing_sides(o: &mut Conclusion, missing: &[String]) {
     if missing.is_empty() || o.verdict != Verdict::Inconclusive {
         return;
     }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vigil_analyzer::judge::{column, metric_spec, View};
-use vigil_analyzer::logs::judge::Severity as LogSeverity;
+use vigil_analyzer::telemetry::Level;
 use vigil_analyzer::telemetry::{LogRecord, Span};
 use vigil_analyzer::text::clip;
 use vigil_analyzer::verdict::{Finding, Judgement, Severity, Signal, Verdict};
@@ -49,7 +49,7 @@ pub fn log_template(body: &str) -> String {
 /// ERROR or worse by the one rule every judge uses ([`LogRecord::level`]: the level field, else
 /// the body's words), so the naive judge, the event model and the log judge agree on a line.
 fn is_error(l: &LogRecord) -> bool {
-    l.level() >= LogSeverity::Error
+    l.level() >= Level::Error
 }
 
 /// The naive reference: Fail when any harmful-direction metric or any operation's span p90 is

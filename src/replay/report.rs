@@ -377,10 +377,10 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::{Outcome, ScenarioResult};
+    use crate::replay::{Conclusion, ScenarioResult};
 
-    fn outcome(v: Verdict, ttd: Option<f64>) -> Outcome {
-        Outcome {
+    fn outcome(v: Verdict, ttd: Option<f64>) -> Conclusion {
+        Conclusion {
             verdict: v,
             score: 0.0,
             time_to_detect_s: ttd,

@@ -9,7 +9,7 @@ use vigil_models::vigil_judge;
 
 use super::metrics::MetricRules;
 use super::{absent, SideView, View};
-use crate::logs::judge::Severity as LogSeverity;
+use crate::telemetry::Level;
 use crate::telemetry::MetricTable;
 use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
 
@@ -142,7 +142,7 @@ impl EventReference {
                 let a = buckets.entry(key(time)).or_default();
                 a.lines += 1.0;
                 // The one rule for how bad a line is (level, else the body's words).
-                let bad = l.level() >= LogSeverity::Warn;
+                let bad = l.level() >= Level::Warn;
                 if bad {
                     a.bad_lines += 1.0;
                 }
