@@ -607,7 +607,11 @@ fn ablation_shows_what_a_signal_adds() {
     let summary = &v["summary"];
     assert_eq!(summary["judges"]["vigil"]["true_positives"], 1);
     let ablation = summary["ablation"].as_object().unwrap();
-    assert_eq!(ablation.len(), 4, "{ablation:?}");
+    assert_eq!(
+        ablation.len(),
+        5,
+        "one run without each signal: {ablation:?}"
+    );
     assert_eq!(ablation["metrics"]["true_positives"], 0, "{ablation:?}");
     assert_eq!(ablation["logs"]["true_positives"], 1, "{ablation:?}");
     // Without the flag the contract has no ablation key.
@@ -763,5 +767,53 @@ fn html_marks_wrong_verdicts_and_fades_masked_baseline_rows() {
     assert!(
         !page.contains("masked: earlier incident"),
         "--no-mask masks nothing"
+    );
+}
+
+#[test]
+fn callers_spans_load_with_their_edges() {
+    // The corpus README: coverage.<side>.caller_spans counts the rows of caller_spans.csv.
+    use vigil::replay::scenario::load;
+    let dir = datasets()
+        .join("nezha")
+        .join("tt-20230130-f16-ts-security-service-network_delay");
+    let s = load(&dir).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("scenario.json")).unwrap()).unwrap();
+    for (side, spans) in [("baseline", &s.baseline), ("canary", &s.canary)] {
+        let callers = spans.caller_spans.as_ref().expect("caller_spans.csv");
+        assert_eq!(
+            callers.len() as u64,
+            meta["coverage"][side]["caller_spans"].as_u64().unwrap(),
+            "{side}"
+        );
+        for c in callers {
+            let edge = c.caller.as_ref().expect("every caller span has its edge");
+            assert!(edge.callee_operation.starts_with("/api/v1/securityservice"));
+            assert!(c.duration_ms.is_finite() && edge.callee_duration_ms >= 0.0);
+        }
+    }
+    // A scenario without the file has no callers' view (absent, not healthy).
+    let s = load(
+        &datasets()
+            .join("nezha")
+            .join("ob-20220822-f08-checkoutservice-exception"),
+    )
+    .unwrap();
+    assert!(s.canary.caller_spans.is_none());
+    // The HTML report plots what the callers waited for.
+    let html_path = std::env::temp_dir().join(format!("vigil-callers-{}.html", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--html"])
+        .arg(&html_path)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    std::fs::remove_file(&html_path).unwrap();
+    assert!(
+        page.contains("callers&#x27; time outside the pod")
+            || page.contains("callers' time outside the pod")
     );
 }

@@ -254,6 +254,10 @@ impl SideState {
             .spans
             .as_deref()
             .map(|s| &s[..s.partition_point(|x| x.start < until)]);
+        let caller_spans = self
+            .callers
+            .as_deref()
+            .map(|s| &s[..s.partition_point(|x| x.start < until)]);
         // Exposure: the covered seconds of the window, pro rata for a window still growing.
         let exposure = |covered: Option<f64>, w: Option<Window>| -> f64 {
             let Some(w) = w else { return 0.0 };
@@ -268,6 +272,7 @@ impl SideState {
             metric_rows,
             logs,
             spans,
+            caller_spans,
             log_exposure: exposure(self.spec.log_seconds_covered, self.spec.log_window),
             trace_exposure: exposure(self.spec.trace_seconds_covered, self.spec.trace_window),
             until,

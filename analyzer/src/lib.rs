@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod analysis;
+pub mod callers;
 pub mod judge;
 pub mod kayenta_api;
 pub mod logs;

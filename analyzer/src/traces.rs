@@ -23,7 +23,9 @@ fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
 }
 
 use crate::telemetry::Span;
-use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
+use crate::verdict::{
+    strength, Counts, Coverage, Effect, Finding, Severity, Signal, SignalReport, Typed,
+};
 
 /// Tunables with the defaults a user would keep.
 #[derive(Debug, Clone)]
@@ -175,6 +177,26 @@ pub fn judge(
         };
         if let Some(severity) = severity {
             findings.push(Finding {
+                typed: Typed {
+                    key: format!("latency:{}", l.op),
+                    test: Some("mann_whitney"),
+                    p: Some(l.p),
+                    q: Some(q),
+                    effect: Some(Effect {
+                        kind: "ratio",
+                        estimate: tail_ratio,
+                        low: None,
+                        high: None,
+                    }),
+                    counts: Some(Counts {
+                        baseline: l.nb as u64,
+                        canary: l.nc as u64,
+                        of: "spans",
+                    }),
+                    operation: Some(l.op.clone()),
+                    shift_ms: Some(tail_shift),
+                    ..Typed::default()
+                },
                 signal: Signal::Traces,
                 subject: format!("latency {}", l.op),
                 severity,
@@ -218,6 +240,19 @@ pub fn judge(
         for (t, q) in tests.iter().zip(adj) {
             if q < config.alpha {
                 findings.push(Finding {
+                    typed: Typed {
+                        key: format!("errors:{}", t.0),
+                        test: Some("fisher_exact"),
+                        p: Some(t.1),
+                        q: Some(q),
+                        counts: Some(Counts {
+                            baseline: t.4,
+                            canary: t.2,
+                            of: "error spans",
+                        }),
+                        operation: Some(t.0.clone()),
+                        ..Typed::default()
+                    },
                     signal: Signal::Traces,
                     subject: format!("errors {}", t.0),
                     severity: Severity::Fail,
@@ -248,6 +283,18 @@ pub fn judge(
         let p = rate_greater(b.len() as u64, exposure_baseline, 0, exposure_canary);
         let p = if p >= 1.0 { (-expected).exp() } else { p };
         findings.push(Finding {
+            typed: Typed {
+                key: format!("vanished:{op}"),
+                test: Some("rate_test"),
+                p: Some(p),
+                counts: Some(Counts {
+                    baseline: b.len() as u64,
+                    canary: 0,
+                    of: "spans",
+                }),
+                operation: Some(op.clone()),
+                ..Typed::default()
+            },
             signal: Signal::Traces,
             subject: format!("vanished {op}"),
             severity: Severity::Warn,
@@ -264,6 +311,16 @@ pub fn judge(
             continue;
         }
         findings.push(Finding {
+            typed: Typed {
+                key: format!("new:{op}"),
+                counts: Some(Counts {
+                    baseline: 0,
+                    canary: c.len() as u64,
+                    of: "spans",
+                }),
+                operation: Some(op.clone()),
+                ..Typed::default()
+            },
             signal: Signal::Traces,
             subject: format!("new {op}"),
             severity: Severity::Warn,
@@ -331,6 +388,24 @@ fn fan_out(baseline: &[Span], canary: &[Span], config: &TraceConfig) -> Vec<Find
         if p < config.alpha && (ratio >= config.fanout_ratio || ratio <= 1.0 / config.fanout_ratio)
         {
             out.push(Finding {
+                typed: Typed {
+                    key: format!("fanout:{parent}->{child}"),
+                    test: Some("rate_test"),
+                    p: Some(p),
+                    effect: Some(Effect {
+                        kind: "ratio",
+                        estimate: ratio,
+                        low: None,
+                        high: None,
+                    }),
+                    counts: Some(Counts {
+                        baseline: kb,
+                        canary: kc,
+                        of: "calls",
+                    }),
+                    operation: Some(format!("{parent} -> {child}")),
+                    ..Typed::default()
+                },
                 signal: Signal::Traces,
                 subject: format!("fan-out {parent} -> {child}"),
                 // A new version may call a dependency more or less often on purpose.
@@ -411,6 +486,20 @@ mod tests {
         );
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         assert_eq!(r.findings[0].severity, Severity::Fail);
+        // The typed fields carry what the sentence says: 200 spans a side, a p90 of 27.1 ms
+        // (linear interpolation, numpy's default: sorted[179] + 0.1 * (sorted[180] - sorted[179]) =
+        // 27 + 0.1 = 27.1) doubled to 54.2 ms.
+        let t = &r.findings[0].typed;
+        assert_eq!(t.key, "latency:GET /x");
+        assert_eq!(t.operation.as_deref(), Some("GET /x"));
+        assert_eq!(t.test, Some("mann_whitney"));
+        assert_eq!(t.counts.map(|c| (c.baseline, c.canary)), Some((200, 200)));
+        assert!(t.q.is_some_and(|q| q < 1e-3), "{t:?}");
+        assert!(t.shift_ms.is_some_and(|d| (d - 27.1).abs() < 1e-9), "{t:?}");
+        assert!(
+            t.effect.is_some_and(|e| (e.estimate - 2.0).abs() < 1e-9),
+            "{t:?}"
+        );
         let r = judge(
             &spans("GET /x", &ib, &base),
             &spans("GET /x", &ic, &base),

@@ -16,14 +16,17 @@ pub enum Signal {
     Metrics,
     Logs,
     Traces,
+    /// The pod as its callers see it (`crate::callers`).
+    Callers,
     Anomaly,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 4] = [
+    pub const ALL: [Signal; 5] = [
         Signal::Metrics,
         Signal::Logs,
         Signal::Traces,
+        Signal::Callers,
         Signal::Anomaly,
     ];
 
@@ -32,6 +35,7 @@ impl Signal {
             Signal::Metrics => "metrics",
             Signal::Logs => "logs",
             Signal::Traces => "traces",
+            Signal::Callers => "callers",
             Signal::Anomaly => "anomaly",
         }
     }
@@ -50,7 +54,71 @@ pub enum Severity {
     Fail,
 }
 
-/// One piece of evidence, with its numbers in `detail`.
+/// An effect with its interval: `estimate` in `unit`, and the 95 % interval around it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Effect {
+    /// What the numbers are: `shift` (canary minus baseline, the metric's own unit),
+    /// `rate_ratio` (canary rate over baseline rate), `ratio` (canary quantile over baseline's).
+    pub kind: &'static str,
+    /// The point estimate.
+    pub estimate: f64,
+    /// Lower end of the interval (may be absent for a one-sided or degenerate interval).
+    pub low: Option<f64>,
+    /// Upper end of the interval (absent when unbounded).
+    pub high: Option<f64>,
+}
+
+/// Counts behind a finding, per side (lines of a log pattern, spans of an operation, windows
+/// flagged of windows judged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Baseline count.
+    pub baseline: u64,
+    /// Canary count.
+    pub canary: u64,
+    /// What is counted (`lines`, `spans`, `errors of spans`, `windows flagged of judged`).
+    pub of: &'static str,
+}
+
+/// The typed fields of a finding: what a store, an alert or an API renders, so that nothing has
+/// to be parsed back out of `detail`. Every field is optional except the key: each judge fills
+/// what its test has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Typed {
+    /// A stable key of the subject: the same metric, pattern or operation gets the same key in
+    /// every interval and run (`metric:CpuUsageRate(%)`, `log:<template id>`, `latency:<op>`).
+    pub key: String,
+    /// The test behind it (`mann_whitney`, `rate_test`, `fisher_exact`, `binomial`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<&'static str>,
+    /// The test's statistic, where it has one worth reporting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// p-value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+    /// p-value adjusted for the comparisons made (Benjamini–Hochberg).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<f64>,
+    /// The effect with its interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    /// Counts per side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    /// Example lines (logs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+    /// The operation (traces, callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The shift of the operation's latency in milliseconds (canary minus baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift_ms: Option<f64>,
+}
+
+/// One piece of evidence: its typed fields, and `detail`, a sentence with the numbers for a
+/// person (formatted from the same values; kept for the `--json` contract and text output).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub signal: Signal,
@@ -61,6 +129,9 @@ pub struct Finding {
     pub strength: f64,
     /// A sentence with the numbers (effect and interval, counts, example line).
     pub detail: String,
+    /// The typed fields (flattened into the finding's JSON).
+    #[serde(flatten)]
+    pub typed: Typed,
 }
 
 /// Whether a signal could be judged.
@@ -133,6 +204,8 @@ pub struct Weights {
     pub logs: f64,
     /// Trace signal.
     pub traces: f64,
+    /// Callers' signal.
+    pub callers: f64,
     /// Anomaly model.
     pub anomaly: f64,
 }
@@ -144,6 +217,7 @@ impl Weights {
             Signal::Metrics => self.metrics,
             Signal::Logs => self.logs,
             Signal::Traces => self.traces,
+            Signal::Callers => self.callers,
             Signal::Anomaly => self.anomaly,
         }
     }
@@ -154,13 +228,19 @@ impl Default for FusionConfig {
         Self {
             pass_threshold: 75.0,
             marginal_threshold: 50.0,
-            critical: vec![Signal::Metrics, Signal::Logs, Signal::Traces],
+            critical: vec![
+                Signal::Metrics,
+                Signal::Logs,
+                Signal::Traces,
+                Signal::Callers,
+            ],
             fail_penalty: 60.0,
             warn_penalty: 25.0,
             weights: Weights {
                 metrics: 0.35,
                 logs: 0.25,
                 traces: 0.25,
+                callers: 0.25,
                 anomaly: 0.15,
             },
         }
@@ -219,7 +299,12 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
         plain += s;
         judged += 1;
         signal_scores.push((r.signal, Some(s)));
-        all.extend(r.findings.iter().cloned());
+        all.extend(r.findings.iter().cloned().map(|mut f| {
+            if f.typed.key.is_empty() {
+                f.typed.key = format!("{}:{}", f.signal.as_str(), f.subject);
+            }
+            f
+        }));
     }
     // A NaN strength ranks last (`total_cmp` would put it above every number).
     let rank = |f: &Finding| {
@@ -302,6 +387,7 @@ mod tests {
 
     fn finding(signal: Signal, severity: Severity, strength: f64) -> Finding {
         Finding {
+            typed: Typed::default(),
             signal,
             subject: "x".into(),
             severity,
@@ -431,6 +517,7 @@ mod tests {
                 metrics: 0.0,
                 logs: 0.0,
                 traces: 0.0,
+                callers: 0.0,
                 anomaly: 0.0,
             },
             ..FusionConfig::default()

@@ -39,7 +39,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Also replay with each of Vigil's signals left out in turn and report what each one adds
-    /// (four more runs of the corpus).
+    /// (one more run of the corpus per signal).
     #[arg(long)]
     pub ablation: bool,
     /// Change one of the judges' settings, `KEY=VALUE` (repeatable), e.g. `--set metric.alpha=0.02`,

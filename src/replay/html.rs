@@ -245,6 +245,31 @@ fn plots(s: &Scenario, r: &ScenarioResult, config: &ReplayConfig) -> Vec<String>
             canary: bucket(c),
         });
     }
+    if let (Some(b), Some(c)) = (&s.baseline.caller_spans, &s.canary.caller_spans) {
+        // What the callers waited for outside the pod's own span: where a network delay shows.
+        let bucket = |spans: &[scenario::Span]| -> Vec<(f64, f64)> {
+            let mut m: std::collections::BTreeMap<i64, Vec<f64>> =
+                std::collections::BTreeMap::new();
+            for x in spans {
+                if let Some(e) = &x.caller {
+                    m.entry((x.start / 10.0).floor() as i64)
+                        .or_default()
+                        .push(x.duration_ms - e.callee_duration_ms);
+                }
+            }
+            m.into_iter()
+                .filter_map(|(k, v)| {
+                    vigil_models::vigil_judge::quantile(&v, 0.5).map(|q| (k as f64 * 10.0 + 5.0, q))
+                })
+                .collect()
+        };
+        series.push(Series {
+            title: "callers' time outside the pod, median per 10 s (ms)".into(),
+            baseline: bucket(b),
+            masked: Vec::new(),
+            canary: bucket(c),
+        });
+    }
     if let (Some(b), Some(c)) = (&s.baseline.logs, &s.canary.logs) {
         let bucket = |logs: &[scenario::LogRecord]| -> Vec<(f64, f64)> {
             let mut m: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();

@@ -122,7 +122,7 @@ pub fn analysis_spec(s: &Scenario, config: &ReplayConfig) -> AnalysisSpec {
         metrics: d.metrics.is_some(),
         logs: d.logs.is_some(),
         spans: d.spans.is_some(),
-        callers: false,
+        callers: d.caller_spans.is_some(),
         log_window: d.log_window,
         trace_window: d.trace_window,
         log_seconds_covered: d.log_seconds_covered,
@@ -168,6 +168,7 @@ struct Feed<'a> {
     metric_row: usize,
     log: usize,
     span: usize,
+    caller: usize,
 }
 
 impl<'a> Feed<'a> {
@@ -178,6 +179,7 @@ impl<'a> Feed<'a> {
             metric_row: 0,
             log: 0,
             span: 0,
+            caller: 0,
         }
     }
 
@@ -205,7 +207,7 @@ impl<'a> Feed<'a> {
             }
             None => Vec::new(),
         };
-        let spans = match &self.side.spans {
+        let mut spans = match &self.side.spans {
             Some(v) => {
                 let end = v.partition_point(|x| x.start < until);
                 let batch = v[self.span..end.max(self.span)].to_vec();
@@ -214,6 +216,12 @@ impl<'a> Feed<'a> {
             }
             None => Vec::new(),
         };
+        // Callers' spans travel with the pod's own: the engine tells them apart by their edge.
+        if let Some(v) = &self.side.caller_spans {
+            let end = v.partition_point(|x| x.start < until);
+            spans.extend_from_slice(&v[self.caller..end.max(self.caller)]);
+            self.caller = end.max(self.caller);
+        }
         session.ingest(
             self.role,
             Batch {

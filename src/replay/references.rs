@@ -8,7 +8,7 @@ use vigil_analyzer::judge::{column, metric_spec, View};
 use vigil_analyzer::telemetry::Level;
 use vigil_analyzer::telemetry::{LogRecord, Span};
 use vigil_analyzer::text::clip;
-use vigil_analyzer::verdict::{Finding, Judgement, Severity, Signal, Verdict};
+use vigil_analyzer::verdict::{Finding, Judgement, Severity, Signal, Typed, Verdict};
 use vigil_models::vigil_judge::{self, Direction};
 
 /// The template of a log line: the logger and the message with variable tokens masked. A
@@ -132,6 +132,7 @@ pub fn naive(view: &View) -> Judgement {
 
 fn naive_finding(signal: Signal, subject: &str, detail: String) -> Finding {
     Finding {
+        typed: Typed::default(),
         signal,
         subject: subject.to_string(),
         severity: Severity::Fail,
@@ -232,6 +233,7 @@ pub fn kayenta(view: &View) -> Judgement {
         .filter(|(m, _)| matches!(m.classification.label, Label::High | Label::Low))
         .take(3)
         .map(|(m, n)| Finding {
+            typed: Typed::default(),
             signal: Signal::Metrics,
             subject: n.clone(),
             severity: Severity::Fail,

@@ -8,7 +8,7 @@ use polars::prelude::*;
 use serde::Deserialize;
 use thiserror::Error;
 pub use vigil_analyzer::telemetry::{
-    format_time, parse_time, LogRecord, MetricTable, Span, Window,
+    format_time, parse_time, CallerEdge, LogRecord, MetricTable, Span, Window,
 };
 
 /// Why a scenario could not be loaded.
@@ -63,6 +63,8 @@ pub struct Side {
     pub metrics: Option<MetricTable>,
     pub logs: Option<Vec<LogRecord>>,
     pub spans: Option<Vec<Span>>,
+    /// Callers' spans into the pod (`caller_spans.csv`), sorted by start like `spans`.
+    pub caller_spans: Option<Vec<Span>>,
     pub metric_window: Option<Window>,
     pub log_window: Option<Window>,
     pub trace_window: Option<Window>,
@@ -351,10 +353,12 @@ pub fn load(dir: &Path) -> Result<Scenario, LoadError> {
         let metrics = optional_table(&d, "metrics", read_metrics)?;
         let logs = optional(&d.join("logs.jsonl"), read_logs)?;
         let spans = optional_table(&d, "spans", read_spans)?;
+        let caller_spans = optional_table(&d, "caller_spans", read_caller_spans)?;
         Ok(Side {
             metrics,
             logs,
             spans,
+            caller_spans,
             metric_window: mw,
             log_window: lw,
             trace_window: tw,
@@ -617,6 +621,17 @@ fn sorted_rows(path: &Path, table: MetricTable) -> Result<MetricTable, LoadError
 
 /// `spans.csv`: trace_id, span_id, parent_id, operation, start, duration_ms[, pod][, error].
 pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
+    read_span_table(path, false)
+}
+
+/// Reads `caller_spans.csv` (or `.parquet`): the spans of other pods whose direct child runs on
+/// the judged pod, each with its edge (`callee_span_id`, `callee_operation`,
+/// `callee_duration_ms`); the columns of `spans.csv` come first.
+pub fn read_caller_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
+    read_span_table(path, true)
+}
+
+fn read_span_table(path: &Path, callers: bool) -> Result<Vec<Span>, LoadError> {
     let df = table_frame(path)?;
     if df.height() == 0 {
         return Ok(Vec::new());
@@ -632,8 +647,39 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
     } else {
         None
     };
+    let edges = if callers {
+        Some((
+            string_column(&df, path, "callee_span_id")?,
+            string_column(&df, path, "callee_operation")?,
+            float_column(&df, path, "callee_duration_ms")?,
+        ))
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(df.height());
     for i in 0..df.height() {
+        let caller = match &edges {
+            None => None,
+            Some((ids, ops, durs)) => {
+                if !(durs[i].is_finite() && durs[i] >= 0.0) {
+                    return Err(LoadError::Field {
+                        path: path.to_path_buf(),
+                        field: format!("callee_duration_ms (row {})", i + 1),
+                        expected: "a non-negative number of milliseconds".into(),
+                        got: if durs[i].is_nan() {
+                            "empty".into()
+                        } else {
+                            durs[i].to_string()
+                        },
+                    });
+                }
+                Some(CallerEdge {
+                    callee_span_id: ids[i].clone().unwrap_or_default(),
+                    callee_operation: ops[i].clone().unwrap_or_default(),
+                    callee_duration_ms: durs[i],
+                })
+            }
+        };
         let error = match &err {
             None => None,
             Some(col) => match col[i].as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -669,7 +715,7 @@ pub fn read_spans(path: &Path) -> Result<Vec<Span>, LoadError> {
             start: start[i],
             duration_ms: dur[i],
             error,
-            caller: None,
+            caller,
         });
     }
     // Replay slices by start time.

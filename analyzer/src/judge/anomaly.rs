@@ -11,7 +11,7 @@ use super::metrics::MetricRules;
 use super::{absent, SideView, View};
 use crate::telemetry::Level;
 use crate::telemetry::MetricTable;
-use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
+use crate::verdict::{strength, Coverage, Effect, Finding, Severity, Signal, SignalReport, Typed};
 
 /// The features of the anomaly model: per metric row, every metric with a direction (one
 /// latency quantile, not three) plus traffic, so that the model learns how they move together.
@@ -293,6 +293,19 @@ fn anomaly_finding(model: &AnomalyModel, rows: &[Vec<f64>], unit: &str) -> Optio
         })
         .collect();
     Some(Finding {
+        typed: Typed {
+            key: format!("anomaly:{unit}"),
+            test: Some("binomial"),
+            statistic: Some(worst.score),
+            p: Some(p),
+            effect: Some(Effect {
+                kind: "flagged_share",
+                estimate: k as f64 / m as f64,
+                low: None,
+                high: None,
+            }),
+            ..Typed::default()
+        },
         signal: Signal::Anomaly,
         subject: format!("{k}/{m} canary {unit}s anomalous"),
         severity: if k >= 2 && p < 0.01 {

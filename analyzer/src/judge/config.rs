@@ -5,6 +5,7 @@ use vigil_models::anomaly::AnomalyConfig;
 use vigil_models::vigil_judge::VigilJudgeConfig;
 
 use super::metrics::MetricRules;
+use crate::callers::CallerConfig;
 use crate::logs::judge::LogJudgeConfig;
 use crate::traces::TraceConfig;
 use crate::verdict::{FusionConfig, Signal};
@@ -14,6 +15,7 @@ use crate::verdict::{FusionConfig, Signal};
 pub struct JudgeConfig {
     pub metric: VigilJudgeConfig,
     pub trace: TraceConfig,
+    pub callers: CallerConfig,
     pub anomaly: AnomalyConfig,
     pub fusion: FusionConfig,
     pub log: LogJudgeConfig,

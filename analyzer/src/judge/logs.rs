@@ -3,7 +3,9 @@
 use super::{absent, View};
 use crate::logs::judge::{judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig};
 use crate::text::clip;
-use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
+use crate::verdict::{
+    strength, Counts, Coverage, Effect, Finding, Severity, Signal, SignalReport, Typed,
+};
 
 /// Vigil's log signal: the log judge (pattern mining, new patterns, rate shifts per covered
 /// second, severity), its critical and error patterns as Fail findings, warnings as Warn.
@@ -59,7 +61,27 @@ pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
             };
             let ratio = if p.rate_ratio.is_finite() { format!("x{:.1} (CI {:.1}..{:.1})", p.rate_ratio, p.ci_low, p.ci_high) } else { "new".into() };
             let example: String = p.examples.first().map(|e| clip(e, 160)).unwrap_or_default();
+            let finite = |x: f64| x.is_finite().then_some(x);
             Some(Finding {
+                typed: Typed {
+                    key: format!("log:{:?}:{}", p.severity, p.template_id).to_lowercase(),
+                    test: Some("rate_test"),
+                    p: Some(p.p_value),
+                    q: Some(p.q_value),
+                    effect: finite(p.rate_ratio).map(|r| Effect {
+                        kind: "rate_ratio",
+                        estimate: r,
+                        low: finite(p.ci_low),
+                        high: finite(p.ci_high),
+                    }),
+                    counts: Some(Counts {
+                        baseline: p.baseline_count,
+                        canary: p.canary_count,
+                        of: "lines",
+                    }),
+                    examples: p.examples.clone(),
+                    ..Typed::default()
+                },
                 signal: Signal::Logs,
                 subject: format!("{change} {:?} pattern {}", p.severity, clip(&p.template, 60)),
                 severity,

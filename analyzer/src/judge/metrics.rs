@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use super::{absent, View};
 use crate::telemetry::MetricTable;
-use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
+use crate::verdict::{
+    strength, Counts, Coverage, Effect, Finding, Severity, Signal, SignalReport, Typed,
+};
 
 /// How a metric is judged: its direction and kind, the smallest shift that matters, and whether a
 /// harmful shift fails the analysis.
@@ -166,6 +168,29 @@ pub fn vigil_metrics(view: &View, config: &VigilJudgeConfig, rules: &MetricRules
             Outcome::Pass => {}
             Outcome::High | Outcome::Low | Outcome::Dispersed | Outcome::Trend => {
                 findings.push(Finding {
+                    typed: Typed {
+                        key: format!("metric:{name}"),
+                        test: Some(match j.test {
+                            vigil_judge::Test::Location => "mann_whitney",
+                            vigil_judge::Test::Dispersion => "mann_whitney_dispersion",
+                            vigil_judge::Test::Count => "binomial_counts",
+                            vigil_judge::Test::Trend => "mann_kendall",
+                            vigil_judge::Test::None => "none",
+                        }),
+                        p: j.p_value,
+                        effect: j.effect.map(|e| Effect {
+                            kind: "shift",
+                            estimate: e.shift,
+                            low: Some(e.ci_low),
+                            high: Some(e.ci_high),
+                        }),
+                        counts: Some(Counts {
+                            baseline: b.iter().filter(|x| x.is_finite()).count() as u64,
+                            canary: c.iter().filter(|x| x.is_finite()).count() as u64,
+                            of: "samples",
+                        }),
+                        ..Typed::default()
+                    },
                     signal: Signal::Metrics,
                     subject: name.clone(),
                     severity: if spec.critical {

@@ -5,15 +5,18 @@
 //! - [`config`]: [`JudgeConfig`], every judge's settings and the `--set` keys a user may change;
 //! - [`metrics`]: which metrics are judged in which direction, and the metric signal;
 //! - [`logs`] and [`traces`]: the log and trace signals over the view;
+//! - [`callers`]: the pod as its callers see it (callers' spans with their edge);
 //! - [`anomaly`]: the anomaly models fitted on the baseline, and the anomaly signal.
 
 pub mod anomaly;
+pub mod callers;
 pub mod config;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
 
 pub use anomaly::{fit_anomaly, vigil_anomaly, AnomalyModels};
+pub use callers::vigil_callers;
 pub use config::{JudgeConfig, SettingError};
 pub use logs::vigil_logs;
 pub use metrics::{column, metric_spec, name_words, vigil_metrics, MetricRules, MetricSpec};
@@ -30,6 +33,8 @@ pub struct SideView<'a> {
     pub metric_rows: (usize, usize),
     pub logs: Option<&'a [LogRecord]>,
     pub spans: Option<&'a [Span]>,
+    /// Callers' spans into the pod, each with its edge.
+    pub caller_spans: Option<&'a [Span]>,
     /// Seconds of recording behind `logs` / `spans` (rates are per second of these).
     pub log_exposure: f64,
     pub trace_exposure: f64,
@@ -67,6 +72,7 @@ pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -
         }),
         run(Signal::Logs, &|| vigil_logs(view, &config.log)),
         run(Signal::Traces, &|| vigil_traces(view, &config.trace)),
+        run(Signal::Callers, &|| vigil_callers(view, &config.callers)),
         run(Signal::Anomaly, &|| vigil_anomaly(view, model)),
     ];
     verdict::fuse(&reports, &config.fusion)

@@ -1,0 +1,407 @@
+//! The callers' view: how the pod's callers experience it. A span on another pod whose direct
+//! child runs on the judged pod is an *edge* into the pod; per edge (caller operation → callee
+//! operation) this judge compares the caller's latency and the time the caller spends *outside*
+//! the callee's own span (caller duration minus callee duration: network, queues, connection
+//! set-up) between baseline and canary.
+//!
+//! Why a signal of its own: a network delay or a slow accept on the pod barely moves the pod's own
+//! span durations — the pod's clock starts when the request arrives — but every caller waits for
+//! it. No peer judge reads this; a canary analysis that reads traces can.
+//!
+//! The effect is the Hodges–Lehmann shift of canary over baseline with its distribution-free 95 %
+//! interval, and a finding needs the rank test (Benjamini–Hochberg across edges and measures) and
+//! an interval whose lower end clears a practical floor. Both are medians of pairwise differences,
+//! which is also what makes the judge robust to a partly contaminated baseline (fault labels are
+//! right to about a minute, so the end of a before/after baseline may already hold the fault):
+//! the shift estimate stays near the healthy part's until about half of the baseline is
+//! contaminated, while a tail quantile such as the p90 would move with the first tenth. No label
+//! or time is read to get this robustness.
+
+use std::collections::BTreeMap;
+
+use vigil_models::counts::{bh_adjust, fisher_exact, Alternative};
+use vigil_models::vigil_judge::{hodges_lehmann, mann_whitney_greater, quantile_sorted};
+
+use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport, Typed};
+
+/// One edge observation: a caller's span and its child on the judged pod.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerSpan<'a> {
+    /// The caller span's operation (on another pod).
+    pub caller_operation: &'a str,
+    /// The child's operation, on the judged pod.
+    pub callee_operation: &'a str,
+    /// The caller span's duration.
+    pub duration_ms: f64,
+    /// The child's duration.
+    pub callee_duration_ms: f64,
+    /// The caller span's status where the source records one (`true` = error).
+    pub error: Option<bool>,
+}
+
+/// Settings. The defaults are the trace judge's, not chosen on the callers' data: the same test
+/// level, the same 10 ms floor below which no user notices a change, the same 2× that makes a
+/// slowdown of the time outside the pod a Fail rather than a Warn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerConfig {
+    /// False discovery rate across edges and measures.
+    pub alpha: f64,
+    /// Fewest spans of an edge on each side for it to be compared. Lower than the trace judge's 20
+    /// for a p90: a median shift and a rank test need fewer.
+    pub min_spans: usize,
+    /// The lower end of the shift's 95 % interval must clear this many milliseconds.
+    pub min_shift_ms: f64,
+    /// Canary median at least this many times the baseline's (and the floor above): Fail.
+    pub fail_ratio: f64,
+}
+
+impl Default for CallerConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 0.001,
+            min_spans: 10,
+            min_shift_ms: 10.0,
+            fail_ratio: 2.0,
+        }
+    }
+}
+
+/// Which of an edge's two measures a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Measure {
+    /// Caller duration minus callee duration.
+    Outside,
+    /// The caller span's whole duration.
+    Latency,
+}
+
+impl Measure {
+    fn words(self) -> &'static str {
+        match self {
+            Measure::Outside => "time outside the pod",
+            Measure::Latency => "caller latency",
+        }
+    }
+}
+
+type Edge<'a> = (&'a str, &'a str);
+
+fn by_edge<'a>(spans: &[CallerSpan<'a>], m: Measure) -> BTreeMap<Edge<'a>, Vec<f64>> {
+    let mut out: BTreeMap<Edge<'a>, Vec<f64>> = BTreeMap::new();
+    for s in spans {
+        let v = match m {
+            Measure::Outside => s.duration_ms - s.callee_duration_ms,
+            Measure::Latency => s.duration_ms,
+        };
+        if v.is_finite() {
+            out.entry((s.caller_operation, s.callee_operation))
+                .or_default()
+                .push(v);
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_by(f64::total_cmp);
+    }
+    out
+}
+
+/// Judges the canary's callers against the baseline's. `None` on a side: no caller spans were
+/// recorded there at all (the signal is absent, not healthy).
+pub fn judge(
+    baseline: Option<&[CallerSpan]>,
+    canary: Option<&[CallerSpan]>,
+    config: &CallerConfig,
+) -> SignalReport {
+    let (Some(baseline), Some(canary)) = (baseline, canary) else {
+        return SignalReport {
+            signal: Signal::Callers,
+            coverage: Coverage::Absent,
+            findings: Vec::new(),
+        };
+    };
+    struct Test<'a> {
+        edge: Edge<'a>,
+        measure: Measure,
+        p: f64,
+        b_med: f64,
+        c_med: f64,
+        shift: (f64, f64, f64),
+        nb: usize,
+        nc: usize,
+    }
+    let mut tests = Vec::new();
+    for measure in [Measure::Outside, Measure::Latency] {
+        let b = by_edge(baseline, measure);
+        let c = by_edge(canary, measure);
+        for (edge, bv) in &b {
+            let Some(cv) = c.get(edge) else { continue };
+            if bv.len() < config.min_spans || cv.len() < config.min_spans {
+                continue;
+            }
+            tests.push(Test {
+                edge: *edge,
+                measure,
+                p: mann_whitney_greater(cv, bv),
+                b_med: quantile_sorted(bv, 0.5),
+                c_med: quantile_sorted(cv, 0.5),
+                shift: hodges_lehmann(cv, bv, 0.95),
+                nb: bv.len(),
+                nc: cv.len(),
+            });
+        }
+    }
+    let errors = error_tests(baseline, canary, config);
+    if tests.is_empty() && errors.is_empty() {
+        return SignalReport {
+            signal: Signal::Callers,
+            coverage: Coverage::Inconclusive(format!(
+                "{} baseline and {} canary caller spans, no edge with {} on both sides",
+                baseline.len(),
+                canary.len(),
+                config.min_spans
+            )),
+            findings: Vec::new(),
+        };
+    }
+    let p: Vec<f64> = tests
+        .iter()
+        .map(|t| t.p)
+        .chain(errors.iter().map(|e| e.p))
+        .collect();
+    // Our own p-values are in [0, 1]; were one not, nothing is reported rather than guessed.
+    let q = bh_adjust(&p).unwrap_or_else(|_| vec![1.0; p.len()]);
+    let mut findings = Vec::new();
+    for (t, q) in tests.iter().zip(&q) {
+        let (est, lo, hi) = t.shift;
+        if *q >= config.alpha || lo < config.min_shift_ms {
+            continue;
+        }
+        let ratio = t.c_med / t.b_med.max(1.0);
+        // A caller's latency is the callee's own time plus the time outside it. The first is the
+        // trace judge's to fail (on the pod's own spans, with its stricter tail rule), the second
+        // this judge's; failing on their sum as well would count one slowdown twice. So the
+        // callers' latency informs (Warn) and only the time outside can fail.
+        let severity = if t.measure == Measure::Outside && ratio >= config.fail_ratio {
+            Severity::Fail
+        } else {
+            Severity::Warn
+        };
+        findings.push(Finding {
+            typed: Typed::default(),
+            signal: Signal::Callers,
+            subject: format!("{} {} -> {}", t.measure.words(), t.edge.0, t.edge.1),
+            severity,
+            strength: strength(*q),
+            detail: format!(
+                "{}: median {:.1} -> {:.1} ms (x{ratio:.1}), shift +{est:.1} ms (95% CI {lo:.1}..{hi:.1}); {} vs {} calls from {} into {}; q {q:.1e}",
+                t.measure.words(),
+                t.b_med,
+                t.c_med,
+                t.nb,
+                t.nc,
+                t.edge.0,
+                t.edge.1
+            ),
+        });
+    }
+    for (e, q) in errors.iter().zip(&q[tests.len()..]) {
+        if *q >= config.alpha {
+            continue;
+        }
+        findings.push(Finding {
+            typed: Typed::default(),
+            signal: Signal::Callers,
+            subject: format!("caller errors {}", e.caller),
+            severity: Severity::Fail,
+            strength: strength(*q),
+            detail: format!(
+                "callers' error rate {}/{} -> {}/{} (Fisher exact q {q:.1e})",
+                e.xb, e.nb, e.xc, e.nc
+            ),
+        });
+    }
+    SignalReport {
+        signal: Signal::Callers,
+        coverage: Coverage::Judged,
+        findings,
+    }
+}
+
+struct ErrorTest<'a> {
+    caller: &'a str,
+    p: f64,
+    xb: u64,
+    nb: u64,
+    xc: u64,
+    nc: u64,
+}
+
+/// Callers' error rate per caller operation, where spans carry a status: a canary that answers
+/// with errors the callers see (or times out on them) shows here even when its own spans look
+/// fine.
+fn error_tests<'a>(
+    baseline: &[CallerSpan<'a>],
+    canary: &[CallerSpan<'a>],
+    config: &CallerConfig,
+) -> Vec<ErrorTest<'a>> {
+    if !baseline.iter().chain(canary).any(|s| s.error.is_some()) {
+        return Vec::new();
+    }
+    fn count<'a>(spans: &[CallerSpan<'a>]) -> BTreeMap<&'a str, (u64, u64)> {
+        let mut m: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for s in spans {
+            let e = m.entry(s.caller_operation).or_default();
+            e.1 += 1;
+            e.0 += u64::from(s.error == Some(true));
+        }
+        m
+    }
+    let (b, c) = (count(baseline), count(canary));
+    c.iter()
+        .filter_map(|(op, &(xc, nc))| {
+            let &(xb, nb) = b.get(op)?;
+            if (nb as usize) < config.min_spans || (nc as usize) < config.min_spans || xc < 3 {
+                return None;
+            }
+            let p = fisher_exact([[xc, nc - xc], [xb, nb - xb]], Alternative::Greater).p_value;
+            Some(ErrorTest {
+                caller: op,
+                p,
+                xb,
+                nb,
+                xc,
+                nc,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic "noise": a fixed low-discrepancy sequence in [0, 1).
+    fn jitter(i: usize) -> f64 {
+        (i as f64 * 0.618_033_988_749_895).fract()
+    }
+
+    fn side(n: usize, outside_ms: f64, callee_ms: f64) -> Vec<(f64, f64)> {
+        (0..n)
+            .map(|i| {
+                let callee = callee_ms * (0.8 + 0.4 * jitter(i));
+                let outside = outside_ms * (0.5 + jitter(i + 7));
+                (callee + outside, callee)
+            })
+            .collect()
+    }
+
+    fn spans(v: &[(f64, f64)]) -> Vec<CallerSpan<'static>> {
+        v.iter()
+            .map(|(d, c)| CallerSpan {
+                caller_operation: "HTTP POST",
+                callee_operation: "/api/v1/orders",
+                duration_ms: *d,
+                callee_duration_ms: *c,
+                error: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_network_delay_fails_while_the_pods_own_spans_barely_move() {
+        // Callee time is the same on both sides; callers wait 200 ms longer outside it.
+        let b = spans(&side(60, 3.0, 40.0));
+        let c = spans(&side(60, 203.0, 40.0));
+        let r = judge(Some(&b), Some(&c), &CallerConfig::default());
+        assert_eq!(r.coverage, Coverage::Judged);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.subject.starts_with("time outside the pod"))
+            .expect("an outside-time finding");
+        assert_eq!(f.severity, Severity::Fail);
+        assert!(
+            f.subject.contains("HTTP POST -> /api/v1/orders"),
+            "{}",
+            f.subject
+        );
+    }
+
+    #[test]
+    fn a_slower_callee_is_the_trace_judges_to_fail_not_the_callers() {
+        // The callee itself twice as slow, nothing outside it: callers see it (Warn) but only the
+        // pod's own spans may fail it.
+        let b = spans(&side(60, 3.0, 40.0));
+        let c = spans(&side(60, 3.0, 120.0));
+        let r = judge(Some(&b), Some(&c), &CallerConfig::default());
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.subject.starts_with("caller latency") && f.severity == Severity::Warn),
+            "{:?}",
+            r.findings
+        );
+        assert!(r.findings.iter().all(|f| f.severity != Severity::Fail));
+    }
+
+    #[test]
+    fn a_shift_under_the_floor_is_not_reported_however_significant() {
+        // 2 ms more outside on 500 calls a side: significant, not noticeable.
+        let b = spans(&side(500, 3.0, 40.0));
+        let c = spans(&side(500, 5.0, 40.0));
+        let r = judge(Some(&b), Some(&c), &CallerConfig::default());
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+    }
+
+    #[test]
+    fn a_partly_contaminated_baseline_still_shows_the_delay() {
+        // The last quarter of the baseline already holds the 300 ms delay (a label a minute late).
+        let mut bv = side(45, 3.0, 40.0);
+        bv.extend(side(15, 303.0, 40.0));
+        let b = spans(&bv);
+        let c = spans(&side(60, 303.0, 40.0));
+        let r = judge(Some(&b), Some(&c), &CallerConfig::default());
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.severity == Severity::Fail && f.subject.starts_with("time outside")),
+            "{:?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn no_caller_spans_is_absent_and_too_few_is_inconclusive() {
+        let b = spans(&side(60, 3.0, 40.0));
+        let r = judge(None, Some(&b), &CallerConfig::default());
+        assert_eq!(r.coverage, Coverage::Absent);
+        let few = spans(&side(5, 3.0, 40.0));
+        let r = judge(Some(&b), Some(&few), &CallerConfig::default());
+        assert!(matches!(r.coverage, Coverage::Inconclusive(_)), "{r:?}");
+    }
+
+    #[test]
+    fn callers_errors_fail_where_spans_carry_a_status() {
+        let mk = |n: usize, errs: usize| -> Vec<CallerSpan<'static>> {
+            (0..n)
+                .map(|i| CallerSpan {
+                    caller_operation: "grpc.Checkout/PlaceOrder",
+                    callee_operation: "PaymentService/Charge",
+                    duration_ms: 50.0,
+                    callee_duration_ms: 45.0,
+                    error: Some(i < errs),
+                })
+                .collect()
+        };
+        let (b, c) = (mk(200, 1), mk(200, 30));
+        let r = judge(Some(&b), Some(&c), &CallerConfig::default());
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.subject == "caller errors grpc.Checkout/PlaceOrder"
+                    && f.severity == Severity::Fail),
+            "{:?}",
+            r.findings
+        );
+    }
+}
