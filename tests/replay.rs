@@ -193,6 +193,27 @@ fn json_output_keeps_its_contract() {
         assert!((0.0..=100.0).contains(&score));
         assert!(s["time_to_detect_s"].is_null() || s["time_to_detect_s"].as_f64().unwrap() > 0.0);
         assert!(s["evidence"].is_array());
+        // Every finding keeps its sentence and adds its typed fields: at least a stable key.
+        for f in s["evidence"].as_array().unwrap() {
+            for field in ["signal", "subject", "severity", "strength", "detail"] {
+                assert!(f.get(field).is_some(), "{field} missing in {f}");
+            }
+            let key = f["key"].as_str().unwrap_or_default();
+            assert!(
+                key.starts_with(&format!("{}:", f["signal"].as_str().unwrap_or("?")))
+                    || key.contains(':'),
+                "{f}"
+            );
+        }
+        let flagged_by_logs = s["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["signal"] == "logs");
+        if let Some(f) = flagged_by_logs {
+            assert!(f["counts"]["canary"].as_u64().is_some(), "{f}");
+            assert!(f["q"].as_f64().is_some(), "{f}");
+        }
         // never flagged => no time to detect
         if matches!(s["verdict"].as_str(), Some("Pass" | "Inconclusive")) {
             assert!(s["time_to_detect_s"].is_null(), "{s}");
