@@ -1,6 +1,9 @@
 //! End to end: the `vigil` binary against the Kubernetes API test server, through a generated
 //! kubeconfig — rollback (dry run, real, rerun), deploy and promote.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -1,5 +1,8 @@
 //! End-to-end: the built `vigil` binary judging the bundled example and rejecting bad requests.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

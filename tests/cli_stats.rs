@@ -1,6 +1,9 @@
 //! End-to-end: the built `vigil stats mann-whitney` against scipy's values (the reference JSON that
 //! `models/tests/reference/rank_refs.py` produced with scipy 1.17.1), and its bad-input messages.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 

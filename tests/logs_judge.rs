@@ -1,6 +1,9 @@
 //! The log judge: synthetic windows with known answers (p-values from scipy), the real-incident
 //! slice in tests/data/incidents (Nezha, MIT), and `vigil logs compare` end to end.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

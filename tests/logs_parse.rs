@@ -1,6 +1,9 @@
 //! `vigil logs parse` and the miner on hostile input: arbitrary bytes, invalid UTF-8, NUL bytes,
 //! empty and 1 MiB lines; the parallel path against the sequential one; the command's output.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

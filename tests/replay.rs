@@ -1,6 +1,9 @@
 //! Replay of a small subset of the bundled corpus: verdicts that a broken judge would get wrong,
 //! and the `--json` contract of `vigil replay`.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,6 +3,13 @@
 //! replay loader of the `vigil` binary today, OTLP and Prometheus next) feed it, and callers wire
 //! actions such as a rollback through [`actions`].
 
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+// Tests compare exact values on purpose and may unwrap: a panic is the failure report there.
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)
+)]
+
 pub mod actions;
 pub mod analysis;
 pub mod callers;

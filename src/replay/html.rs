@@ -454,6 +454,8 @@ fn svg(s: &Series, onset: f64, is_fault: bool) -> String {
     out
 }
 
+// Exact on purpose: an integer-valued tick prints without decimals.
+#[allow(clippy::float_cmp)]
 fn fmt_num(v: f64) -> String {
     if v.abs() >= 10.0 || v == v.trunc() {
         format!("{v:.0}")
