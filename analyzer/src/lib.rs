@@ -3,6 +3,7 @@
 //! replay loader of the `vigil` binary today, OTLP and Prometheus next) feed it, and callers wire
 //! actions such as a rollback through [`actions`].
 
+#![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 // Tests compare exact values on purpose and may unwrap: a panic is the failure report there.
 #![cfg_attr(
@@ -14,7 +15,11 @@ pub mod actions;
 pub mod analysis;
 pub mod callers;
 pub mod judge;
+// Not yet documented field by field (the Kayenta wire format and the log miner); the rest of the
+// public API is, and the lint keeps it so.
+#[allow(missing_docs)]
 pub mod kayenta_api;
+#[allow(missing_docs)]
 pub mod logs;
 pub mod telemetry;
 pub mod text;

@@ -13,15 +13,20 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
+    /// Metric series.
     Metrics,
+    /// Log lines.
     Logs,
+    /// The pod's own spans.
     Traces,
     /// The pod as its callers see it (`crate::callers`).
     Callers,
+    /// The anomaly models over metric rows and event windows.
     Anomaly,
 }
 
 impl Signal {
+    /// Every signal, in report order.
     pub const ALL: [Signal; 5] = [
         Signal::Metrics,
         Signal::Logs,
@@ -30,6 +35,7 @@ impl Signal {
         Signal::Anomaly,
     ];
 
+    /// The signal's name in reports and `--set`/`--ablation`.
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Metrics => "metrics",
@@ -121,9 +127,11 @@ pub struct Typed {
 /// person (formatted from the same values; kept for the `--json` contract and text output).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
+    /// The signal that found it.
     pub signal: Signal,
     /// The metric, operation, log template or feature the finding is about.
     pub subject: String,
+    /// How bad it is.
     pub severity: Severity,
     /// For ranking: larger is stronger (typically -log10 p, capped).
     pub strength: f64,
@@ -138,6 +146,7 @@ pub struct Finding {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", content = "reason", rename_all = "lowercase")]
 pub enum Coverage {
+    /// Enough data on both sides to judge.
     Judged,
     /// Present but too little data; the reason says how little.
     Inconclusive(String),
@@ -148,22 +157,31 @@ pub enum Coverage {
 /// What one signal's judge returned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SignalReport {
+    /// The signal.
     pub signal: Signal,
+    /// Whether it could be judged.
     pub coverage: Coverage,
+    /// What it found (empty when it could not judge).
     pub findings: Vec<Finding>,
 }
 
 /// The verdicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Verdict {
+    /// Safe to promote.
     Pass,
+    /// A person should look before promoting.
     Marginal,
+    /// Roll back.
     Fail,
+    /// Not enough data yet; never a Pass.
     Inconclusive,
+    /// The analysis could not run (a source or input failed).
     Error,
 }
 
 impl Verdict {
+    /// The verdict's name in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "Pass",
@@ -183,12 +201,15 @@ impl Verdict {
 /// Thresholds and weights.
 #[derive(Debug, Clone, Serialize)]
 pub struct FusionConfig {
+    /// Scores at or above pass.
     pub pass_threshold: f64,
+    /// Scores at or above are Marginal, below Fail.
     pub marginal_threshold: f64,
     /// A Fail finding in one of these fails the analysis outright.
     pub critical: Vec<Signal>,
     /// Points a signal loses per Fail / Warn finding.
     pub fail_penalty: f64,
+    /// Points a signal loses per Warn finding.
     pub warn_penalty: f64,
     /// Relative weight of each signal in the score: one per signal, so none can be missing.
     pub weights: Weights,
@@ -250,6 +271,7 @@ impl Default for FusionConfig {
 /// The fused result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Judgement {
+    /// The fused verdict.
     pub verdict: Verdict,
     /// 0–100, higher is healthier.
     pub score: f64,

@@ -48,6 +48,7 @@ pub const EVENT_BUCKET_S: f64 = 10.0;
 /// baseline minutes would have no events and every value would be imputed).
 #[derive(Debug, Clone)]
 pub struct AnomalyModels {
+    /// The model over metric rows, or why none could be fitted.
     pub metrics: Result<AnomalyModel, String>,
     /// `Ok(None)`: neither logs nor spans were recorded on both sides, nothing to model.
     pub events: Result<Option<EventModel>, String>,

@@ -13,11 +13,17 @@ use crate::verdict::{FusionConfig, Signal};
 /// Configuration of all judges.
 #[derive(Debug, Clone, Default)]
 pub struct JudgeConfig {
+    /// The metric classifier's settings.
     pub metric: VigilJudgeConfig,
+    /// The trace judge's settings.
     pub trace: TraceConfig,
+    /// The callers' judge's settings.
     pub callers: CallerConfig,
+    /// The anomaly models' settings.
     pub anomaly: AnomalyConfig,
+    /// How signals fuse into a verdict.
     pub fusion: FusionConfig,
+    /// The log judge's settings.
     pub log: LogJudgeConfig,
     /// Which metrics are judged, in which direction (name defaults unless overridden).
     pub metrics: MetricRules,
@@ -30,14 +36,23 @@ pub struct JudgeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingError {
     #[error("unknown setting `{key}`; known: {}", JudgeConfig::SETTINGS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))]
-    Unknown { key: String },
-    #[error("setting `{key}`: expected {expected}, got {got:?}")]
-    Value {
+    /// No such key.
+    Unknown {
+        /// The key given.
         key: String,
+    },
+    #[error("setting `{key}`: expected {expected}, got {got:?}")]
+    /// A value the key does not accept.
+    Value {
+        /// The key.
+        key: String,
+        /// What it accepts.
         expected: &'static str,
+        /// What was given.
         got: String,
     },
     #[error("{0}")]
+    /// Settings that contradict each other.
     Conflict(String),
 }
 

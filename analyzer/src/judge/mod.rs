@@ -28,15 +28,19 @@ use crate::verdict::{self, Coverage, Judgement, Signal, SignalReport};
 /// The data of one side as of one interval.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SideView<'a> {
+    /// The side's metric table, if metrics are recorded.
     pub metrics: Option<&'a MetricTable>,
     /// Row range of `metrics` in this view.
     pub metric_rows: (usize, usize),
+    /// Log records stamped before `until`, in time order.
     pub logs: Option<&'a [LogRecord]>,
+    /// The pod's own spans started before `until`, in start order.
     pub spans: Option<&'a [Span]>,
     /// Callers' spans into the pod, each with its edge.
     pub caller_spans: Option<&'a [Span]>,
     /// Seconds of recording behind `logs` / `spans` (rates are per second of these).
     pub log_exposure: f64,
+    /// Seconds of recording behind `spans` and `caller_spans`.
     pub trace_exposure: f64,
     /// Data up to this time (Unix s) is in the view; infinite for a finished recording.
     pub until: f64,
@@ -45,7 +49,9 @@ pub struct SideView<'a> {
 /// Both sides as of one interval.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct View<'a> {
+    /// The baseline, masked rows left out.
     pub baseline: SideView<'a>,
+    /// The canary.
     pub canary: SideView<'a>,
 }
 
