@@ -94,7 +94,7 @@ async fn shop(server: &TestServer) {
         .create(
             json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "shop", "namespace": NS},
-            "spec": {"rules": [{"backendRefs": [
+            "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [
                 {"name": "shop-baseline", "port": 80, "weight": 50},
                 {"name": "shop-canary", "port": 80, "weight": 50}]}]}}),
         )
@@ -351,4 +351,127 @@ async fn outside_the_window_deploy_is_refused_but_rollback_runs() {
         "{stdout}"
     );
     assert!(server.get("deployments", NS, "shop-canary").is_none());
+}
+
+fn writes_by(server: &TestServer, user: &str) -> Vec<String> {
+    server
+        .audit()
+        .into_iter()
+        .filter(|a| a.user == user && a.verb.is_write())
+        .map(|a| format!("{} {}", a.verb.as_str(), a.path))
+        .collect()
+}
+
+/// `vigil deploy --dry-run` and `vigil promote --dry-run` print the plan and change nothing: no
+/// write reaches the API server and its state is the same before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_and_promote_dry_runs_print_the_plan_and_change_nothing() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop", "namespace": NS},
+            "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}}))
+        .unwrap();
+    server
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shop-config", "namespace": NS},
+            "data": {"a": "1"}}))
+        .unwrap();
+    let dir = Dir::new("dry-run");
+    let kubeconfig = dir.write("kubeconfig", &server.kubeconfig(NS, "vigil-cli"));
+    let config = dir.write(
+        "deploy.yaml",
+        "namespace: shop\ncluster: shop\ntraffic: {type: service, service: shop}\nstrategy: {type: red_black, max_history: 0}\n",
+    );
+    let manifest = dir.write(
+        "shop.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: shop}\n  template:\n    metadata:\n      labels: {app: shop}\n    spec:\n      containers:\n      - name: web\n        image: shop:1\n        envFrom: [{configMapRef: {name: shop-config}}]\n",
+    );
+    let deploy = |extra: &[&str]| {
+        let mut a = args(&[
+            "deploy",
+            "--config",
+            &config,
+            "--kubeconfig",
+            &kubeconfig,
+            "--manifest",
+            &manifest,
+        ]);
+        a.extend(args(extra));
+        a
+    };
+    // A real deploy first, so the dry runs have a previous group and something to delete.
+    let out = vigil(deploy(&[])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server
+        .settle(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+    server.clear_audit();
+    let before = server.snapshot().objects;
+
+    let out = vigil(deploy(&["--dry-run"])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("server group: shop-v001 (2 replicas)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("traffic now on: shop-v000"), "{stdout}");
+    assert!(
+        stdout.contains("config to version: configmaps shop-config"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("would delete: shop-v000"), "{stdout}");
+    assert!(stdout.contains("Dry run: nothing was changed."), "{stdout}");
+
+    let out = vigil(deploy(&["--dry-run", "--json"])).await;
+    assert!(out.status.success());
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["plan"]["server_group"], "shop-v001");
+    assert_eq!(plan["plan"]["traffic_steps"], json!([100]));
+
+    let out = vigil(args(&[
+        "promote",
+        "--config",
+        &config,
+        "--kubeconfig",
+        &kubeconfig,
+        "--server-group",
+        "shop-v000",
+        "--dry-run",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("promote plan"), "{stdout}");
+    assert!(stdout.contains("server group: shop-v000"), "{stdout}");
+
+    assert_eq!(
+        writes_by(&server, "vigil-cli"),
+        Vec::<String>::new(),
+        "dry runs write nothing"
+    );
+    assert!(server
+        .audit()
+        .iter()
+        .any(|a| a.user == "vigil-cli" && a.verb == Verb::List));
+    assert_eq!(
+        server.snapshot().objects,
+        before,
+        "the cluster is unchanged"
+    );
 }

@@ -202,3 +202,123 @@ fn a_missing_input_file_is_an_error_naming_it() {
         stderr(&out)
     );
 }
+
+/// Two groups: `ok` passes, `bad` doubles its latency. With `bad` weighted -50 and `ok` 150,
+/// Kayenta's weighted sum is 150 · 1 + (-50) · 0 = 150: a Pass for a failing canary.
+fn negative_weight_request() -> Value {
+    let base: Vec<f64> = (0..30).map(|i| 100.0 + f64::from(i % 7)).collect();
+    let doubled: Vec<f64> = base.iter().map(|v| v * 2.0).collect();
+    json!({
+        "canaryConfig": {
+            "metrics": [
+                {"name": "steady", "groups": ["ok"],
+                 "analysisConfigurations": {"canary": {"direction": "increase"}}},
+                {"name": "latency", "groups": ["bad"],
+                 "analysisConfigurations": {"canary": {"direction": "increase"}}}
+            ],
+            "classifier": {"groupWeights": {"ok": 150, "bad": -50}}
+        },
+        "scoreThresholds": {"pass": 75, "marginal": 50},
+        "metricSetPairList": [
+            {"name": "steady", "values": {"control": base, "experiment": base}},
+            {"name": "latency", "values": {"control": base, "experiment": doubled}}
+        ]
+    })
+}
+
+#[test]
+fn kayenta_mode_keeps_kayentas_answer_to_a_negative_weight_but_warns() {
+    let out = vigil(&["judge"], Some(&negative_weight_request().to_string()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    // Kayenta's own answer, kept: it is Kayenta's judge.
+    assert_eq!(result["score"]["score"], 150.0);
+    assert_eq!(result["score"]["classification"], "Pass");
+    let warnings = result["warnings"].as_array().expect("a warnings field");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("groupWeights.bad")),
+        "{warnings:?}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning:") && err.contains("groupWeights.bad"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_clean_request_has_no_warnings_field() {
+    let out = judge_stdin(&valid());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert!(result.get("warnings").is_none(), "{result}");
+}
+
+#[test]
+fn vigil_mode_rejects_weights_and_thresholds_naming_the_field() {
+    let mode = ["judge", "--quiet", "--mode", "vigil"];
+    let out = vigil(&mode, Some(&negative_weight_request().to_string()));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains("canaryConfig.classifier.groupWeights.bad") && err.contains(">= 0"),
+        "{err}"
+    );
+
+    let mut over = valid();
+    over["canaryConfig"]["classifier"]["groupWeights"] = json!({"g": 80, "h": 40});
+    let out = vigil(&mode, Some(&over.to_string()));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("canaryConfig.classifier.groupWeights:") && err.contains("120"),
+        "{err}"
+    );
+
+    for (name, pass, marginal) in [("pass", 120, 50), ("marginal", 75, -5)] {
+        let mut bad = valid();
+        bad["scoreThresholds"] = json!({"pass": pass, "marginal": marginal});
+        let out = vigil(&mode, Some(&bad.to_string()));
+        assert!(!out.status.success(), "{name}");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("scoreThresholds.{name}")), "{err}");
+    }
+}
+
+#[test]
+fn vigil_mode_answers_in_kayentas_shape() {
+    let mut request = negative_weight_request();
+    request["canaryConfig"]["classifier"]["groupWeights"] = json!({"ok": 50, "bad": 50});
+    let out = vigil(
+        &["judge", "--quiet", "--mode", "vigil"],
+        Some(&request.to_string()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(result["judgeName"], "Vigil-v1");
+    let keys: Vec<&String> = result.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["groupScores", "judgeName", "results", "score"]);
+    let results = result["results"].as_array().unwrap();
+    assert_eq!(results[0]["classification"], "Pass");
+    assert_eq!(results[1]["classification"], "High");
+    assert!(results[1]["classificationReason"]
+        .as_str()
+        .unwrap()
+        .starts_with("High:"));
+    // Half the weight on a failing group: 50, below marginal.
+    assert_eq!(result["score"]["score"], 50.0);
+    assert_eq!(result["score"]["classification"], "Marginal");
+    for r in results {
+        for key in [
+            "experimentMetadata",
+            "controlMetadata",
+            "resultMetadata",
+            "groups",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+    }
+}

@@ -183,3 +183,29 @@ fn forced_exact_on_huge_samples_fails_cleanly() {
     let request = json!({"x": x, "y": y, "method": "exact"});
     rejects(&request.to_string(), &["exact p-value", "asymptotic"]);
 }
+
+/// The issue's case: forced exact on 2 × 800 values near the mean printed `"pvalue": 1.0` (the
+/// asymptotic p is about 0.75); other sizes up to 2 000 printed `null`, which means "all values
+/// tied". Now the exact value (the exact rational from models/tests/reference/mw_exact_large.py).
+#[test]
+fn forced_exact_on_800_values_each_is_the_exact_p() {
+    let n = 800usize;
+    let u1 = 323_000usize;
+    let (q, r) = (u1 / n, u1 % n);
+    let x: Vec<f64> = (0..n)
+        .map(|i| (if i < n - r { q } else { q + 1 }) as f64 - 0.5 + i as f64 * 1e-7)
+        .collect();
+    let y: Vec<f64> = (0..n).map(|j| j as f64).collect();
+    let request = json!({"x": x, "y": y, "method": "exact"});
+    let out = mann_whitney(&request.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(got["statistic"].as_f64(), Some(u1 as f64));
+    let p = got["pvalue"].as_f64().expect("numeric p");
+    let exact = 0.7455475211802539;
+    assert!(((p - exact) / exact).abs() < 1e-10, "{p}");
+}

@@ -268,7 +268,8 @@ fn empty_sides_do_not_panic() {
     let cfg = LogJudgeConfig::default();
     let f = judge_logs(&[], &[], None, &cfg).unwrap();
     assert_eq!(f.patterns.len(), 0);
-    assert_eq!(f.score, 100.0);
+    // No records on a side is inconclusive, not a clean 100 (issue 15).
+    assert!(f.score.is_nan() && f.inconclusive.is_some());
     let f = judge_logs(&[], &error_lines(3), None, &cfg).unwrap();
     let p = find(&f, "refused");
     assert_eq!(p.change, Change::New);
@@ -625,7 +626,15 @@ mod properties {
             let c: u64 = f.patterns.iter().map(|p| p.canary_count).sum();
             prop_assert_eq!(b, baseline.len() as u64);
             prop_assert_eq!(c, canary.len() as u64);
-            prop_assert!((0.0..=100.0).contains(&f.score));
+            // In range when judged; NaN (inconclusive) exactly when a side is empty.
+            let empty_side = baseline.is_empty() || canary.is_empty();
+            prop_assert_eq!(f.inconclusive.is_some(), empty_side);
+            let in_range = if empty_side {
+                f.score.is_nan()
+            } else {
+                (0.0..=100.0).contains(&f.score)
+            };
+            prop_assert!(in_range);
             for p in &f.patterns {
                 prop_assert!((0.0..=1.0).contains(&p.q_value) && p.q_value >= p.p_value);
                 prop_assert!(p.examples.len() <= 2);

@@ -138,13 +138,23 @@ pub fn judge(
             if bv.len() < config.min_spans || cv.len() < config.min_spans {
                 continue;
             }
+            // An edge whose values cannot be ranked (empty or NaN) is not tested, rather than
+            // counted as "tested, no change".
+            let (Ok(p), Some(b_med), Some(c_med), Some(hl)) = (
+                mann_whitney_greater(cv, bv),
+                quantile_sorted(bv, 0.5),
+                quantile_sorted(cv, 0.5),
+                hodges_lehmann(cv, bv, 0.95),
+            ) else {
+                continue;
+            };
             tests.push(Test {
                 edge: *edge,
                 measure,
-                p: mann_whitney_greater(cv, bv),
-                b_med: quantile_sorted(bv, 0.5),
-                c_med: quantile_sorted(cv, 0.5),
-                shift: hodges_lehmann(cv, bv, 0.95),
+                p,
+                b_med,
+                c_med,
+                shift: (hl.estimate, hl.low, hl.high),
                 nb: bv.len(),
                 nc: cv.len(),
             });

@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use vigil_models::kayenta::{
-    self, config, ClassifierParams, MetricInput, MetricSettings, Mode, ScoreThresholds, Summary,
+    self, config, preprocess, score, ClassifierParams, Label, MetricInput, MetricSettings, Mode,
+    ScoreInput, ScoreThresholds, Summary,
 };
+use vigil_models::vigil_judge::{self, MetricKind, MetricRule, Outcome, VigilJudgeConfig};
 
 /// The judge whose behaviour `vigil judge` reproduces, and the name it reports.
 pub const JUDGE_NAME: &str = "NetflixACAJudge-v1.0";
@@ -295,6 +297,11 @@ pub struct CanaryJudgeResult {
     pub results: Vec<CanaryAnalysisResult>,
     pub group_scores: Vec<CanaryJudgeGroupScore>,
     pub score: CanaryJudgeScore,
+    /// What Kayenta would not say: settings that make its answer meaningless (e.g. a negative
+    /// group weight that scores a canary 150). Not a Kayenta field, so it is left out of the
+    /// JSON when empty and a clean request gives Kayenta's exact shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Kayenta's per-metric `CanaryAnalysisResult`.
@@ -450,5 +457,159 @@ pub fn judge(request: &JudgeRequest, noise_seed: i64) -> CanaryJudgeResult {
             classification: judgement.classification.to_string(),
             classification_reason: judgement.score.reason.unwrap_or_default(),
         },
+        warnings: score_setting_problems(request)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect(),
     }
+}
+
+/// Which judge answers a request: Kayenta's, bit for bit, or Vigil's own metric judge in
+/// Kayenta's result shape (`vigil judge --mode`, and the service's `POST /judge?mode=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JudgeMode {
+    #[default]
+    Kayenta,
+    Vigil,
+}
+
+/// The name `--mode vigil` reports in `judgeName`.
+pub const VIGIL_JUDGE_NAME: &str = "Vigil-v1";
+
+/// Group weights and thresholds that make a score leave 0–100 or mean nothing, each named by its
+/// field. Kayenta checks none of them: a weight of -50 scores a passing canary 150 and passes
+/// it. `--mode vigil` rejects a request with any of these; Kayenta's mode reports them as
+/// warnings and keeps Kayenta's answer.
+pub fn score_setting_problems(request: &JudgeRequest) -> Vec<RequestError> {
+    let mut problems = Vec::new();
+    for (group, w) in &request.group_weights {
+        if *w < 0.0 {
+            problems.push(field(
+                format!("canaryConfig.classifier.groupWeights.{group}"),
+                format!("expected a weight >= 0, got {w}: a negative weight can push the score outside 0-100"),
+            ));
+        }
+    }
+    let sum: f64 = request.group_weights.iter().map(|(_, w)| w).sum();
+    if sum > 100.0 {
+        problems.push(field(
+            "canaryConfig.classifier.groupWeights",
+            format!("expected weights that sum to at most 100, got {sum}: the score could exceed 100 (and groups without a weight get a negative share)"),
+        ));
+    }
+    for (name, v) in [
+        ("pass", request.thresholds.pass),
+        ("marginal", request.thresholds.marginal),
+    ] {
+        if !(0.0..=100.0).contains(&v) {
+            problems.push(field(
+                format!("scoreThresholds.{name}"),
+                format!("expected a threshold between 0 and 100 (a score's range), got {v}"),
+            ));
+        }
+    }
+    problems
+}
+
+/// Judges a request with Vigil's metric judge ([`vigil_judge::classify`]: a one-sided rank test
+/// with a Hodges-Lehmann effect and its interval, a dispersion test, an exact count test, and
+/// Inconclusive with the numbers when a side has too few points), scored with Kayenta's group
+/// weights and thresholds, and answered in Kayenta's `CanaryJudgeResult` so that a Kayenta
+/// pipeline can switch judges without changing its parser.
+///
+/// Labels in Kayenta's vocabulary: a harmful rise, a spread blow-up or a steady climb is `High`,
+/// a harmful fall `Low`, too little data `Nodata` (`NodataFailMetric` when the metric must have
+/// data); `classificationReason` always carries Vigil's own outcome and numbers.
+///
+/// Rejects what [`score_setting_problems`] finds, with the first problem's field.
+pub fn judge_vigil(request: &JudgeRequest) -> Result<CanaryJudgeResult, RequestError> {
+    if let Some(problem) = score_setting_problems(request).into_iter().next() {
+        return Err(problem);
+    }
+    let config = VigilJudgeConfig::default();
+    let mut labels = Vec::with_capacity(request.metrics.len());
+    let mut results = Vec::with_capacity(request.metrics.len());
+    for m in &request.metrics {
+        let direction = match m.settings.direction {
+            kayenta::Direction::Increase => vigil_judge::Direction::Increase,
+            kayenta::Direction::Decrease => vigil_judge::Direction::Decrease,
+            kayenta::Direction::Either => vigil_judge::Direction::Either,
+        };
+        let control =
+            preprocess::preprocess(&m.control, m.settings.nan_strategy, m.settings.outliers);
+        let experiment =
+            preprocess::preprocess(&m.experiment, m.settings.nan_strategy, m.settings.outliers);
+        let j = vigil_judge::classify(
+            &control,
+            &experiment,
+            MetricRule::new(direction, MetricKind::Gauge),
+            &config,
+        );
+        let label = match j.outcome {
+            Outcome::Pass => Label::Pass,
+            Outcome::High | Outcome::Dispersed | Outcome::Trend => Label::High,
+            Outcome::Low => Label::Low,
+            Outcome::Inconclusive if m.settings.must_have_data => Label::NodataFailMetric,
+            Outcome::Inconclusive => Label::Nodata,
+        };
+        let critical = m.settings.critical && matches!(label, Label::High | Label::Low);
+        let reason = format!("{:?}: {}", j.outcome, j.reason);
+        let (cs, es) = (
+            preprocess::summary(&control),
+            preprocess::summary(&experiment),
+        );
+        let ratio = if cs.mean == 0.0 || es.mean == 0.0 {
+            f64::NAN
+        } else {
+            es.mean / cs.mean
+        };
+        labels.push((label, critical, reason.clone()));
+        results.push(CanaryAnalysisResult {
+            name: m.name.clone(),
+            id: m.id.clone(),
+            tags: m.tags.clone(),
+            classification: label.to_string(),
+            classification_reason: Some(reason),
+            groups: m.groups.clone(),
+            experiment_metadata: StatsMetadata { stats: es.into() },
+            control_metadata: StatsMetadata { stats: cs.into() },
+            result_metadata: ResultMetadata { ratio },
+            critical,
+            muted: m.settings.muted,
+        });
+    }
+    let inputs: Vec<ScoreInput<'_>> = request
+        .metrics
+        .iter()
+        .zip(&labels)
+        .filter(|(m, _)| !m.settings.muted)
+        .map(|(m, (label, critical, reason))| ScoreInput {
+            label: *label,
+            groups: &m.groups,
+            critical: *critical,
+            reason: Some(reason.as_str()),
+        })
+        .collect();
+    let scored = score::score(&inputs, &request.group_weights);
+    let classification = score::classify_score(scored.summary, &request.thresholds);
+    Ok(CanaryJudgeResult {
+        judge_name: VIGIL_JUDGE_NAME.to_string(),
+        results,
+        group_scores: scored
+            .group_scores
+            .into_iter()
+            .map(|g| CanaryJudgeGroupScore {
+                name: g.name,
+                score: g.score,
+                classification: String::new(),
+                classification_reason: String::new(),
+            })
+            .collect(),
+        score: CanaryJudgeScore {
+            score: scored.summary,
+            classification: classification.to_string(),
+            classification_reason: scored.reason.unwrap_or_default(),
+        },
+        warnings: Vec::new(),
+    })
 }

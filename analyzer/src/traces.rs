@@ -132,11 +132,20 @@ pub fn judge(
         if b.len() < config.min_spans || c.len() < config.min_spans {
             continue;
         }
+        // A side without durations (or with NaN ones) has no latency to compare: skipped,
+        // as too few spans are, rather than counted as "tested, no change".
+        let (Ok(p), Some(b_med), Some(c_med)) = (
+            mann_whitney_greater(c, b),
+            quantile_sorted(b, 0.5),
+            quantile_sorted(c, 0.5),
+        ) else {
+            continue;
+        };
         lats.push(Lat {
             op: op.clone(),
-            p: mann_whitney_greater(c, b),
-            b_med: quantile_sorted(b, 0.5),
-            c_med: quantile_sorted(c, 0.5),
+            p,
+            b_med,
+            c_med,
             b_tail: quantile_ci(b, config.tail_quantile),
             c_tail: quantile_ci(c, config.tail_quantile),
             nb: b.len(),
@@ -280,8 +289,12 @@ pub fn judge(
         if oc.contains_key(op) || expected < config.min_expected_vanished {
             continue;
         }
-        let p = rate_greater(b.len() as u64, exposure_baseline, 0, exposure_canary);
-        let p = if p >= 1.0 { (-expected).exp() } else { p };
+        // Without a usable exposure there is no rate test; the Poisson chance of seeing none of
+        // the expected spans stands in, as it does when the test cannot tell.
+        let p = match rate_greater(b.len() as u64, exposure_baseline, 0, exposure_canary) {
+            Ok(p) if p < 1.0 => p,
+            _ => (-expected).exp(),
+        };
         findings.push(Finding {
             typed: Typed {
                 key: format!("vanished:{op}"),
@@ -380,11 +393,13 @@ fn fan_out(baseline: &[Span], canary: &[Span], config: &TraceConfig) -> Vec<Find
         );
         let (fb, fc) = ((kb as f64 + 0.5) / nb as f64, (kc as f64 + 0.5) / nc as f64);
         let ratio = fc / fb;
-        let p = if ratio >= 1.0 {
+        let tested = if ratio >= 1.0 {
             rate_greater(kc, nc as f64, kb, nb as f64)
         } else {
             rate_greater(kb, nb as f64, kc, nc as f64)
         };
+        // nb, nc > 0 unless min_fanout_parents is 0; a parent never seen has no fan-out to test.
+        let Ok(p) = tested else { continue };
         if p < config.alpha && (ratio >= config.fanout_ratio || ratio <= 1.0 / config.fanout_ratio)
         {
             out.push(Finding {
@@ -426,10 +441,9 @@ fn fan_out(baseline: &[Span], canary: &[Span], config: &TraceConfig) -> Vec<Find
 /// (the binomial interval on the rank, normal approximation).
 pub fn quantile_ci(sorted: &[f64], q: f64) -> (f64, f64, f64) {
     let n = sorted.len();
-    if n == 0 {
+    let Some(est) = quantile_sorted(sorted, q) else {
         return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    let est = quantile_sorted(sorted, q);
+    };
     let nf = n as f64;
     let half = 1.96 * (nf * q * (1.0 - q)).sqrt();
     let lo = ((nf * q - half).floor() as isize - 1).clamp(0, n as isize - 1) as usize;

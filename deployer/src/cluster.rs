@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
@@ -105,6 +107,10 @@ impl fmt::Display for GroupRef {
 pub struct GroupState {
     pub spec_replicas: i32,
     pub ready_replicas: i32,
+    /// Pods ready for at least `minReadySeconds`: what a controller counts as serving.
+    pub available_replicas: i32,
+    /// All pods the group has now, of any template (`status.replicas`).
+    pub status_replicas: i32,
     /// For Deployments: replicas running the current template; for ReplicaSets: all replicas.
     pub updated_replicas: i32,
     /// `status.observedGeneration >= metadata.generation`: the status describes the current spec.
@@ -116,12 +122,46 @@ pub struct GroupState {
 }
 
 impl GroupState {
-    /// Ready for `required` replicas of traffic, by a status that describes the current spec.
+    /// Ready for `required` replicas of traffic. A ready group is one whose controller will not
+    /// take pods away: its status describes the current spec (`observedGeneration`), its rollout
+    /// is complete (every pod runs the current template: `updatedReplicas == replicas`, so no
+    /// `maxUnavailable` step is pending), and `required` pods are *available* (ready for
+    /// `minReadySeconds`), not merely ready.
     pub fn is_ready_for(&self, required: i32) -> bool {
         self.observed
             && self.spec_replicas >= required
-            && self.ready_replicas >= required
+            && self.available_replicas >= required
             && self.updated_replicas >= required
+            && self.rollout_complete()
+    }
+
+    /// No pod of an older template is left.
+    pub fn rollout_complete(&self) -> bool {
+        self.updated_replicas >= self.status_replicas
+    }
+
+    /// Why the group is not ready for `required`, in words.
+    pub fn not_ready_detail(&self, required: i32) -> String {
+        let mut why = Vec::new();
+        if !self.observed {
+            why.push("its status does not yet describe the current spec".to_string());
+        }
+        if self.spec_replicas < required {
+            why.push(format!("spec.replicas is {}", self.spec_replicas));
+        }
+        if self.available_replicas < required {
+            why.push(format!(
+                "{} available ({} ready)",
+                self.available_replicas, self.ready_replicas
+            ));
+        }
+        if !self.rollout_complete() {
+            why.push(format!(
+                "its own rollout is in progress ({} of {} pods updated)",
+                self.updated_replicas, self.status_replicas
+            ));
+        }
+        why.join(", ")
     }
 }
 
@@ -154,6 +194,8 @@ impl GroupObject for Deployment {
         GroupState {
             spec_replicas: spec.replicas.unwrap_or(1),
             ready_replicas: st.ready_replicas.unwrap_or(0),
+            available_replicas: st.available_replicas.unwrap_or(0),
+            status_replicas: st.replicas.unwrap_or(0),
             updated_replicas: st.updated_replicas.unwrap_or(0),
             observed: observed(self.metadata.generation, st.observed_generation),
             match_labels: spec.selector.match_labels.unwrap_or_default(),
@@ -171,6 +213,8 @@ impl GroupObject for ReplicaSet {
         GroupState {
             spec_replicas: spec.replicas.unwrap_or(1),
             ready_replicas: st.ready_replicas.unwrap_or(0),
+            available_replicas: st.available_replicas.unwrap_or(0),
+            status_replicas: st.replicas,
             updated_replicas: st.replicas,
             observed: observed(self.metadata.generation, st.observed_generation),
             match_labels: spec.selector.match_labels.unwrap_or_default(),
@@ -286,7 +330,10 @@ pub async fn connect(
 
 fn is_transient(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500 | 502 | 503 | 504),
+        // A 409 Conflict (stale resourceVersion) is retried after a fresh read; a 409
+        // AlreadyExists is an answer — someone else created the object — not a transient error.
+        kube::Error::Api(s) if s.code == 409 => s.reason != "AlreadyExists",
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
@@ -304,6 +351,17 @@ pub struct Cluster {
     retries: u32,
     backoff: Duration,
     poll: Duration,
+    status_timeout: Duration,
+    identity: String,
+}
+
+fn lease_name(object: &str) -> String {
+    format!("vigil-traffic-{object}")
+}
+
+/// A Lease's MicroTime: RFC 3339 with microseconds.
+fn micro_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
 impl Cluster {
@@ -314,6 +372,12 @@ impl Cluster {
             retries: 3,
             backoff: Duration::from_millis(200),
             poll: Duration::from_millis(500),
+            status_timeout: Duration::from_secs(60),
+            identity: format!(
+                "vigil-{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+                std::process::id()
+            ),
         }
     }
 
@@ -327,6 +391,12 @@ impl Cluster {
     /// How often readiness is re-checked when a watch ends early.
     pub fn with_poll(mut self, poll: Duration) -> Self {
         self.poll = poll;
+        self
+    }
+
+    /// How long a written HTTPRoute may take to be accepted by its gateway (default 60 s).
+    pub fn with_status_timeout(mut self, timeout: Duration) -> Self {
+        self.status_timeout = timeout;
         self
     }
 
@@ -454,9 +524,26 @@ impl Cluster {
         Ok(())
     }
 
-    /// Deletes a server group and (in the background) its pods; `false` if it was already gone.
+    /// Deletes a server group with foreground propagation and waits (up to the status timeout)
+    /// until it is gone: its ReplicaSets and pods go first, so when this returns nothing of the
+    /// group still references its versioned ConfigMaps/Secrets, and their collection that
+    /// follows does not leave them behind (with background propagation the ReplicaSets linger
+    /// and the copies leaked). `false` if it was already gone.
     pub async fn delete_group(&self, g: &GroupRef) -> Result<bool> {
-        let dp = DeleteParams::background();
+        let deleted = self.delete_group_foreground(g).await?;
+        let start = Instant::now();
+        while self.group(g).await?.is_some() {
+            if start.elapsed() >= self.status_timeout {
+                warn!(group = %g, "still being deleted; its config copies are collected by a later run");
+                break;
+            }
+            tokio::time::sleep(self.poll.min(Duration::from_millis(100))).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_group_foreground(&self, g: &GroupRef) -> Result<bool> {
+        let dp = DeleteParams::foreground();
         let what = format!("delete {}/{}", g.kind.plural(), g.name);
         let gone = match g.kind {
             GroupKind::Deployment => {
@@ -507,9 +594,9 @@ impl Cluster {
             if start.elapsed() >= timeout {
                 return Err(Error::BaselineNotReady {
                     group: g.to_string(),
-                    ready: state.ready_replicas,
+                    ready: state.available_replicas,
                     required,
-                    observed: state.observed,
+                    detail: state.not_ready_detail(required),
                     waited: start.elapsed(),
                 });
             }
@@ -585,6 +672,134 @@ impl Cluster {
         Ok(())
     }
 
+    /// Gives the HPA back its `prior` bounds, but only the bounds that still hold what the
+    /// rollback `pinned`: a bound someone edited meanwhile is theirs and stays. The patch carries
+    /// the resourceVersion it was computed from, so an edit racing with it is a 409 and the
+    /// decision is made again on a fresh read. Returns what changed.
+    pub async fn restore_hpa_bounds(
+        &self,
+        name: &str,
+        pinned: (i32, i32),
+        prior: (i32, i32),
+    ) -> Result<Option<(i32, i32)>> {
+        let api = self.api::<HorizontalPodAutoscaler>();
+        let pp = PatchParams::default();
+        let what = format!("restore horizontalpodautoscalers/{name} bounds");
+        self.call(&what, || async {
+            let Some(h) = api.get_opt(name).await? else {
+                return Ok(None);
+            };
+            let spec = h.spec.clone().unwrap_or_default();
+            let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
+            let new_min = if min == pinned.0 { prior.0 } else { min };
+            let new_max = if max == pinned.1 { prior.1 } else { max }.max(new_min);
+            if (new_min, new_max) == (min, max) {
+                return Ok(None);
+            }
+            let patch = Patch::Merge(json!({
+                "metadata": {"resourceVersion": h.metadata.resource_version},
+                "spec": {"minReplicas": new_min, "maxReplicas": new_max}}));
+            api.patch(name, &pp, &patch).await?;
+            Ok(Some((new_min, new_max)))
+        })
+        .await
+    }
+
+    /// Takes (or renews) the lock on a traffic object — a Lease `vigil-traffic-<object>` — so
+    /// that a deploy and a rollback never write the same route or Service at once. The holder is
+    /// this client's identity (re-entrant: a deploy that rolls back keeps its lock). A lock held
+    /// by another identity is [`Error::Locked`] until it expires (`hold`: how long the caller
+    /// may need it; a crashed holder's lock expires after that).
+    pub async fn lock_traffic(&self, object: &str, hold: Duration) -> Result<()> {
+        let api = self.api::<Lease>();
+        let name = lease_name(object);
+        let secs = i32::try_from(hold.as_secs().saturating_add(60)).unwrap_or(i32::MAX);
+        let now = micro_time(jiff::Timestamp::now());
+        let me = self.identity.clone();
+        let pp = PostParams::default();
+        let outcome = self
+            .call(&format!("lock leases/{name}"), || async {
+                match api.get_opt(&name).await? {
+                    None => {
+                        let lease: Lease = serde_json::from_value(json!({
+                            "metadata": {"name": name},
+                            "spec": {"holderIdentity": me, "leaseDurationSeconds": secs,
+                                "acquireTime": now, "renewTime": now}}))
+                        .map_err(kube::Error::SerdeError)?;
+                        api.create(&pp, &lease).await?;
+                        Ok(Ok(()))
+                    }
+                    Some(mut lease) => {
+                        let v = serde_json::to_value(&lease).unwrap_or_default();
+                        let holder = v["spec"]["holderIdentity"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
+                        let expires = v["spec"]["renewTime"]
+                            .as_str()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .and_then(|t| {
+                                t.checked_add(jiff::SignedDuration::from_secs(
+                                    v["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0),
+                                ))
+                                .ok()
+                            });
+                        let expired = expires.is_none_or(|e| e < jiff::Timestamp::now());
+                        if !holder.is_empty() && holder != me && !expired {
+                            return Ok(Err(Error::Locked {
+                                object: object.to_string(),
+                                holder,
+                                until: expires.map(|e| e.to_string()).unwrap_or_default(),
+                            }));
+                        }
+                        let mut spec = v["spec"].clone();
+                        if holder != me {
+                            spec["acquireTime"] = json!(now);
+                        }
+                        spec["holderIdentity"] = json!(me);
+                        spec["leaseDurationSeconds"] = json!(secs);
+                        spec["renewTime"] = json!(now);
+                        lease.spec =
+                            serde_json::from_value(spec).map_err(kube::Error::SerdeError)?;
+                        // Replace carries the resourceVersion: two takers race to a 409.
+                        api.replace(&name, &pp, &lease).await?;
+                        Ok(Ok(()))
+                    }
+                }
+            })
+            .await?;
+        outcome
+    }
+
+    /// Releases the traffic lock if this client holds it (deletes the Lease).
+    pub async fn unlock_traffic(&self, object: &str) -> Result<()> {
+        let api = self.api::<Lease>();
+        let name = lease_name(object);
+        let held = self
+            .call_opt(&format!("get leases/{name}"), || api.get(&name))
+            .await?
+            .is_some_and(|l| {
+                l.spec.and_then(|s| s.holder_identity).as_deref() == Some(self.identity.as_str())
+            });
+        if held {
+            let dp = DeleteParams::default();
+            self.call_opt(&format!("delete leases/{name}"), || api.delete(&name, &dp))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Who this client is when it holds a lock.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Sets the lock identity (default: `vigil-<host>-<pid>`).
+    pub fn with_identity(mut self, identity: &str) -> Self {
+        self.identity = identity.to_string();
+        self
+    }
+
     pub async fn delete_hpa(&self, name: &str) -> Result<bool> {
         let api = self.api::<HorizontalPodAutoscaler>();
         let dp = DeleteParams::default();
@@ -627,14 +842,28 @@ impl Cluster {
         match (spec, target) {
             (TrafficSpec::Service { service }, TrafficState::Selector { selector }) => {
                 let api = self.api::<Service>();
-                // Read-modify-replace with the resourceVersion: the selector is replaced whole,
-                // and a concurrent writer makes this a 409 (retried) instead of a lost update.
-                self.call(&format!("replace services/{service} selector"), || async {
-                    let mut svc = api.get(service).await?;
-                    if let Some(s) = svc.spec.as_mut() {
-                        s.selector = Some(selector.clone());
+                // A merge patch of the selector alone (keys to drop set to null), carrying the
+                // resourceVersion it was computed from: fields this client's typed model does
+                // not know survive (a replace through the v1_33 model would drop them), and a
+                // concurrent writer makes this a 409, retried after a fresh read.
+                self.call(&format!("patch services/{service} selector"), || async {
+                    let svc = api.get(service).await?;
+                    let current = svc
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.selector.clone())
+                        .unwrap_or_default();
+                    let mut sel = serde_json::Map::new();
+                    for k in current.keys().filter(|k| !selector.contains_key(*k)) {
+                        sel.insert(k.clone(), Value::Null);
                     }
-                    api.replace(service, &PostParams::default(), &svc).await
+                    for (k, v) in selector {
+                        sel.insert(k.clone(), json!(v));
+                    }
+                    let patch = Patch::Merge(json!({
+                        "metadata": {"resourceVersion": svc.metadata.resource_version},
+                        "spec": {"selector": sel}}));
+                    api.patch(service, &PatchParams::default(), &patch).await
                 })
                 .await?;
             }
@@ -646,19 +875,52 @@ impl Cluster {
                 },
                 TrafficState::Weights { canary, baseline },
             ) => {
+                let svc_api = self.api::<Service>();
+                let backend = self
+                    .call_opt(&format!("get services/{baseline_backend}"), || {
+                        svc_api.get(baseline_backend)
+                    })
+                    .await?;
+                if *baseline > 0 && backend.is_none() {
+                    return Err(self.not_found("services", baseline_backend));
+                }
                 let api = self.routes();
-                self.call(&format!("replace httproutes/{route} weights"), || async {
-                    let mut r = api.get(route).await?;
-                    set_route_weights(
-                        &mut r.data,
-                        canary_backend,
-                        *canary,
-                        baseline_backend,
-                        *baseline,
-                    );
-                    api.replace(route, &PostParams::default(), &r).await
-                })
-                .await?;
+                let written = self
+                    .call(&format!("replace httproutes/{route} weights"), || async {
+                        let mut r = api.get(route).await?;
+                        let port = backend
+                            .as_ref()
+                            .and_then(|svc| baseline_port(&r.data, canary_backend, svc));
+                        if let Err(e) = set_route_weights(
+                            &mut r.data,
+                            canary_backend,
+                            *canary,
+                            baseline_backend,
+                            *baseline,
+                            port,
+                        ) {
+                            return Ok(Err(e));
+                        }
+                        api.replace(route, &PostParams::default(), &r).await.map(Ok)
+                    })
+                    .await??;
+                let generation = written.metadata.generation.unwrap_or(0);
+                // Stored is not programmed: wait until the gateway accepted this generation.
+                self.wait_route_accepted(route, generation).await?;
+                let found = self.routes_read(route).await?;
+                let rules = rule_weights(&found, canary_backend, baseline_backend);
+                let off: Vec<String> = rules
+                    .iter()
+                    .filter(|(_, c, b)| (*c, *b) != (*canary, *baseline))
+                    .map(|(i, c, b)| format!("rule {i}: canary={c} baseline={b}"))
+                    .collect();
+                if !off.is_empty() {
+                    return Err(Error::TrafficNotVerified {
+                        object: format!("httproutes/{route}"),
+                        expected: target.to_string(),
+                        found: off.join("; "),
+                    });
+                }
             }
             _ => {
                 return Err(Error::Invalid {
@@ -681,6 +943,111 @@ impl Cluster {
         Ok(())
     }
 
+    async fn routes_read(&self, route: &str) -> Result<Value> {
+        let api = self.routes();
+        Ok(self
+            .call_opt(&format!("get httproutes/{route}"), || api.get(route))
+            .await?
+            .ok_or_else(|| self.not_found("httproutes", route))?
+            .data)
+    }
+
+    /// Waits (polling, up to the status timeout) until every parent Gateway accepted the route
+    /// and resolved its backends for `generation`: a route that is stored but not programmed
+    /// moves no request.
+    pub async fn wait_route_accepted(&self, route: &str, generation: i64) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let api = self.routes();
+            let r = self
+                .call_opt(&format!("get httproutes/{route}"), || api.get(route))
+                .await?
+                .ok_or_else(|| self.not_found("httproutes", route))?;
+            let mut data = r.data.clone();
+            data["metadata"] = serde_json::to_value(&r.metadata).unwrap_or_default();
+            match route_status_ok(&data, generation) {
+                Ok(()) => return Ok(()),
+                Err(status) if start.elapsed() >= self.status_timeout => {
+                    return Err(Error::RouteNotAccepted {
+                        route: route.to_string(),
+                        status,
+                    })
+                }
+                Err(_) => tokio::time::sleep(self.poll).await,
+            }
+        }
+    }
+
+    /// Services whose selector matches pods with these labels (headless ones included).
+    pub async fn services_selecting(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>> {
+        let api = self.api::<Service>();
+        let lp = ListParams::default();
+        let list = self.call("list services", || api.list(&lp)).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|s| {
+                let sel = s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.selector.clone())
+                    .unwrap_or_default();
+                !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .filter_map(|s| s.metadata.name)
+            .collect())
+    }
+
+    /// Ready endpoints behind a Service, from its EndpointSlices (what proxies and gateways
+    /// route to). An endpoint whose `ready` condition is unset counts as ready, per the API.
+    pub async fn ready_endpoints(&self, service: &str) -> Result<i32> {
+        let api = self.api::<EndpointSlice>();
+        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+        let list = self
+            .call(&format!("list endpointslices for {service}"), || {
+                api.list(&lp)
+            })
+            .await?;
+        Ok(list
+            .items
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .count() as i32)
+    }
+
+    /// Waits until the Service exists and has `required` ready endpoints.
+    pub async fn wait_backend_ready(
+        &self,
+        service: &str,
+        required: i32,
+        timeout: Duration,
+    ) -> Result<i32> {
+        let start = Instant::now();
+        let api = self.api::<Service>();
+        self.call_opt(&format!("get services/{service}"), || api.get(service))
+            .await?
+            .ok_or_else(|| self.not_found("services", service))?;
+        loop {
+            let ready = self.ready_endpoints(service).await?;
+            if ready >= required {
+                return Ok(ready);
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::BackendNotReady {
+                    service: service.to_string(),
+                    ready,
+                    required,
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
     pub(crate) fn not_found(&self, kind: &str, name: &str) -> Error {
         Error::NotFound {
             kind: kind.to_string(),
@@ -690,52 +1057,86 @@ impl Cluster {
     }
 }
 
-/// Weights of the two backends in the first rule that names the canary backend.
-fn route_weights(data: &Value, route: &str, canary: &str, baseline: &str) -> Result<TrafficState> {
+/// (canary, baseline) weights of every rule that names either backend, with the rule's index;
+/// an absent backend weighs 0, an absent weight is 1 (Gateway API).
+fn rule_weights(data: &Value, canary: &str, baseline: &str) -> Vec<(usize, i32, i32)> {
     let rules = data["spec"]["rules"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for rule in rules {
-        let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
-        let weight = |name: &str| {
-            refs.iter()
-                .find(|b| b["name"] == name)
-                // An absent weight is 1, per the Gateway API.
-                .map(|b| b["weight"].as_i64().unwrap_or(1) as i32)
-        };
-        if let (Some(c), b) = (weight(canary), weight(baseline)) {
-            return Ok(TrafficState::Weights {
-                canary: c,
-                baseline: b.unwrap_or(0),
-            });
-        }
-    }
-    Err(Error::Invalid {
-        field: format!("httproutes/{route} spec.rules[].backendRefs"),
-        message: format!("no rule has a backendRef named {canary:?}"),
-    })
+    rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rule)| {
+            let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
+            let weight = |name: &str| {
+                refs.iter()
+                    .filter(|b| b["name"] == name)
+                    .map(|b| b["weight"].as_i64().unwrap_or(1).clamp(0, 1_000_000) as i32)
+                    .reduce(|a, b| a + b)
+            };
+            match (weight(canary), weight(baseline)) {
+                (None, None) => None,
+                (c, b) => Some((i, c.unwrap_or(0), b.unwrap_or(0))),
+            }
+        })
+        .collect()
 }
 
-fn set_route_weights(data: &mut Value, canary: &str, cw: i32, baseline: &str, bw: i32) {
+/// Traffic of a route as one state: the rule that sends the canary the largest share (requests
+/// per rule are unknown, so the worst rule decides both the capacity needed and whether traffic
+/// has moved).
+fn route_weights(data: &Value, route: &str, canary: &str, baseline: &str) -> Result<TrafficState> {
+    let rules = rule_weights(data, canary, baseline);
+    let share = |c: i32, b: i32| {
+        if c + b <= 0 {
+            0.0
+        } else {
+            f64::from(c) / f64::from(c + b)
+        }
+    };
+    rules
+        .into_iter()
+        .max_by(|x, y| share(x.1, x.2).total_cmp(&share(y.1, y.2)))
+        .map(|(_, c, b)| TrafficState::Weights {
+            canary: c,
+            baseline: b,
+        })
+        .ok_or_else(|| Error::Invalid {
+            field: format!("httproutes/{route} spec.rules[].backendRefs"),
+            message: format!("no rule has a backendRef named {canary:?} or {baseline:?}"),
+        })
+}
+
+/// Sets the two backends' weights in every rule that names either. A rule without the baseline
+/// gets a baseline backendRef on `baseline_port` (the baseline Service's port, not the canary's).
+fn set_route_weights(
+    data: &mut Value,
+    canary: &str,
+    cw: i32,
+    baseline: &str,
+    bw: i32,
+    baseline_port: Option<i64>,
+) -> Result<()> {
     let Some(rules) = data["spec"]["rules"].as_array_mut() else {
-        return;
+        return Ok(());
     };
     for rule in rules {
         let Some(refs) = rule["backendRefs"].as_array_mut() else {
             continue;
         };
-        if !refs.iter().any(|b| b["name"] == canary) {
+        let names = |n: &str| refs.iter().any(|b| b["name"] == n);
+        if !names(canary) && !names(baseline) {
             continue;
         }
-        if !refs.iter().any(|b| b["name"] == baseline) {
-            let mut b = refs
-                .iter()
-                .find(|b| b["name"] == canary)
-                .cloned()
-                .unwrap_or_default();
-            b["name"] = json!(baseline);
-            refs.push(b);
+        if !names(baseline) && bw > 0 {
+            let port = baseline_port.ok_or_else(|| Error::Invalid {
+                field: format!("services/{baseline} spec.ports"),
+                message: "a rule needs a backendRef to the baseline Service, and its port is \
+                          ambiguous (not exactly one port, none matching the canary's)"
+                    .into(),
+            })?;
+            refs.push(json!({"group": "", "kind": "Service", "name": baseline, "port": port}));
         }
         for b in refs.iter_mut() {
             if b["name"] == canary {
@@ -744,6 +1145,84 @@ fn set_route_weights(data: &mut Value, canary: &str, cw: i32, baseline: &str, bw
                 b["weight"] = json!(bw);
             }
         }
-        return;
     }
+    Ok(())
+}
+
+/// The port a new baseline backendRef uses: the canary's port if the baseline Service serves it,
+/// else the baseline Service's only port.
+fn baseline_port(route: &Value, canary: &str, svc: &Service) -> Option<i64> {
+    let ports: Vec<i64> = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| i64::from(p.port))
+        .collect();
+    let canary_port = route["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["backendRefs"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["name"] == canary)
+        .and_then(|b| b["port"].as_i64());
+    match (canary_port, ports.as_slice()) {
+        (Some(p), ps) if ps.contains(&p) => Some(p),
+        (_, [only]) => Some(*only),
+        _ => None,
+    }
+}
+
+/// Whether every parent accepted the route and resolved its references for `generation`.
+fn route_status_ok(route: &Value, generation: i64) -> std::result::Result<(), String> {
+    let parents = route["spec"]["parentRefs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let status = route["status"]["parents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if parents.is_empty() {
+        return Err("the route has no parentRefs".into());
+    }
+    for p in &parents {
+        let name = p["name"].as_str().unwrap_or_default();
+        let st: Vec<&Value> = status
+            .iter()
+            .filter(|s| s["parentRef"]["name"] == p["name"])
+            .collect();
+        if st.is_empty() {
+            return Err(format!("parent {name:?} has not reported status"));
+        }
+        for ty in ["Accepted", "ResolvedRefs"] {
+            let cond = st
+                .iter()
+                .flat_map(|s| s["conditions"].as_array().cloned().unwrap_or_default())
+                .find(|c| c["type"] == ty);
+            match cond {
+                None => return Err(format!("parent {name:?} has no {ty} condition")),
+                Some(c)
+                    if c["observedGeneration"]
+                        .as_i64()
+                        .is_some_and(|g| g < generation) =>
+                {
+                    return Err(format!(
+                        "parent {name:?} has not observed generation {generation} yet"
+                    ))
+                }
+                Some(c) if c["status"] != "True" => {
+                    return Err(format!(
+                        "parent {name:?}: {ty} is {} ({}: {})",
+                        c["status"].as_str().unwrap_or("?"),
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }

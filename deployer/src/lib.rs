@@ -43,17 +43,42 @@ pub enum Error {
         namespace: String,
     },
     #[error(
-        "baseline {group} is not ready: {ready} of {required} required replicas ready \
-         (observedGeneration current: {observed}) after {waited:?}; traffic was NOT moved. \
+        "baseline {group} is not ready: {ready} of {required} required replicas available \
+         ({detail}) after {waited:?}; traffic was NOT moved. \
          Fix the baseline, then run the same rollback again to resume"
     )]
     BaselineNotReady {
         group: String,
+        /// Available replicas (ready for `minReadySeconds`).
         ready: i32,
         required: i32,
-        observed: bool,
+        /// What is missing: availability, a rollout in progress, a stale status.
+        detail: String,
         waited: Duration,
     },
+    #[error(
+        "backend Service {service} has {ready} ready endpoints, {required} required, after \
+         {waited:?}; traffic was NOT moved to it"
+    )]
+    BackendNotReady {
+        service: String,
+        ready: i32,
+        required: i32,
+        waited: Duration,
+    },
+    #[error("HTTPRoute {route} is not programmed by its gateway: {status}")]
+    RouteNotAccepted { route: String, status: String },
+    #[error(
+        "{object} is locked by {holder} (a deploy or rollback in progress) until {until}; \
+         run again once it finished, or delete Lease vigil-traffic-{object} if its holder is gone"
+    )]
+    Locked {
+        object: String,
+        holder: String,
+        until: String,
+    },
+    #[error("the rollback was cancelled during step {step}; run it again to resume")]
+    Cancelled { step: String },
     #[error(
         "traffic on {object} did not read back as written: expected {expected}, found {found}"
     )]

@@ -23,7 +23,7 @@
 //! never below the baseline HPA's own minimum — the baseline keeps its own share and takes over
 //! the canary's share of the whole group's capacity.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -92,6 +92,11 @@ pub struct RollbackPlan {
     pub canary_share: f64,
     /// Traffic after the move.
     pub target_traffic: TrafficState,
+    /// Other Services whose selector matches the canary's pods (a headless Service, a second
+    /// Service): they keep sending the canary requests until it is deleted; the rollback cannot
+    /// move them and reports them.
+    #[serde(default)]
+    pub other_services: Vec<String>,
     /// Whether this plan was read from a record left by an earlier run.
     #[serde(skip)]
     pub resumed: bool,
@@ -166,6 +171,41 @@ fn share(canary: i32, baseline: i32) -> f64 {
     }
 }
 
+fn template_labels(g: &crate::cluster::GroupState) -> BTreeMap<String, String> {
+    g.template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a Service selector matches pods with these labels (an empty selector selects none).
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The selector that sends the Service's requests to the baseline's pods and none of the
+/// canary's: the baseline's `matchLabels` if they exclude the canary's pods (a broad selector
+/// such as `{app: shop}` does not), else all of the baseline's pod template labels.
+fn baseline_only_selector(
+    baseline: &crate::cluster::GroupState,
+    b_labels: &BTreeMap<String, String>,
+    c_labels: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    for candidate in [&baseline.match_labels, b_labels] {
+        if selects(candidate, b_labels) && !selects(candidate, c_labels) {
+            return Ok(candidate.clone());
+        }
+    }
+    Err(Error::Invalid {
+        field: "traffic".into(),
+        message: format!(
+            "no selector selects the baseline's pods without the canary's: baseline pod labels \
+             {b_labels:?}, canary pod labels {c_labels:?}; give the baseline a distinguishing label"
+        ),
+    })
+}
+
 fn read_record(
     object: &GroupRef,
     annotations: &std::collections::BTreeMap<String, String>,
@@ -217,30 +257,17 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
         });
     };
     let traffic = cluster.read_traffic(&req.traffic).await?;
+    let c_labels = template_labels(&canary);
+    let b_labels = template_labels(&baseline);
     let canary_share = match &traffic {
         TrafficState::Weights { canary, baseline } => share(*canary, *baseline),
         TrafficState::Selector { selector } => {
-            let selects = |labels: &std::collections::BTreeMap<String, String>| {
-                selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-            };
-            let c_labels = canary
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            let b_labels = baseline
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            let c = if selects(&c_labels) {
+            let c = if selects(selector, &c_labels) {
                 canary.ready_replicas
             } else {
                 0
             };
-            let b = if selects(&b_labels) {
+            let b = if selects(selector, &b_labels) {
                 baseline.ready_replicas
             } else {
                 0
@@ -259,7 +286,7 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
     }
     let target_traffic = match (&req.traffic, &traffic) {
         (TrafficSpec::Service { .. }, _) => TrafficState::Selector {
-            selector: baseline.match_labels.clone(),
+            selector: baseline_only_selector(&baseline, &b_labels, &c_labels)?,
         },
         (TrafficSpec::HttpRoute { .. }, TrafficState::Weights { canary, baseline }) => {
             TrafficState::Weights {
@@ -274,6 +301,20 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
             })
         }
     };
+    let exclude: Vec<&str> = match &req.traffic {
+        TrafficSpec::Service { service } => vec![service.as_str()],
+        TrafficSpec::HttpRoute { canary_backend, .. } => vec![canary_backend.as_str()],
+    };
+    let other_services: Vec<String> = cluster
+        .services_selecting(&c_labels)
+        .await?
+        .into_iter()
+        .filter(|s| !exclude.contains(&s.as_str()))
+        .collect();
+    if !other_services.is_empty() {
+        tracing::warn!(services = ?other_services, canary = %req.canary,
+            "other Services select the canary's pods and keep sending them requests until it is deleted");
+    }
     let canary_config = versioned::config_refs(&canary.template)
         .into_iter()
         .filter(|r| versioned::split_version(&r.name).is_some())
@@ -292,6 +333,7 @@ pub async fn plan_rollback(cluster: &Cluster, req: &RollbackRequest) -> Result<R
         required_replicas: required,
         canary_share,
         target_traffic,
+        other_services,
         resumed: false,
         canary_present: true,
     })
@@ -376,7 +418,7 @@ impl RollbackPlan {
             calls.push(format!("SLEEP  {:?}  (retention)", opts.retention));
         }
         calls.push(format!(
-            "DELETE {}  (propagationPolicy=Background)",
+            "DELETE {}  (propagationPolicy=Foreground; wait until gone)",
             gpath(c)
         ));
         for r in &self.prior.canary_config {
@@ -440,262 +482,379 @@ impl fmt::Display for RollbackPlan {
             f,
             "  traffic: {} -> {}",
             self.prior.traffic, self.target_traffic
-        )
+        )?;
+        if !self.other_services.is_empty() {
+            writeln!(
+                f,
+                "  WARNING: other Services select the canary's pods until it is deleted: {}",
+                self.other_services.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// Runs (or resumes) a rollback. `progress` is called after each step.
+///
+/// A resumed plan runs every step again, whatever became of the canary: each step reads first
+/// and changes only what differs, so a finished step costs reads, and traffic that never moved
+/// (someone deleted the canary after a failed run) is moved now, after pin, resize and wait.
 pub async fn execute_rollback(
     cluster: &Cluster,
     plan: &RollbackPlan,
     opts: &RollbackOptions,
     progress: &mut (dyn FnMut(&StepReport) + Send),
 ) -> Result<RollbackReport> {
+    execute_rollback_until(cluster, plan, opts, progress, std::future::pending()).await
+}
+
+/// Like [`execute_rollback`], stopping with [`Error::Cancelled`] when `cancel` completes during
+/// a wait (the drain, a readiness wait, the retention): nothing is left half-written, and running
+/// the same rollback again resumes it.
+pub async fn execute_rollback_until(
+    cluster: &Cluster,
+    plan: &RollbackPlan,
+    opts: &RollbackOptions,
+    progress: &mut (dyn FnMut(&StepReport) + Send),
+    cancel: impl std::future::Future<Output = ()> + Send,
+) -> Result<RollbackReport> {
+    let run = Run {
+        cluster,
+        plan,
+        opts,
+        moves: traffic_steps(plan, opts)?,
+        record: serde_json::to_string(plan).map_err(|source| Error::BadRecord {
+            object: plan.request.canary.to_string(),
+            source,
+        })?,
+    };
+    // Deploys and rollbacks of the same traffic object exclude each other. The lock is held for
+    // the longest the run can take (each wait's timeout, drain, retention), so it needs no renewal.
+    let object = traffic_object(&plan.request.traffic);
+    let hold = opts.ready_timeout * (run.moves.len() as u32 + 1) + opts.drain + opts.retention;
+    cluster.lock_traffic(object, hold).await?;
     let mut steps = Vec::new();
-    let mut report = |step: Step, read: String, changed: String| {
-        info!(%step, read = %read, changed = %changed, "rollback step");
-        let r = StepReport {
-            step,
-            read,
-            changed,
-        };
-        progress(&r);
-        steps.push(r);
-    };
-    let req = &plan.request;
-    // Once the canary is gone, traffic has moved: only its clean-up and the HPA restore can be
-    // unfinished.
-    let first = if plan.resumed && !plan.canary_present {
-        Step::RemoveCanary
-    } else {
-        Step::Record
-    };
-    let moves = traffic_steps(plan, opts)?;
-    let record = serde_json::to_string(plan).map_err(|source| Error::BadRecord {
-        object: req.canary.to_string(),
-        source,
-    })?;
-    for step in Step::ALL.into_iter().filter(|s| *s >= first) {
-        match step {
-            Step::Record => {
-                let mut changed = Vec::new();
-                for g in [&req.canary, &req.baseline] {
-                    let st = cluster.require_group(g).await?;
-                    if st.annotations.get(ROLLBACK_ANNOTATION) != Some(&record) {
-                        cluster
-                            .annotate_group(g, ROLLBACK_ANNOTATION, Some(&record))
-                            .await?;
-                        changed.push(format!("annotated {g}"));
-                    }
-                }
-                report(
-                    step,
-                    format!(
-                        "canary and baseline present; plan requires {} ready",
-                        plan.required_replicas
-                    ),
-                    joined(changed),
-                );
-            }
-            Step::PinHpa => {
-                let Some(prior) = &plan.prior.baseline_hpa else {
-                    report(step, "baseline has no HPA".into(), "nothing".into());
-                    continue;
-                };
-                let (min, max) = (
-                    prior.min.max(plan.required_replicas),
-                    prior.max.max(plan.required_replicas),
-                );
-                let now = cluster.hpa(&prior.name).await?;
-                let changed = match &now {
-                    Some(h) if h.min == min && h.max == max => "nothing".to_string(),
-                    Some(_) => {
-                        cluster.set_hpa_bounds(&prior.name, min, max).await?;
-                        format!("min -> {min}, max -> {max}")
-                    }
-                    None => return Err(cluster.not_found("horizontalpodautoscalers", &prior.name)),
-                };
-                report(
-                    step,
-                    format!("HPA {} now {:?}", prior.name, now.map(|h| (h.min, h.max))),
-                    changed,
-                );
-            }
-            Step::ResizeBaseline => {
-                let st = cluster.require_group(&req.baseline).await?;
-                let changed = if st.spec_replicas < plan.required_replicas {
-                    cluster
-                        .scale_group(&req.baseline, plan.required_replicas)
-                        .await?;
-                    format!(
-                        "replicas {} -> {}",
-                        st.spec_replicas, plan.required_replicas
-                    )
-                } else {
-                    "nothing".into()
-                };
-                report(
-                    step,
-                    format!("baseline replicas {}", st.spec_replicas),
-                    changed,
-                );
-            }
-            Step::WaitReady => {
-                let now = cluster.read_traffic(&req.traffic).await?;
-                let need = moves
-                    .iter()
-                    .find(|(s, _)| !reached(&now, s))
-                    .map_or(plan.required_replicas, |(_, n)| *n);
-                let st = cluster
-                    .wait_group_ready(&req.baseline, need, opts.ready_timeout)
-                    .await?;
-                report(
-                    step,
-                    format!(
-                        "baseline ready {}/{} (generation observed)",
-                        st.ready_replicas, st.spec_replicas
-                    ),
-                    "nothing".into(),
-                );
-            }
-            Step::MoveTraffic => {
-                let first = cluster.read_traffic(&req.traffic).await?;
-                let mut now = first.clone();
-                let mut changed = Vec::new();
-                for (target, need) in &moves {
-                    if reached(&now, target) {
-                        continue;
-                    }
-                    // The step's capacity, then a fresh check right before the write: readiness
-                    // can be lost between the wait and here.
-                    cluster
-                        .wait_group_ready(&req.baseline, *need, opts.ready_timeout)
-                        .await?;
-                    let st = cluster.require_group(&req.baseline).await?;
-                    if !st.is_ready_for(*need) {
-                        return Err(Error::BaselineNotReady {
-                            group: req.baseline.to_string(),
-                            ready: st.ready_replicas,
-                            required: *need,
-                            observed: st.observed,
-                            waited: Duration::ZERO,
-                        });
-                    }
-                    cluster.write_traffic(&req.traffic, target).await?;
-                    changed.push(format!(
-                        "{now} -> {target} with {} ready (verified by read-back)",
-                        st.ready_replicas
-                    ));
-                    now = target.clone();
-                }
-                report(step, format!("traffic {first}"), joined(changed));
-            }
-            Step::Drain => {
-                tokio::time::sleep(opts.drain).await;
-                report(step, "nothing".into(), format!("waited {:?}", opts.drain));
-            }
-            Step::RemoveCanary => {
-                let mut changed = Vec::new();
-                if let Some(h) = &plan.prior.canary_hpa {
-                    if cluster.delete_hpa(h).await? {
-                        changed.push(format!("deleted HPA {h}"));
-                    }
-                }
-                let st = cluster.group(&req.canary).await?;
-                if let Some(st) = &st {
-                    if st.spec_replicas > 0 {
-                        cluster.scale_group(&req.canary, 0).await?;
-                        changed.push(format!("scaled {} {} -> 0", req.canary, st.spec_replicas));
-                    }
-                    if !opts.retention.is_zero() {
-                        // The deadline is recorded on the canary, so a resumed run waits only
-                        // for what is left of it.
-                        let until = match st
-                            .annotations
-                            .get(RETAIN_UNTIL_ANNOTATION)
-                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                        {
-                            Some(t) => t,
-                            None => {
-                                let span = jiff::SignedDuration::try_from(opts.retention)
-                                    .unwrap_or(jiff::SignedDuration::MAX);
-                                let t = jiff::Timestamp::now()
-                                    .checked_add(span)
-                                    .unwrap_or(jiff::Timestamp::MAX);
-                                cluster
-                                    .annotate_group(
-                                        &req.canary,
-                                        RETAIN_UNTIL_ANNOTATION,
-                                        Some(&t.to_string()),
-                                    )
-                                    .await?;
-                                changed.push(format!("retained until {t}"));
-                                t
-                            }
-                        };
-                        let left = jiff::Timestamp::now().duration_until(until);
-                        if let Ok(left) = Duration::try_from(left) {
-                            tokio::time::sleep(left).await;
-                        }
-                    }
-                    if cluster.delete_group(&req.canary).await? {
-                        changed.push(format!("deleted {}", req.canary));
-                    }
-                }
-                let candidates: BTreeSet<ConfigRef> =
-                    plan.prior.canary_config.iter().cloned().collect();
-                for r in versioned::delete_unreferenced(cluster, &candidates).await? {
-                    changed.push(format!("deleted {} {}", r.kind.plural(), r.name));
-                }
-                report(
-                    step,
-                    format!(
-                        "canary {}",
-                        if st.is_some() {
-                            "present"
-                        } else {
-                            "already deleted"
-                        }
-                    ),
-                    joined(changed),
-                );
-            }
-            Step::RestoreHpa => {
-                let mut changed = Vec::new();
-                if let Some(prior) = &plan.prior.baseline_hpa {
-                    match cluster.hpa(&prior.name).await? {
-                        Some(h) if h.min == prior.min && h.max == prior.max => {}
-                        Some(_) => {
-                            cluster
-                                .set_hpa_bounds(&prior.name, prior.min, prior.max)
-                                .await?;
-                            changed.push(format!(
-                                "HPA {} min -> {}, max -> {}",
-                                prior.name, prior.min, prior.max
-                            ));
-                        }
-                        None => {}
-                    }
-                }
-                let st = cluster.require_group(&req.baseline).await?;
-                if st.annotations.contains_key(ROLLBACK_ANNOTATION) {
-                    cluster
-                        .annotate_group(&req.baseline, ROLLBACK_ANNOTATION, None)
-                        .await?;
-                    changed.push(format!("removed record from {}", req.baseline));
-                }
-                report(
-                    step,
-                    format!("baseline replicas {}", st.spec_replicas),
-                    joined(changed),
-                );
-            }
+    let result = async {
+        tokio::pin!(cancel);
+        for step in Step::ALL {
+            let doing = run.step(step);
+            let report = tokio::select! {
+                r = doing => r?,
+                _ = &mut cancel => return Err(Error::Cancelled { step: step.to_string() }),
+            };
+            info!(%step, read = %report.read, changed = %report.changed, "rollback step");
+            progress(&report);
+            steps.push(report);
         }
+        Ok(())
     }
+    .await;
+    // Released on failure too, so a rerun by another process need not wait for the expiry.
+    if let Err(e) = cluster.unlock_traffic(object).await {
+        tracing::warn!(error = %e, "could not release the traffic lock; it expires by itself");
+    }
+    result?;
     Ok(RollbackReport {
         plan: plan.clone(),
         steps,
     })
+}
+
+/// The object traffic is written to: the Service or the HTTPRoute.
+pub(crate) fn traffic_object(spec: &TrafficSpec) -> &str {
+    match spec {
+        TrafficSpec::Service { service } => service,
+        TrafficSpec::HttpRoute { route, .. } => route,
+    }
+}
+
+/// One execution of a plan: what every step needs.
+struct Run<'a> {
+    cluster: &'a Cluster,
+    plan: &'a RollbackPlan,
+    opts: &'a RollbackOptions,
+    /// Traffic after each move and the ready baseline replicas it needs.
+    moves: Vec<(TrafficState, i32)>,
+    /// The plan as recorded in the annotation.
+    record: String,
+}
+
+impl Run<'_> {
+    async fn step(&self, step: Step) -> Result<StepReport> {
+        let (read, changed) = match step {
+            Step::Record => self.record().await?,
+            Step::PinHpa => self.pin_hpa().await?,
+            Step::ResizeBaseline => self.resize_baseline().await?,
+            Step::WaitReady => self.wait_ready().await?,
+            Step::MoveTraffic => self.move_traffic().await?,
+            Step::Drain => self.drain().await,
+            Step::RemoveCanary => self.remove_canary().await?,
+            Step::RestoreHpa => self.restore_hpa().await?,
+        };
+        Ok(StepReport {
+            step,
+            read,
+            changed,
+        })
+    }
+
+    /// Step 1: the plan on the canary (if it still exists) and the baseline.
+    async fn record(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let mut changed = Vec::new();
+        let mut present = Vec::new();
+        for g in [&req.canary, &req.baseline] {
+            let Some(st) = self.cluster.group(g).await? else {
+                if g == &req.baseline {
+                    return Err(self.cluster.not_found(g.kind.plural(), &g.name));
+                }
+                continue;
+            };
+            present.push(g.to_string());
+            if st.annotations.get(ROLLBACK_ANNOTATION) != Some(&self.record) {
+                self.cluster
+                    .annotate_group(g, ROLLBACK_ANNOTATION, Some(&self.record))
+                    .await?;
+                changed.push(format!("annotated {g}"));
+            }
+        }
+        Ok((
+            format!(
+                "present: {}; plan requires {} ready",
+                present.join(", "),
+                self.plan.required_replicas
+            ),
+            joined(changed),
+        ))
+    }
+
+    /// Step 2: the baseline HPA's bounds at least the required capacity.
+    async fn pin_hpa(&self) -> Result<(String, String)> {
+        let Some(prior) = &self.plan.prior.baseline_hpa else {
+            return Ok(("baseline has no HPA".into(), "nothing".into()));
+        };
+        let required = self.plan.required_replicas;
+        let (min, max) = (prior.min.max(required), prior.max.max(required));
+        let now = self.cluster.hpa(&prior.name).await?;
+        let changed = match &now {
+            Some(h) if h.min >= min && h.max >= max => "nothing".to_string(),
+            Some(_) => {
+                self.cluster.set_hpa_bounds(&prior.name, min, max).await?;
+                format!("min -> {min}, max -> {max}")
+            }
+            None => {
+                return Err(self
+                    .cluster
+                    .not_found("horizontalpodautoscalers", &prior.name))
+            }
+        };
+        Ok((
+            format!("HPA {} now {:?}", prior.name, now.map(|h| (h.min, h.max))),
+            changed,
+        ))
+    }
+
+    /// Step 3: the baseline up to the required capacity, never down.
+    async fn resize_baseline(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let required = self.plan.required_replicas;
+        let st = self.cluster.require_group(&req.baseline).await?;
+        let changed = if st.spec_replicas < required {
+            self.cluster.scale_group(&req.baseline, required).await?;
+            format!("replicas {} -> {required}", st.spec_replicas)
+        } else {
+            "nothing".into()
+        };
+        Ok((format!("baseline replicas {}", st.spec_replicas), changed))
+    }
+
+    /// The ready replicas the next traffic move needs (all of them once traffic has moved).
+    async fn next_need(&self) -> Result<i32> {
+        let now = self
+            .cluster
+            .read_traffic(&self.plan.request.traffic)
+            .await?;
+        Ok(self
+            .moves
+            .iter()
+            .find(|(s, _)| !reached(&now, s))
+            .map_or(self.plan.required_replicas, |(_, n)| *n))
+    }
+
+    /// Step 4: the baseline ready (available, rollout complete) for the next move.
+    async fn wait_ready(&self) -> Result<(String, String)> {
+        let need = self.next_need().await?;
+        let st = self
+            .cluster
+            .wait_group_ready(&self.plan.request.baseline, need, self.opts.ready_timeout)
+            .await?;
+        Ok((
+            format!(
+                "baseline {}/{} available, rollout complete, generation observed",
+                st.available_replicas, st.spec_replicas
+            ),
+            "nothing".into(),
+        ))
+    }
+
+    /// Step 5: each move after the capacity it needs is ready — the group, and for a route the
+    /// ready endpoints behind the baseline backend — re-checked right before the write.
+    async fn move_traffic(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let first = self.cluster.read_traffic(&req.traffic).await?;
+        let mut now = first.clone();
+        let mut changed = Vec::new();
+        for (target, need) in &self.moves {
+            if reached(&now, target) {
+                continue;
+            }
+            self.cluster
+                .wait_group_ready(&req.baseline, *need, self.opts.ready_timeout)
+                .await?;
+            let endpoints = match &req.traffic {
+                TrafficSpec::HttpRoute {
+                    baseline_backend, ..
+                } => Some(
+                    self.cluster
+                        .wait_backend_ready(baseline_backend, *need, self.opts.ready_timeout)
+                        .await?,
+                ),
+                TrafficSpec::Service { .. } => None,
+            };
+            // Another controller (KEDA reconciling its HPA) may have undone the pin since step
+            // 2: pin again right before traffic moves, so the HPA cannot shrink the baseline
+            // under its new load.
+            let (_, repinned) = self.pin_hpa().await?;
+            if repinned != "nothing" {
+                changed.push(format!("HPA pin restored before the move: {repinned}"));
+            }
+            let st = self.cluster.require_group(&req.baseline).await?;
+            if !st.is_ready_for(*need) {
+                return Err(Error::BaselineNotReady {
+                    group: req.baseline.to_string(),
+                    ready: st.available_replicas,
+                    required: *need,
+                    detail: st.not_ready_detail(*need),
+                    waited: Duration::ZERO,
+                });
+            }
+            self.cluster.write_traffic(&req.traffic, target).await?;
+            changed.push(format!(
+                "{now} -> {target} with {} available{} (verified by read-back)",
+                st.available_replicas,
+                endpoints.map_or(String::new(), |e| format!(", {e} ready endpoints"))
+            ));
+            now = target.clone();
+        }
+        if !self.plan.other_services.is_empty() {
+            changed.push(format!(
+                "WARNING: Services {} still select the canary's pods until it is deleted",
+                self.plan.other_services.join(", ")
+            ));
+        }
+        Ok((format!("traffic {first}"), joined(changed)))
+    }
+
+    /// Step 6: load balancers converge.
+    async fn drain(&self) -> (String, String) {
+        tokio::time::sleep(self.opts.drain).await;
+        ("nothing".into(), format!("waited {:?}", self.opts.drain))
+    }
+
+    /// Step 7: the canary's HPA, the canary (after the retention), its unreferenced config.
+    async fn remove_canary(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let cluster = self.cluster;
+        let mut changed = Vec::new();
+        if let Some(h) = &self.plan.prior.canary_hpa {
+            if cluster.delete_hpa(h).await? {
+                changed.push(format!("deleted HPA {h}"));
+            }
+        }
+        let st = cluster.group(&req.canary).await?;
+        if let Some(st) = &st {
+            if st.spec_replicas > 0 {
+                cluster.scale_group(&req.canary, 0).await?;
+                changed.push(format!("scaled {} {} -> 0", req.canary, st.spec_replicas));
+            }
+            if !self.opts.retention.is_zero() {
+                // The deadline is recorded on the canary, so a resumed run waits only for what
+                // is left of it.
+                let until = match st
+                    .annotations
+                    .get(RETAIN_UNTIL_ANNOTATION)
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                {
+                    Some(t) => t,
+                    None => {
+                        let span = jiff::SignedDuration::try_from(self.opts.retention)
+                            .unwrap_or(jiff::SignedDuration::MAX);
+                        let t = jiff::Timestamp::now()
+                            .checked_add(span)
+                            .unwrap_or(jiff::Timestamp::MAX);
+                        cluster
+                            .annotate_group(
+                                &req.canary,
+                                RETAIN_UNTIL_ANNOTATION,
+                                Some(&t.to_string()),
+                            )
+                            .await?;
+                        changed.push(format!("retained until {t}"));
+                        t
+                    }
+                };
+                let left = jiff::Timestamp::now().duration_until(until);
+                if let Ok(left) = Duration::try_from(left) {
+                    tokio::time::sleep(left).await;
+                }
+            }
+            if cluster.delete_group(&req.canary).await? {
+                changed.push(format!("deleted {}", req.canary));
+            }
+        }
+        let candidates: BTreeSet<ConfigRef> =
+            self.plan.prior.canary_config.iter().cloned().collect();
+        for r in versioned::delete_unreferenced(cluster, &candidates).await? {
+            changed.push(format!("deleted {} {}", r.kind.plural(), r.name));
+        }
+        let read = format!(
+            "canary {}",
+            if st.is_some() {
+                "present"
+            } else {
+                "already deleted"
+            }
+        );
+        Ok((read, joined(changed)))
+    }
+
+    /// Step 8: the baseline HPA's bounds back, the record removed.
+    async fn restore_hpa(&self) -> Result<(String, String)> {
+        let req = &self.plan.request;
+        let mut changed = Vec::new();
+        if let Some(prior) = &self.plan.prior.baseline_hpa {
+            let required = self.plan.required_replicas;
+            let pinned = (prior.min.max(required), prior.max.max(required));
+            if let Some((min, max)) = self
+                .cluster
+                .restore_hpa_bounds(&prior.name, pinned, (prior.min, prior.max))
+                .await?
+            {
+                changed.push(format!("HPA {} min -> {min}, max -> {max}", prior.name));
+            }
+        }
+        let st = self.cluster.require_group(&req.baseline).await?;
+        if st.annotations.contains_key(ROLLBACK_ANNOTATION) {
+            self.cluster
+                .annotate_group(&req.baseline, ROLLBACK_ANNOTATION, None)
+                .await?;
+            changed.push(format!("removed record from {}", req.baseline));
+        }
+        Ok((
+            format!("baseline replicas {}", st.spec_replicas),
+            joined(changed),
+        ))
+    }
 }
 
 /// The traffic after each step and the ready baseline replicas it needs.

@@ -106,59 +106,110 @@ async fn serving_group(
             let r = cluster
                 .call_opt(&format!("get httproutes/{route}"), || api.get(route))
                 .await?;
-            let refs = r
-                .map(|r| r.data["spec"]["rules"][0]["backendRefs"].clone())
-                .unwrap_or_default();
-            Ok(refs
-                .as_array()
+            // Summed over every rule of the cluster.
+            let mut total: BTreeMap<String, i64> = BTreeMap::new();
+            for (_, refs) in r
+                .map(|r| cluster_rules(&r.data, &cfg.cluster))
+                .unwrap_or_default()
+            {
+                for b in refs {
+                    *total.entry(b.0).or_default() += i64::from(b.1);
+                }
+            }
+            Ok(total
                 .into_iter()
-                .flatten()
-                .filter(|b| b["weight"].as_i64().unwrap_or(1) > 0)
-                .max_by_key(|b| b["weight"].as_i64().unwrap_or(1))
-                .and_then(|b| b["name"].as_str().map(String::from)))
+                .filter(|(_, w)| *w > 0)
+                .max_by_key(|(_, w)| *w)
+                .map(|(n, _)| n))
         }
     }
 }
 
-/// Sets the route's first rule to exactly these backends and weights, and verifies the read-back.
+/// The rules of a route that belong to a cluster: those whose backendRefs are empty or all name
+/// its server groups (`<cluster>-vNNN`), with their (backend, weight) pairs. Rules for other
+/// backends are left alone.
+fn cluster_rules(data: &serde_json::Value, cluster: &str) -> Vec<(usize, Vec<(String, i32)>)> {
+    data["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, rule)| {
+            let refs: Vec<(String, i32)> = rule["backendRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    (
+                        b["name"].as_str().unwrap_or_default().to_string(),
+                        b["weight"].as_i64().unwrap_or(1).clamp(0, 1_000_000) as i32,
+                    )
+                })
+                .collect();
+            refs.iter()
+                .all(|(n, _)| group_version(cluster, n).is_some())
+                .then_some((i, refs))
+        })
+        .collect()
+}
+
+/// Sets every rule of the cluster (see [`cluster_rules`]) to exactly these backends and weights,
+/// after each backend with weight has `ready` ready endpoints, then verifies the read-back and
+/// that the gateway accepted the new generation.
 async fn set_weights(
     cluster: &Cluster,
+    cfg: &DeployerConfig,
     route: &str,
     port: i32,
     weights: &[(String, i32)],
+    ready: i32,
 ) -> Result<()> {
+    let timeout = cfg.rollback.options().ready_timeout;
+    for (name, w) in weights {
+        if *w > 0 {
+            let need = ((i64::from(ready) * i64::from(*w) + 99) / 100).max(1) as i32;
+            cluster.wait_backend_ready(name, need, timeout).await?;
+        }
+    }
     let api = cluster.routes();
     let refs: Vec<serde_json::Value> = weights
         .iter()
         .map(|(n, w)| json!({"group": "", "kind": "Service", "name": n, "port": port, "weight": w}))
         .collect();
-    cluster
+    let written = cluster
         .call(&format!("replace httproutes/{route} weights"), || async {
             let mut r = api.get(route).await?;
-            r.data["spec"]["rules"][0]["backendRefs"] = json!(refs);
-            api.replace(route, &PostParams::default(), &r).await
+            let rules = cluster_rules(&r.data, &cfg.cluster);
+            if rules.is_empty() {
+                return Ok(None);
+            }
+            for (i, _) in rules {
+                r.data["spec"]["rules"][i]["backendRefs"] = json!(refs);
+            }
+            api.replace(route, &PostParams::default(), &r).await.map(Some)
         })
+        .await?
+        .ok_or_else(|| Error::Invalid {
+            field: format!("httproutes/{route} spec.rules"),
+            message: format!(
+                "no rule for cluster {:?}: a rule's backendRefs must be empty or name only its server groups",
+                cfg.cluster
+            ),
+        })?;
+    cluster
+        .wait_route_accepted(route, written.metadata.generation.unwrap_or(0))
         .await?;
     let r = cluster
         .call(&format!("get httproutes/{route}"), || api.get(route))
         .await?;
-    let found: Vec<(String, i32)> = r.data["spec"]["rules"][0]["backendRefs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| {
-            (
-                b["name"].as_str().unwrap_or_default().to_string(),
-                b["weight"].as_i64().unwrap_or(1) as i32,
-            )
-        })
-        .collect();
-    if found != weights {
-        return Err(Error::TrafficNotVerified {
-            object: format!("httproutes/{route}"),
-            expected: format!("{weights:?}"),
-            found: format!("{found:?}"),
-        });
+    for (i, found) in cluster_rules(&r.data, &cfg.cluster) {
+        if found != weights {
+            return Err(Error::TrafficNotVerified {
+                object: format!("httproutes/{route} rule {i}"),
+                expected: format!("{weights:?}"),
+                found: format!("{found:?}"),
+            });
+        }
     }
     info!(route, ?weights, "traffic weights set and verified");
     Ok(())
@@ -225,7 +276,8 @@ async fn switch_to(
             ensure_group_service(cluster, &name, &selector, *port).await?;
             let mut w = vec![(name, 100)];
             w.extend(others.iter().map(|o| (o.clone(), 0)));
-            set_weights(cluster, route, *port, &w).await
+            let replicas = group.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            set_weights(cluster, cfg, route, *port, &w, replicas).await
         }
     }
 }
@@ -243,13 +295,51 @@ pub async fn deploy<F, Fut>(
     cluster: &Cluster,
     cfg: &DeployerConfig,
     manifest: Deployment,
-    mut hook: F,
+    hook: F,
 ) -> Result<DeployReport>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = StepVerdict>,
 {
     enforce_windows(cfg).await?;
+    let object = traffic_object(cfg);
+    cluster.lock_traffic(object, lock_hold(cfg)).await?;
+    let result = deploy_locked(cluster, cfg, manifest, hook).await;
+    if let Err(e) = cluster.unlock_traffic(object).await {
+        tracing::warn!(error = %e, "could not release the traffic lock; it expires by itself");
+    }
+    result
+}
+
+/// The route or Service a cluster's traffic is written to.
+fn traffic_object(cfg: &DeployerConfig) -> &str {
+    match &cfg.traffic {
+        TrafficConfig::Service { service } => service,
+        TrafficConfig::HttpRoute { route, .. } => route,
+    }
+}
+
+/// How long a deploy may hold the traffic lock: a readiness wait per step and the rollback it
+/// may run.
+fn lock_hold(cfg: &DeployerConfig) -> std::time::Duration {
+    let o = cfg.rollback.options();
+    let steps = match &cfg.strategy {
+        StrategyConfig::RollingRedBlack { steps, .. } => steps.len() as u32,
+        _ => 1,
+    };
+    o.ready_timeout * (2 * steps + 2) + o.drain + o.retention
+}
+
+async fn deploy_locked<F, Fut>(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    manifest: Deployment,
+    mut hook: F,
+) -> Result<DeployReport>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = StepVerdict>,
+{
     let groups = server_groups(cluster, &cfg.cluster).await?;
     let next = groups
         .iter()
@@ -334,7 +424,7 @@ where
                     .await
                     .map_err(|e| not_ready(e, &name))?;
                 let w = vec![(name.clone(), p as i32), (prev.clone(), 100 - p as i32)];
-                set_weights(cluster, route, *port, &w).await?;
+                set_weights(cluster, cfg, route, *port, &w, target).await?;
                 reached.push(p);
                 info!(group = %name, percent = p, "rolling step reached");
                 if let StepVerdict::Stop(reason) = hook(p).await {
@@ -379,6 +469,170 @@ where
     })
 }
 
+/// What a deploy or promote would do, read from the cluster without changing it (`--dry-run`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeployPlan {
+    /// `deploy` or `promote`.
+    pub action: String,
+    /// The server group that would receive the traffic (created by a deploy).
+    pub server_group: String,
+    /// The group receiving (most) traffic now.
+    pub previous: Option<String>,
+    pub strategy: String,
+    /// Traffic percentages the group would reach, in order.
+    pub traffic_steps: Vec<u32>,
+    /// Replicas the group would run (at full traffic).
+    pub replicas: i32,
+    /// Unversioned ConfigMaps/Secrets the pod template references: each gets a `name-vNNN` copy
+    /// (or reuses the latest identical one).
+    pub config_to_version: Vec<String>,
+    /// Older server groups the strategy's clean-up would delete.
+    pub would_delete: Vec<String>,
+    /// Whether a deployment window is open now (`None`: no windows configured).
+    pub window: Option<String>,
+}
+
+impl std::fmt::Display for DeployPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} plan ({})", self.action, self.strategy)?;
+        writeln!(
+            f,
+            "  server group: {} ({} replicas)",
+            self.server_group, self.replicas
+        )?;
+        writeln!(
+            f,
+            "  traffic now on: {}",
+            self.previous.as_deref().unwrap_or("none")
+        )?;
+        let steps: Vec<String> = self.traffic_steps.iter().map(|p| format!("{p}%")).collect();
+        writeln!(f, "  traffic steps: {}", steps.join(" -> "))?;
+        if !self.config_to_version.is_empty() {
+            writeln!(
+                f,
+                "  config to version: {}",
+                self.config_to_version.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "  would delete: {}",
+            if self.would_delete.is_empty() {
+                "none".to_string()
+            } else {
+                self.would_delete.join(", ")
+            }
+        )?;
+        if let Some(w) = &self.window {
+            writeln!(f, "  deployment window: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+fn strategy_name(cfg: &DeployerConfig) -> String {
+    match &cfg.strategy {
+        StrategyConfig::RedBlack { max_history } => format!("red_black, max_history {max_history}"),
+        StrategyConfig::RollingRedBlack { steps, max_history } => {
+            format!("rolling_red_black {steps:?}, max_history {max_history}")
+        }
+        StrategyConfig::Highlander => "highlander".into(),
+    }
+}
+
+fn window_now(cfg: &DeployerConfig) -> Result<Option<String>> {
+    let Some(w) = &cfg.windows else {
+        return Ok(None);
+    };
+    let w = Windows::from_config(w)?;
+    Ok(Some(match w.check(jiff::Timestamp::now()) {
+        Ok(()) => "open now".to_string(),
+        Err(why) => why,
+    }))
+}
+
+/// Older groups the clean-up would delete once `serving` has the traffic.
+fn doomed(cfg: &DeployerConfig, names: &[String], serving: &str) -> Vec<String> {
+    let older: Vec<&String> = names.iter().filter(|n| n.as_str() != serving).collect();
+    let keep = match &cfg.strategy {
+        StrategyConfig::Highlander => 0,
+        StrategyConfig::RedBlack { max_history }
+        | StrategyConfig::RollingRedBlack { max_history, .. } => *max_history,
+    };
+    older
+        .iter()
+        .take(older.len().saturating_sub(keep))
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// What [`deploy`] would do with `manifest`, reading only.
+pub async fn plan_deploy(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    manifest: &Deployment,
+) -> Result<DeployPlan> {
+    let groups = server_groups(cluster, &cfg.cluster).await?;
+    let next = groups
+        .iter()
+        .filter_map(|d| group_version(&cfg.cluster, &name_of(d)))
+        .max()
+        .map_or(0, |v| v + 1);
+    let name = format!("{}-v{next:03}", cfg.cluster);
+    let previous = serving_group(cluster, cfg, &groups).await?;
+    let spec = manifest.spec.as_ref().ok_or_else(|| Error::Invalid {
+        field: "manifest.spec".into(),
+        message: "a Deployment manifest needs a spec".into(),
+    })?;
+    let traffic_steps = match (&cfg.strategy, &previous) {
+        (StrategyConfig::RollingRedBlack { steps, .. }, Some(_)) => steps.clone(),
+        _ => vec![100],
+    };
+    let mut names: Vec<String> = groups.iter().map(name_of).collect();
+    names.push(name.clone());
+    Ok(DeployPlan {
+        action: "deploy".into(),
+        would_delete: doomed(cfg, &names, &name),
+        server_group: name,
+        previous,
+        strategy: strategy_name(cfg),
+        traffic_steps,
+        replicas: spec.replicas.unwrap_or(1),
+        config_to_version: versioned::config_refs(&spec.template)
+            .into_iter()
+            .filter(|r| versioned::split_version(&r.name).is_none())
+            .map(|r| format!("{} {}", r.kind.plural(), r.name))
+            .collect(),
+        window: window_now(cfg)?,
+    })
+}
+
+/// What [`promote`] would do for `group`, reading only.
+pub async fn plan_promote(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    group: &str,
+) -> Result<DeployPlan> {
+    let groups = server_groups(cluster, &cfg.cluster).await?;
+    let g = groups
+        .iter()
+        .find(|d| name_of(d) == group)
+        .ok_or_else(|| cluster.not_found("deployments", group))?;
+    let previous = serving_group(cluster, cfg, &groups).await?;
+    let names: Vec<String> = groups.iter().map(name_of).collect();
+    Ok(DeployPlan {
+        action: "promote".into(),
+        server_group: group.to_string(),
+        previous,
+        strategy: strategy_name(cfg),
+        traffic_steps: vec![100],
+        replicas: g.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        config_to_version: Vec::new(),
+        would_delete: doomed(cfg, &names, group),
+        window: window_now(cfg)?,
+    })
+}
+
 fn not_ready(e: Error, name: &str) -> Error {
     match e {
         Error::BaselineNotReady {
@@ -404,6 +658,20 @@ fn scaled(target: i32, percent: u32) -> i32 {
 /// applies the strategy's clean-up.
 pub async fn promote(cluster: &Cluster, cfg: &DeployerConfig, group: &str) -> Result<DeployReport> {
     enforce_windows(cfg).await?;
+    let object = traffic_object(cfg);
+    cluster.lock_traffic(object, lock_hold(cfg)).await?;
+    let result = promote_locked(cluster, cfg, group).await;
+    if let Err(e) = cluster.unlock_traffic(object).await {
+        tracing::warn!(error = %e, "could not release the traffic lock; it expires by itself");
+    }
+    result
+}
+
+async fn promote_locked(
+    cluster: &Cluster,
+    cfg: &DeployerConfig,
+    group: &str,
+) -> Result<DeployReport> {
     let groups = server_groups(cluster, &cfg.cluster).await?;
     let g = groups
         .iter()
@@ -440,21 +708,9 @@ pub async fn promote(cluster: &Cluster, cfg: &DeployerConfig, group: &str) -> Re
 /// Services), then old config versions beyond the history limit.
 async fn trim(cluster: &Cluster, cfg: &DeployerConfig, serving: &str) -> Result<Vec<String>> {
     let groups = server_groups(cluster, &cfg.cluster).await?;
-    let older: Vec<String> = groups
-        .iter()
-        .map(name_of)
-        .filter(|n| n != serving)
-        .collect();
-    let keep = match &cfg.strategy {
-        StrategyConfig::Highlander => 0,
-        StrategyConfig::RedBlack { max_history }
-        | StrategyConfig::RollingRedBlack { max_history, .. } => *max_history,
-    };
-    let doomed: Vec<String> = older
-        .iter()
-        .take(older.len().saturating_sub(keep))
-        .cloned()
-        .collect();
+    let names: Vec<String> = groups.iter().map(name_of).collect();
+    let older: Vec<String> = names.iter().filter(|n| *n != serving).cloned().collect();
+    let doomed = doomed(cfg, &names, serving);
     if doomed.is_empty() {
         return Ok(doomed);
     }
@@ -480,7 +736,14 @@ async fn trim(cluster: &Cluster, cfg: &DeployerConfig, serving: &str) -> Result<
                     .map(|o| (o.clone(), 0)),
             )
             .collect();
-        set_weights(cluster, route, *port, &kept).await?;
+        set_weights(cluster, cfg, route, *port, &kept, 1).await?;
+    }
+    // Requests already sent to the old groups finish, and load balancers converge on the new
+    // traffic, before their pods go: the same drain as a rollback's.
+    let drain = cfg.rollback.options().drain;
+    if !drain.is_zero() {
+        info!(?drain, groups = ?doomed, "draining before the older groups are deleted");
+        tokio::time::sleep(drain).await;
     }
     for name in &doomed {
         let g = GroupRef::deployment(name);

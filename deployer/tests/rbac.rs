@@ -105,7 +105,7 @@ async fn exercise(server: &TestServer) {
 
     server
         .create(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "api", "namespace": NS}, "spec": {"rules": [{"backendRefs": []}]}}))
+            "metadata": {"name": "api", "namespace": NS}, "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": []}]}}))
         .unwrap();
     let rolling = config::parse(
         "namespace: shop\ncluster: api\ntraffic: {type: http_route, route: api}\nstrategy: {type: rolling_red_black, steps: [50, 100]}\nrollback: {drain_seconds: 0, ready_timeout_seconds: 5}\n",
@@ -142,6 +142,156 @@ async fn exercise(server: &TestServer) {
     .await
     .unwrap();
     assert!(server.get("services", NS, "api-v000").is_none());
+
+    // ReplicaSet server groups (read, watched, annotated, scaled, deleted).
+    for (name, track, replicas) in [("rs-baseline", "baseline", 1), ("rs-canary", "canary", 2)] {
+        server
+            .create(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "rs", "track": track}},
+                    "template": {"metadata": {"labels": {"app": "rs", "track": track}},
+                        "spec": {"containers": [{"name": "web", "image": "rs"}]}}}}))
+            .unwrap();
+    }
+    server.create(service("rs", json!({"app": "rs"}))).unwrap();
+    server
+        .settle(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+    let req = vigil_deployer::rollback::RollbackRequest {
+        canary: vigil_deployer::cluster::GroupRef::replica_set("rs-canary"),
+        baseline: vigil_deployer::cluster::GroupRef::replica_set("rs-baseline"),
+        traffic: vigil_deployer::cluster::TrafficSpec::Service {
+            service: "rs".into(),
+        },
+    };
+    rollback(&cluster, &req, &fast()).await.unwrap().unwrap();
+    assert!(server.get("replicasets", NS, "rs-canary").is_none());
+}
+
+/// Every (group, resource, verb) a rule grants that no call used.
+fn unused_grants(role: &Role, calls: &[AuditEntry]) -> Vec<String> {
+    let used: BTreeSet<(String, String, String)> = calls
+        .iter()
+        .map(|a| {
+            (
+                a.group.clone(),
+                a.resource.clone(),
+                a.verb.as_str().to_string(),
+            )
+        })
+        .collect();
+    let mut unused = Vec::new();
+    for r in &role.rules {
+        for g in &r.api_groups {
+            for res in &r.resources {
+                for v in &r.verbs {
+                    if !used.contains(&(g.clone(), res.clone(), v.clone())) {
+                        unused.push(format!("{v} {res} in {g:?}"));
+                    }
+                }
+            }
+        }
+    }
+    unused
+}
+
+/// The rollback-only Role (`rbac-rollback.yaml`): rollbacks over a route (Deployments, HPAs,
+/// versioned ConfigMap and Secret) and over a Service selector (ReplicaSets) run bound to it —
+/// a call it does not allow is a 403 and fails the rollback — and every rule is used.
+#[tokio::test]
+async fn the_rollback_only_role_allows_every_rollback_call_and_every_rule_is_used() {
+    let server = TestServer::start().await.unwrap();
+    let cluster = cluster(&server).await;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac-rollback.yaml"))
+        .unwrap();
+    let role: Role = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(role.kind, "Role");
+    server.bind_role(USER, role_rules("rbac-rollback.yaml"));
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    server
+        .create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-secret-v002", "namespace": NS}, "data": {"k": "dg=="}}))
+        .unwrap();
+    server
+        .patch(
+            "deployments",
+            NS,
+            "shop-canary",
+            json!({"spec": {"template": {"spec": {"volumes": [
+                {"name": "cfg", "configMap": {"name": "shop-config-v002"}},
+                {"name": "sec", "secret": {"secretName": "shop-secret-v002"}}]}}}}),
+        )
+        .unwrap();
+    wait_ready(&server, "shop-canary", 4).await;
+    server
+        .settle(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+    rollback(&cluster, &route_request(), &fast())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(server.get("secrets", NS, "shop-secret-v002").is_none());
+
+    for (name, track, replicas) in [("rs-baseline", "baseline", 1), ("rs-canary", "canary", 2)] {
+        server
+            .create(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "rs", "track": track}},
+                    "template": {"metadata": {"labels": {"app": "rs", "track": track}},
+                        "spec": {"containers": [{"name": "web", "image": "rs"}]}}}}))
+            .unwrap();
+    }
+    server.create(service("rs", json!({"app": "rs"}))).unwrap();
+    // The lock left by a crashed process has expired: the rollback takes it over (update).
+    server
+        .create(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "vigil-traffic-rs", "namespace": NS},
+            "spec": {"holderIdentity": "crashed", "leaseDurationSeconds": 1,
+                "renewTime": "2026-01-01T00:00:00.000000Z"}}),
+        )
+        .unwrap();
+    server
+        .settle(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+    let req = vigil_deployer::rollback::RollbackRequest {
+        canary: vigil_deployer::cluster::GroupRef::replica_set("rs-canary"),
+        baseline: vigil_deployer::cluster::GroupRef::replica_set("rs-baseline"),
+        traffic: vigil_deployer::cluster::TrafficSpec::Service {
+            service: "rs".into(),
+        },
+    };
+    rollback(&cluster, &req, &fast()).await.unwrap().unwrap();
+    assert!(server.get("leases", NS, "vigil-traffic-rs").is_none());
+
+    let calls: Vec<AuditEntry> = server
+        .audit()
+        .into_iter()
+        .filter(|a| a.user == USER)
+        .collect();
+    let denied: Vec<&AuditEntry> = calls.iter().filter(|a| a.status == 403).collect();
+    assert!(denied.is_empty(), "denied: {denied:#?}");
+    let unused = unused_grants(&role, &calls);
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+    // Nothing it could deploy with or read Secrets by: it creates only its lock.
+    for r in &role.rules {
+        assert!(
+            !r.verbs.iter().any(|v| v == "create") || r.resources == ["leases"],
+            "{:?}",
+            r.resources
+        );
+        if r.resources.iter().any(|x| x == "secrets") {
+            assert_eq!(r.verbs, ["delete"]);
+        }
+    }
 }
 
 #[tokio::test]

@@ -207,10 +207,16 @@ async fn interrupt_after_every_write(traffic_steps: &[u32]) {
         // The HPA controller races the deployer (it may resize the baseline first, making the
         // resize a no-op), so a run can need fewer writes than the clean one; then the fault never
         // fired and the first run simply succeeds.
+        // The last write releases the traffic lock; its failure is only logged (the Lease
+        // expires by itself), so it does not fail the run.
         let failed_writes = server
             .audit()
             .iter()
-            .filter(|a| a.verb.is_write() && a.status == 500)
+            .filter(|a| {
+                a.verb.is_write()
+                    && a.status == 500
+                    && !(a.resource == "leases" && a.verb == Verb::Delete)
+            })
             .count();
         assert_eq!(first.is_err(), failed_writes > 0, "write {k}: {first:?}");
         server.clear_faults();
@@ -369,7 +375,8 @@ async fn transient_errors_and_a_dropping_watch_are_absorbed() {
     let failed: Vec<u16> = server
         .audit()
         .iter()
-        .filter(|a| a.status >= 400)
+        // A 404 is an answer (the traffic lock's Lease does not exist yet), not a failure.
+        .filter(|a| a.status >= 400 && a.status != 404)
         .map(|a| a.status)
         .collect();
     assert_eq!(failed, [409, 500, 500]);
@@ -680,12 +687,9 @@ async fn service_selector_rollback_interrupted_after_every_write_finishes_on_rer
         replicaset_app(&server).await;
         let cluster = cluster(&server).await;
         server.inject(Fault::every_write_after(k));
-        assert!(
-            rollback(&cluster, &replicaset_request(), &fast())
-                .await
-                .is_err(),
-            "write {k}"
-        );
+        let first = rollback(&cluster, &replicaset_request(), &fast()).await;
+        // The last write releases the traffic lock; its failure is only logged.
+        assert!(first.is_err() || k + 1 == total, "write {k}");
         server.clear_faults();
         rollback(&cluster, &replicaset_request(), &fast())
             .await
@@ -715,7 +719,7 @@ async fn retention_survives_a_restart() {
     shop_with_route(&server, 2, 4, (50, 50)).await;
     let cluster = cluster(&server).await;
     let opts = RollbackOptions {
-        retention: Duration::from_secs(2),
+        retention: Duration::from_secs(3),
         ..fast()
     };
     let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
@@ -724,7 +728,7 @@ async fn retention_survives_a_restart() {
         .unwrap()
         .iter()
         .any(|c| c.contains("vigil.dev/retain-until")));
-    // Killed 200 ms into the retention.
+    // Killed 1 s into the retention: the rerun waits the 2 s left, not 3 s.
     let mut noop = |_: &vigil_deployer::rollback::StepReport| {};
     let retaining = async {
         while !server.get("deployments", NS, "shop-canary").unwrap()["metadata"]["annotations"]
@@ -733,7 +737,7 @@ async fn retention_survives_a_restart() {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     };
     tokio::select! {
         r = execute_rollback(&cluster, &plan, &opts, &mut noop) => panic!("finished during retention: {r:?}"),
@@ -748,9 +752,64 @@ async fn retention_survives_a_restart() {
         .unwrap();
     let took = start.elapsed();
     assert!(
-        took < Duration::from_millis(1850),
+        took < Duration::from_millis(2800),
         "waited {took:?}, not just the rest"
     );
-    assert!(took >= Duration::from_millis(500), "waited only {took:?}");
+    assert!(took >= Duration::from_millis(1500), "waited only {took:?}");
+    assert_eq!(end_state(&server), expected_end_state());
+}
+
+/// The drain is cancellable: a cancelled run stops at once with `Cancelled` (traffic already on
+/// the baseline, canary kept), and running the same rollback again finishes it.
+#[tokio::test]
+async fn a_cancelled_drain_stops_at_once_and_the_rerun_finishes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = TestServer::start().await.unwrap();
+    shop_with_route(&server, 2, 4, (50, 50)).await;
+    let cluster = cluster(&server).await;
+    let plan = plan_rollback(&cluster, &route_request()).await.unwrap();
+    let opts = RollbackOptions {
+        drain: Duration::from_secs(30),
+        ..fast()
+    };
+    let moved = Arc::new(AtomicBool::new(false));
+    let flag = moved.clone();
+    let mut progress = move |r: &vigil_deployer::rollback::StepReport| {
+        if r.step == Step::MoveTraffic {
+            flag.store(true, Ordering::SeqCst);
+        }
+    };
+    let cancel = async move {
+        while !moved.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let start = std::time::Instant::now();
+    let e = vigil_deployer::rollback::execute_rollback_until(
+        &cluster,
+        &plan,
+        &opts,
+        &mut progress,
+        cancel,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(&e, Error::Cancelled { step } if step == "drain"),
+        "{e}"
+    );
+    assert_eq!(weights(&server), (100, 0));
+    assert!(server.get("deployments", NS, "shop-canary").is_some());
+    rollback(&cluster, &route_request(), &fast())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(end_state(&server), expected_end_state());
 }

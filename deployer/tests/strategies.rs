@@ -234,17 +234,18 @@ fn assert_route_capacity(server: &TestServer, target: usize) {
         let Some(route) = snap.get("httproutes", NS, "shop") else {
             return;
         };
-        for b in route["spec"]["rules"][0]["backendRefs"]
+        for b in route["spec"]["rules"]
             .as_array()
             .into_iter()
             .flatten()
+            .flat_map(|r| r["backendRefs"].as_array().cloned().unwrap_or_default())
         {
             let w = b["weight"].as_i64().unwrap_or(1) as usize;
-            if w == 0 {
+            if w == 0 || !b["name"].as_str().unwrap().starts_with("shop-v") {
                 continue;
             }
             let need = (target * w).div_ceil(100);
-            let ready = ready_behind(snap, b["name"].as_str().unwrap());
+            let ready = snap.ready_endpoints(NS, b["name"].as_str().unwrap()).len();
             assert!(
                 ready >= need,
                 "at rv {} backend {} has weight {w} but {ready} ready pods (< {need})",
@@ -295,19 +296,79 @@ async fn rolling_red_black_shifts_traffic_in_steps_bounded_by_ready_capacity() {
     assert_route_capacity(&server, 4);
 }
 
+/// The weights of the cluster's rules (those naming only `shop-vNNN` backends), which must agree.
 fn weights_of(server: &TestServer) -> Vec<(String, i64)> {
     let r = server.get("httproutes", NS, "shop").unwrap();
-    r["spec"]["rules"][0]["backendRefs"]
+    let rules: Vec<Vec<(String, i64)>> = r["spec"]["rules"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| {
-            (
-                b["name"].as_str().unwrap().to_string(),
-                b["weight"].as_i64().unwrap(),
-            )
+        .map(|rule| {
+            rule["backendRefs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    (
+                        b["name"].as_str().unwrap().to_string(),
+                        b["weight"].as_i64().unwrap_or(1),
+                    )
+                })
+                .collect::<Vec<_>>()
         })
-        .collect()
+        .filter(|refs| refs.iter().all(|(n, _)| n.starts_with("shop-v")))
+        .collect();
+    assert!(
+        rules.windows(2).all(|w| w[0] == w[1]),
+        "the cluster's rules disagree: {rules:?}"
+    );
+    rules[0].clone()
+}
+
+/// Every rule of the cluster moves with a strategy; a rule for another app is left alone.
+#[tokio::test]
+async fn strategies_write_every_rule_of_the_cluster() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .create(service("docs", json!({"app": "docs"})))
+        .unwrap();
+    server
+        .create(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "shop", "namespace": NS},
+            "spec": {"parentRefs": [{"name": "gateway"}], "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": []},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/static"}}], "backendRefs": []},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/docs"}}],
+                    "backendRefs": [{"name": "docs", "port": 80}]}]}}))
+        .unwrap();
+    let cluster = cluster(&server).await;
+    let c = cfg(
+        "{type: http_route, route: shop}",
+        "{type: red_black, max_history: 1}",
+        "",
+    );
+    deploy(&cluster, &c, manifest("shop:1", 2, None), go)
+        .await
+        .unwrap();
+    deploy(&cluster, &c, manifest("shop:2", 2, None), go)
+        .await
+        .unwrap();
+    assert_eq!(
+        weights_of(&server),
+        [("shop-v001".to_string(), 100), ("shop-v000".to_string(), 0)]
+    );
+    let r = server.get("httproutes", NS, "shop").unwrap();
+    assert_eq!(
+        r["spec"]["rules"][2]["backendRefs"],
+        json!([{"name": "docs", "port": 80}])
+    );
+    let r = promote(&cluster, &c, "shop-v000").await.unwrap();
+    assert_eq!(r.previous.as_deref(), Some("shop-v001"));
+    assert_eq!(
+        weights_of(&server),
+        [("shop-v000".to_string(), 100), ("shop-v001".to_string(), 0)]
+    );
+    assert_route_capacity(&server, 2);
 }
 
 #[tokio::test]
@@ -410,4 +471,48 @@ async fn red_black_over_a_route_and_promote_back() {
         [("shop-v000".to_string(), 100), ("shop-v001".to_string(), 0)]
     );
     assert_route_capacity(&server, 2);
+}
+
+/// Highlander deletes the older group only after the drain that follows the traffic switch, so
+/// requests in flight to it finish.
+#[tokio::test]
+async fn older_groups_are_deleted_only_after_the_drain() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .create(service("shop", json!({"app": "nothing-yet"})))
+        .unwrap();
+    let cluster = cluster(&server).await;
+    let c = config::parse(
+        "namespace: shop\ncluster: shop\ntraffic: {type: service, service: shop}\nstrategy: {type: highlander}\nrollback: {drain_seconds: 1, ready_timeout_seconds: 5}\n",
+    )
+    .unwrap();
+    deploy(&cluster, &c, manifest("shop:1", 1, None), go)
+        .await
+        .unwrap();
+    // Watch the switch and the deletion from outside, with their times.
+    let watching = async {
+        let mut switched = None;
+        loop {
+            let sel = server.get("services", NS, "shop").unwrap()["spec"]["selector"]
+                ["vigil.dev/server-group"]
+                .clone();
+            if switched.is_none() && sel == "shop-v001" {
+                switched = Some(std::time::Instant::now());
+            }
+            if server.get("deployments", NS, "shop-v000").is_none() {
+                return switched.map(|t| t.elapsed());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let (r, gap) = tokio::join!(
+        deploy(&cluster, &c, manifest("shop:2", 1, None), go),
+        watching
+    );
+    assert_eq!(r.unwrap().deleted_groups, ["shop-v000"]);
+    let gap = gap.expect("the switch was seen before the deletion");
+    assert!(
+        gap >= std::time::Duration::from_millis(900),
+        "shop-v000 deleted {gap:?} after the switch"
+    );
 }

@@ -175,7 +175,12 @@ pub fn fit_with_resolution(
         }
     }
     loo.sort_by(f64::total_cmp);
-    let (threshold, false_alarm_rate) = conformal_threshold(&loo, config.false_alarm_rate);
+    // One cross-fitted score per window, and there are at least three windows (checked above).
+    let (threshold, false_alarm_rate) =
+        conformal_threshold(&loo, config.false_alarm_rate).ok_or(AnomalyError::TooFewWindows {
+            needed: config.min_windows.max(3),
+            got: loo.len(),
+        })?;
     Ok(AnomalyModel {
         names: names.to_vec(),
         center,
@@ -192,12 +197,12 @@ pub fn fit_with_resolution(
 /// quantile, which lies between the two largest scores, is exceeded 2 times in 11, not 1 in 20.
 /// The binomial test downstream must use that rate, or it reads ordinary healthy windows as
 /// evidence.
-fn conformal_threshold(sorted: &[f64], rate: f64) -> (f64, f64) {
+fn conformal_threshold(sorted: &[f64], rate: f64) -> Option<(f64, f64)> {
     let n = sorted.len();
-    let threshold = crate::vigil_judge::quantile_sorted(sorted, 1.0 - rate);
+    let threshold = crate::vigil_judge::quantile_sorted(sorted, 1.0 - rate)?;
     let above = sorted.iter().filter(|s| **s > threshold).count();
     let effective = (above + 1) as f64 / (n as f64 + 1.0);
-    (threshold, effective.max(rate))
+    Some((threshold, effective.max(rate)))
 }
 
 impl AnomalyModel {
@@ -431,12 +436,12 @@ mod tests {
         let scores: Vec<f64> = (1..=10).map(f64::from).collect();
         // 10 scores: the 95 % quantile lies between 9 and 10, one score above it, so a fresh
         // healthy score exceeds it 2 times in 11.
-        let (t, r) = conformal_threshold(&scores, 0.05);
+        let (t, r) = conformal_threshold(&scores, 0.05).expect("scores");
         assert!(t > 9.0 && t < 10.0, "{t}");
         assert!((r - 2.0 / 11.0).abs() < 1e-12);
         // 101 scores: the 95 % quantile is score 96, five above it, rate 6/102.
         let scores: Vec<f64> = (1..=101).map(f64::from).collect();
-        let (t, r) = conformal_threshold(&scores, 0.05);
+        let (t, r) = conformal_threshold(&scores, 0.05).expect("scores");
         assert_eq!(t, 96.0);
         assert!((r - 6.0 / 102.0).abs() < 1e-12);
         // Monte Carlo with 12 calibration windows: healthy scores exceed the threshold at most at
@@ -452,7 +457,7 @@ mod tests {
         for _ in 0..4000 {
             let mut cal: Vec<f64> = (0..12).map(|_| next()).collect();
             cal.sort_by(f64::total_cmp);
-            let (t, r) = conformal_threshold(&cal, 0.05);
+            let (t, r) = conformal_threshold(&cal, 0.05).expect("scores");
             stated = r;
             for _ in 0..5 {
                 total += 1;

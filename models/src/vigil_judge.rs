@@ -208,8 +208,16 @@ fn count_judgement(
     let ratio = ((sc + 0.5) / nc) / ((sb + 0.5) / nb);
     j.test = Test::Count;
     j.rate_ratio = Some(ratio);
-    let p_up = rate_greater(sc.round() as u64, nc, sb.round() as u64, nb);
-    let p_down = rate_greater(sb.round() as u64, nb, sc.round() as u64, nc);
+    let tested = rate_greater(sc.round() as u64, nc, sb.round() as u64, nb).and_then(|up| {
+        rate_greater(sb.round() as u64, nb, sc.round() as u64, nc).map(|down| (up, down))
+    });
+    let (p_up, p_down) = match tested {
+        Ok(p) => p,
+        Err(e) => {
+            j.reason = format!("count test not possible: {e}");
+            return j;
+        }
+    };
     let up_bad = direction != Direction::Decrease;
     let down_bad = direction != Direction::Increase;
     if up_bad && p_up < config.alpha && ratio >= config.count_rate_ratio {
@@ -239,15 +247,25 @@ fn location_and_dispersion(
 ) -> MetricJudgement {
     let bm = median(b).unwrap_or(0.0);
     let spread = robust_spread(b);
-    let p_up = mann_whitney_greater(c, b);
-    let p_down = mann_whitney_greater(b, c);
-    let hl = hodges_lehmann(c, b, 0.95);
+    let tested =
+        mann_whitney_greater(c, b).and_then(|up| mann_whitney_greater(b, c).map(|down| (up, down)));
+    let ((p_up, p_down), hl) = match (tested, hodges_lehmann(c, b, 0.95)) {
+        (Ok(p), Some(hl)) => (p, hl),
+        (Err(e), _) => {
+            j.reason = format!("rank test not possible: {e}");
+            return j;
+        }
+        (Ok(_), None) => {
+            j.reason = "rank test not possible: a side has no values".into();
+            return j;
+        }
+    };
     let effect = Effect {
-        shift: hl.0,
-        ci_low: hl.1,
-        ci_high: hl.2,
-        relative: (bm != 0.0).then(|| hl.0 / bm.abs()),
-        standardized: (spread > 0.0).then(|| hl.0 / spread),
+        shift: hl.estimate,
+        ci_low: hl.low,
+        ci_high: hl.high,
+        relative: (bm != 0.0).then(|| hl.estimate / bm.abs()),
+        standardized: (spread > 0.0).then(|| hl.estimate / spread),
     };
     j.effect = Some(effect);
     let big = |shift_bound: f64| {
@@ -328,7 +346,10 @@ fn location_and_dispersion(
         1.0
     };
     j.dispersion_ratio = Some(ratio);
-    let p_disp = mann_whitney_greater(&dc, &db);
+    // dc and db have one value per canary and baseline point, both non-empty here.
+    let Ok(p_disp) = mann_whitney_greater(&dc, &db) else {
+        return j;
+    };
     // Like the shift, a spread change must matter in the metric's own unit.
     let spread_grew_enough = (mad_c - mad_b) * 1.4826 >= min_abs_shift;
     if p_disp < config.alpha && ratio >= config.dispersion_ratio && spread_grew_enough {
@@ -399,15 +420,17 @@ pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
     }
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    Some(quantile_sorted(&s, q))
+    quantile_sorted(&s, q)
 }
 
-/// Quantile of already sorted, non-empty values.
-pub fn quantile_sorted(s: &[f64], q: f64) -> f64 {
-    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+/// Linear-interpolated quantile of already sorted values; `None` when there are none (an empty
+/// slice has no quantile, and used to panic here).
+pub fn quantile_sorted(s: &[f64], q: f64) -> Option<f64> {
+    let last = s.len().checked_sub(1)?;
+    let pos = q.clamp(0.0, 1.0) * last as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;
-    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+    Some(s[lo] + (s[hi] - s[lo]) * (pos - lo as f64))
 }
 
 /// Scaled MAD (consistent for the normal sd), falling back to IQR/1.349 and then the mean
@@ -428,24 +451,31 @@ fn robust_spread(v: &[f64]) -> f64 {
 
 /// One-sided Mann-Whitney U p-value for "x tends to be larger than y", as scipy's
 /// `mannwhitneyu(x, y, alternative="greater")` (method auto), via [`crate::rank`]. An empty
-/// sample, or a NaN p-value (all values equal), is no evidence: p = 1.
-pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
+/// sample or a NaN value is an error for the caller to report, not a p of 1. (With the
+/// continuity correction on, as here, the p-value itself is never NaN.)
+pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> Result<f64, crate::rank::RankError> {
     use crate::rank::{mann_whitney_u, Alternative, MannWhitneyOptions};
     let opts = MannWhitneyOptions {
         alternative: Alternative::Greater,
         ..MannWhitneyOptions::default()
     };
-    match mann_whitney_u(x, y, &opts) {
-        Ok(r) if r.pvalue.is_finite() => r.pvalue,
-        _ => 1.0,
-    }
+    mann_whitney_u(x, y, &opts).map(|r| r.pvalue)
+}
+
+/// A shift estimate and its confidence interval, as [`hodges_lehmann`] returns them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShiftEstimate {
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
 }
 
 /// Hodges-Lehmann estimate of x - y with the distribution-free confidence interval from the
 /// ordered pairwise differences (the interval Kayenta's judge also uses). Large samples are
 /// thinned to evenly spaced order statistics first, which keeps the estimate and costs
-/// O(300²) instead of O(n·m).
-pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> (f64, f64, f64) {
+/// O(300²) instead of O(n·m). `None` when a sample is empty: there is no shift to estimate
+/// (this used to be a shift of 0 with the interval 0..0, i.e. "no change").
+pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> Option<ShiftEstimate> {
     let xs = thin(x, 300);
     let ys = thin(y, 300);
     let mut d: Vec<f64> = Vec::with_capacity(xs.len() * ys.len());
@@ -454,18 +484,19 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> (f64, f64, f64) 
             d.push(a - b);
         }
     }
-    if d.is_empty() {
-        return (0.0, 0.0, 0.0);
-    }
     d.sort_by(f64::total_cmp);
-    let est = quantile_sorted(&d, 0.5);
+    let est = quantile_sorted(&d, 0.5)?;
     let (m, n) = (xs.len() as f64, ys.len() as f64);
     let z = Normal::standard().inverse_cdf(0.5 + confidence / 2.0);
     let k = (m * n / 2.0 - z * (m * n * (m + n + 1.0) / 12.0).sqrt()).floor();
     let k = k.max(0.0) as usize;
     let lo = d[k.min(d.len() - 1)];
     let hi = d[(d.len() - 1).saturating_sub(k)];
-    (est, lo, hi)
+    Some(ShiftEstimate {
+        estimate: est,
+        low: lo,
+        high: hi,
+    })
 }
 
 fn thin(v: &[f64], max: usize) -> Vec<f64> {
@@ -479,17 +510,17 @@ fn thin(v: &[f64], max: usize) -> Vec<f64> {
         .collect()
 }
 
-/// One-sided exact rate test (canary rate higher), via [`crate::counts::rate_test`]; an invalid
-/// exposure (no time recorded) is no evidence, p = 1.
+/// One-sided exact rate test (canary rate higher), via [`crate::counts::rate_test`]. An invalid
+/// exposure (no time recorded) is an error naming it, for the caller to report: it used to
+/// become p = 1, which reads as "tested, no difference".
 pub fn rate_greater(
     canary: u64,
     canary_exposure: f64,
     baseline: u64,
     baseline_exposure: f64,
-) -> f64 {
+) -> Result<f64, crate::counts::CountsError> {
     crate::counts::rate_test(canary, canary_exposure, baseline, baseline_exposure, 0.95)
         .map(|r| r.p_greater)
-        .unwrap_or(1.0)
 }
 
 #[cfg(test)]
@@ -502,7 +533,7 @@ mod tests {
         let x = [1.1, 2.3, 3.5, 4.2, 5.9];
         let y = [0.5, 0.9, 1.7, 2.0, 2.8, 3.1];
         // scipy: MannwhitneyuResult(statistic=24.0, pvalue=0.06277056277056277)
-        let p = mann_whitney_greater(&x, &y);
+        let p = mann_whitney_greater(&x, &y).unwrap();
         assert!((p - 0.06277056277056277).abs() < 1e-12, "{p}");
     }
 
@@ -511,7 +542,7 @@ mod tests {
         let x = [1.0, 2.0, 2.0, 3.0, 4.0, 4.0, 5.0];
         let y = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0];
         // scipy 1.17 (asymptotic with ties): statistic=30.0, pvalue=0.10614843917823746
-        let p = mann_whitney_greater(&x, &y);
+        let p = mann_whitney_greater(&x, &y).unwrap();
         assert!((p - 0.10614843917823746).abs() < 1e-9, "{p}");
     }
 

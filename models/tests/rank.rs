@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 use vigil_models::rank::{
-    average_ranks, mann_whitney_u, Alternative, MannWhitneyOptions, Method, RankError,
+    average_ranks, mann_whitney_u, Alternative, MannWhitneyOptions, Method, NanMaximal, RankError,
+    RejectNan, SignedZeros,
 };
 
 const REFS: &str = include_str!("data/rank_refs.json");
@@ -146,25 +147,46 @@ fn forced_exact_on_huge_samples_is_an_error_not_a_hang() {
         method: Method::Exact,
         ..MannWhitneyOptions::default()
     };
-    assert!(matches!(
-        mann_whitney_u(&x, &y, &opts),
-        Err(RankError::ExactTooLarge { .. })
-    ));
+    let got = mann_whitney_u(&x, &y, &opts);
+    assert!(
+        matches!(got, Err(RankError::ExactTooLarge { .. })),
+        "{got:?}"
+    );
 }
 
 #[test]
 fn average_ranks_match_scipy_rankdata() {
     // scipy.stats.rankdata([3, 2, 1, 2, 2, 2, 1, -0.0, 0.0]) in scipy 1.17.1.
-    let ranks = average_ranks(&[3.0, 2.0, 1.0, 2.0, 2.0, 2.0, 1.0, -0.0, 0.0]).expect("ranks");
+    let scipy = |v: &[f64]| average_ranks::<RejectNan>(v, SignedZeros::Tie);
+    let ranks = scipy(&[3.0, 2.0, 1.0, 2.0, 2.0, 2.0, 1.0, -0.0, 0.0]).expect("ranks");
     assert_eq!(ranks, vec![9.0, 6.5, 3.5, 6.5, 6.5, 6.5, 3.5, 1.5, 1.5]);
     assert_eq!(
-        average_ranks(&[1.0, f64::NAN]),
+        scipy(&[1.0, f64::NAN]),
         Err(RankError::NaN {
             sample: "values",
             index: 1
         })
     );
-    assert_eq!(average_ranks(&[]), Ok(vec![]));
+    assert_eq!(scipy(&[]), Ok(vec![]));
+}
+
+/// Kayenta's policies on the same function: commons-math's `NaturalRanking(NaNStrategy.MAXIMAL,
+/// TiesStrategy.AVERAGE)` ranks NaN as +∞ (tying with it) and `-0.0` below `0.0`
+/// (`Double.compare`): [3, NaN, 1, 3, +∞, -0.0, 0.0] ranks 4.5, 6.5, 3, 4.5, 6.5, 1, 2.
+#[test]
+fn average_ranks_with_kayentas_policies_match_commons_math() {
+    let Ok(ranks) = average_ranks::<NanMaximal>(
+        &[3.0, f64::NAN, 1.0, 3.0, f64::INFINITY, -0.0, 0.0],
+        SignedZeros::Ordered,
+    );
+    assert_eq!(ranks, vec![4.5, 6.5, 3.0, 4.5, 6.5, 1.0, 2.0]);
+    // Without NaN and signed zeros, the two policies rank alike.
+    let v = [2.5, -1.0, 7.0, 2.5, 0.5];
+    let Ok(kayenta) = average_ranks::<NanMaximal>(&v, SignedZeros::Ordered);
+    assert_eq!(
+        Ok(kayenta),
+        average_ranks::<RejectNan>(&v, SignedZeros::Tie)
+    );
 }
 
 mod properties {

@@ -65,6 +65,10 @@ pub struct DeployArgs {
     /// next `<cluster>-vNNN`.
     #[arg(long)]
     pub manifest: PathBuf,
+    /// Print what the deploy would do (new server group, traffic steps, config versions, groups
+    /// the clean-up would delete); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +78,10 @@ pub struct PromoteArgs {
     /// The server group (e.g. shop-v003) to give all traffic to.
     #[arg(long)]
     pub server_group: String,
+    /// Print what the promotion would do (traffic now, groups the clean-up would delete); change
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn load(args: &ClusterArgs) -> Result<DeployerConfig> {
@@ -97,6 +105,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 async fn cluster(args: &ClusterArgs, cfg: &DeployerConfig) -> Result<Cluster> {
     let (client, _) = connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     Ok(Cluster::new(client, &cfg.namespace))
+}
+
+/// The plan of a `--dry-run` deploy or promote.
+fn print_plan(plan: &strategy::DeployPlan, json_out: bool) -> Result<()> {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"dry_run": true, "plan": plan}))?
+        );
+    } else {
+        print!("{plan}");
+        println!("Dry run: nothing was changed.");
+    }
+    Ok(())
 }
 
 fn print_step(r: &StepReport) {
@@ -188,6 +210,11 @@ pub fn deploy(args: &DeployArgs) -> Result<()> {
     let json_out = args.cluster.json;
     runtime()?.block_on(async {
         let cluster = cluster(&args.cluster, &cfg).await?;
+        if args.dry_run {
+            let plan = strategy::plan_deploy(&cluster, &cfg, &manifest).await?;
+            print_plan(&plan, json_out)?;
+            return Ok(());
+        }
         // The command line has no analysis attached: steps continue. The service drives the hook.
         let report = strategy::deploy(&cluster, &cfg, manifest, |p| async move {
             if !json_out {
@@ -219,6 +246,11 @@ pub fn promote(args: &PromoteArgs) -> Result<()> {
     let json_out = args.cluster.json;
     runtime()?.block_on(async {
         let cluster = cluster(&args.cluster, &cfg).await?;
+        if args.dry_run {
+            let plan = strategy::plan_promote(&cluster, &cfg, &args.server_group).await?;
+            print_plan(&plan, json_out)?;
+            return Ok(());
+        }
         let report = strategy::promote(&cluster, &cfg, &args.server_group).await?;
         if json_out {
             println!("{}", serde_json::to_string_pretty(&report)?);

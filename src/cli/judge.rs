@@ -1,15 +1,29 @@
-//! `vigil judge [--input FILE]`: judge a Kayenta RemoteJudge request as NetflixACAJudge-v1.0.
+//! `vigil judge [--input FILE] [--mode kayenta|vigil]`: judge a Kayenta RemoteJudge request, as
+//! NetflixACAJudge-v1.0 (the default) or with Vigil's own metric judge in the same result shape.
 //!
 //! The `CanaryJudgeResult` goes to stdout as pretty-printed JSON (the contract other tools
-//! parse). A few lines for a person reading the terminal go to stderr, unless `--quiet`.
+//! parse). A few lines for a person reading the terminal go to stderr, unless `--quiet`;
+//! warnings about settings Kayenta accepts but should not (a negative group weight) go to
+//! stderr even with `--quiet`, and into the result's `warnings`.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
-use vigil_analyzer::kayenta_api::{self, CanaryJudgeResult, DEFAULT_NOISE_SEED};
+use vigil_analyzer::kayenta_api::{self, CanaryJudgeResult, JudgeMode, DEFAULT_NOISE_SEED};
+
+/// `--mode`: whose judgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ModeArg {
+    /// NetflixACAJudge-v1.0, bit for bit, quirks included (warnings say where it misleads).
+    #[default]
+    Kayenta,
+    /// Vigil's metric judge in Kayenta's result shape; rejects weights and thresholds that
+    /// push a score outside 0-100.
+    Vigil,
+}
 
 #[derive(Debug, Args)]
 pub struct JudgeArgs {
@@ -23,6 +37,9 @@ pub struct JudgeArgs {
     /// Seed of the noise Kayenta adds when both sides of a metric are constant.
     #[arg(long, default_value_t = DEFAULT_NOISE_SEED)]
     pub seed: i64,
+    /// Which judge answers.
+    #[arg(long, value_enum, default_value_t = ModeArg::Kayenta)]
+    pub mode: ModeArg,
 }
 
 pub fn run(args: &JudgeArgs) -> Result<()> {
@@ -39,7 +56,19 @@ pub fn run(args: &JudgeArgs) -> Result<()> {
     };
     let request = kayenta_api::parse_request(&text).context("invalid judge request")?;
     tracing::debug!(metrics = request.metrics.len(), "judging request");
-    let result = kayenta_api::judge(&request, args.seed);
+    let mode = match args.mode {
+        ModeArg::Kayenta => JudgeMode::Kayenta,
+        ModeArg::Vigil => JudgeMode::Vigil,
+    };
+    let result = match mode {
+        JudgeMode::Kayenta => kayenta_api::judge(&request, args.seed),
+        JudgeMode::Vigil => {
+            kayenta_api::judge_vigil(&request).context("request rejected by --mode vigil")?
+        }
+    };
+    for w in &result.warnings {
+        eprintln!("warning: {w}");
+    }
     let json = serde_json::to_string_pretty(&result).context("cannot serialise the result")?;
     println!("{json}");
     if !args.quiet {

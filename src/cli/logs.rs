@@ -19,6 +19,8 @@ pub enum LogsCommand {
     Eval(EvalArgs),
     /// Compare a canary's logs with its baseline's: new patterns, significant rate changes, score.
     Compare(super::logs_compare::CompareArgs),
+    /// Mine a baseline's logs into a pattern library (JSON) for `logs compare --library`.
+    Learn(super::logs_compare::LearnArgs),
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +60,7 @@ pub fn run(cmd: LogsCommand) -> anyhow::Result<()> {
         LogsCommand::Parse(a) => parse(a),
         LogsCommand::Eval(a) => eval_cmd(a),
         LogsCommand::Compare(a) => super::logs_compare::compare(a),
+        LogsCommand::Learn(a) => super::logs_compare::learn(a),
     }
 }
 

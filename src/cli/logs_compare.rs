@@ -1,4 +1,5 @@
-//! `vigil logs compare`: the log judge on two files, baseline and canary.
+//! `vigil logs compare`: the log judge on two files, baseline and canary; `vigil logs learn`:
+//! the pattern library that `compare --library` reads, mined from known-good logs.
 //!
 //! Output is the findings: a table of the patterns that matter by default, the full
 //! [`LogFindings`] as one JSON object with `--json`. The exit code is 0 whether or not a
@@ -12,11 +13,12 @@ use anyhow::Context;
 use clap::Args;
 
 use vigil_analyzer::logs::judge::{
-    judge_logs, judge_logs_with_exposure, Change, Class, Exposure, LogFindings, LogJudgeConfig,
-    LogRule,
+    judge_logs, judge_logs_with_exposure, Change, Class, Exposure, Level, LogFindings,
+    LogJudgeConfig, LogRule,
 };
 use vigil_analyzer::logs::records::{read_records, LogRecord, ReadStats};
 use vigil_analyzer::logs::TemplateLibrary;
+use vigil_analyzer::logs::{LibraryTemplate, Miner};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
@@ -43,6 +45,65 @@ pub struct CompareArgs {
     /// The canary's exposure, in the same unit as `--baseline-exposure`.
     #[arg(long, requires = "baseline_exposure")]
     pub canary_exposure: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct LearnArgs {
+    /// Where to write the library (JSON); an existing file is replaced.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Logs to learn from (a known-good baseline), in the formats `logs compare` reads.
+    pub input: PathBuf,
+}
+
+/// Mines `input` the way the log judge mines a side (one miner per severity, the judge's
+/// default miner settings) and writes the templates as a [`TemplateLibrary`]. Per severity, so
+/// that a library pattern is the same pattern `compare` finds: an ERROR line never generalises
+/// into an INFO template of the same shape.
+pub fn learn(args: LearnArgs) -> anyhow::Result<()> {
+    let (records, _) = read_file(&args.input)?;
+    if records.is_empty() {
+        anyhow::bail!(
+            "{} has no log records: a library learned from nothing would mark nothing as known",
+            args.input.display()
+        );
+    }
+    let cfg = LogJudgeConfig::default();
+    let mut miners: Vec<(Level, Miner)> = Vec::new();
+    for rec in &records {
+        let sev = Level::of_record(rec);
+        let idx = match miners.iter().position(|(s, _)| *s == sev) {
+            Some(i) => i,
+            None => {
+                miners.push((sev, Miner::new(cfg.miner.clone())));
+                miners.len() - 1
+            }
+        };
+        miners[idx].1.add_id(&rec.body);
+    }
+    miners.sort_by_key(|(s, _)| *s);
+    let mut templates: Vec<LibraryTemplate> = Vec::new();
+    for (_, miner) in &miners {
+        for t in miner.library().templates {
+            match templates.iter_mut().find(|e| e.id == t.id) {
+                Some(e) => e.count += t.count,
+                None => templates.push(t),
+            }
+        }
+    }
+    let library = TemplateLibrary {
+        version: TemplateLibrary::VERSION,
+        templates,
+    };
+    std::fs::write(&args.out, library.to_json())
+        .with_context(|| format!("writing library {}", args.out.display()))?;
+    eprintln!(
+        "{} templates from {} records written to {}",
+        library.templates.len(),
+        records.len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<(Vec<LogRecord>, ReadStats)> {
@@ -120,16 +181,20 @@ fn fmt_ratio(x: f64) -> String {
 
 fn print_human(out: &mut impl Write, f: &LogFindings) -> std::io::Result<()> {
     let c = &f.counts;
-    writeln!(
-        out,
-        "log score {:.0}/100: {}",
-        f.score,
-        if f.regression {
-            "REGRESSION"
-        } else {
-            "no regression"
-        }
-    )?;
+    if let Some(why) = &f.inconclusive {
+        writeln!(out, "log judge inconclusive: {why}")?;
+    } else {
+        writeln!(
+            out,
+            "log score {:.0}/100: {}",
+            f.score,
+            if f.regression {
+                "REGRESSION"
+            } else {
+                "no regression"
+            }
+        )?;
+    }
     writeln!(
         out,
         "baseline {} lines, canary {} lines; {} patterns: {} critical, {} error, {} warning, {} info, {} ignored; {} new",

@@ -223,8 +223,11 @@ pub struct PatternFinding {
 /// The judge's result for one window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LogFindings {
-    /// 0–100; 100 = no evidence of a regression in the logs.
+    /// 0–100; 100 = no evidence of a regression in the logs. NaN (`null` in JSON) when the
+    /// judgement is inconclusive: no data on a side is not evidence of health.
     pub score: f64,
+    /// Why the logs cannot be judged (a side without records), `None` when they were.
+    pub inconclusive: Option<String>,
     /// At least one `critical` or `error` pattern.
     pub regression: bool,
     pub baseline_lines: u64,
@@ -427,12 +430,26 @@ pub fn judge_logs_with_exposure(
             counts.new += 1;
         }
     }
+    // An empty side would otherwise score 100 ("no regression"): nothing was compared.
+    let inconclusive = match (baseline.is_empty(), canary.is_empty()) {
+        (true, true) => Some("neither the baseline nor the canary had any log records"),
+        (true, false) => {
+            Some("the baseline had no log records: nothing to compare the canary with")
+        }
+        (false, true) => Some("the canary had no log records: no evidence either way"),
+        (false, false) => None,
+    };
     let penalty = counts.critical as f64 * cfg.penalty_critical
         + counts.error as f64 * cfg.penalty_error
         + (counts.warning as f64 * cfg.penalty_warning).min(cfg.max_warning_penalty);
     Ok(LogFindings {
-        score: (100.0 - penalty).clamp(0.0, 100.0),
-        regression: counts.critical + counts.error > 0,
+        score: if inconclusive.is_some() {
+            f64::NAN
+        } else {
+            (100.0 - penalty).clamp(0.0, 100.0)
+        },
+        inconclusive: inconclusive.map(str::to_owned),
+        regression: inconclusive.is_none() && counts.critical + counts.error > 0,
         baseline_lines: baseline.len() as u64,
         canary_lines: canary.len() as u64,
         exposure,

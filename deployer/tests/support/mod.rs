@@ -9,7 +9,7 @@ use kube::Client;
 use serde_json::{json, Value};
 use vigil_deployer::cluster::{Cluster, GroupRef, TrafficSpec};
 use vigil_deployer::rollback::{RollbackOptions, RollbackRequest};
-use vigil_kube_testserver::{LabelSelector, Snapshot, TestServer, Verb};
+use vigil_kube_testserver::{LabelSelector, PolicyRule, Snapshot, TestServer, Verb};
 
 pub const NS: &str = "shop";
 pub const USER: &str = "vigil-deployer";
@@ -22,7 +22,24 @@ pub async fn client(server: &TestServer) -> Client {
     Client::try_from(config).unwrap()
 }
 
+/// The rules of a Role shipped beside the crate (`rbac.yaml`, `rbac-rollback.yaml`).
+pub fn role_rules(file: &str) -> Vec<PolicyRule> {
+    #[derive(serde::Deserialize)]
+    struct Role {
+        kind: String,
+        rules: Vec<PolicyRule>,
+    }
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let role: Role = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(role.kind, "Role");
+    role.rules
+}
+
+/// The deployer as its ServiceAccount: bound to the shipped Role (`rbac.yaml`), so a call the
+/// Role does not allow fails the test with a 403, as on a cluster.
 pub async fn cluster(server: &TestServer) -> Cluster {
+    server.bind_role(USER, role_rules("rbac.yaml"));
     Cluster::new(client(server).await, NS)
         .with_retries(3, Duration::from_millis(5))
         .with_poll(Duration::from_millis(10))
@@ -150,17 +167,54 @@ pub fn route_request() -> RollbackRequest {
     }
 }
 
+/// (baseline, canary) weights of the route `shop`, the same in every rule (the test fails if
+/// rules differ: a rule left behind still sends requests to the canary).
 pub fn weights(server: &TestServer) -> (i64, i64) {
+    let all = rule_weights(server);
+    assert!(
+        all.windows(2).all(|w| w[0] == w[1]),
+        "the route's rules disagree: {all:?}"
+    );
+    all[0]
+}
+
+/// (baseline, canary) weights of each rule of the route `shop`; an absent weight is 1.
+pub fn rule_weights(server: &TestServer) -> Vec<(i64, i64)> {
     let r = server.get("httproutes", NS, "shop").unwrap();
-    let w = |n: &str| {
-        r["spec"]["rules"][0]["backendRefs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == n)
-            .map_or(0, |b| b["weight"].as_i64().unwrap())
-    };
-    (w("shop-baseline"), w("shop-canary"))
+    r["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| {
+            let w = |n: &str| {
+                rule["backendRefs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["name"] == n)
+                    .map_or(0, |b| b["weight"].as_i64().unwrap_or(1))
+            };
+            (w("shop-baseline"), w("shop-canary"))
+        })
+        .collect()
+}
+
+/// Where the route's requests go now, by the test gateway (weights to ready endpoints): the
+/// share of all requests, over every rule, that reaches a ready baseline endpoint.
+pub async fn share_on_baseline(server: &TestServer) -> f64 {
+    server
+        .settle(Duration::from_millis(30), Duration::from_secs(2))
+        .await;
+    let t = server
+        .snapshot()
+        .route_traffic(NS, "shop")
+        .expect("route accepted by the gateway");
+    let rules = t.len() as f64;
+    t.iter()
+        .flatten()
+        .filter(|b| b.service == "shop-baseline" && b.ready > 0)
+        .map(|b| b.share / rules)
+        .sum()
 }
 
 /// Ready pods behind a Service, in a snapshot.
@@ -204,22 +258,23 @@ pub fn assert_route_invariant(
         if handed_back {
             return;
         }
-        let Some(route) = snap.get("httproutes", NS, "shop") else { return };
-        let refs = route["spec"]["rules"][0]["backendRefs"].as_array().cloned().unwrap_or_default();
-        let w = |n: &str| refs.iter().find(|b| b["name"] == n).map_or(0, |b| b["weight"].as_i64().unwrap_or(1));
-        let (b, c) = (w("shop-baseline"), w("shop-canary"));
-        let share = if b + c == 0 { 0.0 } else { b as f64 / (b + c) as f64 };
+        // Where requests go: the gateway's view (accepted route, weights, ready endpoints from
+        // EndpointSlices), every rule.
+        let Some(rules) = snap.route_traffic(NS, "shop") else { return };
         let prior = prior_baseline_weight as f64 / 100.0;
-        if share > prior + 1e-9 {
-            checked += 1;
-            let ready = ready_behind(snap, "shop-baseline");
-            // The share of the capacity needed for all traffic that this share needs.
-            let need = (required as f64 * share - 1e-9).ceil() as usize;
-            assert!(
-                ready >= need,
-                "at resourceVersion {} ({} by {}) the route sends {:.0}% to a baseline with {ready} ready pods, plan required {need} of {required}",
-                change.resource_version, change.key.name, change.actor, share * 100.0
-            );
+        for rule in rules {
+            let share: f64 = rule.iter().filter(|b| b.service == "shop-baseline").map(|b| b.share).sum();
+            if share > prior + 1e-9 {
+                checked += 1;
+                let ready = snap.ready_endpoints(NS, "shop-baseline").len();
+                // The share of the capacity needed for all traffic that this share needs.
+                let need = (required as f64 * share - 1e-9).ceil() as usize;
+                assert!(
+                    ready >= need,
+                    "at resourceVersion {} ({} by {}) the route sends {:.0}% to a baseline with {ready} ready endpoints, plan required {need} of {required}",
+                    change.resource_version, change.key.name, change.actor, share * 100.0
+                );
+            }
         }
     });
     checked

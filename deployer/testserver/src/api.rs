@@ -190,6 +190,43 @@ async fn handle(
         None => target.res.plural.to_string(),
     };
 
+    // Authorization comes first, as in the API server's handler chain: a user bound to a Role is
+    // allowed only what its rules grant.
+    let denied = {
+        let s = lock(&state);
+        s.roles.get(&user).is_some_and(|rules| {
+            !rules.iter().any(|r| {
+                r.allows(
+                    target.res.group,
+                    &resource,
+                    verb.as_str(),
+                    target.name.as_deref(),
+                )
+            })
+        })
+    };
+    if denied {
+        let g = if target.res.group.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", target.res.group)
+        };
+        let e = ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{}{g} \"{}\" is forbidden: User \"{user}\" cannot {} resource \"{resource}\" in API group \"{}\" in the namespace \"{}\"",
+                target.res.plural,
+                target.name.as_deref().unwrap_or_default(),
+                verb.as_str(),
+                target.res.group,
+                target.namespace.as_deref().unwrap_or_default()
+            ),
+        );
+        audit(&state, verb, &method, &path, &target, &resource, &user, 403);
+        return e.into_response();
+    }
+
     // Faults are decided before anything is served, so a failed write leaves the store untouched.
     let mut delay = None;
     let mut drop_watch = None;
@@ -341,6 +378,17 @@ fn serve(
                     format!("unsupported patch type {ct:?}"),
                 )
             })?;
+            if kind == PatchType::Strategic && t.res.custom {
+                // Custom resources have no strategic-merge schema.
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (strategic merge patch is not supported for {})",
+                        t.res.plural
+                    ),
+                ));
+            }
             let patch = parse_body(body)?;
             let actor = match query.get("fieldManager") {
                 Some(m) => format!("{user} ({m})"),
@@ -441,12 +489,48 @@ fn list(
             items.push(v);
         }
     }
+    // Pagination: `limit` items per page, `continue` names where the next page starts and the
+    // resourceVersion the list was taken at (a token from before a compaction has expired).
+    let rv = s.store.resource_version();
+    let (start, list_rv) = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let (offset, at) = token
+                .split_once(':')
+                .and_then(|(o, r)| Some((o.parse::<usize>().ok()?, r.parse::<u64>().ok()?)))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid continue token {token:?}"))
+                })?;
+            if at < s.compacted {
+                return Err(ApiError::new(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ));
+            }
+            (offset, at)
+        }
+        None => (0, rv),
+    };
+    let limit = match query.get("limit").map(String::as_str) {
+        None | Some("") | Some("0") => usize::MAX,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+    };
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
+    let next = start.saturating_add(page.len());
+    let mut metadata = json!({"resourceVersion": list_rv.to_string()});
+    if next < total {
+        metadata["continue"] = json!(format!("{next}:{list_rv}"));
+        metadata["remainingItemCount"] = json!(total - next);
+    }
     Ok((
         200,
         json!({
             "kind": format!("{}List", res.kind), "apiVersion": res.api_version(),
-            "metadata": {"resourceVersion": s.store.resource_version().to_string()},
-            "items": items,
+            "metadata": metadata,
+            "items": page,
         }),
     ))
 }
@@ -467,6 +551,20 @@ fn start_watch(
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
     };
+    let compacted = lock(state).compacted;
+    if since > 0 && since < compacted {
+        // The history before `compacted` is gone: the API server answers a watch from there
+        // with an ERROR event carrying a 410 Expired Status, and the client must re-list.
+        let ev = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "metadata": {}, "status": "Failure", "reason": "Expired", "code": 410,
+            "message": format!("too old resource version: {since} ({compacted})")}});
+        return Ok((
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            Body::from(line(&ev)),
+        )
+            .into_response());
+    }
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -564,7 +662,7 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(s)
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
@@ -886,20 +984,141 @@ pub(crate) fn delete_object(
                 s.store.put(dk, dep, "controller/garbage-collector");
             }
         }
-        "Background" | "Foreground" => delete_dependents(s, ns, &uid),
+        "Background" => {}
+        "Foreground" => {
+            // The owner stays, marked for deletion with the `foregroundDeletion` finalizer,
+            // until the garbage collector has deleted its dependents.
+            let mut marked = obj.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(now());
+            let fins = marked["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !fins.iter().any(|f| f == "foregroundDeletion") {
+                let mut fins = fins;
+                fins.push(json!("foregroundDeletion"));
+                marked["metadata"]["finalizers"] = json!(fins);
+            }
+            return Ok(s.store.put(k, marked, actor));
+        }
         other => {
             return Err(ApiError::invalid(format!(
                 "propagationPolicy: Unsupported value: {other:?}: supported values: \"Orphan\", \"Background\", \"Foreground\""
             )))
         }
     }
+    if obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+    {
+        // Finalizers hold the object, marked, until their controllers remove them.
+        let mut marked = obj.clone();
+        if marked["metadata"]["deletionTimestamp"].is_null() {
+            marked["metadata"]["deletionTimestamp"] = json!(now());
+            return Ok(s.store.put(k, marked, actor));
+        }
+        return Ok(obj);
+    }
+    // Background: the object goes now; the garbage collector deletes its dependents after.
     let removed = s.store.remove(&k, actor).unwrap_or(obj);
     if res.plural == "pods" {
-        s.sim
-            .pod_ready_at
-            .remove(&(ns.to_string(), name.to_string()));
+        let id = (ns.to_string(), name.to_string());
+        s.sim.pod_ready_at.remove(&id);
+        s.sim.pod_ready_since.remove(&id);
     }
     Ok(removed)
+}
+
+/// The garbage collector: deletes (in the background) objects whose every owner is gone, and
+/// finishes foreground deletions — dependents first, then the owner's `foregroundDeletion`
+/// finalizer is removed, and an object marked for deletion with no finalizer left goes.
+pub(crate) fn garbage_collect(s: &mut Shared) {
+    let mut all: Vec<(Key, Value)> = Vec::new();
+    for r in store::RESOURCES {
+        all.extend(s.store.list(r.plural, None));
+    }
+    let uids: std::collections::HashSet<(String, String)> = all
+        .iter()
+        .filter_map(|(k, v)| {
+            v["metadata"]["uid"]
+                .as_str()
+                .map(|u| (k.namespace.clone(), u.to_string()))
+        })
+        .collect();
+    for (k, v) in &all {
+        let refs = v["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !refs.is_empty()
+            && refs.iter().all(|r| {
+                !uids.contains(&(
+                    k.namespace.clone(),
+                    r["uid"].as_str().unwrap_or_default().to_string(),
+                ))
+            })
+        {
+            if let Some(res) = store::resource(k.plural) {
+                let _ = delete_object(
+                    s,
+                    res,
+                    &k.namespace,
+                    &k.name,
+                    "Background",
+                    "controller/garbage-collector",
+                );
+            }
+        }
+    }
+    for (k, v) in &all {
+        if v["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let fins: Vec<Value> = v["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let uid = v["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut next = v.clone();
+        if fins.iter().any(|f| f == "foregroundDeletion") {
+            let deps = owned_by(s, &k.namespace, &uid);
+            if !deps.is_empty() {
+                for (dk, _) in deps {
+                    if let Some(res) = store::resource(dk.plural) {
+                        let _ = delete_object(
+                            s,
+                            res,
+                            &dk.namespace,
+                            &dk.name,
+                            "Foreground",
+                            "controller/garbage-collector",
+                        );
+                    }
+                }
+                continue;
+            }
+            let rest: Vec<Value> = fins
+                .into_iter()
+                .filter(|f| f != "foregroundDeletion")
+                .collect();
+            next["metadata"]["finalizers"] = json!(rest);
+        }
+        if next["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+        {
+            if s.store.remove(k, "controller/garbage-collector").is_some() && k.plural == "pods" {
+                let id = (k.namespace.clone(), k.name.clone());
+                s.sim.pod_ready_at.remove(&id);
+                s.sim.pod_ready_since.remove(&id);
+            }
+        } else if &next != v {
+            s.store.put(k.clone(), next, "controller/garbage-collector");
+        }
+    }
 }
 
 fn owned_by(s: &Shared, ns: &str, uid: &str) -> Vec<(Key, Value)> {
@@ -915,22 +1134,6 @@ fn owned_by(s: &Shared, ns: &str, uid: &str) -> Vec<(Key, Value)> {
         }
     }
     out
-}
-
-fn delete_dependents(s: &mut Shared, ns: &str, uid: &str) {
-    for (k, v) in owned_by(s, ns, uid) {
-        let child = v["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        delete_dependents(s, ns, &child);
-        if k.plural == "pods" {
-            s.sim
-                .pod_ready_at
-                .remove(&(k.namespace.clone(), k.name.clone()));
-        }
-        s.store.remove(&k, "controller/garbage-collector");
-    }
 }
 
 /// Helpers the controllers share with the API: a controller writes through the same conventions.

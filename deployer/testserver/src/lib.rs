@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use selector::LabelSelector;
-pub use store::{Change, ChangeType, Key, Snapshot};
+pub use store::{BackendShare, Change, ChangeType, Key, Snapshot};
 
 /// The RBAC verb of a request, as the API server's authorizer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,6 +172,10 @@ struct Simulation {
     ready_stagger: Duration,
     /// Pods matching any of these (namespace, selector) never become ready.
     never_ready: Vec<(String, LabelSelector)>,
+    /// Pods matching any of these have a failing readiness probe: ready ones turn unready.
+    failing: Vec<(String, LabelSelector)>,
+    /// When each ready pod last turned Ready (for `minReadySeconds`).
+    pod_ready_since: HashMap<(String, String), Instant>,
     /// What each HPA's metrics ask for, keyed by (namespace, name); absent = the target's current
     /// replicas (a steady load).
     hpa_desired: HashMap<(String, String), i64>,
@@ -179,8 +183,40 @@ struct Simulation {
     pod_counter: u64,
 }
 
+/// One rule of an RBAC Role, as in `rbac.authorization.k8s.io/v1` (deserializes from a Role's
+/// `rules` entries).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRule {
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub verbs: Vec<String>,
+    #[serde(default)]
+    pub resource_names: Vec<String>,
+}
+
+impl PolicyRule {
+    /// Whether this rule grants `verb` on `resource` (with its subresource, `deployments/scale`)
+    /// in `group`, for the object `name`. `*` matches anything; `resourceNames` never grant
+    /// `create` or collection verbs (`list`, `watch`), as in the RBAC authorizer.
+    pub fn allows(&self, group: &str, resource: &str, verb: &str, name: Option<&str>) -> bool {
+        let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
+        any(&self.api_groups, group)
+            && any(&self.resources, resource)
+            && any(&self.verbs, verb)
+            && (self.resource_names.is_empty()
+                || name.is_some_and(|n| self.resource_names.iter().any(|r| r == n)))
+    }
+}
+
 pub(crate) struct Shared {
     store: store::Store,
+    /// Users bound to a Role: their requests are authorized by its rules; other users are admins.
+    roles: HashMap<String, Vec<PolicyRule>>,
+    /// Watches and continue tokens from before this resourceVersion have expired (410).
+    compacted: u64,
     faults: Vec<Fault>,
     audit: Vec<AuditEntry>,
     sim: Simulation,
@@ -213,12 +249,16 @@ impl TestServer {
     pub async fn start() -> std::io::Result<TestServer> {
         let state: State = Arc::new(Mutex::new(Shared {
             store: store::Store::new(),
+            roles: HashMap::new(),
+            compacted: 0,
             faults: Vec::new(),
             audit: Vec::new(),
             sim: Simulation {
                 ready_delay: Duration::from_millis(20),
                 ready_stagger: Duration::ZERO,
                 never_ready: Vec::new(),
+                failing: Vec::new(),
+                pod_ready_since: HashMap::new(),
                 hpa_desired: HashMap::new(),
                 pod_ready_at: HashMap::new(),
                 pod_counter: 0,
@@ -312,6 +352,14 @@ impl TestServer {
         .map_err(|e| e.message().to_string())
     }
 
+    /// Deletes an object directly (background propagation), as another actor would.
+    pub fn delete(&self, plural: &str, namespace: &str, name: &str) -> Result<Value, String> {
+        let res = store::resource(plural).ok_or(format!("unknown resource {plural}"))?;
+        let mut s = lock(&self.state);
+        api::delete_object(&mut s, res, namespace, name, "Background", "test")
+            .map_err(|e| e.message().to_string())
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         lock(&self.state).store.snapshot()
     }
@@ -346,6 +394,19 @@ impl TestServer {
         lock(&self.state).audit.clear();
     }
 
+    /// Binds `user` (the bearer token) to a Role with these rules: from now on its requests are
+    /// authorized like the API server's RBAC authorizer does, and a denied one is a 403.
+    pub fn bind_role(&self, user: &str, rules: Vec<PolicyRule>) {
+        lock(&self.state).roles.insert(user.to_string(), rules);
+    }
+
+    /// Compacts the history as etcd does: a watch or a continue token from before now is
+    /// answered 410 Expired, and the client has to list again.
+    pub fn compact(&self) {
+        let mut s = lock(&self.state);
+        s.compacted = s.store.resource_version();
+    }
+
     pub fn inject(&self, fault: Fault) {
         lock(&self.state).faults.push(fault);
     }
@@ -371,6 +432,27 @@ impl TestServer {
             .never_ready
             .push((namespace.to_string(), sel));
         Ok(())
+    }
+
+    /// Pods no longer match the never-ready selectors: they turn ready after their delay.
+    pub fn clear_never_ready(&self) {
+        lock(&self.state).sim.never_ready.clear();
+    }
+
+    /// The readiness probe of pods in `namespace` matching `selector` starts failing: ready ones
+    /// turn unready (and leave their Services' ready endpoints), new ones never turn ready.
+    pub fn fail_readiness(&self, namespace: &str, selector: &str) -> Result<(), String> {
+        let sel = LabelSelector::parse(selector)?;
+        lock(&self.state)
+            .sim
+            .failing
+            .push((namespace.to_string(), sel));
+        Ok(())
+    }
+
+    /// Every failing readiness probe passes again.
+    pub fn clear_failing_readiness(&self) {
+        lock(&self.state).sim.failing.clear();
     }
 
     /// Sets what an HPA's metrics ask for; the simulated HPA clamps it to its min/max and writes

@@ -23,6 +23,9 @@ pub struct Resource {
     pub status_subresource: bool,
     /// Whether `/scale` is served.
     pub scale_subresource: bool,
+    /// A custom resource (CRD): the API server has no strategic-merge schema for it and answers
+    /// a strategic merge patch with 415 Unsupported Media Type.
+    pub custom: bool,
 }
 
 impl Resource {
@@ -44,6 +47,7 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: true,
         status_subresource: true,
         scale_subresource: true,
+        custom: false,
     },
     Resource {
         group: "apps",
@@ -53,6 +57,7 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: true,
         status_subresource: true,
         scale_subresource: true,
+        custom: false,
     },
     Resource {
         group: "",
@@ -62,6 +67,7 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: true,
         status_subresource: true,
         scale_subresource: false,
+        custom: false,
     },
     Resource {
         group: "",
@@ -71,6 +77,7 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: true,
         status_subresource: true,
         scale_subresource: false,
+        custom: false,
     },
     Resource {
         group: "",
@@ -80,6 +87,7 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: false,
         status_subresource: false,
         scale_subresource: false,
+        custom: false,
     },
     Resource {
         group: "",
@@ -89,6 +97,7 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: false,
         status_subresource: false,
         scale_subresource: false,
+        custom: false,
     },
     Resource {
         group: "gateway.networking.k8s.io",
@@ -98,6 +107,7 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: true,
         status_subresource: true,
         scale_subresource: false,
+        custom: true,
     },
     Resource {
         group: "autoscaling",
@@ -107,6 +117,27 @@ pub static RESOURCES: &[Resource] = &[
         has_spec: true,
         status_subresource: true,
         scale_subresource: false,
+        custom: false,
+    },
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        has_spec: false,
+        status_subresource: false,
+        scale_subresource: false,
+        custom: false,
+    },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        has_spec: true,
+        status_subresource: false,
+        scale_subresource: false,
+        custom: false,
     },
 ];
 
@@ -188,6 +219,93 @@ impl Snapshot {
             .count()
     }
 }
+
+/// One backend of one HTTPRoute rule, as the data plane sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendShare {
+    /// The Service the backendRef names.
+    pub service: String,
+    /// Fraction of the rule's requests sent to this backend (its weight over the rule's total).
+    pub share: f64,
+    /// Ready endpoints behind the Service, from its EndpointSlices. Requests sent to a backend
+    /// with none fail (a gateway answers 500/503).
+    pub ready: usize,
+}
+
+impl Snapshot {
+    /// Pod names of a Service's ready endpoints, read from its EndpointSlices (label
+    /// `kubernetes.io/service-name`) the way kube-proxy and gateways read them — not from the
+    /// Service's selector, so controller lag is part of what a test sees.
+    pub fn ready_endpoints(&self, namespace: &str, service: &str) -> Vec<String> {
+        let sel = LabelSelector::from_map(
+            &[(SERVICE_NAME_LABEL.to_string(), service.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let mut out: Vec<String> = self
+            .list("endpointslices", namespace, &sel)
+            .into_iter()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .filter_map(|e| e["targetRef"]["name"].as_str().map(String::from))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Where an HTTPRoute's requests go, per rule: each backend's share of the rule's requests
+    /// (weights; an absent weight is 1, per the Gateway API) and the ready endpoints behind it.
+    /// `None` if the route does not exist or its gateway has not accepted it (not programmed).
+    pub fn route_traffic(&self, namespace: &str, route: &str) -> Option<Vec<Vec<BackendShare>>> {
+        let r = self.get("httproutes", namespace, route)?;
+        let accepted = r["status"]["parents"].as_array().is_some_and(|ps| {
+            !ps.is_empty()
+                && ps.iter().all(|p| {
+                    p["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Accepted" && c["status"] == "True")
+                    })
+                })
+        });
+        if !accepted {
+            return None;
+        }
+        let rules = r["spec"]["rules"].as_array().cloned().unwrap_or_default();
+        Some(
+            rules
+                .iter()
+                .map(|rule| {
+                    let refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
+                    let weight = |b: &Value| b["weight"].as_i64().unwrap_or(1).max(0);
+                    let total: i64 = refs.iter().map(weight).sum();
+                    refs.iter()
+                        .map(|b| {
+                            let service = b["name"].as_str().unwrap_or_default().to_string();
+                            let exists = self.get("services", namespace, &service).is_some();
+                            BackendShare {
+                                share: if total == 0 {
+                                    0.0
+                                } else {
+                                    weight(b) as f64 / total as f64
+                                },
+                                ready: if exists {
+                                    self.ready_endpoints(namespace, &service).len()
+                                } else {
+                                    0
+                                },
+                                service,
+                            }
+                        })
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     string_map(&obj["metadata"]["labels"])

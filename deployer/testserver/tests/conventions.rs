@@ -143,6 +143,14 @@ async fn delete_cascades_to_replicasets_and_pods_unless_orphaned() {
     wait_ready(&api, "b", 2).await;
     api.delete("a", &DeleteParams::background()).await.unwrap();
     api.delete("b", &DeleteParams::orphan()).await.unwrap();
+    // Background: the garbage collector removes the dependents after the owner.
+    until("a's pods to be collected", || {
+        server
+            .list("pods", "default")
+            .iter()
+            .all(|p| p["metadata"]["labels"]["group"] != "a")
+    })
+    .await;
     let pods: Api<Pod> = Api::namespaced(c, "default");
     assert_eq!(
         pods.list(&ListParams::default().labels("group=a"))
@@ -301,4 +309,481 @@ async fn json_strategic_and_apply_patches() {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 409),
         other => panic!("expected 409, got {other:?}"),
     }
+}
+
+fn int(v: &serde_json::Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// kube-controller-manager's rolling update: with replicas 4, maxSurge 1 and maxUnavailable 1,
+/// there are never more than 5 pods and never fewer than 3 available, at any point of the history.
+#[tokio::test]
+async fn rolling_update_honours_max_surge_and_max_unavailable() {
+    let server = TestServer::start().await.unwrap();
+    let mut d = serde_json::to_value(deployment("web", 4)).unwrap();
+    d["metadata"]["namespace"] = json!("default");
+    d["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    server.create(d).unwrap();
+    let api: Api<Deployment> = Api::namespaced(client(&server).await, "default");
+    wait_ready(&api, "web", 4).await;
+    let from = server.history().len();
+    server.set_ready_stagger(Duration::from_millis(20));
+    server
+        .patch(
+            "deployments",
+            "default",
+            "web",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "shop:2"}]}}}}),
+        )
+        .unwrap();
+    until("the rollout to complete", || {
+        let d = server.get("deployments", "default", "web").unwrap();
+        d["status"]["updatedReplicas"] == 4
+            && d["status"]["replicas"] == 4
+            && d["status"]["availableReplicas"] == 4
+            && d["status"]["observedGeneration"] == d["metadata"]["generation"]
+    })
+    .await;
+    let mut states = 0;
+    let mut mid_rollout = 0;
+    let mut index = 0;
+    server.replay(|_, snap| {
+        index += 1;
+        if index <= from {
+            return;
+        }
+        states += 1;
+        let pods = snap.list(
+            "pods",
+            "default",
+            &vigil_kube_testserver::LabelSelector::parse("group=web").unwrap(),
+        );
+        assert!(
+            pods.len() <= 5,
+            "{} pods exceed replicas + maxSurge",
+            pods.len()
+        );
+        let rs = snap.list(
+            "replicasets",
+            "default",
+            &vigil_kube_testserver::LabelSelector::parse("group=web").unwrap(),
+        );
+        let available: i64 = rs
+            .iter()
+            .map(|r| int(&r["status"]["availableReplicas"]))
+            .sum();
+        let ready = pods
+            .iter()
+            .filter(|p| vigil_kube_testserver::store::pod_is_ready(p))
+            .count();
+        assert!(
+            ready >= 3,
+            "only {ready} ready pods: more than maxUnavailable gone"
+        );
+        if rs.len() == 2 && available >= 3 {
+            mid_rollout += 1;
+        }
+        let d = snap.get("deployments", "default", "web").unwrap();
+        if int(&d["status"]["updatedReplicas"]) < 4 {
+            assert!(int(&d["status"]["updatedReplicas"]) <= int(&d["status"]["replicas"]));
+        }
+    });
+    assert!(
+        states > 10 && mid_rollout > 0,
+        "the rollout was observed ({states} states)"
+    );
+}
+
+/// `availableReplicas` counts pods Ready for at least `minReadySeconds`; `readyReplicas` does not
+/// wait.
+#[tokio::test]
+async fn min_ready_seconds_delays_availability() {
+    let server = TestServer::start().await.unwrap();
+    let mut d = serde_json::to_value(deployment("web", 2)).unwrap();
+    d["metadata"]["namespace"] = json!("default");
+    d["spec"]["minReadySeconds"] = json!(1);
+    server.create(d).unwrap();
+    until("ready pods", || {
+        server.get("deployments", "default", "web").unwrap()["status"]["readyReplicas"] == 2
+    })
+    .await;
+    let d = server.get("deployments", "default", "web").unwrap();
+    assert_eq!(
+        d["status"]["availableReplicas"], 0,
+        "ready, but not yet for minReadySeconds"
+    );
+    let start = std::time::Instant::now();
+    until("available pods", || {
+        server.get("deployments", "default", "web").unwrap()["status"]["availableReplicas"] == 2
+    })
+    .await;
+    assert!(start.elapsed() >= Duration::from_millis(700));
+}
+
+fn service(name: &str, selector: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": selector, "ports": [{"port": 80}]}})
+}
+
+/// EndpointSlices list a Service's pods with their readiness; a pod whose probe fails turns
+/// unready and leaves the ready endpoints.
+#[tokio::test]
+async fn endpointslices_follow_pod_readiness() {
+    let server = TestServer::start().await.unwrap();
+    let mut d = serde_json::to_value(deployment("web", 3)).unwrap();
+    d["metadata"]["namespace"] = json!("default");
+    server.create(d).unwrap();
+    server
+        .create(service("web", json!({"group": "web"})))
+        .unwrap();
+    until("3 ready endpoints", || {
+        server.snapshot().ready_endpoints("default", "web").len() == 3
+    })
+    .await;
+    let slices = server.list("endpointslices", "default");
+    assert_eq!(slices.len(), 1);
+    assert_eq!(
+        slices[0]["metadata"]["labels"]["kubernetes.io/service-name"],
+        "web"
+    );
+    assert_eq!(
+        slices[0]["metadata"]["ownerReferences"][0]["kind"],
+        "Service"
+    );
+    server.fail_readiness("default", "group=web").unwrap();
+    until("no ready endpoint", || {
+        server
+            .snapshot()
+            .ready_endpoints("default", "web")
+            .is_empty()
+    })
+    .await;
+    until("the Deployment to count no ready pod", || {
+        server.get("deployments", "default", "web").unwrap()["status"]["readyReplicas"] == 0
+    })
+    .await;
+    let slice = &server.list("endpointslices", "default")[0];
+    assert_eq!(
+        slice["endpoints"].as_array().unwrap().len(),
+        3,
+        "unready endpoints stay listed"
+    );
+    server.clear_failing_readiness();
+    until("ready again", || {
+        server.snapshot().ready_endpoints("default", "web").len() == 3
+    })
+    .await;
+}
+
+/// The gateway sets `status.parents` (Accepted, ResolvedRefs with BackendNotFound for a missing
+/// Service) for the route's generation, and requests go by weight to ready endpoints.
+#[tokio::test]
+async fn gateway_sets_route_status_and_routes_by_weight_to_ready_endpoints() {
+    let server = TestServer::start().await.unwrap();
+    let mut d = serde_json::to_value(deployment("web", 2)).unwrap();
+    d["metadata"]["namespace"] = json!("default");
+    server.create(d).unwrap();
+    server
+        .create(service("web", json!({"group": "web"})))
+        .unwrap();
+    server
+        .create(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [
+                {"backendRefs": [{"name": "web", "port": 80, "weight": 3}, {"name": "gone", "port": 80}]},
+                {"backendRefs": [{"name": "web", "port": 80}]}]}}))
+        .unwrap();
+    until("route status", || {
+        let r = server.get("httproutes", "default", "r").unwrap();
+        r["status"]["parents"][0]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    let r = server.get("httproutes", "default", "r").unwrap();
+    let p = &r["status"]["parents"][0];
+    assert_eq!(p["parentRef"]["name"], "gw");
+    let cond = |t: &str| {
+        p["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(cond("Accepted")["status"], "True");
+    assert_eq!(cond("ResolvedRefs")["status"], "False");
+    assert_eq!(cond("ResolvedRefs")["reason"], "BackendNotFound");
+    assert_eq!(cond("Accepted")["observedGeneration"], 1);
+    until("2 ready endpoints", || {
+        server.snapshot().ready_endpoints("default", "web").len() == 2
+    })
+    .await;
+    let t = server.snapshot().route_traffic("default", "r").unwrap();
+    assert_eq!(t.len(), 2);
+    assert_eq!((t[0][0].share, t[0][0].ready), (0.75, 2));
+    assert_eq!(
+        (t[0][1].share, t[0][1].ready),
+        (0.25, 0),
+        "a missing backend gets its share and fails it"
+    );
+    assert_eq!(
+        (t[1][0].share, t[1][0].ready),
+        (1.0, 2),
+        "an absent weight is 1"
+    );
+    server
+        .create(service("gone", json!({"group": "none"})))
+        .unwrap();
+    until("refs resolved", || {
+        let r = server.get("httproutes", "default", "r").unwrap();
+        r["status"]["parents"][0]["conditions"][1]["status"] == "True"
+    })
+    .await;
+}
+
+/// A Role bound to a user authorizes its requests: a verb the rules do not grant is a 403
+/// Forbidden (audited), `resourceNames` limit to named objects, other users are unaffected.
+#[tokio::test]
+async fn rbac_rules_authorize_a_bound_user() {
+    let server = TestServer::start().await.unwrap();
+    server.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"}})).unwrap();
+    server.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "default"}})).unwrap();
+    let rules: Vec<vigil_kube_testserver::PolicyRule> = serde_json::from_value(json!([
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["a"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]}]))
+    .unwrap();
+    server.bind_role("sa", rules);
+    let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig("default", "sa")).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let sa: Api<ConfigMap> = Api::namespaced(Client::try_from(cfg).unwrap(), "default");
+    sa.get("a").await.unwrap();
+    let denied = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.reason),
+        e => panic!("{e}"),
+    };
+    assert_eq!(
+        denied(sa.get("b").await.unwrap_err()),
+        (403, "Forbidden".to_string())
+    );
+    assert_eq!(
+        denied(sa.list(&ListParams::default()).await.unwrap_err()).0,
+        403
+    );
+    let admin: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    admin.get("b").await.unwrap();
+    assert!(server
+        .audit()
+        .iter()
+        .any(|a| a.user == "sa" && a.status == 403 && a.verb == Verb::List));
+}
+
+/// A strategic merge patch on a custom resource (HTTPRoute) is a 415: CRDs have no
+/// strategic-merge schema.
+#[tokio::test]
+async fn strategic_merge_on_a_custom_resource_is_unsupported() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .create(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "default"}, "spec": {"rules": []}}),
+        )
+        .unwrap();
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    );
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client(&server).await, "default", &ar);
+    let e = api
+        .patch(
+            "r",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, kube::Error::Api(s) if s.code == 415));
+    api.patch(
+        "r",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// After a compaction a watch from an older resourceVersion gets an ERROR event with a 410
+/// Expired Status (the client must re-list); one from the current version works.
+#[tokio::test]
+async fn watch_from_a_compacted_resource_version_is_gone() {
+    use futures_util::StreamExt;
+    let server = TestServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let pp = PostParams::default();
+    let cm = |n: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": n}})).unwrap()
+    };
+    let first = api.create(&pp, &cm("a")).await.unwrap();
+    let old_rv = first.metadata.resource_version.clone().unwrap();
+    api.create(&pp, &cm("b")).await.unwrap();
+    server.compact();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(2), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    let now_rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(2), &now_rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&pp, &cm("c")).await.unwrap();
+    loop {
+        match stream.next().await {
+            Some(Ok(WatchEvent::Bookmark(_))) => continue,
+            Some(Ok(WatchEvent::Added(o))) => {
+                assert_eq!(o.metadata.name.as_deref(), Some("c"));
+                break;
+            }
+            other => panic!("expected ADDED c, got {other:?}"),
+        }
+    }
+}
+
+/// `limit` pages a list with a `continue` token and `remainingItemCount`; every item comes
+/// exactly once; a token from before a compaction is 410 Expired.
+#[tokio::test]
+async fn list_pages_with_limit_and_continue() {
+    let server = TestServer::start().await.unwrap();
+    for i in 0..5 {
+        server
+            .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("cm-{i}"), "namespace": "default"}}))
+            .unwrap();
+    }
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let mut names = Vec::new();
+    let mut lp = ListParams::default().limit(2);
+    let mut pages = 0;
+    loop {
+        let page = api.list(&lp).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        names.extend(page.items.iter().filter_map(|c| c.metadata.name.clone()));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => {
+                assert_eq!(
+                    page.metadata.remaining_item_count,
+                    Some(5 - names.len() as i64)
+                );
+                lp = lp.continue_token(&token);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    server
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "later", "namespace": "default"}}))
+        .unwrap();
+    server.compact();
+    let token = first.metadata.continue_.unwrap();
+    let e = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, kube::Error::Api(s) if s.code == 410));
+}
+
+/// Deletion: background deletes the owner at once and its dependents after (garbage collector);
+/// foreground keeps the owner, with `deletionTimestamp` and the `foregroundDeletion` finalizer,
+/// until its dependents are gone; another finalizer holds an object until it is removed.
+#[tokio::test]
+async fn deletion_with_deletion_timestamp_finalizers_and_foreground() {
+    let server = TestServer::start().await.unwrap();
+    let c = client(&server).await;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    api.create(&PostParams::default(), &deployment("a", 2))
+        .await
+        .unwrap();
+    wait_ready(&api, "a", 2).await;
+    api.delete("a", &DeleteParams::foreground()).await.unwrap();
+    let marked = server
+        .get("deployments", "default", "a")
+        .expect("kept while dependents exist");
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    until("the foreground deletion to finish", || {
+        server.get("deployments", "default", "a").is_none()
+    })
+    .await;
+    // The owner went last: every pod and ReplicaSet deletion comes before it in the history.
+    let history = server.history();
+    let owner_gone = history
+        .iter()
+        .position(|c| {
+            c.key.plural == "deployments" && c.change == vigil_kube_testserver::ChangeType::Deleted
+        })
+        .unwrap();
+    assert!(history[owner_gone..]
+        .iter()
+        .all(|c| c.key.plural == "deployments"
+            || c.change != vigil_kube_testserver::ChangeType::Deleted));
+    assert!(server.list("pods", "default").is_empty());
+    assert!(server.list("replicasets", "default").is_empty());
+
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let held = cms.get("held").await.unwrap();
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "held by its finalizer"
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    until("the finalized object to go", || {
+        server.get("configmaps", "default", "held").is_none()
+    })
+    .await;
 }

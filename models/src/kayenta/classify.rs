@@ -113,7 +113,7 @@ pub fn mean_ratio(control: &[f64], experiment: &[f64]) -> f64 {
 /// Common-language effect size P(E > C) + ½·P(E = C), from average ranks of `experiment ++ control`.
 pub fn cles(control: &[f64], experiment: &[f64]) -> f64 {
     let pooled: Vec<f64> = experiment.iter().chain(control).copied().collect();
-    let ranks = mann_whitney::average_ranks(&pooled);
+    let ranks = mann_whitney::kayenta_ranks(&pooled);
     let r1: f64 = ranks[..experiment.len()].iter().sum();
     let m = experiment.len() as f64;
     let n = control.len() as f64;

@@ -1,5 +1,12 @@
 //! The Hodges-Lehmann shift and its confidence interval exactly as Kayenta computes them.
 //!
+//! This is not a second Hodges-Lehmann estimator for Vigil to choose from: it is Kayenta's
+//! root-finding approximation of one (Brent to an absolute 1e-4, with Kayenta's continuity
+//! quirk), kept bit for bit because `--mode kayenta` must give Kayenta's labels. Vigil's own
+//! judge uses [`crate::vigil_judge::hodges_lehmann`], the order statistics of the pairwise
+//! differences, which has no absolute tolerance to lose small-unit metrics in. Ranking is
+//! shared: [`crate::rank::average_ranks`] with Kayenta's NaN and signed-zero policies.
+//!
 //! Kayenta's `MannWhitney.scala` is a port of R's
 //! `wilcox.test(x, y, conf.int = TRUE, exact = FALSE, correct = TRUE)`: the interval ends and the
 //! estimate are the roots, in the shift `d`, of the continuity-corrected normal approximation of
@@ -15,6 +22,8 @@
 //! against.
 
 use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::rank::{self, NanMaximal, SignedZeros};
 
 /// Brent's tolerance in Kayenta's `BrentSolver` (R's `uniroot(tol = 1e-4)`).
 pub const BRENT_TOLERANCE: f64 = 1e-4;
@@ -65,31 +74,11 @@ pub fn normal_quantile(p: f64) -> f64 {
     Normal::standard().inverse_cdf(p)
 }
 
-/// Average ranks with ties averaged and NaN ranked above everything, as commons-math's
-/// `NaturalRanking(NaNStrategy.MAXIMAL, TiesStrategy.AVERAGE)` does. Values are compared with
-/// Java's `Double.compare` order (so -0.0 ranks below 0.0).
-pub fn average_ranks(values: &[f64]) -> Vec<f64> {
-    let keyed: Vec<f64> = values
-        .iter()
-        .map(|v| if v.is_nan() { f64::INFINITY } else { *v })
-        .collect();
-    let mut order: Vec<usize> = (0..keyed.len()).collect();
-    order.sort_by(|&a, &b| keyed[a].total_cmp(&keyed[b]));
-    let mut ranks = vec![0.0; keyed.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        while end < order.len() && keyed[order[end]].total_cmp(&keyed[order[start]]).is_eq() {
-            end += 1;
-        }
-        let first = (start + 1) as f64;
-        let len = (end - start) as f64;
-        let rank = (2.0 * first + len - 1.0) / 2.0;
-        for &i in &order[start..end] {
-            ranks[i] = rank;
-        }
-        start = end;
-    }
+/// Kayenta's ranking, commons-math's `NaturalRanking(NaNStrategy.MAXIMAL,
+/// TiesStrategy.AVERAGE)`: ties averaged, NaN as +∞, `-0.0` below `0.0` (Java's
+/// `Double.compare`). The crate's one ranking function with Kayenta's policies, which cannot fail.
+pub(crate) fn kayenta_ranks(values: &[f64]) -> Vec<f64> {
+    let Ok(ranks) = rank::average_ranks::<NanMaximal>(values, SignedZeros::Ordered);
     ranks
 }
 
@@ -112,7 +101,7 @@ fn wilcoxon_diff_with(
     correct: bool,
 ) -> Result<f64, MannWhitneyError> {
     let combined: Vec<f64> = x.iter().map(|v| v - mu).chain(y.iter().copied()).collect();
-    let ranks = average_ranks(&combined);
+    let ranks = kayenta_ranks(&combined);
     let rank_sum: f64 = ranks[..x.len()].iter().sum();
     // Tie groups are the groups of equal ranks (Kayenta groups by rank value).
     let mut sorted = ranks.clone();
@@ -480,7 +469,7 @@ mod tests {
     #[test]
     fn ranks_average_ties_and_put_nan_last() {
         assert_eq!(
-            average_ranks(&[3.0, f64::NAN, 1.0, 3.0, f64::INFINITY]),
+            kayenta_ranks(&[3.0, f64::NAN, 1.0, 3.0, f64::INFINITY]),
             vec![2.5, 4.5, 1.0, 2.5, 4.5]
         );
     }
