@@ -1,44 +1,478 @@
-//! The lifecycle of one analysis as it runs live: a judgement every interval on the data seen so
-//! far, fail fast on the first Fail, otherwise the last interval decides.
+//! An analysis session: the engine that any source feeds. It owns its configuration (the judges'
+//! settings), the telemetry of both sides received so far, the anomaly models and the lifecycle.
+//! A source hands it batches of telemetry as they arrive ([`Analysis::ingest`]) and, at the end
+//! of each interval, asks for the interim judgement ([`Analysis::judge`]); the lifecycle rules
+//! (fail fast on the first Fail, the last interval decides, time to detect) are applied here, so
+//! a replayed time to detect is the one a live analysis would have had.
 //!
-//! Replay drives it from files; a live service drives it from data arriving while it runs. Keeping
-//! the rules here, apart from where the data comes from, is what makes a replayed time to detect
-//! the one a live analysis would have had.
+//! Replay is one such source (scenario files); OTLP receivers and a Prometheus poller are the
+//! next. What the engine decides and no source may: which baseline rows are masked as known
+//! incidents, when the anomaly models are fitted (once from a baseline recorded before the
+//! canary, every interval from a baseline running beside it), and how a side's exposure grows.
 
 use serde::Serialize;
 
+use crate::judge::{self, AnomalyModels, JudgeConfig, SideView, View};
+use crate::telemetry::{LogRecord, MetricSample, MetricTable, SampleError, Span, Window};
 use crate::verdict::{Finding, Judgement, Verdict};
 
 /// One interval of the verdict timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
+    /// Seconds of canary time the judged data covers.
     pub elapsed_s: f64,
+    /// The interval's verdict.
     pub verdict: Verdict,
+    /// Its score.
     pub score: f64,
 }
 
-/// What an analysis concluded.
+/// What an analysis concluded (one name apart from the metric classifier's
+/// `vigil_models::vigil_judge::Outcome`, which is one metric's classification).
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct Conclusion {
+    /// The verdict of the deciding interval.
     pub verdict: Verdict,
+    /// Its score.
     pub score: f64,
     /// Elapsed canary time of the first interval of the final flagged streak, when the final
     /// verdict flags the canary: an earlier alarm that cleared again was not a detection.
     pub time_to_detect_s: Option<f64>,
+    /// The deciding interval's top findings.
     pub evidence: Vec<Finding>,
     /// Every finding of the deciding interval (the evidence is its top three).
     pub findings: Vec<Finding>,
+    /// Why, when the verdict is Inconclusive or Error.
     pub note: Option<String>,
+    /// Every interval judged.
     pub timeline: Vec<Step>,
 }
 
-/// The intervals judged so far.
+/// Which side of the comparison telemetry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The version serving now.
+    Baseline,
+    /// The new version.
+    Canary,
+}
+
+/// When the baseline was recorded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BaselineTiming {
+    /// Before the canary started (a before/after analysis): all of it is known at the first
+    /// interval, and the anomaly models are fitted once.
+    Before,
+    /// Beside the canary (healthy sibling replicas), from `start`: it grows interval by interval
+    /// like the canary, and the anomaly models are refitted each interval.
+    Concurrent {
+        /// Unix seconds the baseline's recording started.
+        start: f64,
+    },
+}
+
+/// What a side records, as the source declares it. A modality the source does not record is
+/// absent (the signal is not judged); a recorded one with no data yet is present and empty — not
+/// the same thing: "nothing happened" is evidence, "not measured" is not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SideSpec {
+    /// Metrics are recorded.
+    pub metrics: bool,
+    /// Logs are recorded.
+    pub logs: bool,
+    /// Spans are recorded.
+    pub spans: bool,
+    /// Callers' spans are recorded (spans with a [`crate::telemetry::CallerEdge`]).
+    pub callers: bool,
+    /// The window logs are recorded over, if bounded; with `log_seconds_covered`, the exposure
+    /// that log rates are per.
+    pub log_window: Option<Window>,
+    /// The window spans are recorded over, if bounded.
+    pub trace_window: Option<Window>,
+    /// Seconds of the log window an export actually covered (default: all of it).
+    pub log_seconds_covered: Option<f64>,
+    /// Seconds of the trace window an export actually covered (default: all of it).
+    pub trace_seconds_covered: Option<f64>,
+}
+
+/// Baseline rows the engine leaves out: a live system knows its own past incidents on the pod
+/// and must not learn "healthy" from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Masking {
+    /// Mask at all.
+    pub enabled: bool,
+    /// Earlier incidents on the same pod.
+    pub known_incidents: Vec<Window>,
+    /// When no incident is listed: baseline rows before this time overlap an earlier one.
+    pub clean_since: Option<f64>,
+    /// Seconds after an incident's end still masked (the service recovering).
+    pub recovery_s: f64,
+}
+
+impl Default for Masking {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            known_incidents: Vec::new(),
+            clean_since: None,
+            recovery_s: 300.0,
+        }
+    }
+}
+
+/// Everything an analysis needs to know before data arrives.
+#[derive(Debug, Clone)]
+pub struct AnalysisSpec {
+    /// The judges' settings.
+    pub judges: JudgeConfig,
+    /// Unix seconds the canary started: interval `k` judges canary data before
+    /// `canary_start + elapsed`.
+    pub canary_start: f64,
+    /// When the baseline was recorded.
+    pub baseline_timing: BaselineTiming,
+    /// Baseline masking.
+    pub masking: Masking,
+    /// What the baseline records.
+    pub baseline: SideSpec,
+    /// What the canary records.
+    pub canary: SideSpec,
+}
+
+/// `table` without its rows during (and just after) known incidents, or `None` when nothing is
+/// masked or fewer than `min_rows` rows would remain (then the whole baseline is judged rather
+/// than too little of it).
+pub fn masked_metrics(
+    table: &MetricTable,
+    masking: &Masking,
+    min_rows: usize,
+) -> Option<MetricTable> {
+    if !masking.enabled {
+        return None;
+    }
+    let incidents = if masking.known_incidents.is_empty() {
+        let since = masking.clean_since?;
+        vec![Window {
+            start: f64::NEG_INFINITY,
+            end: since - masking.recovery_s,
+        }]
+    } else {
+        masking.known_incidents.clone()
+    };
+    let masked = table.without(&incidents, masking.recovery_s);
+    if masked.times.len() == table.times.len() || masked.times.len() < min_rows {
+        return None;
+    }
+    Some(masked)
+}
+
+/// What a batch brought that the engine could not keep; a source reports it, nothing is dropped
+/// without a count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// Log records without a time: they cannot be placed in an interval.
+    pub untimed_logs: u64,
+    /// Records of a modality the side does not record.
+    pub undeclared: u64,
+    /// Log records kept with their body cut to [`crate::telemetry::MAX_LOG_BODY_BYTES`].
+    pub capped_logs: u64,
+}
+
+/// One batch of telemetry for one side. Logs and spans are moved in (the engine keeps them for
+/// the analysis window and judges them by reference); metric samples are borrowed and copied
+/// into the side's table.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// Metric samples, any order.
+    pub metrics: &'a [MetricSample<'a>],
+    /// Log records, any order.
+    pub logs: Vec<LogRecord>,
+    /// Spans of the side's own pod and callers' spans (those with a caller edge), any order.
+    pub spans: Vec<Span>,
+}
+
+/// A batch the engine refused; nothing of it was kept.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A metric sample that cannot be placed.
+    #[error("{role:?} {source}")]
+    Metric {
+        /// The side.
+        role: Role,
+        /// What was wrong.
+        source: SampleError,
+    },
+}
+
+/// The telemetry of one side received so far, each modality sorted by time.
 #[derive(Debug, Clone, Default)]
+struct SideState {
+    spec: SideSpec,
+    metrics: Option<MetricTable>,
+    logs: Option<Vec<LogRecord>>,
+    spans: Option<Vec<Span>>,
+    callers: Option<Vec<Span>>,
+}
+
+/// Inserts keeping `v` sorted by `key`, stably (equal keys keep arrival order): the append in
+/// order is the usual case and costs nothing extra.
+fn insert_sorted<T>(v: &mut Vec<T>, item: T, key: impl Fn(&T) -> f64) {
+    let k = key(&item);
+    if v.last().is_none_or(|last| key(last) <= k) {
+        v.push(item);
+    } else {
+        let at = v.partition_point(|x| key(x) <= k);
+        v.insert(at, item);
+    }
+}
+
+impl SideState {
+    fn new(spec: SideSpec) -> Self {
+        Self {
+            metrics: spec.metrics.then(MetricTable::default),
+            logs: spec.logs.then(Vec::new),
+            spans: spec.spans.then(Vec::new),
+            callers: spec.callers.then(Vec::new),
+            spec,
+        }
+    }
+
+    /// The view of this side with everything before `until`; `grow_from` is where a side still
+    /// recording started, so that its exposure grows pro rata.
+    fn view<'a>(
+        &'a self,
+        metrics: Option<&'a MetricTable>,
+        until: f64,
+        grow_from: Option<f64>,
+    ) -> SideView<'a> {
+        let metric_rows = metrics.map_or((0, 0), |m| (0, m.rows_before(until)));
+        let logs = self
+            .logs
+            .as_deref()
+            .map(|l| &l[..l.partition_point(|r| r.time.is_some_and(|t| t < until))]);
+        let spans = self
+            .spans
+            .as_deref()
+            .map(|s| &s[..s.partition_point(|x| x.start < until)]);
+        let caller_spans = self
+            .callers
+            .as_deref()
+            .map(|s| &s[..s.partition_point(|x| x.start < until)]);
+        // Exposure: the covered seconds of the window, pro rata for a window still growing.
+        let exposure = |covered: Option<f64>, w: Option<Window>| -> f64 {
+            let Some(w) = w else { return 0.0 };
+            let full = covered.unwrap_or(w.len()).min(w.len());
+            match grow_from {
+                Some(start) if w.len() > 0.0 => full * ((until - start) / w.len()).clamp(0.0, 1.0),
+                _ => full,
+            }
+        };
+        SideView {
+            metrics,
+            metric_rows,
+            logs,
+            spans,
+            caller_spans,
+            log_exposure: exposure(self.spec.log_seconds_covered, self.spec.log_window),
+            trace_exposure: exposure(self.spec.trace_seconds_covered, self.spec.trace_window),
+            until,
+        }
+    }
+}
+
+/// One analysis: configuration, both sides' telemetry, the anomaly models and the lifecycle.
+#[derive(Debug, Clone)]
 pub struct Analysis {
-    steps: Vec<(Step, Judgement)>,
+    spec: AnalysisSpec,
+    baseline: SideState,
+    canary: SideState,
+    dropped: Dropped,
+    /// The baseline's metric table without masked rows, and the row count it was computed from;
+    /// `None` inside when nothing is masked or too little would remain.
+    masked: Option<(usize, Option<MetricTable>)>,
+    model: Option<AnomalyModels>,
+    lifecycle: Lifecycle,
 }
 
 impl Analysis {
+    /// A session with no data yet.
+    pub fn new(spec: AnalysisSpec) -> Self {
+        Self {
+            baseline: SideState::new(spec.baseline.clone()),
+            canary: SideState::new(spec.canary.clone()),
+            spec,
+            dropped: Dropped::default(),
+            masked: None,
+            model: None,
+            lifecycle: Lifecycle::new(),
+        }
+    }
+
+    /// The analysis's configuration.
+    pub fn spec(&self) -> &AnalysisSpec {
+        &self.spec
+    }
+
+    /// What was received and not kept so far.
+    pub fn dropped(&self) -> &Dropped {
+        &self.dropped
+    }
+
+    /// Takes one batch of one side's telemetry. Records may arrive in any order and ahead of
+    /// the interval being judged: each interval sees exactly the data stamped before its end.
+    /// A refused batch leaves the state as it was for logs and spans; metric samples before the
+    /// refused one are kept.
+    pub fn ingest(&mut self, role: Role, batch: Batch<'_>) -> Result<(), IngestError> {
+        let side = match role {
+            Role::Baseline => &mut self.baseline,
+            Role::Canary => &mut self.canary,
+        };
+        if !batch.metrics.is_empty() {
+            match &mut side.metrics {
+                None => self.dropped.undeclared += batch.metrics.len() as u64,
+                Some(table) => {
+                    for s in batch.metrics {
+                        table
+                            .insert(*s)
+                            .map_err(|source| IngestError::Metric { role, source })?;
+                    }
+                }
+            }
+        }
+        match &mut side.logs {
+            None => self.dropped.undeclared += batch.logs.len() as u64,
+            Some(logs) => {
+                for mut r in batch.logs {
+                    if r.time.is_none() {
+                        self.dropped.untimed_logs += 1;
+                        continue;
+                    }
+                    if r.cap_body() {
+                        self.dropped.capped_logs += 1;
+                    }
+                    insert_sorted(logs, r, |r| r.time.unwrap_or(f64::NEG_INFINITY));
+                }
+            }
+        }
+        for s in batch.spans {
+            let target = if s.caller.is_some() {
+                &mut side.callers
+            } else {
+                &mut side.spans
+            };
+            match target {
+                None => self.dropped.undeclared += 1,
+                Some(v) => insert_sorted(v, s, |s| s.start),
+            }
+        }
+        Ok(())
+    }
+
+    /// The baseline runs beside the canary.
+    pub fn concurrent(&self) -> bool {
+        matches!(self.spec.baseline_timing, BaselineTiming::Concurrent { .. })
+    }
+
+    /// Recomputes the masked baseline table when baseline rows arrived since.
+    fn refresh_mask(&mut self) {
+        let rows = self.baseline.metrics.as_ref().map_or(0, |t| t.times.len());
+        if self.masked.as_ref().is_some_and(|(n, _)| *n == rows) {
+            return;
+        }
+        let masked = self.baseline.metrics.as_ref().and_then(|table| {
+            masked_metrics(
+                table,
+                &self.spec.masking,
+                self.spec.judges.metric.min_baseline_points,
+            )
+        });
+        self.masked = Some((rows, masked));
+    }
+
+    fn masked_table(&self) -> Option<&MetricTable> {
+        self.masked.as_ref().and_then(|(_, m)| m.as_ref())
+    }
+
+    /// Both sides as of the interval ending `elapsed_s` into the canary, the baseline with its
+    /// masked rows left out: what Vigil's judges read (and replay's reference judges too).
+    pub fn view(&mut self, elapsed_s: f64) -> View<'_> {
+        self.refresh_mask();
+        self.view_with(elapsed_s, false)
+    }
+
+    fn baseline_until(&self, elapsed_s: f64) -> (f64, Option<f64>) {
+        match self.spec.baseline_timing {
+            BaselineTiming::Before => (f64::INFINITY, None),
+            BaselineTiming::Concurrent { start } => (start + elapsed_s, Some(start)),
+        }
+    }
+
+    /// `for_fit`: the baseline the anomaly model learns from — masked unless masking leaves it
+    /// fewer rows than the model needs, then the whole baseline rather than none.
+    fn view_with(&self, elapsed_s: f64, for_fit: bool) -> View<'_> {
+        let (b_until, b_grow) = self.baseline_until(elapsed_s);
+        let masked = self.masked_table();
+        let baseline_metrics = match masked {
+            Some(m) if for_fit && m.times.len() < self.spec.judges.anomaly.min_windows => {
+                self.baseline.metrics.as_ref()
+            }
+            Some(m) => Some(m),
+            None => self.baseline.metrics.as_ref(),
+        };
+        let t0 = self.spec.canary_start;
+        View {
+            baseline: self.baseline.view(baseline_metrics, b_until, b_grow),
+            canary: self
+                .canary
+                .view(self.canary.metrics.as_ref(), t0 + elapsed_s, Some(t0)),
+        }
+    }
+
+    /// Judges the interval ending `elapsed_s` into the canary on the data received so far and
+    /// records it; returns the interim judgement, or `None` once the analysis is done (a Fail
+    /// ends it: later intervals cannot overturn it).
+    pub fn judge(&mut self, elapsed_s: f64) -> Option<&Judgement> {
+        if self.lifecycle.is_done() {
+            return None;
+        }
+        self.refresh_mask();
+        if self.model.is_none() || self.concurrent() {
+            let fit = judge::fit_anomaly(
+                &self.view_with(elapsed_s, true),
+                &self.spec.judges.anomaly,
+                &self.spec.judges.metrics,
+            );
+            self.model = Some(fit);
+        }
+        let judgement = judge::vigil(
+            &self.view_with(elapsed_s, false),
+            self.model.as_ref(),
+            &self.spec.judges,
+        );
+        self.lifecycle.record(elapsed_s, judgement);
+        self.lifecycle.last()
+    }
+
+    /// A Fail ended the analysis.
+    pub fn is_done(&self) -> bool {
+        self.lifecycle.is_done()
+    }
+
+    /// The verdict so far.
+    pub fn outcome(&self) -> Conclusion {
+        self.lifecycle.outcome()
+    }
+}
+
+/// The rules of a running analysis over the intervals judged so far: fail fast, the last
+/// interval decides, time to detect. Replay also runs its reference judges through it.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    steps: Vec<(Step, Judgement)>,
+}
+
+impl Lifecycle {
+    /// No interval judged yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -64,11 +498,16 @@ impl Analysis {
         self.steps.push((step, judgement));
     }
 
+    /// The judgement of the last interval recorded.
+    pub fn last(&self) -> Option<&Judgement> {
+        self.steps.last().map(|(_, j)| j)
+    }
+
     /// The verdict so far: the last interval's, with its evidence and the whole timeline.
-    pub fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> Conclusion {
         let timeline: Vec<Step> = self.steps.iter().map(|(s, _)| s.clone()).collect();
         let Some((_, last)) = self.steps.last() else {
-            return Outcome {
+            return Conclusion {
                 verdict: Verdict::Error,
                 score: 0.0,
                 time_to_detect_s: None,
@@ -89,7 +528,7 @@ impl Analysis {
         } else {
             None
         };
-        Outcome {
+        Conclusion {
             verdict: last.verdict,
             score: last.score,
             time_to_detect_s,
@@ -98,6 +537,202 @@ impl Analysis {
             note: last.note.clone(),
             timeline,
         }
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+    use crate::judge::tests::{side, Lcg};
+
+    fn spec() -> AnalysisSpec {
+        let recorded = |start: f64| SideSpec {
+            metrics: true,
+            logs: true,
+            spans: true,
+            callers: false,
+            log_window: Some(Window {
+                start,
+                end: start + 180.0,
+            }),
+            trace_window: Some(Window {
+                start,
+                end: start + 180.0,
+            }),
+            log_seconds_covered: None,
+            trace_seconds_covered: None,
+        };
+        AnalysisSpec {
+            judges: JudgeConfig::default(),
+            canary_start: 180.0,
+            baseline_timing: BaselineTiming::Before,
+            masking: Masking::default(),
+            baseline: recorded(0.0),
+            canary: recorded(180.0),
+        }
+    }
+
+    fn timeline(a: &Analysis) -> Vec<(f64, Verdict, f64)> {
+        a.outcome()
+            .timeline
+            .iter()
+            .map(|s| (s.elapsed_s, s.verdict, s.score))
+            .collect()
+    }
+
+    #[test]
+    fn batches_in_any_order_and_ahead_of_time_judge_like_data_in_order() {
+        let mut rng = Lcg(5);
+        let (b_logs, b_spans) = side(&mut rng, 0.0, 1.0);
+        let (c_logs, c_spans) = side(&mut rng, 180.0, 2.5);
+        // A: everything at once, the canary's records reversed.
+        let mut a = Analysis::new(spec());
+        a.ingest(
+            Role::Baseline,
+            Batch {
+                logs: b_logs.clone(),
+                spans: b_spans.clone(),
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        a.ingest(
+            Role::Canary,
+            Batch {
+                logs: c_logs.iter().rev().cloned().collect(),
+                spans: c_spans.iter().rev().cloned().collect(),
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        // B: the canary interval by interval, as a live source delivers it.
+        let mut b = Analysis::new(spec());
+        b.ingest(
+            Role::Baseline,
+            Batch {
+                logs: b_logs,
+                spans: b_spans,
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        let (mut li, mut si) = (0, 0);
+        for k in 1..=6 {
+            let elapsed = 30.0 * k as f64;
+            let until = 180.0 + elapsed;
+            let le = c_logs.partition_point(|r| r.time.is_some_and(|t| t < until));
+            let se = c_spans.partition_point(|s| s.start < until);
+            b.ingest(
+                Role::Canary,
+                Batch {
+                    logs: c_logs[li..le].to_vec(),
+                    spans: c_spans[si..se].to_vec(),
+                    ..Batch::default()
+                },
+            )
+            .unwrap();
+            (li, si) = (le, se);
+            let interim_a = a.judge(elapsed).map(|j| j.verdict);
+            let interim_b = b.judge(elapsed).map(|j| j.verdict);
+            assert_eq!(interim_a, interim_b, "interval {k}");
+        }
+        assert_eq!(timeline(&a), timeline(&b));
+        // 2.5 times slower spans: the engine fails the canary, and then stops judging.
+        assert_eq!(a.outcome().verdict, Verdict::Fail);
+        assert!(a.is_done() && a.judge(210.0).is_none());
+    }
+
+    #[test]
+    fn baseline_rows_of_a_known_incident_are_masked_by_the_engine() {
+        let mut spec = spec();
+        spec.masking.known_incidents = vec![Window {
+            start: -1800.0,
+            end: -1500.0,
+        }];
+        spec.masking.recovery_s = 60.0;
+        let mut a = Analysis::new(spec.clone());
+        // 60 one-minute rows before the canary; the incident and its recovery touch 6 of them.
+        let names = ["CpuUsageRate(%)"];
+        let samples: Vec<MetricSample> = (0..60)
+            .map(|i| MetricSample {
+                time: -3600.0 + 60.0 * f64::from(i),
+                name: names[0],
+                value: 10.0,
+            })
+            .collect();
+        a.ingest(
+            Role::Baseline,
+            Batch {
+                metrics: &samples,
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        let kept = a
+            .view(30.0)
+            .baseline
+            .metrics
+            .map(|m| m.times.clone())
+            .unwrap();
+        // Rows stamped t summarise [t - 60, t): masked are those with t in (-1800, -1380).
+        assert_eq!(kept.len(), 60 - 6, "{kept:?}");
+        assert!(
+            kept.iter().all(|t| *t <= -1800.0 || *t >= -1380.0),
+            "{kept:?}"
+        );
+        // Masking off: the whole baseline.
+        spec.masking.enabled = false;
+        let mut b = Analysis::new(spec);
+        b.ingest(
+            Role::Baseline,
+            Batch {
+                metrics: &samples,
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            b.view(30.0).baseline.metrics.map(|m| m.times.len()),
+            Some(60)
+        );
+    }
+
+    #[test]
+    fn untimed_and_undeclared_records_are_counted_not_kept() {
+        let mut spec = spec();
+        spec.canary.spans = false;
+        let mut a = Analysis::new(spec);
+        let mut rng = Lcg(3);
+        let (logs, spans) = side(&mut rng, 180.0, 1.0);
+        let n_spans = spans.len() as u64;
+        a.ingest(
+            Role::Canary,
+            Batch {
+                logs: vec![LogRecord::from_body("no time")],
+                spans,
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a.dropped().untimed_logs, 1);
+        let long = LogRecord {
+            time: Some(200.0),
+            severity: None,
+            body: "y".repeat(crate::telemetry::MAX_LOG_BODY_BYTES + 10),
+        };
+        a.ingest(
+            Role::Canary,
+            Batch {
+                logs: vec![long],
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a.dropped().capped_logs, 1);
+        let kept = a.view(30.0).canary.logs.map(|l| l[0].body.len());
+        assert_eq!(kept, Some(crate::telemetry::MAX_LOG_BODY_BYTES));
+        assert_eq!(a.dropped().undeclared, n_spans);
+        drop(logs);
     }
 }
 
@@ -120,8 +755,8 @@ mod tests {
         }
     }
 
-    fn run(verdicts: &[Verdict]) -> Analysis {
-        let mut a = Analysis::new();
+    fn run(verdicts: &[Verdict]) -> Lifecycle {
+        let mut a = Lifecycle::new();
         for (i, v) in verdicts.iter().enumerate() {
             a.record(30.0 * (i + 1) as f64, judged(*v));
         }
@@ -155,7 +790,7 @@ mod tests {
 
     #[test]
     fn an_analysis_that_never_ran_is_an_error_not_a_pass() {
-        let o = Analysis::new().outcome();
+        let o = Lifecycle::new().outcome();
         assert_eq!(o.verdict, Verdict::Error);
         assert!(o.timeline.is_empty());
     }

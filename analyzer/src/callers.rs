@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use vigil_models::counts::{bh_adjust, fisher_exact, Alternative};
 use vigil_models::vigil_judge::{hodges_lehmann, mann_whitney_greater, quantile_sorted};
 
-use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
+use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport, Typed};
 
 /// One edge observation: a caller's span and its child on the judged pod.
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +197,7 @@ pub fn judge(
             Severity::Warn
         };
         findings.push(Finding {
+            typed: Typed::default(),
             signal: Signal::Callers,
             subject: format!("{} {} -> {}", t.measure.words(), t.edge.0, t.edge.1),
             severity,
@@ -218,6 +219,7 @@ pub fn judge(
             continue;
         }
         findings.push(Finding {
+            typed: Typed::default(),
             signal: Signal::Callers,
             subject: format!("caller errors {}", e.caller),
             severity: Severity::Fail,

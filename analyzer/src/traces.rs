@@ -22,17 +22,10 @@ fn fisher_greater(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
     fisher_exact([[x1, n1 - x1], [x2, n2 - x2]], Alternative::Greater).p_value
 }
 
-use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport};
-
-/// One span as the judge sees it.
-#[derive(Debug, Clone)]
-pub struct SpanRecord<'a> {
-    pub span_id: &'a str,
-    pub parent_id: Option<&'a str>,
-    pub operation: &'a str,
-    pub duration_ms: f64,
-    pub error: Option<bool>,
-}
+use crate::telemetry::Span;
+use crate::verdict::{
+    strength, Counts, Coverage, Effect, Finding, Severity, Signal, SignalReport, Typed,
+};
 
 /// Tunables with the defaults a user would keep.
 #[derive(Debug, Clone)]
@@ -84,8 +77,8 @@ impl Default for TraceConfig {
 /// Judges canary spans against baseline spans. `exposure_*` are the seconds each side was
 /// recorded (rates of operations are compared per second, so unequal windows are fine).
 pub fn judge(
-    baseline: &[SpanRecord],
-    canary: &[SpanRecord],
+    baseline: &[Span],
+    canary: &[Span],
     exposure_baseline: f64,
     exposure_canary: f64,
     config: &TraceConfig,
@@ -107,10 +100,10 @@ pub fn judge(
             findings,
         };
     }
-    let by_op = |spans: &[SpanRecord]| {
+    let by_op = |spans: &[Span]| {
         let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for s in spans {
-            m.entry(s.operation.to_string())
+            m.entry(s.operation.clone())
                 .or_default()
                 .push(s.duration_ms);
         }
@@ -193,6 +186,26 @@ pub fn judge(
         };
         if let Some(severity) = severity {
             findings.push(Finding {
+                typed: Typed {
+                    key: format!("latency:{}", l.op),
+                    test: Some("mann_whitney"),
+                    p: Some(l.p),
+                    q: Some(q),
+                    effect: Some(Effect {
+                        kind: "ratio",
+                        estimate: tail_ratio,
+                        low: None,
+                        high: None,
+                    }),
+                    counts: Some(Counts {
+                        baseline: l.nb as u64,
+                        canary: l.nc as u64,
+                        of: "spans",
+                    }),
+                    operation: Some(l.op.clone()),
+                    shift_ms: Some(tail_shift),
+                    ..Typed::default()
+                },
                 signal: Signal::Traces,
                 subject: format!("latency {}", l.op),
                 severity,
@@ -204,10 +217,10 @@ pub fn judge(
 
     // Error rate per operation (only when spans carry a status).
     if baseline.iter().chain(canary).any(|s| s.error.is_some()) {
-        fn count<'a>(spans: &[SpanRecord<'a>]) -> BTreeMap<&'a str, (u64, u64)> {
+        fn count(spans: &[Span]) -> BTreeMap<&str, (u64, u64)> {
             let mut m: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
             for s in spans {
-                let e = m.entry(s.operation).or_default();
+                let e = m.entry(s.operation.as_str()).or_default();
                 e.1 += 1;
                 if s.error == Some(true) {
                     e.0 += 1;
@@ -236,6 +249,19 @@ pub fn judge(
         for (t, q) in tests.iter().zip(adj) {
             if q < config.alpha {
                 findings.push(Finding {
+                    typed: Typed {
+                        key: format!("errors:{}", t.0),
+                        test: Some("fisher_exact"),
+                        p: Some(t.1),
+                        q: Some(q),
+                        counts: Some(Counts {
+                            baseline: t.4,
+                            canary: t.2,
+                            of: "error spans",
+                        }),
+                        operation: Some(t.0.clone()),
+                        ..Typed::default()
+                    },
                     signal: Signal::Traces,
                     subject: format!("errors {}", t.0),
                     severity: Severity::Fail,
@@ -254,9 +280,12 @@ pub fn judge(
         }
     }
 
-    // Structure: operations that vanish or appear.
-    for (op, b) in &ob {
-        let expected = b.len() as f64 * exposure_canary / exposure_baseline.max(1e-9);
+    // Structure: operations that vanish or appear. "Vanished" compares rates, so it needs the
+    // baseline's recorded seconds: without them (no trace window known) the expected canary
+    // count is unknown, and nothing is reported rather than every operation at full strength.
+    let rates_known = exposure_baseline > 0.0 && exposure_baseline.is_finite();
+    for (op, b) in ob.iter().filter(|_| rates_known) {
+        let expected = b.len() as f64 * exposure_canary / exposure_baseline;
         if oc.contains_key(op) || expected < config.min_expected_vanished {
             continue;
         }
@@ -267,6 +296,18 @@ pub fn judge(
             _ => (-expected).exp(),
         };
         findings.push(Finding {
+            typed: Typed {
+                key: format!("vanished:{op}"),
+                test: Some("rate_test"),
+                p: Some(p),
+                counts: Some(Counts {
+                    baseline: b.len() as u64,
+                    canary: 0,
+                    of: "spans",
+                }),
+                operation: Some(op.clone()),
+                ..Typed::default()
+            },
             signal: Signal::Traces,
             subject: format!("vanished {op}"),
             severity: Severity::Warn,
@@ -283,6 +324,16 @@ pub fn judge(
             continue;
         }
         findings.push(Finding {
+            typed: Typed {
+                key: format!("new:{op}"),
+                counts: Some(Counts {
+                    baseline: 0,
+                    canary: c.len() as u64,
+                    of: "spans",
+                }),
+                operation: Some(op.clone()),
+                ..Typed::default()
+            },
             signal: Signal::Traces,
             subject: format!("new {op}"),
             severity: Severity::Warn,
@@ -303,18 +354,21 @@ pub fn judge(
 
 /// Downstream calls per parent span, per (parent operation, child operation): a change means the
 /// canary calls its dependencies differently (retries, skipped calls, a new dependency).
-fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig) -> Vec<Finding> {
+fn fan_out(baseline: &[Span], canary: &[Span], config: &TraceConfig) -> Vec<Finding> {
     type Table<'a> = (HashMap<&'a str, u64>, HashMap<(&'a str, &'a str), u64>);
-    fn table<'a>(spans: &[SpanRecord<'a>]) -> Table<'a> {
-        let ops: HashMap<&str, &str> = spans.iter().map(|s| (s.span_id, s.operation)).collect();
+    fn table(spans: &[Span]) -> Table<'_> {
+        let ops: HashMap<&str, &str> = spans
+            .iter()
+            .map(|s| (s.span_id.as_str(), s.operation.as_str()))
+            .collect();
         let mut parents: HashMap<&str, u64> = HashMap::new();
         for s in spans {
-            *parents.entry(s.operation).or_default() += 1;
+            *parents.entry(s.operation.as_str()).or_default() += 1;
         }
         let mut calls: HashMap<(&str, &str), u64> = HashMap::new();
         for s in spans {
-            if let Some(pop) = s.parent_id.and_then(|p| ops.get(p)) {
-                *calls.entry((pop, s.operation)).or_default() += 1;
+            if let Some(pop) = s.parent_id.as_deref().and_then(|p| ops.get(p)) {
+                *calls.entry((pop, s.operation.as_str())).or_default() += 1;
             }
         }
         (parents, calls)
@@ -349,6 +403,24 @@ fn fan_out(baseline: &[SpanRecord], canary: &[SpanRecord], config: &TraceConfig)
         if p < config.alpha && (ratio >= config.fanout_ratio || ratio <= 1.0 / config.fanout_ratio)
         {
             out.push(Finding {
+                typed: Typed {
+                    key: format!("fanout:{parent}->{child}"),
+                    test: Some("rate_test"),
+                    p: Some(p),
+                    effect: Some(Effect {
+                        kind: "ratio",
+                        estimate: ratio,
+                        low: None,
+                        high: None,
+                    }),
+                    counts: Some(Counts {
+                        baseline: kb,
+                        canary: kc,
+                        of: "calls",
+                    }),
+                    operation: Some(format!("{parent} -> {child}")),
+                    ..Typed::default()
+                },
                 signal: Signal::Traces,
                 subject: format!("fan-out {parent} -> {child}"),
                 // A new version may call a dependency more or less often on purpose.
@@ -383,16 +455,29 @@ pub fn quantile_ci(sorted: &[f64], q: f64) -> (f64, f64, f64) {
 mod tests {
     use super::*;
 
-    fn spans<'a>(op: &'a str, ids: &'a [String], durs: &[f64]) -> Vec<SpanRecord<'a>> {
+    fn span(
+        id: &str,
+        parent: Option<&str>,
+        op: &str,
+        duration_ms: f64,
+        error: Option<bool>,
+    ) -> Span {
+        Span {
+            trace_id: "t".into(),
+            span_id: id.into(),
+            parent_id: parent.map(str::to_owned),
+            operation: op.into(),
+            start: 0.0,
+            duration_ms,
+            error,
+            caller: None,
+        }
+    }
+
+    fn spans(op: &str, ids: &[String], durs: &[f64]) -> Vec<Span> {
         ids.iter()
             .zip(durs)
-            .map(|(id, d)| SpanRecord {
-                span_id: id,
-                parent_id: None,
-                operation: op,
-                duration_ms: *d,
-                error: None,
-            })
+            .map(|(id, d)| span(id, None, op, *d, None))
             .collect()
     }
 
@@ -415,6 +500,20 @@ mod tests {
         );
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         assert_eq!(r.findings[0].severity, Severity::Fail);
+        // The typed fields carry what the sentence says: 200 spans a side, a p90 of 27.1 ms
+        // (linear interpolation, numpy's default: sorted[179] + 0.1 * (sorted[180] - sorted[179]) =
+        // 27 + 0.1 = 27.1) doubled to 54.2 ms.
+        let t = &r.findings[0].typed;
+        assert_eq!(t.key, "latency:GET /x");
+        assert_eq!(t.operation.as_deref(), Some("GET /x"));
+        assert_eq!(t.test, Some("mann_whitney"));
+        assert_eq!(t.counts.map(|c| (c.baseline, c.canary)), Some((200, 200)));
+        assert!(t.q.is_some_and(|q| q < 1e-3), "{t:?}");
+        assert!(t.shift_ms.is_some_and(|d| (d - 27.1).abs() < 1e-9), "{t:?}");
+        assert!(
+            t.effect.is_some_and(|e| (e.estimate - 2.0).abs() < 1e-9),
+            "{t:?}"
+        );
         let r = judge(
             &spans("GET /x", &ib, &base),
             &spans("GET /x", &ic, &base),
@@ -475,31 +574,37 @@ mod tests {
     }
 
     #[test]
+    fn no_baseline_exposure_means_no_vanished_operation() {
+        let ib = ids("b", 100);
+        let ic = ids("c", 100);
+        let d = vec![5.0; 100];
+        let mut b = spans("pay", &ib, &d);
+        b.extend(spans("audit", &ib[..40], &d[..40]));
+        let c = spans("pay", &ic, &d);
+        let r = judge(&b, &c, 0.0, 60.0, &TraceConfig::default());
+        assert!(
+            r.findings
+                .iter()
+                .all(|f| !f.subject.starts_with("vanished")),
+            "{:?}",
+            r.findings
+        );
+    }
+
+    #[test]
     fn tripled_fan_out_on_a_dozen_requests_is_for_review_and_nine_are_too_few() {
         // 12 `search` requests per side; each calls `price` once in the baseline, three times in
         // the canary (a retry loop, say). 12 vs 36 calls is far beyond chance (exact test).
         let ids: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
-        let build = |parents: usize, calls: usize, offset: usize| -> Vec<SpanRecord<'_>> {
+        let build = |parents: usize, calls: usize, offset: usize| -> Vec<Span> {
             let mut v = Vec::new();
             let mut next = offset;
             for _ in 0..parents {
                 let p = next;
                 next += 1;
-                v.push(SpanRecord {
-                    span_id: &ids[p],
-                    parent_id: None,
-                    operation: "search",
-                    duration_ms: 10.0,
-                    error: None,
-                });
+                v.push(span(&ids[p], None, "search", 10.0, None));
                 for _ in 0..calls {
-                    v.push(SpanRecord {
-                        span_id: &ids[next],
-                        parent_id: Some(&ids[p]),
-                        operation: "price",
-                        duration_ms: 2.0,
-                        error: None,
-                    });
+                    v.push(span(&ids[next], Some(&ids[p]), "price", 2.0, None));
                     next += 1;
                 }
             }
@@ -531,24 +636,12 @@ mod tests {
                 ids.push((format!("{side}p{i}"), format!("{side}k{i}")));
             }
         }
-        let build = |side: &str, every: usize| -> Vec<SpanRecord<'_>> {
+        let build = |side: &str, every: usize| -> Vec<Span> {
             let mut v = Vec::new();
             for (i, (p, k)) in ids.iter().filter(|(p, _)| p.starts_with(side)).enumerate() {
-                v.push(SpanRecord {
-                    span_id: p,
-                    parent_id: None,
-                    operation: "checkout",
-                    duration_ms: 10.0,
-                    error: None,
-                });
+                v.push(span(p, None, "checkout", 10.0, None));
                 if i % every == 0 {
-                    v.push(SpanRecord {
-                        span_id: k,
-                        parent_id: Some(p),
-                        operation: "pay",
-                        duration_ms: 2.0,
-                        error: None,
-                    });
+                    v.push(span(k, Some(p), "pay", 2.0, None));
                 }
             }
             v

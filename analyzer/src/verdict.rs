@@ -13,15 +13,20 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
+    /// Metric series.
     Metrics,
+    /// Log lines.
     Logs,
+    /// The pod's own spans.
     Traces,
     /// The pod as its callers see it (`crate::callers`).
     Callers,
+    /// The anomaly models over metric rows and event windows.
     Anomaly,
 }
 
 impl Signal {
+    /// Every signal, in report order.
     pub const ALL: [Signal; 5] = [
         Signal::Metrics,
         Signal::Logs,
@@ -30,6 +35,7 @@ impl Signal {
         Signal::Anomaly,
     ];
 
+    /// The signal's name in reports and `--set`/`--ablation`.
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Metrics => "metrics",
@@ -54,23 +60,93 @@ pub enum Severity {
     Fail,
 }
 
-/// One piece of evidence, with its numbers in `detail`.
+/// An effect with its interval: `estimate` in `unit`, and the 95 % interval around it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Effect {
+    /// What the numbers are: `shift` (canary minus baseline, the metric's own unit),
+    /// `rate_ratio` (canary rate over baseline rate), `ratio` (canary quantile over baseline's).
+    pub kind: &'static str,
+    /// The point estimate.
+    pub estimate: f64,
+    /// Lower end of the interval (may be absent for a one-sided or degenerate interval).
+    pub low: Option<f64>,
+    /// Upper end of the interval (absent when unbounded).
+    pub high: Option<f64>,
+}
+
+/// Counts behind a finding, per side (lines of a log pattern, spans of an operation, windows
+/// flagged of windows judged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Baseline count.
+    pub baseline: u64,
+    /// Canary count.
+    pub canary: u64,
+    /// What is counted (`lines`, `spans`, `errors of spans`, `windows flagged of judged`).
+    pub of: &'static str,
+}
+
+/// The typed fields of a finding: what a store, an alert or an API renders, so that nothing has
+/// to be parsed back out of `detail`. Every field is optional except the key: each judge fills
+/// what its test has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Typed {
+    /// A stable key of the subject: the same metric, pattern or operation gets the same key in
+    /// every interval and run (`metric:CpuUsageRate(%)`, `log:<template id>`, `latency:<op>`).
+    pub key: String,
+    /// The test behind it (`mann_whitney`, `rate_test`, `fisher_exact`, `binomial`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<&'static str>,
+    /// The test's statistic, where it has one worth reporting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// p-value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+    /// p-value adjusted for the comparisons made (Benjamini–Hochberg).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<f64>,
+    /// The effect with its interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    /// Counts per side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    /// Example lines (logs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+    /// The operation (traces, callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The shift of the operation's latency in milliseconds (canary minus baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift_ms: Option<f64>,
+}
+
+/// One piece of evidence: its typed fields, and `detail`, a sentence with the numbers for a
+/// person (formatted from the same values; kept for the `--json` contract and text output).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
+    /// The signal that found it.
     pub signal: Signal,
     /// The metric, operation, log template or feature the finding is about.
     pub subject: String,
+    /// How bad it is.
     pub severity: Severity,
     /// For ranking: larger is stronger (typically -log10 p, capped).
     pub strength: f64,
     /// A sentence with the numbers (effect and interval, counts, example line).
     pub detail: String,
+    /// The typed fields (flattened into the finding's JSON).
+    #[serde(flatten)]
+    pub typed: Typed,
 }
 
 /// Whether a signal could be judged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", content = "reason", rename_all = "lowercase")]
 pub enum Coverage {
+    /// Enough data on both sides to judge.
     Judged,
     /// Present but too little data; the reason says how little.
     Inconclusive(String),
@@ -81,22 +157,31 @@ pub enum Coverage {
 /// What one signal's judge returned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SignalReport {
+    /// The signal.
     pub signal: Signal,
+    /// Whether it could be judged.
     pub coverage: Coverage,
+    /// What it found (empty when it could not judge).
     pub findings: Vec<Finding>,
 }
 
 /// The verdicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Verdict {
+    /// Safe to promote.
     Pass,
+    /// A person should look before promoting.
     Marginal,
+    /// Roll back.
     Fail,
+    /// Not enough data yet; never a Pass.
     Inconclusive,
+    /// The analysis could not run (a source or input failed).
     Error,
 }
 
 impl Verdict {
+    /// The verdict's name in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "Pass",
@@ -116,15 +201,47 @@ impl Verdict {
 /// Thresholds and weights.
 #[derive(Debug, Clone, Serialize)]
 pub struct FusionConfig {
+    /// Scores at or above pass.
     pub pass_threshold: f64,
+    /// Scores at or above are Marginal, below Fail.
     pub marginal_threshold: f64,
     /// A Fail finding in one of these fails the analysis outright.
     pub critical: Vec<Signal>,
     /// Points a signal loses per Fail / Warn finding.
     pub fail_penalty: f64,
+    /// Points a signal loses per Warn finding.
     pub warn_penalty: f64,
-    /// Relative weight of each signal in the score.
-    pub weights: Vec<(Signal, f64)>,
+    /// Relative weight of each signal in the score: one per signal, so none can be missing.
+    pub weights: Weights,
+}
+
+/// The weight of each signal in the fused score. A struct rather than a list so that a signal
+/// cannot be left out and silently weigh nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Weights {
+    /// Metric signal.
+    pub metrics: f64,
+    /// Log signal.
+    pub logs: f64,
+    /// Trace signal.
+    pub traces: f64,
+    /// Callers' signal.
+    pub callers: f64,
+    /// Anomaly model.
+    pub anomaly: f64,
+}
+
+impl Weights {
+    /// The weight of `signal`.
+    pub fn of(&self, signal: Signal) -> f64 {
+        match signal {
+            Signal::Metrics => self.metrics,
+            Signal::Logs => self.logs,
+            Signal::Traces => self.traces,
+            Signal::Callers => self.callers,
+            Signal::Anomaly => self.anomaly,
+        }
+    }
 }
 
 impl Default for FusionConfig {
@@ -140,13 +257,13 @@ impl Default for FusionConfig {
             ],
             fail_penalty: 60.0,
             warn_penalty: 25.0,
-            weights: vec![
-                (Signal::Metrics, 0.35),
-                (Signal::Logs, 0.25),
-                (Signal::Traces, 0.25),
-                (Signal::Callers, 0.25),
-                (Signal::Anomaly, 0.15),
-            ],
+            weights: Weights {
+                metrics: 0.35,
+                logs: 0.25,
+                traces: 0.25,
+                callers: 0.25,
+                anomaly: 0.15,
+            },
         }
     }
 }
@@ -154,6 +271,7 @@ impl Default for FusionConfig {
 /// The fused result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Judgement {
+    /// The fused verdict.
     pub verdict: Verdict,
     /// 0–100, higher is healthier.
     pub score: f64,
@@ -171,6 +289,10 @@ pub struct Judgement {
 pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
     let mut weighted = 0.0;
     let mut total_w = 0.0;
+    // The unweighted mean too: when every judged signal weighs 0, the score is still the
+    // signals' own, never "no data" (a judged signal is data).
+    let mut plain = 0.0;
+    let mut judged = 0usize;
     let mut signal_scores = Vec::new();
     let mut critical_fail = false;
     let mut other_fail = false;
@@ -193,25 +315,35 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
             }
         }
         let s = s.max(0.0);
-        let w = config
-            .weights
-            .iter()
-            .find(|(sig, _)| *sig == r.signal)
-            .map(|(_, w)| *w)
-            .unwrap_or(0.0);
+        let w = config.weights.of(r.signal).max(0.0);
         weighted += w * s;
         total_w += w;
+        plain += s;
+        judged += 1;
         signal_scores.push((r.signal, Some(s)));
-        all.extend(r.findings.iter().cloned());
+        all.extend(r.findings.iter().cloned().map(|mut f| {
+            if f.typed.key.is_empty() {
+                f.typed.key = format!("{}:{}", f.signal.as_str(), f.subject);
+            }
+            f
+        }));
     }
+    // A NaN strength ranks last (`total_cmp` would put it above every number).
+    let rank = |f: &Finding| {
+        if f.strength.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            f.strength
+        }
+    };
     all.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
-            .then(b.strength.total_cmp(&a.strength))
+            .then(rank(b).total_cmp(&rank(a)))
     });
     let findings = all.clone();
     all.truncate(3);
-    if total_w == 0.0 {
+    if judged == 0 {
         let reasons: Vec<String> = reports
             .iter()
             .filter_map(|r| match &r.coverage {
@@ -233,7 +365,11 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
             note: Some(note),
         };
     }
-    let mut score = weighted / total_w;
+    let mut score = if total_w > 0.0 {
+        weighted / total_w
+    } else {
+        plain / judged as f64
+    };
     if critical_fail {
         score = score.min(config.marginal_threshold - 1.0);
     } else if other_fail {
@@ -258,8 +394,12 @@ pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
 }
 
 /// Strength of a p-value for ranking: -log10 p, capped so that one extreme test does not hide
-/// the others.
+/// the others. A p-value that is not a probability (NaN from a degenerate test) is no evidence
+/// at all: strength 0, never the strongest (`f64::max` would drop the NaN and rank it at the cap).
 pub fn strength(p: f64) -> f64 {
+    if !(0.0..=1.0).contains(&p) {
+        return 0.0;
+    }
     (-p.max(1e-30).log10()).min(30.0)
 }
 
@@ -269,6 +409,7 @@ mod tests {
 
     fn finding(signal: Signal, severity: Severity, strength: f64) -> Finding {
         Finding {
+            typed: Typed::default(),
             signal,
             subject: "x".into(),
             severity,
@@ -389,6 +530,41 @@ mod tests {
         let j = fuse(&[r], &cfg);
         assert_eq!(j.verdict, Verdict::Inconclusive);
         assert!(j.note.unwrap().contains("1 canary point"));
+    }
+
+    #[test]
+    fn a_critical_fail_fails_even_when_every_judged_signal_weighs_nothing() {
+        let cfg = FusionConfig {
+            weights: Weights {
+                metrics: 0.0,
+                logs: 0.0,
+                traces: 0.0,
+                callers: 0.0,
+                anomaly: 0.0,
+            },
+            ..FusionConfig::default()
+        };
+        let j = fuse(
+            &[report(
+                Signal::Metrics,
+                vec![finding(Signal::Metrics, Severity::Fail, 5.0)],
+            )],
+            &cfg,
+        );
+        assert_eq!(j.verdict, Verdict::Fail, "{j:?}");
+        let j = fuse(&[report(Signal::Logs, vec![])], &cfg);
+        assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+        assert_eq!(j.score, 100.0);
+    }
+
+    #[test]
+    fn a_nan_p_value_is_no_evidence_not_the_strongest() {
+        assert_eq!(strength(f64::NAN), 0.0);
+        assert_eq!(strength(-0.1), 0.0);
+        // -log10(1e-5) = 5; the cap is 30.
+        assert!((strength(1e-5) - 5.0).abs() < 1e-12);
+        assert_eq!(strength(0.0), 30.0);
+        assert!(strength(f64::NAN) < strength(0.5));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The request parser must turn any JSON value into a request or an error, never a panic.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use vigil_analyzer::kayenta_api::{judge, parse_request, parse_request_value, RequestError};

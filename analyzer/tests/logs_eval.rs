@@ -1,6 +1,9 @@
 //! Accuracy of the template miner on the bundled Loghub-2k slice (corrected labels), and the
 //! metric functions on hand-computed cases.
 
+// Tests may unwrap (a panic is the failure report) and compare exact values on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::path::PathBuf;
 
 use vigil_analyzer::logs::eval::{average, evaluate_file, find_datasets, score, Scores};

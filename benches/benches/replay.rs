@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use vigil_analyzer::replay::{replay_scenario, scenario, ReplayConfig};
+use vigil::replay::{replay_scenario, scenario, ReplayConfig};
 
 fn corpus(id: &str) -> PathBuf {
     let group = if id.starts_with("syn-") {
@@ -45,7 +45,7 @@ fn replay(c: &mut Criterion) {
     }
     // The same scenario with its tables as Parquet (written by pyarrow; the analyzer's test data).
     let parquet = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../analyzer/tests/data/parquet/tt-20230129-f24-ts-contacts-service-cpu_contention");
+        .join("../tests/data/parquet/tt-20230129-f24-ts-contacts-service-cpu_contention");
     group.bench_function(
         "load-parquet/tt-20230129-f24-ts-contacts-service-cpu_contention",
         |b| b.iter(|| scenario::load(black_box(&parquet))),

@@ -24,95 +24,7 @@ use vigil_models::counts::{bh_adjust, rate_test, CountsError};
 
 use super::records::LogRecord;
 use super::{Miner, MinerConfig, TemplateId, TemplateLibrary};
-
-/// Log level of a pattern, from the record's own level where present, else from keywords.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 6] = [
-        Severity::Trace,
-        Severity::Debug,
-        Severity::Info,
-        Severity::Warn,
-        Severity::Error,
-        Severity::Fatal,
-    ];
-
-    /// A level name as loggers write it (log4j/logback, syslog, Python, OTLP severity text);
-    /// `None` for names we do not know, so the caller can fall back to keywords.
-    pub fn from_level(level: &str) -> Option<Severity> {
-        let l = level.trim().to_ascii_lowercase();
-        // OTLP severity texts may carry a number suffix (ERROR2, WARN3).
-        let l = l.trim_end_matches(|c: char| c.is_ascii_digit());
-        Some(match l {
-            "trace" | "finest" | "finer" | "verbose" => Severity::Trace,
-            "debug" | "fine" | "config" | "dbg" => Severity::Debug,
-            "info" | "information" | "informational" | "notice" | "i" => Severity::Info,
-            "warn" | "warning" | "w" => Severity::Warn,
-            "error" | "err" | "severe" | "e" => Severity::Error,
-            "fatal" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" | "f" => {
-                Severity::Fatal
-            }
-            _ => return None,
-        })
-    }
-
-    /// Severity from the words of a message. Words are maximal runs of letters, digits and `_`,
-    /// compared case-insensitively and whole (so `TERROR` or `errorCount` are not errors); Java- and
-    /// Python-style class names ending in `Exception` or `Error` count as errors.
-    pub fn from_keywords(body: &str) -> Severity {
-        let mut sev = Severity::Info;
-        for word in body
-            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .filter(|w| !w.is_empty())
-        {
-            let lower = word.to_ascii_lowercase();
-            let s = match lower.as_str() {
-                "fatal" | "panic" | "panicked" | "critical" | "emerg" | "emergency" | "sigsegv"
-                | "segfault" | "outofmemoryerror" => Severity::Fatal,
-                "error" | "err" | "errors" | "exception" | "traceback" | "failed" | "failure"
-                | "severe" | "stacktrace" => Severity::Error,
-                "warn" | "warning" | "deprecated" => Severity::Warn,
-                _ if is_class_suffixed(word, "Exception") || is_class_suffixed(word, "Error") => {
-                    Severity::Error
-                }
-                _ => continue,
-            };
-            if s > sev {
-                sev = s;
-                if sev == Severity::Fatal {
-                    break;
-                }
-            }
-        }
-        sev
-    }
-
-    /// The record's level if it names one, else the keywords of its body.
-    pub fn of_record(record: &LogRecord) -> Severity {
-        record
-            .severity
-            .as_deref()
-            .and_then(Severity::from_level)
-            .unwrap_or_else(|| Severity::from_keywords(&record.body))
-    }
-}
-
-/// `NullPointerException`, `ValueError`: a capitalised identifier with the suffix after a prefix.
-fn is_class_suffixed(word: &str, suffix: &str) -> bool {
-    word.len() > suffix.len()
-        && word.ends_with(suffix)
-        && word.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-}
+pub use crate::telemetry::Level;
 
 /// How much a pattern matters to the verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -286,7 +198,7 @@ pub struct Exposure {
 pub struct PatternFinding {
     pub template_id: TemplateId,
     pub template: String,
-    pub severity: Severity,
+    pub severity: Level,
     pub class: Class,
     pub change: Change,
     pub baseline_count: u64,
@@ -356,7 +268,7 @@ pub fn judge_logs(
 struct Tally {
     baseline: u64,
     canary: u64,
-    first_seen: Option<String>,
+    first_seen: Option<f64>,
     canary_examples: Vec<String>,
     baseline_examples: Vec<String>,
 }
@@ -376,24 +288,24 @@ pub fn judge_logs_with_exposure(
     library: Option<&TemplateLibrary>,
     cfg: &LogJudgeConfig,
 ) -> Result<LogFindings, JudgeError> {
-    let mut miners: HashMap<Severity, Miner> = HashMap::new();
+    let mut miners: HashMap<Level, Miner> = HashMap::new();
     let new_miner = || match library {
         Some(lib) => Miner::with_library(cfg.miner.clone(), lib),
         None => Miner::new(cfg.miner.clone()),
     };
     // Baseline first, so canary lines join the baseline's templates.
-    let mut assigned: Vec<(Severity, TemplateId, bool, usize)> =
+    let mut assigned: Vec<(Level, TemplateId, bool, usize)> =
         Vec::with_capacity(baseline.len() + canary.len());
     for (is_canary, records) in [(false, baseline), (true, canary)] {
         for (i, rec) in records.iter().enumerate() {
-            let sev = Severity::of_record(rec);
+            let sev = Level::of_record(rec);
             let miner = miners.entry(sev).or_insert_with(new_miner);
             let id = miner.add_id(&rec.body);
             assigned.push((sev, id, is_canary, i));
         }
     }
     // Templates generalise as lines arrive: group by final ids only.
-    let mut tallies: HashMap<(Severity, TemplateId), Tally> = HashMap::new();
+    let mut tallies: HashMap<(Level, TemplateId), Tally> = HashMap::new();
     for (sev, id, is_canary, i) in assigned {
         let final_id = miners.get(&sev).map_or(id, |m| m.resolve(id));
         let t = tallies.entry((sev, final_id)).or_default();
@@ -401,7 +313,7 @@ pub fn judge_logs_with_exposure(
             let rec = &canary[i];
             t.canary += 1;
             if t.first_seen.is_none() {
-                t.first_seen.clone_from(&rec.time);
+                t.first_seen = rec.time;
             }
             push_example(&mut t.canary_examples, &rec.body);
         } else {
@@ -409,7 +321,7 @@ pub fn judge_logs_with_exposure(
             push_example(&mut t.baseline_examples, &baseline[i].body);
         }
     }
-    let known: HashSet<(Severity, TemplateId)> = match library {
+    let known: HashSet<(Level, TemplateId)> = match library {
         Some(lib) => miners
             .iter()
             .flat_map(|(sev, m)| lib.templates.iter().map(|t| (*sev, m.resolve(t.id))))
@@ -417,7 +329,7 @@ pub fn judge_logs_with_exposure(
         None => HashSet::new(),
     };
 
-    let mut keys: Vec<(Severity, TemplateId)> = tallies.keys().copied().collect();
+    let mut keys: Vec<(Level, TemplateId)> = tallies.keys().copied().collect();
     keys.sort();
     let testable = exposure.baseline > 0.0
         && exposure.canary > 0.0
@@ -491,7 +403,7 @@ pub fn judge_logs_with_exposure(
             ci_high,
             p_value: p_values[idx],
             q_value: q,
-            first_seen: t.first_seen,
+            first_seen: t.first_seen.map(crate::telemetry::format_time_exact),
             examples,
             rule,
         });
@@ -547,7 +459,7 @@ pub fn judge_logs_with_exposure(
 }
 
 fn classify(
-    severity: Severity,
+    severity: Level,
     change: Change,
     canary_count: u64,
     rule: Option<RuleAction>,
@@ -563,11 +475,11 @@ fn classify(
         return Class::Info;
     }
     match severity {
-        Severity::Fatal => Class::Critical,
-        Severity::Error if change == Change::Rose || canary_count >= cfg.min_new_error_count => {
+        Level::Fatal => Class::Critical,
+        Level::Error if change == Change::Rose || canary_count >= cfg.min_new_error_count => {
             Class::Error
         }
-        Severity::Error | Severity::Warn => Class::Warning,
+        Level::Error | Level::Warn => Class::Warning,
         _ => Class::Info,
     }
 }
@@ -578,40 +490,37 @@ mod tests {
 
     #[test]
     fn levels_and_keywords() {
-        assert_eq!(Severity::from_level("WARNING"), Some(Severity::Warn));
-        assert_eq!(Severity::from_level(" error "), Some(Severity::Error));
-        assert_eq!(Severity::from_level("ERROR2"), Some(Severity::Error));
-        assert_eq!(Severity::from_level("chatty"), None);
+        assert_eq!(Level::from_level("WARNING"), Some(Level::Warn));
+        assert_eq!(Level::from_level(" error "), Some(Level::Error));
+        assert_eq!(Level::from_level("ERROR2"), Some(Level::Error));
+        assert_eq!(Level::from_level("chatty"), None);
         assert_eq!(
-            Severity::from_keywords("java.lang.NullPointerException: null"),
-            Severity::Error
+            Level::from_keywords("java.lang.NullPointerException: null"),
+            Level::Error
         );
         assert_eq!(
-            Severity::from_keywords("thread 'main' panicked at src/x.rs"),
-            Severity::Fatal
+            Level::from_keywords("thread 'main' panicked at src/x.rs"),
+            Level::Fatal
         );
         assert_eq!(
-            Severity::from_keywords("Traceback (most recent call last):"),
-            Severity::Error
+            Level::from_keywords("Traceback (most recent call last):"),
+            Level::Error
         );
         assert_eq!(
-            Severity::from_keywords("TERROR level: errorCount=0"),
-            Severity::Info
+            Level::from_keywords("TERROR level: errorCount=0"),
+            Level::Info
         );
+        assert_eq!(Level::from_keywords("[WARN] disk almost full"), Level::Warn);
         assert_eq!(
-            Severity::from_keywords("[WARN] disk almost full"),
-            Severity::Warn
-        );
-        assert_eq!(
-            Severity::from_keywords("Error: connection refused"),
-            Severity::Error
+            Level::from_keywords("Error: connection refused"),
+            Level::Error
         );
         let rec = LogRecord {
             time: None,
             severity: Some("INFO".into()),
             body: "Exception handler registered".into(),
         };
-        assert_eq!(Severity::of_record(&rec), Severity::Info);
+        assert_eq!(Level::of_record(&rec), Level::Info);
     }
 
     #[test]

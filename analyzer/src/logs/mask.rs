@@ -668,15 +668,9 @@ impl Prepared {
 
     /// Tokenises, masks and hashes one message and appends it.
     pub fn push(&mut self, content: &str, extra: &[char]) {
-        // Offsets are u32 with one flag bit: a message is mined on its first 2 GiB.
-        let mut content = content;
-        if content.len() >= SUSPICIOUS as usize {
-            let mut cut = SUSPICIOUS as usize - 1;
-            while !content.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            content = &content[..cut];
-        }
+        // Offsets are u32 with one flag bit: a message is mined on its first
+        // MAX_LOG_BODY_BYTES, far below the flag (callers count the lines they cut).
+        let content = crate::telemetry::capped_body(content).unwrap_or(content);
         let first = self.toks.len();
         let mut collapse = false;
         let mut spans = std::mem::take(&mut self.spans);
@@ -773,9 +767,10 @@ impl Prepared {
 }
 
 /// Flag set in a span's start by [`scan_tokens`]: the token may hold a variable (a digit, a
-/// slash, non-ASCII, a quote, or a piece spelling `true`/`false`/`null`). Messages are far
-/// below 2 GiB per line in practice; longer ones are split by the caller's line handling.
+/// slash, non-ASCII, a quote, or a piece spelling `true`/`false`/`null`). Offsets stay below it
+/// because every message is capped at [`crate::telemetry::MAX_LOG_BODY_BYTES`] first.
 const SUSPICIOUS: u32 = 1 << 31;
+const _: () = assert!(crate::telemetry::MAX_LOG_BODY_BYTES < SUSPICIOUS as usize);
 
 const C_SUSPICIOUS: u8 = 1;
 const C_PIECE: u8 = 2;

@@ -35,6 +35,7 @@ mod mask;
 mod miner;
 
 pub mod judge;
+pub mod parse;
 pub mod records;
 
 pub use format::LogFormat;

@@ -11,28 +11,8 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
-/// One log record. `time` is kept as the source wrote it (ISO 8601 in OTLP/JSON and the incident
-/// corpus); the judge only reports it back, it never does arithmetic on it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogRecord {
-    #[serde(default)]
-    pub time: Option<String>,
-    /// The record's level as given (`ERROR`, `warn`, `Fatal`…); `None` for plain-text lines.
-    #[serde(default)]
-    pub severity: Option<String>,
-    pub body: String,
-}
-
-impl LogRecord {
-    /// A record with only a body, as read from a plain-text line.
-    pub fn from_body(body: impl Into<String>) -> LogRecord {
-        LogRecord {
-            time: None,
-            severity: None,
-            body: body.into(),
-        }
-    }
-}
+use crate::telemetry::parse_time;
+pub use crate::telemetry::LogRecord;
 
 /// What the reader skipped or repaired, so a caller can tell a clean read from a lossy one.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -59,6 +39,10 @@ pub enum InputFormat {
 pub enum RecordsError {
     #[error("line {line}: not a JSON log record: {reason} (expected an object with a string `body` and optional `time`, `severity`)")]
     Json { line: u64, reason: String },
+    #[error(
+        "line {line}: `time`: expected an ISO-8601 UTC time like 2023-01-29T08:52:06Z, got {got:?}"
+    )]
+    Time { line: u64, got: String },
     #[error("line {line}: invalid UTF-8 in a JSON lines file")]
     Utf8 { line: u64 },
     #[error("reading line {line}: {source}")]
@@ -125,8 +109,15 @@ pub fn read_records(mut input: impl BufRead) -> Result<(Vec<LogRecord>, ReadStat
                         line: line_no,
                         reason: e.to_string(),
                     })?;
+                let time = match rec.time {
+                    None => None,
+                    Some(t) => Some(parse_time(&t).ok_or(RecordsError::Time {
+                        line: line_no,
+                        got: t,
+                    })?),
+                };
                 records.push(LogRecord {
-                    time: rec.time,
+                    time,
                     severity: rec.severity,
                     body: rec.body,
                 });
@@ -160,6 +151,15 @@ mod tests {
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].severity.as_deref(), Some("ERROR"));
         assert_eq!(recs[1].time, None);
+        // python: datetime(2023,1,29,10,3,11,tzinfo=timezone.utc).timestamp()
+        assert_eq!(recs[0].time, Some(1_674_986_591.0));
+    }
+
+    #[test]
+    fn a_time_that_is_not_a_time_is_an_error_naming_the_line() {
+        let input = b"{\"body\":\"a\",\"time\":\"2023-01-29T10:03:11Z\"}\n{\"body\":\"b\",\"time\":\"soon\"}\n";
+        let e = read_records(&input[..]).unwrap_err().to_string();
+        assert!(e.starts_with("line 2:") && e.contains("soon"), "{e}");
     }
 
     #[test]

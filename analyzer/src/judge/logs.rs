@@ -1,0 +1,101 @@
+//! The log signal over a view: the log judge's patterns as findings.
+
+use super::{absent, View};
+use crate::logs::judge::{judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig};
+use crate::text::clip;
+use crate::verdict::{
+    strength, Counts, Coverage, Effect, Finding, Severity, Signal, SignalReport, Typed,
+};
+
+/// Vigil's log signal: the log judge (pattern mining, new patterns, rate shifts per covered
+/// second, severity), its critical and error patterns as Fail findings, warnings as Warn.
+pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
+    let (Some(b), Some(c)) = (view.baseline.logs, view.canary.logs) else {
+        return absent(Signal::Logs);
+    };
+    let (tb, tc) = (view.baseline.log_exposure, view.canary.log_exposure);
+    if tb < 10.0 || tc < 10.0 {
+        return SignalReport {
+            signal: Signal::Logs,
+            coverage: Coverage::Inconclusive(format!(
+                "{tb:.0} s of baseline and {tc:.0} s of canary logs recorded, need 10 s each"
+            )),
+            findings: Vec::new(),
+        };
+    }
+    // The records are borrowed from the engine's window: nothing is copied per interval.
+    let result = judge_logs_with_exposure(
+        b,
+        c,
+        Exposure {
+            baseline: tb,
+            canary: tc,
+        },
+        None,
+        config,
+    );
+    let found = match result {
+        Ok(f) => f,
+        Err(e) => {
+            return SignalReport {
+                signal: Signal::Logs,
+                coverage: Coverage::Inconclusive(e.to_string()),
+                findings: vec![],
+            }
+        }
+    };
+    let findings = found
+        .patterns
+        .iter()
+        .filter_map(|p| {
+            let severity = match p.class {
+                Class::Critical | Class::Error => Severity::Fail,
+                Class::Warning => Severity::Warn,
+                Class::Info | Class::Ignore => return None,
+            };
+            let change = match p.change {
+                Change::New => "new",
+                Change::Rose => "rose",
+                Change::Fell => "fell",
+                _ => "changed",
+            };
+            let ratio = if p.rate_ratio.is_finite() { format!("x{:.1} (CI {:.1}..{:.1})", p.rate_ratio, p.ci_low, p.ci_high) } else { "new".into() };
+            let example: String = p.examples.first().map(|e| clip(e, 160)).unwrap_or_default();
+            let finite = |x: f64| x.is_finite().then_some(x);
+            Some(Finding {
+                typed: Typed {
+                    key: format!("log:{:?}:{}", p.severity, p.template_id).to_lowercase(),
+                    test: Some("rate_test"),
+                    p: Some(p.p_value),
+                    q: Some(p.q_value),
+                    effect: finite(p.rate_ratio).map(|r| Effect {
+                        kind: "rate_ratio",
+                        estimate: r,
+                        low: finite(p.ci_low),
+                        high: finite(p.ci_high),
+                    }),
+                    counts: Some(Counts {
+                        baseline: p.baseline_count,
+                        canary: p.canary_count,
+                        of: "lines",
+                    }),
+                    examples: p.examples.clone(),
+                    ..Typed::default()
+                },
+                signal: Signal::Logs,
+                subject: format!("{change} {:?} pattern {}", p.severity, clip(&p.template, 60)),
+                severity,
+                strength: strength(p.q_value.max(p.p_value)),
+                detail: format!(
+                    "{} -> {} lines in {tb:.0} s / {tc:.0} s, rate {ratio}, q {:.1e}; e.g. {example}",
+                    p.baseline_count, p.canary_count, p.q_value
+                ),
+            })
+        })
+        .collect();
+    SignalReport {
+        signal: Signal::Logs,
+        coverage: Coverage::Judged,
+        findings,
+    }
+}
