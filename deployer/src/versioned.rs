@@ -2,7 +2,8 @@
 //! template uses to `name-vNNN` (reusing the latest copy when the content is unchanged) and points
 //! the template at the copy, so a rollback to an older group also restores its exact
 //! configuration. Old copies beyond the history limit are deleted, but never one a server group
-//! still references.
+//! still references. Secret copies are enumerated from marker ConfigMaps
+//! ([`secret_marker_name`]), never by listing Secrets, so the Role needs no `list` on Secrets.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -200,13 +201,92 @@ async fn delete_config(cluster: &Cluster, r: &ConfigRef) -> Result<bool> {
         }
         ConfigKind::Secret => {
             let api = cluster.api::<Secret>();
-            cluster
+            let gone = cluster
                 .call_opt(&what, || api.delete(&r.name, &dp))
                 .await?
-                .is_some()
+                .is_some();
+            // The marker goes after the copy, so no copy is ever left without one.
+            let markers = cluster.api::<ConfigMap>();
+            let marker = secret_marker_name(&r.name);
+            cluster
+                .call_opt(&format!("delete configmaps/{marker}"), || {
+                    markers.delete(&marker, &dp)
+                })
+                .await?;
+            gone
         }
     };
     Ok(gone)
+}
+
+/// The label of the ConfigMap marker recorded for each versioned Secret copy.
+pub const SECRET_COPY_LABEL: &str = "vigil.dev/secret-copy";
+
+/// The marker ConfigMap of Secret copy `copy`. It holds no secret value, only which copy of
+/// which Secret exists, so the deployer can enumerate its copies with a label-selected `list` on
+/// ConfigMaps instead of `list` on Secrets. It is created before the copy and deleted after it:
+/// a crash in between leaves a marker whose Secret is missing (re-used or deleted later), never
+/// a copy no marker names.
+pub fn secret_marker_name(copy: &str) -> String {
+    format!("{copy}.secret-copy")
+}
+
+/// Versions of Secret `base` recorded by markers, ascending.
+async fn secret_copies(cluster: &Cluster, base: &str) -> Result<Vec<(u32, String)>> {
+    let api = cluster.api::<ConfigMap>();
+    let lp = ListParams::default().labels(&format!("{SECRET_COPY_LABEL}=true"));
+    let mut v: Vec<(u32, String)> = cluster
+        .call("list configmaps (secret copy markers)", || api.list(&lp))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|m| {
+            let data = m.data?;
+            let copy = data.get("copy")?.clone();
+            (data.get("secret").map(String::as_str) == Some(base))
+                .then(|| split_version(&copy).map(|(_, n)| (n, copy.clone())))
+                .flatten()
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+/// Records the marker of a Secret copy (an existing marker is fine: a crash left it).
+async fn record_secret_copy(cluster: &Cluster, base: &str, copy: &str) -> Result<()> {
+    let api = cluster.api::<ConfigMap>();
+    let marker = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(secret_marker_name(copy)),
+            labels: Some([(SECRET_COPY_LABEL.to_string(), "true".to_string())].into()),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                ("secret".to_string(), base.to_string()),
+                ("copy".to_string(), copy.to_string()),
+            ]
+            .into(),
+        ),
+        immutable: Some(true),
+        ..Default::default()
+    };
+    let pp = PostParams::default();
+    match cluster
+        .call(
+            &format!("create configmaps/{}", secret_marker_name(copy)),
+            || api.create(&pp, &marker),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(crate::Error::Api {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Existing versions of `base`, ascending.
@@ -224,14 +304,9 @@ async fn versions(cluster: &Cluster, kind: ConfigKind, base: &str) -> Result<Vec
                 .collect()
         }
         ConfigKind::Secret => {
-            let api = cluster.api::<Secret>();
-            cluster
-                .call("list secrets", || api.list(&lp))
-                .await?
-                .items
-                .into_iter()
-                .filter_map(|c| c.metadata.name)
-                .collect()
+            // Secrets are never listed (the Role has no `list` on them: it would read every
+            // Secret's value in the namespace); their copies are enumerated from the markers.
+            return secret_copies(cluster, base).await;
         }
     };
     let mut v: Vec<(u32, String)> = names
@@ -290,15 +365,26 @@ pub async fn publish(cluster: &Cluster, r: &ConfigRef) -> Result<String> {
                 .call_opt(&format!("get secrets/{}", r.name), || api.get(&r.name))
                 .await?
                 .ok_or_else(|| cluster.not_found("secrets", &r.name))?;
-            if let Some((_, latest)) = existing.last() {
-                let l = cluster
-                    .call(&format!("get secrets/{latest}"), || api.get(latest))
-                    .await?;
-                if l.data == src.data && l.string_data == src.string_data && l.type_ == src.type_ {
-                    return Ok(latest.clone());
+            let mut next = existing.last().map_or(0, |(v, _)| v + 1);
+            if let Some((v, latest)) = existing.last() {
+                match cluster
+                    .call_opt(&format!("get secrets/{latest}"), || api.get(latest))
+                    .await?
+                {
+                    Some(l)
+                        if l.data == src.data
+                            && l.string_data == src.string_data
+                            && l.type_ == src.type_ =>
+                    {
+                        return Ok(latest.clone());
+                    }
+                    Some(_) => {}
+                    // A marker whose copy was never created (a crash in between): reuse it.
+                    None => next = *v,
                 }
             }
-            let name = versioned_name(&r.name, existing.last().map_or(0, |(v, _)| v + 1));
+            let name = versioned_name(&r.name, next);
+            record_secret_copy(cluster, &r.name, &name).await?;
             let copy = Secret {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),

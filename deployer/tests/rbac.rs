@@ -338,4 +338,85 @@ async fn every_call_is_allowed_by_the_role_and_every_rule_is_used() {
         }
     }
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
+
+    // Secrets are never listed or watched (that would read every Secret value in the namespace):
+    // the Role does not grant it, and versioned Secret copies are enumerated from their marker
+    // ConfigMaps, one per copy, each naming an existing copy.
+    for r in role
+        .rules
+        .iter()
+        .filter(|r| r.resources.iter().any(|x| x == "secrets"))
+    {
+        assert!(
+            !r.verbs
+                .iter()
+                .any(|v| v == "list" || v == "watch" || v == "*"),
+            "the Role grants list/watch on secrets"
+        );
+    }
+    assert!(!calls
+        .iter()
+        .any(|a| a.resource == "secrets" && matches!(a.verb.as_str(), "list" | "watch")));
+    let copies: BTreeSet<String> = server
+        .list("secrets", NS)
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str().map(String::from))
+        .filter(|n| n.starts_with("web-secret-v"))
+        .collect();
+    let marked: BTreeSet<String> = server
+        .list("configmaps", NS)
+        .iter()
+        .filter(|c| c["metadata"]["labels"]["vigil.dev/secret-copy"] == "true")
+        .filter_map(|c| c["data"]["copy"].as_str().map(String::from))
+        .collect();
+    assert!(!copies.is_empty());
+    assert_eq!(copies, marked, "every Secret copy has exactly one marker");
+    assert!(
+        calls
+            .iter()
+            .any(|a| a.resource == "secrets" && a.verb.as_str() == "delete"),
+        "an old Secret copy was collected"
+    );
+}
+
+/// A crash between recording a Secret copy's marker and creating the copy leaves a marker with
+/// no Secret: the next publish reuses that version instead of leaking or skipping it, and the
+/// copy it creates is the one the marker names.
+#[tokio::test]
+async fn a_secret_copy_marker_left_by_a_crash_is_reused() {
+    use vigil_deployer::versioned::{publish, ConfigKind, ConfigRef};
+    use vigil_kube_testserver::{Fault, Verb};
+    let server = TestServer::start().await.unwrap();
+    let cluster = cluster(&server).await;
+    server.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": NS}, "data": {"k": "dg=="}})).unwrap();
+    let r = ConfigRef {
+        kind: ConfigKind::Secret,
+        name: "creds".into(),
+    };
+    // The copy's create is refused (as if the process died right before it).
+    server.inject(
+        Fault::status(403)
+            .verb(Verb::Create)
+            .resource("secrets")
+            .times(1),
+    );
+    assert!(publish(&cluster, &r).await.is_err());
+    assert!(server
+        .get("configmaps", NS, "creds-v000.secret-copy")
+        .is_some());
+    assert!(server.get("secrets", NS, "creds-v000").is_none());
+    assert_eq!(publish(&cluster, &r).await.unwrap(), "creds-v000");
+    assert_eq!(
+        server.get("secrets", NS, "creds-v000").unwrap()["data"]["k"],
+        "dg=="
+    );
+    // Unchanged content: the same copy again; changed: the next version, with its marker.
+    assert_eq!(publish(&cluster, &r).await.unwrap(), "creds-v000");
+    server
+        .patch("secrets", NS, "creds", json!({"data": {"k": "dzI="}}))
+        .unwrap();
+    assert_eq!(publish(&cluster, &r).await.unwrap(), "creds-v001");
+    assert!(server
+        .get("configmaps", NS, "creds-v001.secret-copy")
+        .is_some());
 }
