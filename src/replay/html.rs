@@ -224,19 +224,8 @@ fn plots(s: &Scenario, r: &ScenarioResult, config: &ReplayConfig) -> Vec<String>
         }
     }
     if let (Some(b), Some(c)) = (&s.baseline.spans, &s.canary.spans) {
-        let bucket = |spans: &[scenario::Span]| -> Vec<(f64, f64)> {
-            let mut m: std::collections::BTreeMap<i64, Vec<f64>> =
-                std::collections::BTreeMap::new();
-            for x in spans {
-                m.entry((x.start / 10.0).floor() as i64)
-                    .or_default()
-                    .push(x.duration_ms);
-            }
-            m.into_iter()
-                .filter_map(|(k, v)| {
-                    vigil_models::vigil_judge::quantile(&v, 0.9).map(|q| (k as f64 * 10.0 + 5.0, q))
-                })
-                .collect()
+        let bucket = |spans: &[scenario::Span]| {
+            quantile_per_10s(spans.iter().map(|x| (x.start, x.duration_ms)), 0.9)
         };
         series.push(Series {
             title: "span p90 per 10 s (ms)".into(),
@@ -247,21 +236,12 @@ fn plots(s: &Scenario, r: &ScenarioResult, config: &ReplayConfig) -> Vec<String>
     }
     if let (Some(b), Some(c)) = (&s.baseline.caller_spans, &s.canary.caller_spans) {
         // What the callers waited for outside the pod's own span: where a network delay shows.
-        let bucket = |spans: &[scenario::Span]| -> Vec<(f64, f64)> {
-            let mut m: std::collections::BTreeMap<i64, Vec<f64>> =
-                std::collections::BTreeMap::new();
-            for x in spans {
-                if let Some(e) = &x.caller {
-                    m.entry((x.start / 10.0).floor() as i64)
-                        .or_default()
-                        .push(x.duration_ms - e.callee_duration_ms);
-                }
-            }
-            m.into_iter()
-                .filter_map(|(k, v)| {
-                    vigil_models::vigil_judge::quantile(&v, 0.5).map(|q| (k as f64 * 10.0 + 5.0, q))
-                })
-                .collect()
+        let bucket = |spans: &[scenario::Span]| {
+            let outside = spans.iter().filter_map(|x| {
+                let e = x.caller.as_ref()?;
+                Some((x.start, x.duration_ms - e.callee_duration_ms))
+            });
+            quantile_per_10s(outside, 0.5)
         };
         series.push(Series {
             title: "callers' time outside the pod, median per 10 s (ms)".into(),
@@ -295,6 +275,20 @@ fn plots(s: &Scenario, r: &ScenarioResult, config: &ReplayConfig) -> Vec<String>
     series
         .iter()
         .map(|x| svg(x, onset, s.inject_time.is_some()))
+        .collect()
+}
+
+/// `(time, value)` points summarised per 10-second bucket by quantile `q`, placed at the bucket's
+/// middle: the resolution of the event model, coarse enough that a bucket holds several points.
+fn quantile_per_10s(points: impl Iterator<Item = (f64, f64)>, q: f64) -> Vec<(f64, f64)> {
+    let mut m: std::collections::BTreeMap<i64, Vec<f64>> = std::collections::BTreeMap::new();
+    for (t, v) in points {
+        m.entry((t / 10.0).floor() as i64).or_default().push(v);
+    }
+    m.into_iter()
+        .filter_map(|(k, v)| {
+            vigil_models::vigil_judge::quantile(&v, q).map(|x| (k as f64 * 10.0 + 5.0, x))
+        })
         .collect()
 }
 
