@@ -530,11 +530,7 @@ pub fn judge_vigil(request: &JudgeRequest) -> Result<CanaryJudgeResult, RequestE
     let mut labels = Vec::with_capacity(request.metrics.len());
     let mut results = Vec::with_capacity(request.metrics.len());
     for m in &request.metrics {
-        let direction = match m.settings.direction {
-            kayenta::Direction::Increase => vigil_judge::Direction::Increase,
-            kayenta::Direction::Decrease => vigil_judge::Direction::Decrease,
-            kayenta::Direction::Either => vigil_judge::Direction::Either,
-        };
+        let direction = m.settings.direction;
         let control =
             preprocess::preprocess(&m.control, m.settings.nan_strategy, m.settings.outliers);
         let experiment =

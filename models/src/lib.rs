@@ -8,3 +8,15 @@ pub mod counts;
 pub mod kayenta;
 pub mod rank;
 pub mod vigil_judge;
+
+/// Which change of a metric is harmful. One type for every judge (Kayenta's `canary.direction`
+/// and Vigil's own rules), so a direction configured once means the same thing to both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Direction {
+    /// Higher is worse (CPU, memory, latency, errors).
+    Increase,
+    /// Lower is worse (success rate, throughput).
+    Decrease,
+    /// Any change is suspicious.
+    Either,
+}

@@ -12,16 +12,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::rank::normal_sf;
 
-/// Which change of a metric is harmful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Direction {
-    /// Higher is worse (CPU, memory, latency, errors).
-    Increase,
-    /// Lower is worse (success rate, throughput).
-    Decrease,
-    /// Any change is suspicious.
-    Either,
-}
+pub use crate::Direction;
 
 /// What sort of values a metric holds; it picks the test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -187,11 +187,7 @@ pub fn kayenta(view: &View) -> Judgement {
         let Some(spec) = metric_spec(name) else {
             continue;
         };
-        let direction = match spec.rule.direction {
-            Direction::Increase => k::Direction::Increase,
-            Direction::Decrease => k::Direction::Decrease,
-            Direction::Either => k::Direction::Either,
-        };
+        let direction = spec.rule.direction;
         names.push(name.clone());
         data.push((
             column(bt, view.baseline.metric_rows, name),

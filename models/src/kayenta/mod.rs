@@ -33,13 +33,8 @@ pub enum Mode {
     Kayenta,
 }
 
-/// `canary.direction`: which way is a regression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Increase,
-    Decrease,
-    Either,
-}
+/// `canary.direction`: which way is a regression (the crate's one [`crate::Direction`]).
+pub use crate::Direction;
 
 /// `canary.effectSize.measure`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
