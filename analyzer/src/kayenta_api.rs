@@ -27,10 +27,17 @@ const ACCEPTED_JUDGE_NAMES: [&str; 2] = [JUDGE_NAME, "RemoteJudge-v1.0"];
 /// A request that cannot be judged; the message names the field and what was expected there.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RequestError {
+    /// The body does not parse as JSON at all; the parser's message says where.
     #[error("request is not valid JSON: {0}")]
     NotJson(String),
+    /// JSON, but a field is missing, of the wrong type or out of range.
     #[error("{path}: {message}")]
-    Field { path: String, message: String },
+    Field {
+        /// Where, as a JSON path (`metricSetPairList[2].values.control`).
+        path: String,
+        /// What was expected there.
+        message: String,
+    },
 }
 
 fn field(path: impl Into<String>, message: impl Into<String>) -> RequestError {
@@ -134,22 +141,30 @@ impl<'de> Deserialize<'de> for Sample {
 /// One metric of a validated request: its pair, and the settings from its config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestMetric {
+    /// The metric's name, echoed in its result.
     pub name: String,
+    /// The pair's id, echoed in its result (Kayenta copies it through).
     pub id: Option<String>,
+    /// The pair's tags (the scope's labels), echoed in its result.
     pub tags: BTreeMap<String, String>,
+    /// The groups the metric's config puts it in; group scores are per group.
     pub groups: Vec<String>,
-    /// NaN marks a missing point.
+    /// The baseline's points; NaN marks a missing point.
     pub control: Vec<f64>,
+    /// The canary's points; NaN marks a missing point.
     pub experiment: Vec<f64>,
+    /// How the config says to judge it (direction, NaN strategy, effect sizes, critical).
     pub settings: MetricSettings,
 }
 
 /// A RemoteJudge request that has been checked and is ready to judge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JudgeRequest {
+    /// Every metric pair, in the request's order (results keep it).
     pub metrics: Vec<RequestMetric>,
     /// `canaryConfig.classifier.groupWeights`.
     pub group_weights: Vec<(String, f64)>,
+    /// `scoreThresholds`: pass and marginal, on the 0–100 score.
     pub thresholds: ScoreThresholds,
 }
 
@@ -293,9 +308,13 @@ pub fn parse_request_value(value: Value) -> Result<JudgeRequest, RequestError> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryJudgeResult {
+    /// Which judge answered (`NetflixACAJudge-v1.0`, or Vigil's name in `--mode vigil`).
     pub judge_name: String,
+    /// One result per metric, in the request's order.
     pub results: Vec<CanaryAnalysisResult>,
+    /// One score per group, by the share of its metrics that passed.
     pub group_scores: Vec<CanaryJudgeGroupScore>,
+    /// The weighted score over groups and its classification against the thresholds.
     pub score: CanaryJudgeScore,
     /// What Kayenta would not say: settings that make its answer meaningless (e.g. a negative
     /// group weight that scores a canary 150). Not a Kayenta field, so it is left out of the
@@ -308,34 +327,54 @@ pub struct CanaryJudgeResult {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryAnalysisResult {
+    /// The metric's name.
     pub name: String,
+    /// The pair's id, as sent.
     pub id: Option<String>,
+    /// The pair's tags, as sent.
     pub tags: BTreeMap<String, String>,
+    /// `Pass`, `High`, `Low`, `Nodata`, `NodataFailMetric` or `Error`, as Kayenta spells them.
     pub classification: String,
+    /// Why, when the classification is not a plain Pass (Kayenta's sentence).
     pub classification_reason: Option<String>,
+    /// The metric's groups.
     pub groups: Vec<String>,
+    /// The canary's summary after preprocessing.
     pub experiment_metadata: StatsMetadata,
+    /// The baseline's summary after preprocessing.
     pub control_metadata: StatsMetadata,
+    /// The effect that was compared (the ratio of means).
     pub result_metadata: ResultMetadata,
+    /// A failure of this metric fails the whole canary.
     pub critical: bool,
+    /// Kayenta's `muted`: never set by this judge, kept for the shape.
     pub muted: bool,
 }
 
+/// Kayenta's `{"stats": …}` wrapper around one side's summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatsMetadata {
+    /// The side's summary.
     pub stats: Stats,
 }
 
+/// One side's summary as Kayenta reports it; non-finite values are written as Jackson writes
+/// them (`"NaN"`), because Kayenta's clients parse that.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
+    /// Smallest point.
     #[serde(serialize_with = "number_or_nan")]
     pub min: f64,
+    /// Largest point.
     #[serde(serialize_with = "number_or_nan")]
     pub max: f64,
+    /// Mean of the points.
     #[serde(serialize_with = "number_or_nan")]
     pub mean: f64,
+    /// Standard deviation of the points.
     #[serde(serialize_with = "number_or_nan")]
     pub std: f64,
+    /// How many points were left after preprocessing.
     pub count: usize,
 }
 
@@ -351,6 +390,7 @@ impl From<Summary> for Stats {
     }
 }
 
+/// The effect Kayenta compares against the metric's effect-size gates.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResultMetadata {
     /// mean(experiment) / mean(control); `"NaN"` when either mean is 0, as Jackson writes it.
@@ -358,21 +398,29 @@ pub struct ResultMetadata {
     pub ratio: f64,
 }
 
+/// Kayenta's per-group score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryJudgeGroupScore {
+    /// The group's name.
     pub name: String,
+    /// 0–100: the share of the group's metrics that passed.
     pub score: f64,
     /// Always "" in Kayenta.
     pub classification: String,
+    /// Always "" in Kayenta.
     pub classification_reason: String,
 }
 
+/// Kayenta's overall score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryJudgeScore {
+    /// 0–100: group scores weighted by `groupWeights`.
     pub score: f64,
+    /// `Pass`, `Marginal` or `Fail` against the thresholds (`Fail` also when a critical metric failed).
     pub classification: String,
+    /// Why, for a critical failure; otherwise "".
     pub classification_reason: String,
 }
 
@@ -468,8 +516,10 @@ pub fn judge(request: &JudgeRequest, noise_seed: i64) -> CanaryJudgeResult {
 /// Kayenta's result shape (`vigil judge --mode`, and the service's `POST /judge?mode=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JudgeMode {
+    /// Kayenta's NetflixACAJudge-v1.0 semantics, quirks included: what a Kayenta user expects.
     #[default]
     Kayenta,
+    /// Vigil's metric judge (rank test plus effect size with an interval), in Kayenta's shape.
     Vigil,
 }
 
