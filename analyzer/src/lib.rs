@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod analysis;
 pub mod callers;
+pub mod http;
 pub mod judge;
 // Not yet documented field by field (the Kayenta wire format and the log miner); the rest of the
 // public API is, and the lint keeps it so.
@@ -21,6 +22,7 @@ pub mod judge;
 pub mod kayenta_api;
 #[allow(missing_docs)]
 pub mod logs;
+pub mod source;
 pub mod telemetry;
 pub mod text;
 pub mod traces;
