@@ -119,7 +119,7 @@ fn canary_config() -> Value {
         "applications": [APP],
         "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
         "metrics": [
-            {"name": "cpu", "groups": ["system"], "scopeName": "default",
+            {"name": "cpu", "groups": ["cpu"], "scopeName": "default",
              "query": {"type": "prometheus",
                        "customInlineTemplate": format!("PromQL:avg({FAMILY}{{scenario=\"${{location}}\",side=\"${{scope}}\",column=\"CpuUsageRate(%)\"}})")},
              "analysisConfigurations": canary("increase")},
@@ -127,13 +127,13 @@ fn canary_config() -> Value {
              "query": {"type": "prometheus", "metricName": FAMILY,
                        "customInlineTemplate": "scenario=\"${location}\",side=\"${scope}\",column=\"PodServerLatencyP90(s)\""},
              "analysisConfigurations": canary("increase")},
-            {"name": "memory", "groups": ["system"], "scopeName": "default",
+            {"name": "memory", "groups": ["memory"], "scopeName": "default",
              "query": {"type": "prometheus",
                        "customInlineTemplate": format!("PromQL:avg({FAMILY}{{scenario=\"${{location}}\",side=\"${{scope}}\",column=\"MemoryUsage(Mi)\"}})")},
              "analysisConfigurations": canary("increase")}
         ],
         "templates": {},
-        "classifier": {"groupWeights": {"system": 50, "latency": 50}}
+        "classifier": {"groupWeights": {"cpu": 50, "latency": 25, "memory": 25}}
     })
 }
 

@@ -314,6 +314,7 @@ fn cells(t: Option<&MetricTable>, w: Window) -> Vec<(String, f64, f64)> {
 fn fetched(samples: &[OwnedMetricSample]) -> Vec<(String, f64, f64)> {
     let mut v: Vec<_> = samples
         .iter()
+        .filter(|s| s.value.is_finite())
         .map(|s| (s.name.clone(), s.time, s.value))
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
@@ -422,7 +423,14 @@ fn live_analyses_of_real_incidents_reach_the_verdicts_of_replay() {
             }
             m
         };
-        let file = by_metric(cells(s.baseline.metrics.as_ref(), bw));
+        // A reading at `t` is seen at the grid point ending its step, `ceil(t / 60) * 60`; one
+        // whose grid point falls at or after the window's end belongs to the next window.
+        let file = by_metric(
+            cells(s.baseline.metrics.as_ref(), bw)
+                .into_iter()
+                .filter(|(_, t, _)| (t / 60.0).ceil() * 60.0 < bw.end)
+                .collect(),
+        );
         let prom_side = by_metric(fetched(&got.baseline));
         assert_eq!(
             file.keys().collect::<Vec<_>>(),
@@ -502,7 +510,7 @@ fn nan_readings_and_absent_series_are_no_data_never_zero() {
     let samples = rt
         .block_on(fetch_side(
             &prom,
-            &[missing],
+            std::slice::from_ref(&missing),
             &scope(&s, "canary"),
             cw.start,
             cw.end,
@@ -510,6 +518,41 @@ fn nan_readings_and_absent_series_are_no_data_never_zero() {
         ))
         .unwrap();
     assert!(samples.is_empty(), "{samples:?}");
+    // Beside a metric with readings, the absent one and an all-NaN one are NaN cells of the
+    // same rows (what the files hold for a missing reading), never 0.
+    let present = MetricQuery {
+        name: name.clone(),
+        query: format!("{FAMILY}{{${{scope}},column=\"{}\"}}", escape(name)),
+    };
+    let nan_only = MetricQuery {
+        name: "LatencyNaN(s)".into(),
+        query: format!("{} * 0 / 0", present.query),
+    };
+    let samples = rt
+        .block_on(fetch_side(
+            &prom,
+            &[present, missing.clone(), nan_only],
+            &scope(&s, "canary"),
+            cw.start,
+            cw.end,
+            60.0,
+        ))
+        .unwrap();
+    let of =
+        |n: &str| -> Vec<&OwnedMetricSample> { samples.iter().filter(|x| x.name == n).collect() };
+    let rows: Vec<f64> = of(name).iter().map(|x| x.time).collect();
+    // Rows exist where some metric had a reading: here the present metric's finite cells.
+    assert_eq!(rows.len(), finite.len());
+    assert!(of(name).iter().all(|x| x.value.is_finite()));
+    for other in ["ErrorCount", "LatencyNaN(s)"] {
+        let cells = of(other);
+        assert_eq!(
+            cells.iter().map(|x| x.time).collect::<Vec<_>>(),
+            rows,
+            "{other}"
+        );
+        assert!(cells.iter().all(|x| x.value.is_nan()), "{other}: {cells:?}");
+    }
     // A query whose every point is NaN (0/0): no data either.
     let all_nan = rt
         .block_on(prom.query_range(&format!("{query} * 0 / 0"), cw.start, cw.end, 60.0))
@@ -558,14 +601,34 @@ fn repeated_queries_over_a_growing_window_return_the_same_points() {
     let full = rt
         .block_on(prom.query_range(&query, bw.start, bw.end - 1.0, 30.0))
         .unwrap();
-    for cut in [7.0, 301.0, 905.5] {
+    assert!(full[0].points.iter().all(|p| p.0 % 30.0 == 0.0));
+    for (from, to) in [(0.3, 31.0), (0.3, 301.0), (29.9, 905.5), (61.0, 1799.0)] {
         let part = rt
-            .block_on(prom.query_range(&query, bw.start + 0.3, bw.start + cut, 30.0))
+            .block_on(prom.query_range(&query, bw.start + from, bw.start + to, 30.0))
             .unwrap();
-        let n = part[0].points.len();
-        assert!(n > 0);
-        assert_eq!(part[0].points[..], full[0].points[..n], "cut {cut}");
+        let part = &part[0].points;
+        assert!(!part.is_empty());
+        let i = full[0]
+            .points
+            .iter()
+            .position(|p| p.0 == part[0].0)
+            .unwrap();
+        assert_eq!(
+            part[..],
+            full[0].points[i..i + part.len()],
+            "({from}, {to})"
+        );
+        assert_eq!(part[0].0, ((bw.start + from) / 30.0).ceil() * 30.0);
+        assert_eq!(
+            part.last().unwrap().0,
+            ((bw.start + to) / 30.0).floor() * 30.0
+        );
     }
+    // A window with no grid point in it asks nothing and gets nothing.
+    let none = rt
+        .block_on(prom.query_range(&query, bw.start + 0.3, bw.start + 7.0, 30.0))
+        .unwrap();
+    assert!(none.is_empty());
     // A range of more than Prometheus' 11,000 points per query is fetched in chunks and stitched:
     // 1 s steps from 3 hours before the data to its end.
     let long = rt

@@ -210,12 +210,14 @@ fn validate_config(config: &Value) -> Result<(), ConfigError> {
         }
         match m.pointer("/query/type").and_then(Value::as_str) {
             Some("prometheus") => {}
-            Some(other) => return Err(field_error(
-                at("query.type"),
-                format!(
+            Some(other) => {
+                return Err(field_error(
+                    at("query.type"),
+                    format!(
                     "expected \"prometheus\" (the only metrics store Vigil reads), got {other:?}"
                 ),
-            )),
+                ))
+            }
             None => return Err(field_error(at("query.type"), "required: \"prometheus\"")),
         }
         let q = &m["query"];

@@ -543,7 +543,7 @@ pub struct OwnedMetricSample {
     pub time: f64,
     /// The metric's name in the analysis.
     pub name: String,
-    /// The reading; always finite (no reading means no sample).
+    /// The reading; NaN for "no reading at this time" (never infinite).
     pub value: f64,
 }
 
@@ -560,10 +560,12 @@ impl OwnedMetricSample {
 
 /// Fetches every metric of a spec for one side over the window `[start, end)` (end excluded, as
 /// the engine's windows are: a point stamped `end` belongs to the next interval), one point per
-/// `step` on the aligned grid, into the engine's metric samples. A metric whose query returns
-/// no series contributes no samples (no data: the engine calls it Inconclusive, never Pass); a
-/// query returning several series is an error, since a side's metric is one series. Errors name
-/// the metric.
+/// `step` on the aligned grid, into the engine's metric samples — laid out as a recorded table
+/// is: a row for every grid time at which any metric of the side had a reading, and in it a
+/// NaN sample ("no reading", never 0) for each metric that had none then. A metric whose query
+/// returns no series, or only NaN, is thus a column of NaN as soon as the side has any row (the
+/// engine calls it Inconclusive, never Pass). A query returning several series is an error,
+/// since a side's metric is one series. Errors name the metric.
 pub async fn fetch_side(
     prom: &Prometheus,
     metrics: &[MetricQuery],
@@ -589,10 +591,10 @@ pub async fn fetch_side(
     }
     // The last grid point strictly before `end`.
     let last = grid_up(end, step) - step;
-    let mut out = Vec::new();
     if last < grid_up(start, step) {
-        return Ok(out);
+        return Ok(Vec::new());
     }
+    let mut readings: Vec<Vec<(f64, f64)>> = Vec::with_capacity(metrics.len());
     for m in metrics {
         let in_metric = |source: SourceError| SourceError::Metric {
             metric: m.name.clone(),
@@ -604,16 +606,16 @@ pub async fn fetch_side(
             .await
             .map_err(in_metric)?;
         match series.as_slice() {
-            [] => tracing::debug!(metric = %m.name, %query, "no series: no data"),
-            [one] => out.extend(
+            [] => {
+                tracing::debug!(metric = %m.name, %query, "no series: no data");
+                readings.push(Vec::new());
+            }
+            [one] => readings.push(
                 one.points
                     .iter()
+                    .copied()
                     .filter(|(t, _)| *t >= start && *t < end)
-                    .map(|&(time, value)| OwnedMetricSample {
-                        time,
-                        name: m.name.clone(),
-                        value,
-                    }),
+                    .collect(),
             ),
             several => {
                 return Err(SourceError::SeveralSeries {
@@ -627,6 +629,28 @@ pub async fn fetch_side(
                         .join(", "),
                 })
             }
+        }
+    }
+    let mut times: Vec<f64> = readings.iter().flatten().map(|p| p.0).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup_by(|a, b| a.total_cmp(b).is_eq());
+    let mut out = Vec::with_capacity(times.len() * metrics.len());
+    for (m, points) in metrics.iter().zip(&readings) {
+        let mut next = points.iter().peekable();
+        for &time in &times {
+            let value = match next.peek() {
+                Some((t, v)) if t.total_cmp(&time).is_eq() => {
+                    let v = *v;
+                    next.next();
+                    v
+                }
+                _ => f64::NAN,
+            };
+            out.push(OwnedMetricSample {
+                time,
+                name: m.name.clone(),
+                value,
+            });
         }
     }
     Ok(out)
