@@ -345,6 +345,40 @@ fn argos_kayenta_provider_sequence_judges_live_prometheus_data_as_vigil_judge_do
     assert_eq!(phases[1].1, "Successful", "{phases:?}");
 }
 
+/// A PromQL query that keeps the scope label gives control and experiment series different tag
+/// sets; Kayenta's mixer then pairs each with nothing and the metric is Nodata (kayenta#738).
+/// Vigil answers as Kayenta does, and says why in `warnings`.
+#[test]
+fn unaggregated_queries_are_nodata_as_in_kayenta_and_a_warning_says_why() {
+    let addr = serve(KayentaState::new(Some(
+        Prometheus::new(&prometheus().url, Duration::from_secs(10)).unwrap(),
+    )));
+    let mut config = canary_config();
+    config["metrics"] = json!([{"name": "cpu", "groups": ["cpu"], "scopeName": "default",
+        "query": {"type": "prometheus",
+                  "customInlineTemplate": format!("PromQL:{FAMILY}{{scenario=\"${{location}}\",side=\"${{scope}}\",column=\"CpuUsageRate(%)\"}}")},
+        "analysisConfigurations": {"canary": {"direction": "increase"}}}]);
+    config["classifier"] = json!({"groupWeights": {"cpu": 100}});
+    let r = go_post(&addr, "/canaryConfig", &config.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let status = argo_run(&addr, &argo_body(&common::load(FAIL), 95, 75));
+    let judge = &status["result"]["judgeResult"];
+    let results = judge["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "one pair per tag set: {judge:#}");
+    assert!(
+        results.iter().all(|r| r["classification"] == "Nodata"),
+        "{judge:#}"
+    );
+    assert_eq!(judge["score"]["score"], 0.0);
+    let warnings = judge["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("kayenta#738")),
+        "{warnings:?}"
+    );
+}
+
 #[test]
 fn remote_judge_answers_exactly_as_vigil_judge() {
     let addr = vigil_kayenta();

@@ -36,6 +36,10 @@ use crate::kayenta_api::{self, CanaryJudgeResult, DEFAULT_NOISE_SEED};
 use crate::source::prometheus::{render_vars, Prometheus, SourceError};
 use crate::telemetry::{format_time_exact, parse_time};
 
+/// The largest request body the routes read (the service's default request limit): axum's own
+/// default of 2 MB would refuse a RemoteJudge request of a few dozen long series.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
 /// Executions kept in memory; beyond it the oldest finished ones are forgotten.
 const MAX_EXECUTIONS: usize = 10_000;
 
@@ -556,6 +560,7 @@ pub fn router(state: KayentaState) -> Router {
         .route("/canaryConfig", get(list_configs).post(create_config))
         .route("/canaryConfig/{id}", get(get_config))
         .route("/canary/{id}", post(start_canary).get(get_canary))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
