@@ -756,6 +756,17 @@ fn an_unreachable_or_silent_server_is_a_clear_error() {
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
+    // A password in the URL (basic auth) never appears in an error.
+    let with_secret = Prometheus::new(
+        &format!("http://vigil:s3cret@127.0.0.1:{port}"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let e = rt
+        .block_on(with_secret.query_range("up", 0.0, 60.0, 15.0))
+        .unwrap_err();
+    assert!(matches!(e, SourceError::Unreachable { .. }), "{e:?}");
+    assert!(!format!("{e} {e:?}").contains("s3cret"), "{e:?}");
     // fetch_side says which metric failed.
     let e = rt
         .block_on(fetch_side(

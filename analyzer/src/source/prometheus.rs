@@ -135,6 +135,8 @@ pub struct Series {
 pub struct Prometheus {
     base: reqwest::Url,
     endpoint: reqwest::Url,
+    /// The endpoint as errors and logs show it: a password in the URL is replaced.
+    shown: String,
     client: reqwest::Client,
     timeout: Duration,
 }
@@ -226,6 +228,7 @@ impl Prometheus {
         let endpoint = base
             .join("api/v1/query_range")
             .map_err(|e| invalid(&e.to_string()))?;
+        let shown = redacted(&endpoint);
         ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -234,14 +237,16 @@ impl Prometheus {
         Ok(Self {
             base,
             endpoint,
+            shown,
             client,
             timeout,
         })
     }
 
-    /// The server's base URL, as normalised (with a trailing slash).
-    pub fn base_url(&self) -> &str {
-        self.base.as_str()
+    /// The server's base URL, as normalised (with a trailing slash), its password (if the URL
+    /// carries one for basic auth) replaced: safe to log.
+    pub fn base_url(&self) -> String {
+        redacted(&self.base)
     }
 
     /// Runs `query` over `[start, end]` (Unix seconds, both ends included as Prometheus does),
@@ -290,7 +295,7 @@ impl Prometheus {
         end: f64,
         step: f64,
     ) -> Result<Vec<Series>, SourceError> {
-        let url = self.endpoint.as_str();
+        let url = self.shown.as_str();
         let form = [
             ("query", query.to_string()),
             ("start", start.to_string()),
@@ -303,12 +308,12 @@ impl Prometheus {
             .form(&form)
             .send()
             .await
-            .map_err(|e| self.transport_error(&e))?;
+            .map_err(|e| self.transport_error(e))?;
         let http_status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(&e))?;
+            .map_err(|e| self.transport_error(e))?;
         let bad = |message: String| SourceError::BadResponse {
             url: url.to_string(),
             http_status,
@@ -361,23 +366,35 @@ impl Prometheus {
             .collect())
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> SourceError {
-        let url = self.endpoint.to_string();
+    fn transport_error(&self, e: reqwest::Error) -> SourceError {
+        let url = self.shown.clone();
         if e.is_timeout() {
             return SourceError::Timeout {
                 url,
                 timeout: self.timeout,
             };
         }
-        // The innermost cause says what actually happened ("Connection refused").
+        // Without the URL (it may hold a password; the variant names the redacted one). The
+        // innermost cause says what actually happened ("Connection refused").
+        let e = e.without_url();
         let mut message = e.to_string();
-        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
         while let Some(c) = cause {
             message = format!("{message}: {c}");
             cause = c.source();
         }
         SourceError::Unreachable { url, message }
     }
+}
+
+/// `url` with its password, if any, replaced by `redacted`.
+fn redacted(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        // Only fails for URLs that cannot have credentials, which have no password either.
+        let _ = u.set_password(Some("redacted"));
+    }
+    u.to_string()
 }
 
 fn check_range(start: f64, end: f64, step: f64) -> Result<(), SourceError> {
@@ -738,6 +755,10 @@ mod tests {
             p.endpoint.as_str(),
             "http://127.0.0.1:9090/prom/api/v1/query_range"
         );
+        let secret =
+            Prometheus::new("https://vigil:s3cret@prom.example/", Duration::from_secs(1)).unwrap();
+        assert_eq!(secret.base_url(), "https://vigil:redacted@prom.example/");
+        assert!(!secret.shown.contains("s3cret"));
         for bad in ["localhost:9090", "ftp://x", "http://x/?q=1", "not a url"] {
             assert!(
                 matches!(
