@@ -763,6 +763,15 @@ fn plan(config: Value, body: &[u8]) -> Result<Plan, ConfigError> {
     })
 }
 
+/// The query parameters of `POST /canary/{configId}` that Kayenta reads and echoes back.
+const KAYENTA_PARAMS: [&str; 5] = [
+    "application",
+    "parentPipelineExecutionId",
+    "metricsAccountName",
+    "configurationAccountName",
+    "storageAccountName",
+];
+
 #[derive(Deserialize)]
 struct CanaryParams {
     #[serde(flatten)]
@@ -802,7 +811,13 @@ async fn start_canary(
         config_id,
         config: plan.config.clone(),
         request: serde_json::to_value(&plan.request).unwrap_or(Value::Null),
-        params: params.all,
+        // Only Kayenta's own parameters: a `token` parameter (auth for tools that cannot send a
+        // header) must not be kept with the execution.
+        params: params
+            .all
+            .into_iter()
+            .filter(|(k, _)| KAYENTA_PARAMS.contains(&k.as_str()))
+            .collect(),
         build_ms: now_ms(),
         end_ms: None,
         outcome: None,
