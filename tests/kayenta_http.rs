@@ -505,3 +505,61 @@ fn an_unreachable_prometheus_ends_the_execution_as_terminal_without_a_score() {
         "{error}"
     );
 }
+
+/// A Prometheus that answers slowly and with no series: Argo's poll sees a running execution
+/// (`complete: false`, no result: it resumes later), then a complete one whose metrics are all
+/// Nodata — scored 0, Failed for Argo: no data never passes.
+#[test]
+fn a_running_execution_is_incomplete_and_no_data_scores_zero() {
+    use std::io::{Read, Write as _};
+    let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stub_addr = stub.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in stub.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let _ = c.read(&mut buf);
+                std::thread::sleep(Duration::from_millis(300));
+                let body = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    let addr = serve(KayentaState::new(Some(
+        Prometheus::new(&format!("http://{stub_addr}"), Duration::from_secs(10)).unwrap(),
+    )));
+    let id = go_post(&addr, "/canaryConfig", &canary_config().to_string()).json()["canaryConfigId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = go_post(
+        &addr,
+        &format!("/canary/{id}?application={APP}"),
+        &argo_body(&common::load(PASS), 95, 75),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let execution = r.json()["canaryExecutionId"].as_str().unwrap().to_string();
+    let first = go_get(&addr, &format!("/canary/{execution}")).json();
+    assert_eq!(first["complete"], false, "{first:#}");
+    assert_eq!(first["status"], "running");
+    assert!(first["result"].is_null());
+    let status = argo_run(&addr, &argo_body(&common::load(PASS), 95, 75));
+    assert_eq!(status["status"], "succeeded", "{status:#}");
+    let judge = &status["result"]["judgeResult"];
+    assert!(
+        judge["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["classification"] == "Nodata"),
+        "{judge:#}"
+    );
+    let score = judge["score"]["score"].as_f64().unwrap();
+    assert_eq!(score, 0.0);
+    assert_eq!(argo_phase(score, 95, 75), "Failed");
+}
