@@ -14,12 +14,14 @@
 pub mod actions;
 pub mod analysis;
 pub mod callers;
+pub mod http;
 pub mod judge;
 pub mod kayenta_api;
 // Not yet documented field by field (the log miner); the rest of the public API is, and the
 // lint keeps it so.
 #[allow(missing_docs)]
 pub mod logs;
+pub mod source;
 pub mod telemetry;
 pub mod text;
 pub mod traces;
