@@ -21,6 +21,7 @@ pub mod judge;
 pub mod kayenta_api;
 #[allow(missing_docs)]
 pub mod logs;
+pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod traces;
