@@ -339,7 +339,7 @@ fn kill_9_loses_no_acknowledged_write() {
         let (analyses, entries) = verify(&dir, &acked);
         let acked_entries: u64 = acked.seq.values().sum();
         eprintln!(
-            "round {round}: {n} acknowledgements read; the store holds {analyses} analyses and \
+            "round {round}: {n} acknowledgements read; so far the store holds {analyses} analyses and \
              {entries} entries, every acknowledged one among them ({} entries of {} analyses \
              acknowledged; {} committed but not acknowledged before the kill)",
             acked_entries,

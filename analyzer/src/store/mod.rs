@@ -142,6 +142,13 @@ pub struct AnalysisRow {
     pub next_interval: u32,
 }
 
+impl AnalysisRow {
+    /// True when the state is final (not one of [`UNFINISHED_STATES`]).
+    pub fn is_finished(&self) -> bool {
+        !UNFINISHED_STATES.contains(&self.state.as_str())
+    }
+}
+
 /// One interim judgement or event, appended together with the state change it causes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEntry {
@@ -436,6 +443,9 @@ impl Store {
     /// sequence numbers after the analysis's `last_seq`, in order; where several entries set the
     /// same field the last one wins; `updated_ms` becomes the latest `at_ms` (never moving back).
     /// Returns the last sequence number (the current one when `entries` is empty).
+    ///
+    /// The store does not police the lifecycle (appending to a finished analysis, or moving it
+    /// back to `running`, is the service's call); it only guarantees atomicity and numbering.
     pub fn append(&self, id: &str, entries: &[NewEntry]) -> Result<u64, StoreError> {
         for (i, e) in entries.iter().enumerate() {
             if e.kind.is_empty() {

@@ -527,6 +527,8 @@ fn unfinished_returns_pending_and_running_oldest_first() {
     .unwrap();
     let rows = s.unfinished().unwrap();
     assert_eq!(ids(&rows), ["early-pending", "running", "late-pending"]);
+    assert!(rows.iter().all(|r| !r.is_finished()));
+    assert!(s.get("done").unwrap().unwrap().is_finished());
     assert_eq!(rows[1].next_interval, 7);
     assert!(store().unfinished().unwrap().is_empty());
 }
