@@ -22,6 +22,7 @@ pub mod kayenta_api;
 #[allow(missing_docs)]
 pub mod logs;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod traces;
