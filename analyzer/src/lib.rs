@@ -15,6 +15,7 @@ pub mod actions;
 pub mod analysis;
 pub mod callers;
 pub mod judge;
+pub mod service;
 // Not yet documented field by field (the Kayenta wire format and the log miner); the rest of the
 // public API is, and the lint keeps it so.
 #[allow(missing_docs)]
