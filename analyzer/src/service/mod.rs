@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod record;
 pub mod runner;
 pub mod spec;
+#[cfg(test)]
+mod tests;
 
 /// The store the service runs on. SCAFFOLDING until branch `store` is merged: the in-memory
 /// stand-in with the same API; at merge this line becomes `pub use crate::store;`.

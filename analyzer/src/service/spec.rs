@@ -482,9 +482,15 @@ impl Spec {
             })?
         } else {
             let de = serde_yaml_ng::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(|e| SpecError::Parse {
-                path: e.path().to_string(),
-                message: e.inner().to_string(),
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                // serde_yaml_ng already starts its message with the path.
+                let message = e.inner().to_string();
+                let message = message
+                    .strip_prefix(&format!("{path}: "))
+                    .map(str::to_owned)
+                    .unwrap_or(message);
+                SpecError::Parse { path, message }
             })?
         };
         spec.check()?;
@@ -538,15 +544,22 @@ impl Spec {
                 window(&format!("{side}.window"), w)?;
             }
         }
-        if self.baseline.window.is_none()
-            && self.canary.window.is_none()
-            && self.baseline.labels == self.canary.labels
-            && self.baseline.attributes == self.canary.attributes
-        {
-            return Err(SpecError::invalid(
-                "canary",
-                "the same matchers as baseline: both sides would be the same data",
-            ));
+        if self.baseline.window.is_none() && self.canary.window.is_none() {
+            for (name, b, c) in [
+                ("labels", &self.baseline.labels, &self.canary.labels),
+                (
+                    "attributes",
+                    &self.baseline.attributes,
+                    &self.canary.attributes,
+                ),
+            ] {
+                if !b.is_empty() && b == c {
+                    return Err(SpecError::invalid(
+                        format!("canary.{name}"),
+                        format!("the same as baseline.{name}: both sides would be the same data"),
+                    ));
+                }
+            }
         }
         if !self.metrics.is_empty() {
             if self.prometheus.is_none() {
@@ -912,7 +925,10 @@ baseline_vars_placeholder: 1
             "{e}"
         );
         let e = err(&g.replace("version: v42", "version: v41"));
-        assert!(e.starts_with("canary: the same matchers"), "{e}");
+        assert!(
+            e.starts_with("canary.labels: the same as baseline.labels"),
+            "{e}"
+        );
         let e = err(&g.replace("http://127.0.0.1:9", "127.0.0.1:9"));
         assert!(e.starts_with("prometheus.url"), "{e}");
         let e = err(&g.replace(
