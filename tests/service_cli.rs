@@ -1,0 +1,313 @@
+//! `vigil analysis create | get | watch | list | cancel` against `vigil serve`, both as real
+//! processes: the output formats scripts parse, and `watch`'s exit codes (0 pass, 1 fail or
+//! marginal, 2 inconclusive, error or cancelled, 3 cannot watch).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A `vigil serve` on a free loopback port with its own data directory; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "vigil-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Server {
+    fn start(tokens: Option<&str>) -> Server {
+        let dir = TempDir::new("serve");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.0.join("data"));
+        if let Some(t) = tokens {
+            let f = dir.0.join("tokens");
+            std::fs::write(&f, t).unwrap();
+            cmd.arg("--tokens").arg(f);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let addr = first
+            .strip_prefix("vigil: serving on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_owned();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn vigil(server: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("analysis")
+        .args(args)
+        .args(["--server", &format!("http://{}", server.addr)])
+        .env_remove("VIGIL_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A spec over a window that ended an hour ago (judged at once), with `extra` lines.
+fn past(app: &str, extra: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = (now / 60) * 60 - 3600;
+    // RFC 3339 by hand (days from civil), to keep the test free of date crates.
+    let days = (start / 86400) as i64;
+    let rem = start % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "app: {app}\nbaseline: {{attributes: {{service.version: v1}}}}\ncanary: {{attributes: {{service.version: v2}}}}\n\
+         start: \"{y:04}-{m:02}-{d:02}T{:02}:{:02}:00Z\"\ninterval: 1m\nlifetime: 2m\n{extra}\n",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+fn spec_file(dir: &TempDir, name: &str, text: &str) -> String {
+    let p = dir.0.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn example() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/analysis.yaml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn create_list_get_and_the_exit_codes_of_watch() {
+    let server = Server::start(None);
+    let dir = TempDir::new("cli");
+    // The shipped example: its Prometheus is not there, and creating it still succeeds.
+    let o = vigil(&server, &["create", &example()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let example_id = stdout(&o);
+    assert_eq!(example_id.lines().count(), 1);
+    let example_id = example_id.trim().to_owned();
+    assert_eq!(example_id.len(), 26, "{example_id}");
+
+    // No data at all (no source): Inconclusive; `on_inconclusive: pass` accepts it → 0,
+    // the default `fail` does not → 2.
+    let pass = spec_file(&dir, "pass.yaml", &past("a", "on_inconclusive: pass"));
+    let o = vigil(&server, &["create", &pass, "--id", "nodata-pass"]);
+    assert_eq!(stdout(&o), "nodata-pass\n", "{}", stderr(&o));
+    let o = vigil(&server, &["watch", "nodata-pass"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("nodata-pass "), "{out}");
+    assert_eq!(out.matches("\ninterval ").count(), 2, "{out}");
+    assert!(out.contains("interval 1 (60s): Inconclusive 0.0"), "{out}");
+    assert!(
+        out.contains("event finished: finished Inconclusive: succeeded (on_inconclusive: pass)"),
+        "{out}"
+    );
+
+    let fail = spec_file(&dir, "fail.yaml", &past("b", ""));
+    let o = vigil(&server, &["create", &fail, "--id", "nodata-fail"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = vigil(&server, &["watch", "nodata-fail"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+
+    // A source that errors: Error → 2, with the error in each judgement.
+    let prom = past("c", "prometheus: {url: \"http://127.0.0.1:9\"}")
+        .replace(
+            "{attributes: {service.version: v1}}",
+            "{labels: {version: v1}}",
+        )
+        .replace(
+            "{attributes: {service.version: v2}}",
+            "{labels: {version: v2}}",
+        )
+        + "metrics: [{name: errors, query: \"errors{${scope}}\", direction: increase}]\n";
+    let prom = spec_file(&dir, "prom.yaml", &prom);
+    let o = vigil(&server, &["create", &prom, "--id", "prom-down"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = vigil(&server, &["watch", "prom-down"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).contains("  note: source error (baseline): Prometheus at http://127.0.0.1:9"),
+        "{}",
+        stdout(&o)
+    );
+
+    // list: one line each, id first, then state, verdict, score.
+    let o = vigil(&server, &["list"]);
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines.contains(&"nodata-pass succeeded Inconclusive 0.0".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"prom-down error Error 0.0".to_string()),
+        "{lines:?}"
+    );
+    let ex: Vec<&str> = lines
+        .iter()
+        .find(|l| l.starts_with(&example_id))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(ex, [example_id.as_str(), "pending", "-", "-"]);
+    let o = vigil(&server, &["list", "--state", "error", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["id"], "prom-down");
+
+    // get --json: every field, the spec with its defaults.
+    let o = vigil(&server, &["get", "nodata-fail", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["state"], "inconclusive");
+    assert_eq!(v["verdict"], "Inconclusive");
+    assert_eq!(v["intervals_judged"], 2);
+    assert_eq!(v["spec"]["on_inconclusive"], "fail");
+    assert_eq!(v["spec"]["interval"], "60s");
+    assert_eq!(v["last_judgement"]["interval"], 2);
+    assert!(
+        v["note"]
+            .as_str()
+            .unwrap()
+            .contains("on_inconclusive: fail"),
+        "{v}"
+    );
+
+    // Cancel the example (it runs on the wall clock): its watcher ends with 2.
+    let watcher = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "analysis",
+            "watch",
+            &example_id,
+            "--server",
+            &format!("http://{}", server.addr),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let o = vigil(&server, &["cancel", &example_id, "--reason", "test"]);
+    assert_eq!(
+        stdout(&o),
+        format!("{example_id} cancelled\n"),
+        "{}",
+        stderr(&o)
+    );
+    let w = watcher.wait_with_output().unwrap();
+    assert_eq!(w.status.code(), Some(2));
+    assert!(
+        stdout(&w).contains("event cancelled: cancelled: test"),
+        "{}",
+        stdout(&w)
+    );
+    // Cancelling again is refused.
+    let o = vigil(&server, &["cancel", &example_id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("failed precondition"), "{}", stderr(&o));
+
+    // Cannot watch: 3. A bad spec: 1, naming the field.
+    let o = vigil(&server, &["watch", "no-such-id"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    let bad = spec_file(&dir, "bad.yaml", &past("d", "on_inconclusive: maybe"));
+    let o = vigil(&server, &["create", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("spec: on_inconclusive: unknown variant `maybe`"),
+        "{}",
+        stderr(&o)
+    );
+    drop(server);
+}
+
+#[test]
+fn the_token_comes_from_the_flag_or_vigil_token() {
+    let server = Server::start(Some("write w-secret-123\n"));
+    let o = vigil(&server, &["list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unauthenticated"), "{}", stderr(&o));
+    let o = vigil(&server, &["list", "--token", "w-secret-123"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "analysis",
+            "list",
+            "--server",
+            &format!("http://{}", server.addr),
+        ])
+        .env("VIGIL_TOKEN", "w-secret-123")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "analysis",
+            "watch",
+            "x",
+            "--server",
+            &format!("http://{}", server.addr),
+        ])
+        .env("VIGIL_TOKEN", "wrong-token-1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(!stderr(&o).contains("wrong-token-1"), "{}", stderr(&o));
+}
