@@ -398,11 +398,12 @@ pub struct JudgeService;
 
 struct Prepared {
     spec: AnalysisSpec,
-    baseline: (Vec<(f64, String, f64)>, Vec<LogRecord>, Vec<Span>),
-    canary: (Vec<(f64, String, f64)>, Vec<LogRecord>, Vec<Span>),
+    baseline: SideData,
+    canary: SideData,
     elapsed: f64,
 }
 
+/// One side's metric samples (time, name, value), log records and spans.
 type SideData = (Vec<(f64, String, f64)>, Vec<LogRecord>, Vec<Span>);
 
 fn side_data(

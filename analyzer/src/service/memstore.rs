@@ -220,7 +220,7 @@ impl Store {
                     && (f.states.is_empty() || f.states.contains(&r.state))
             })
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|r| std::cmp::Reverse(r.0));
         let size = f.page_size.max(1) as usize;
         let next = (all.len() > size).then(|| all[size - 1].0.to_string());
         Ok((
