@@ -2,7 +2,8 @@
 //! processes: the output formats scripts parse, and `watch`'s exit codes (0 pass, 1 fail or
 //! marginal, 2 inconclusive, error or cancelled, 3 cannot watch).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -84,6 +85,22 @@ fn vigil(server: &Server, args: &[&str]) -> Output {
         .env_remove("VIGIL_TOKEN")
         .output()
         .unwrap()
+}
+
+/// `GET path` over HTTP/1.1: status and body.
+fn http_get(server: &Server, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let code = r.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = r.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (code, body)
 }
 
 fn stdout(o: &Output) -> String {
@@ -230,6 +247,48 @@ fn create_list_get_and_the_exit_codes_of_watch() {
             .contains("on_inconclusive: fail"),
         "{v}"
     );
+
+    // Argo Rollouts' `web` provider: always 200 with JSON, final or not, known or not.
+    let (code, body) = http_get(&server, "/v1/analyses/nodata-fail/verdict");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            v["verdict"].as_str(),
+            v["final"].as_bool(),
+            v["state"].as_str()
+        ),
+        (Some("Inconclusive"), Some(true), Some("inconclusive"))
+    );
+    let (code, body) = http_get(&server, &format!("/v1/analyses/{example_id}/verdict"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (code, v["verdict"].as_str(), v["final"].as_bool()),
+        (200, Some("Unknown"), Some(false))
+    );
+    let (code, body) = http_get(&server, "/v1/analyses/not-yet-created/verdict");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (code, v["verdict"].as_str(), v["state"].as_str()),
+        (200, Some("Unknown"), Some("unknown"))
+    );
+    // /metrics: 2 + 2 Inconclusive intervals (no data), 2 Error (source down); states.
+    let (code, body) = http_get(&server, "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "vigil_analyses{state=\"pending\"} 1",
+        "vigil_analyses{state=\"succeeded\"} 1",
+        "vigil_analyses{state=\"inconclusive\"} 1",
+        "vigil_analyses{state=\"error\"} 1",
+        "vigil_judgements_total{verdict=\"Inconclusive\"} 4",
+        "vigil_judgements_total{verdict=\"Error\"} 2",
+        "vigil_judgements_total{verdict=\"Pass\"} 0",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "{line} missing from\n{body}"
+        );
+    }
 
     // Cancel the example (it runs on the wall clock): its watcher ends with 2.
     let watcher = Command::new(env!("CARGO_BIN_EXE_vigil"))

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod memstore;
 pub mod metrics;
 pub mod record;
+pub mod routes;
 pub mod runner;
 pub mod spec;
 #[cfg(test)]
@@ -128,14 +129,17 @@ pub fn router(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router();
-    let http = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    let http = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(routes::router(core.clone()));
     // TODO(merge prom): `.merge(crate::http::kayenta::router(state))` — the Kayenta faces sit
     // behind the same token check and size limit.
     let app = grpc
         .merge(http)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(tokens, auth::check))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES));
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn_with_state(core, routes::count));
     Ok((app, health))
 }
 

@@ -74,6 +74,7 @@ pub struct Core {
     /// Per analysis, the last sequence number appended: watchers wait on it.
     hub: Mutex<HashMap<String, watch::Sender<u64>>>,
     running: Mutex<HashMap<String, Running>>,
+    counters: super::routes::Counters,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,7 +101,13 @@ impl Core {
             source,
             hub: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            counters: super::routes::Counters::default(),
         })
+    }
+
+    /// The counters `/metrics` reports.
+    pub fn counters(&self) -> &super::routes::Counters {
+        &self.counters
     }
 
     /// Runs `f` on the store off the async workers (the store is synchronous).
@@ -136,7 +143,22 @@ impl Core {
     /// Appends `entries` to `id` and wakes its watchers.
     pub async fn append(&self, id: &str, entries: Vec<NewEntry>) -> Result<u64, ServiceError> {
         let key = id.to_owned();
+        for e in &entries {
+            if e.kind == "judgement" {
+                if let Some(v) = &e.verdict {
+                    self.counters.judgement(v);
+                }
+            }
+        }
+        let t = std::time::Instant::now();
         let seq = self.with_store(move |s| s.append(&key, &entries)).await?;
+        self.counters
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters.append_us.fetch_add(
+            t.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.notify(id, seq);
         Ok(seq)
     }

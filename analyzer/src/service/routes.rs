@@ -1,0 +1,175 @@
+//! HTTP routes of the service itself: the verdict Argo Rollouts' `web` provider polls, and
+//! `/metrics`, Vigil's own health in Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::runner::Core;
+use super::store::ListFilter;
+
+/// Counters the service keeps for `/metrics` (lock-free; read as a snapshot).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Interval judgements appended, by verdict (Pass, Marginal, Fail, Inconclusive, Error).
+    pub judgements: [AtomicU64; 5],
+    /// Store appends and their total time in microseconds.
+    pub appends: AtomicU64,
+    /// Total append time, µs.
+    pub append_us: AtomicU64,
+    /// Requests served (gRPC and HTTP), and their total time in microseconds.
+    pub requests: AtomicU64,
+    /// Total request time, µs (streams count until their response head).
+    pub request_us: AtomicU64,
+}
+
+/// The verdict names in counter order.
+pub const VERDICTS: [&str; 5] = ["Pass", "Marginal", "Fail", "Inconclusive", "Error"];
+
+impl Counters {
+    /// Counts one judgement.
+    pub fn judgement(&self, verdict: &str) {
+        if let Some(i) = VERDICTS.iter().position(|v| *v == verdict) {
+            self.judgements[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The routes, over `core`.
+pub fn router(core: Arc<Core>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/analyses/{id}/verdict", get(verdict))
+        .route("/metrics", get(metrics))
+        .with_state(core)
+}
+
+/// Counts every request and its time (an axum middleware).
+pub async fn count(
+    State(core): State<Arc<Core>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let t = Instant::now();
+    let r = next.run(req).await;
+    let c = core.counters();
+    c.requests.fetch_add(1, Ordering::Relaxed);
+    c.request_us
+        .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+    r
+}
+
+fn json(v: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// Argo Rollouts' `web` provider treats any non-2xx as an Error, not a failure: this answers 200
+/// with JSON whatever the analysis's state, `Unknown` for an id that does not exist (yet).
+/// `final` says whether `verdict` can still change.
+async fn verdict(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
+    match core.with_store(move |s| s.get(&key)).await {
+        Ok(Some(row)) => {
+            let done = super::record::is_final_state(&row.state);
+            json(serde_json::json!({
+                "id": row.id,
+                "verdict": row.verdict.as_deref().unwrap_or("Unknown"),
+                "final": done,
+                "state": row.state,
+                "score": row.score,
+                "intervals_judged": row.next_interval.saturating_sub(1),
+            }))
+        }
+        Ok(None) => json(serde_json::json!({
+            "id": id, "verdict": "Unknown", "final": false, "state": "unknown", "score": null,
+            "intervals_judged": 0,
+        })),
+        Err(e) => {
+            tracing::error!(error = %e, "verdict route");
+            json(serde_json::json!({
+                "id": id, "verdict": "Unknown", "final": false, "state": "unknown",
+                "error": e.to_string(),
+            }))
+        }
+    }
+}
+
+async fn metrics(State(core): State<Arc<Core>>) -> Response {
+    let mut out = String::new();
+    let states = [
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "inconclusive",
+        "error",
+        "cancelled",
+    ];
+    out.push_str(
+        "# HELP vigil_analyses Analyses in the store, by state.\n# TYPE vigil_analyses gauge\n",
+    );
+    for state in states {
+        let mut n = 0usize;
+        let mut token = None;
+        loop {
+            let filter = ListFilter {
+                app: None,
+                states: vec![state.to_owned()],
+                page_size: 1000,
+                page_token: token.clone(),
+            };
+            match core.with_store(move |s| s.list(&filter)).await {
+                Ok((rows, next)) => {
+                    n += rows.len();
+                    match next {
+                        Some(t) => token = Some(t),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: listing failed");
+                    break;
+                }
+            }
+        }
+        let _ = writeln!(out, "vigil_analyses{{state=\"{state}\"}} {n}");
+    }
+    let c = core.counters();
+    out.push_str("# HELP vigil_judgements_total Interval judgements recorded since start, by verdict.\n# TYPE vigil_judgements_total counter\n");
+    for (i, v) in VERDICTS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "vigil_judgements_total{{verdict=\"{v}\"}} {}",
+            c.judgements[i].load(Ordering::Relaxed)
+        );
+    }
+    let secs = |us: &AtomicU64| us.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = write!(
+        out,
+        "# HELP vigil_store_append_seconds Time to append entries to the store.\n# TYPE vigil_store_append_seconds summary\nvigil_store_append_seconds_sum {}\nvigil_store_append_seconds_count {}\n",
+        secs(&c.append_us),
+        c.appends.load(Ordering::Relaxed)
+    );
+    let _ = write!(
+        out,
+        "# HELP vigil_request_seconds Time to answer a request (gRPC or HTTP; a stream until its first byte).\n# TYPE vigil_request_seconds summary\nvigil_request_seconds_sum {}\nvigil_request_seconds_count {}\n",
+        secs(&c.request_us),
+        c.requests.load(Ordering::Relaxed)
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
+}
