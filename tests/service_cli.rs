@@ -40,7 +40,11 @@ impl Drop for TempDir {
 
 impl Server {
     fn start(tokens: Option<&str>) -> Server {
-        let dir = TempDir::new("serve");
+        Server::start_in(TempDir::new("serve"), tokens)
+    }
+
+    /// A server on `dir/data`: a second one on the same directory sees the first one's store.
+    fn start_in(dir: TempDir, tokens: Option<&str>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.0.join("data"));
@@ -369,4 +373,41 @@ fn the_token_comes_from_the_flag_or_vigil_token() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
     assert!(!stderr(&o).contains("wrong-token-1"), "{}", stderr(&o));
+}
+
+#[test]
+#[ignore = "needs the durable SQLite store of branch `store`: the in-memory scaffold forgets everything on exit"]
+fn a_killed_server_resumes_its_analyses_where_they_stopped() {
+    let server = Server::start(None);
+    let spec_dir = TempDir::new("spec");
+    // On the wall clock: six 1 s intervals from now; no source, so each is Inconclusive, and
+    // `on_inconclusive: pass` makes the end a success (exit 0) if every interval ran.
+    let spec = past("live", "on_inconclusive: pass")
+        .replace("interval: 1m\nlifetime: 2m", "interval: 1s\nlifetime: 6s")
+        .lines()
+        .filter(|l| !l.starts_with("start:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let f = spec_file(&spec_dir, "live.yaml", &spec);
+    let o = vigil(&server, &["create", &f, "--id", "live-1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(2500));
+    // kill -9: no chance to flush anything.
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let dir = std::mem::replace(&mut server._dir, TempDir(PathBuf::new()));
+    drop(server);
+    let again = Server::start_in(dir, None);
+    let o = vigil(&again, &["watch", "live-1"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("event resumed: resumed at interval "), "{out}");
+    for k in 1..=6 {
+        assert_eq!(
+            out.matches(&format!("\ninterval {k} (")).count(),
+            1,
+            "interval {k}: {out}"
+        );
+    }
 }
