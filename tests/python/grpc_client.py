@@ -191,6 +191,9 @@ def main():
                                                           page_token=page.next_page_token))
     check({page.analyses[0].id, page2.analyses[0].id}
           == {"checkout-rev42", other.analysis.id}, "two pages, newest first")
+    code, details = status_of(lambda: analyses.ListAnalyses(
+        apb.ListAnalysesRequest(page_token="not-a-token")))
+    check(code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("page_token"), details)
     code, details = status_of(lambda: analyses.ListAnalyses(apb.ListAnalysesRequest(states=[42])))
     check(code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("states[0]"), details)
 

@@ -328,7 +328,7 @@ impl pb::analyses_server::Analyses for AnalysesService {
             .with_store(move |s| s.list(&filter))
             .await
             .map_err(|e| match e {
-                ServiceError::Store(super::store::StoreError::Corrupt(m)) => {
+                ServiceError::Store(super::store::StoreError::Invalid(m)) => {
                     Status::invalid_argument(format!("page_token: {m}"))
                 }
                 other => Status::from(other),

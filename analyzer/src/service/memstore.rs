@@ -131,6 +131,9 @@ pub enum StoreError {
     /// Corrupt data.
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// A malformed argument (a page token).
+    #[error("invalid {0}")]
+    Invalid(String),
 }
 
 #[derive(Default)]
@@ -208,7 +211,7 @@ impl Store {
         let below: u64 = match &f.page_token {
             Some(t) => t
                 .parse()
-                .map_err(|_| StoreError::Corrupt(format!("page token `{t}`")))?,
+                .map_err(|_| StoreError::Invalid(format!("page token `{t}`")))?,
             None => u64::MAX,
         };
         let mut all: Vec<&(u64, AnalysisRow, Vec<Entry>)> = g
