@@ -294,6 +294,35 @@ fn create_list_get_and_the_exit_codes_of_watch() {
         );
     }
 
+    // The pages: the list, and one analysis with its timeline (one bar per interval).
+    let (code, body) = http_get(&server, "/");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("<a href=\"/analyses/nodata-pass\">"),
+        "{body}"
+    );
+    assert!(
+        body.contains("http-equiv=\"refresh\""),
+        "the example still runs: {body}"
+    );
+    let (code, body) = http_get(&server, "/analyses/prom-down");
+    assert_eq!(code, 200);
+    let svg = &body[body.find("<svg").unwrap()..body.find("</svg>").unwrap()];
+    assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+    assert!(
+        svg.contains("<title>interval 2 (120s): Error 0.0</title>"),
+        "{svg}"
+    );
+    assert!(
+        body.contains("source error (baseline): Prometheus at http://127.0.0.1:9"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("http-equiv=\"refresh\""),
+        "finished: no reload"
+    );
+    assert_eq!(http_get(&server, "/analyses/nope").0, 404);
+
     // Cancel the example (it runs on the wall clock): its watcher ends with 2.
     let watcher = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args([

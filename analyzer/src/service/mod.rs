@@ -11,6 +11,7 @@ pub mod auth;
 pub mod grpc;
 pub mod memstore;
 pub mod metrics;
+pub mod page;
 pub mod record;
 pub mod routes;
 pub mod runner;

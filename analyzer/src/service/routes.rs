@@ -46,6 +46,8 @@ pub fn router(core: Arc<Core>) -> axum::Router {
     axum::Router::new()
         .route("/v1/analyses/{id}/verdict", get(verdict))
         .route("/metrics", get(metrics))
+        .route("/", get(super::page::index))
+        .route("/analyses/{id}", get(super::page::analysis))
         .with_state(core)
 }
 
