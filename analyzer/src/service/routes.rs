@@ -175,3 +175,89 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
     )
         .into_response()
 }
+
+/// `grpc-timeout` as a duration (`<digits><unit>`, units H M S m u n; at most 8 digits).
+pub fn grpc_timeout(v: &str) -> Option<std::time::Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    use std::time::Duration as D;
+    Some(match unit {
+        "H" => D::from_secs(n * 3600),
+        "M" => D::from_secs(n * 60),
+        "S" => D::from_secs(n),
+        "m" => D::from_millis(n),
+        "u" => D::from_micros(n),
+        "n" => D::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Honours a gRPC client's deadline (`grpc-timeout`): a call still running when it passes is
+/// dropped and answered DEADLINE_EXCEEDED. The routes sit behind axum, where tonic's own server
+/// (which does this) is not in the path. A stream's deadline covers its start; the client ends
+/// a stream whose deadline passes.
+pub async fn deadline(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let limit = req
+        .headers()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(grpc_timeout);
+    match limit {
+        None => next.run(req).await,
+        Some(d) => match tokio::time::timeout(d, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => tonic::Status::deadline_exceeded(format!(
+                "the call's deadline ({} ms) passed",
+                d.as_millis()
+            ))
+            .into_http::<axum::body::Body>()
+            .into_response(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    #[test]
+    fn grpc_timeout_values() {
+        assert_eq!(grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout("5"), None);
+        assert_eq!(grpc_timeout("123456789m"), None);
+        assert_eq!(grpc_timeout("m"), None);
+        assert_eq!(grpc_timeout(""), None);
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_deadline_exceeded() {
+        let app = axum::Router::new()
+            .route(
+                "/slow",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    "done"
+                }),
+            )
+            .layer(axum::middleware::from_fn(deadline));
+        let call = |timeout: &str| {
+            axum::http::Request::post("/slow")
+                .header("grpc-timeout", timeout)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let r = app.clone().oneshot(call("50m")).await.unwrap();
+        // gRPC statuses travel in headers: 4 is DEADLINE_EXCEEDED.
+        assert_eq!(r.headers()["grpc-status"], "4");
+        let r = app.oneshot(call("5S")).await.unwrap();
+        assert!(r.headers().get("grpc-status").is_none());
+        assert_eq!(r.status(), 200);
+    }
+}
