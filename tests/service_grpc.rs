@@ -114,7 +114,7 @@ fn a_python_grpc_client_creates_watches_and_reads_an_analysis() {
     let server = Server::start(None);
     let out = run_client(&[&server.addr]);
     // The script counts its checks; fewer would mean a branch was skipped.
-    assert!(out.trim_end().ends_with("ok: 45 checks"), "{out}");
+    assert!(out.trim_end().ends_with("ok: 46 checks"), "{out}");
 }
 
 #[test]

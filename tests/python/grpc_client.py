@@ -148,6 +148,12 @@ def main():
         spec="#" * (5 << 20))))
     check(code in (grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.RESOURCE_EXHAUSTED),
           f"oversized: {code} {details[:100]}")
+    # Not a CreateAnalysisRequest: field 2 (spec) holding bytes that are not UTF-8.
+    raw = channel.unary_unary("/vigil.v1.Analyses/CreateAnalysis",
+                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    code, details = status_of(lambda: raw(b"\x12\x02\xff\xfe"))
+    check(code == grpc.StatusCode.INVALID_ARGUMENT and "CreateAnalysisRequest.spec" in details,
+          f"malformed: {code} {details}")
     code, _ = status_of(lambda: analyses.GetAnalysis(apb.GetAnalysisRequest(id="nope")))
     check(code == grpc.StatusCode.NOT_FOUND, f"get unknown: {code}")
 

@@ -140,6 +140,7 @@ pub fn router(
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(tokens, auth::check))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn(routes::malformed))
         .layer(axum::middleware::from_fn(routes::deadline))
         .layer(axum::middleware::from_fn_with_state(core, routes::count));
     Ok((app, health))

@@ -219,6 +219,23 @@ pub async fn deadline(req: axum::extract::Request, next: axum::middleware::Next)
     }
 }
 
+/// A request body that is not the method's protobuf message is the caller's mistake: tonic
+/// reports it as INTERNAL ("failed to decode Protobuf message: <Message>.<field>: …"); this
+/// turns it into INVALID_ARGUMENT, keeping prost's message, which names the field.
+pub async fn malformed(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut r = next.run(req).await;
+    let decode_error = r.headers().get("grpc-status").is_some_and(|s| s == "13")
+        && r.headers().get("grpc-message").is_some_and(|m| {
+            m.as_bytes().starts_with(b"failed%20to%20decode")
+                || m.as_bytes().starts_with(b"failed to decode")
+        });
+    if decode_error {
+        r.headers_mut()
+            .insert("grpc-status", axum::http::HeaderValue::from_static("3"));
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
