@@ -45,6 +45,10 @@ enum Command {
     Deploy(cli::deploy::DeployArgs),
     /// Give all traffic to an existing server group.
     Promote(cli::deploy::PromoteArgs),
+    /// Run the verdict service: gRPC and HTTP on one port.
+    Serve(cli::serve::ServeArgs),
+    /// Create, get, watch, list and cancel analyses on a running service.
+    Analysis(cli::analysis::AnalysisArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,9 @@ fn main() -> ExitCode {
         Command::Rollback(args) => cli::deploy::rollback(&args),
         Command::Deploy(args) => cli::deploy::deploy(&args),
         Command::Promote(args) => cli::deploy::promote(&args),
+        Command::Serve(args) => cli::serve::run(&args),
+        // Its exit code is the verdict (`watch`), so it reports its own errors.
+        Command::Analysis(args) => return cli::analysis::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,599 @@
+//! The analysis runner: one task per unfinished analysis, judging it interval by interval on the
+//! engine's session ([`Analysis`]) with the engine's [`Lifecycle`] (fail fast, the last interval
+//! decides, time to detect). Each interim judgement and event is appended to the store before
+//! watchers are woken, so a watcher never sees what a restart could lose.
+//!
+//! Time: interval `k` closes at `t0 + k × interval`. A window wholly in the past is judged at
+//! once, interval by interval; otherwise each interval waits for the wall clock (plus one query
+//! step of lateness, for the last scrape to land). Each interval queries the whole window so far
+//! (a late sample still counts); a sample the session already holds is kept as first read.
+//!
+//! After a restart an analysis resumes at its next interval: the lifecycle is rebuilt from the
+//! stored judgements and the session from the source, which keeps history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use super::metrics::{MetricSource, Sample, Side};
+use super::record::{EventRecord, IntervalRecord, JudgementRecord, MetricDataRecord};
+use super::spec::{OnInconclusive, Plan, Spec};
+use super::store::{AnalysisRow, Feedback, NewEntry, Store, StoreError};
+use crate::analysis::{Analysis, Batch, Lifecycle, Role};
+use crate::telemetry::MetricSample;
+use crate::verdict::{Judgement, Verdict};
+
+/// Unix seconds now.
+pub fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    (now_s() * 1000.0) as i64
+}
+
+/// Why a service call failed; the gRPC layer maps each to its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Malformed input; the message starts with the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such analysis.
+    #[error("analysis `{0}` not found")]
+    NotFound(String),
+    /// The id is taken by a different spec.
+    #[error("analysis `{0}` already exists with a different spec")]
+    Conflict(String),
+    /// Not in a state that allows it.
+    #[error("{0}")]
+    Precondition(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A blocking task died.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+struct Running {
+    /// Held while an interval's entries are appended, and by a cancellation: a cancelled
+    /// analysis never gets an entry after its `cancelled` event.
+    lock: Arc<tokio::sync::Mutex<()>>,
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+/// The service's state: the store, the metric source, the running analyses and the watchers.
+pub struct Core {
+    store: Store,
+    source: Arc<dyn MetricSource>,
+    /// Per analysis, the last sequence number appended: watchers wait on it.
+    hub: Mutex<HashMap<String, watch::Sender<u64>>>,
+    running: Mutex<HashMap<String, Running>>,
+    counters: super::routes::Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these maps leaves them consistent (single inserts/removes).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The final state of an analysis whose lifecycle ended with `verdict`.
+pub fn final_state(verdict: Verdict, policy: OnInconclusive) -> &'static str {
+    match verdict {
+        Verdict::Pass => "succeeded",
+        Verdict::Fail | Verdict::Marginal => "failed",
+        Verdict::Inconclusive if policy == OnInconclusive::Pass => "succeeded",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::Error => "error",
+    }
+}
+
+impl Core {
+    /// A core over `store`, fetching metrics from `source`.
+    pub fn new(store: Store, source: Arc<dyn MetricSource>) -> Arc<Core> {
+        Arc::new(Core {
+            store,
+            source,
+            hub: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            counters: super::routes::Counters::default(),
+        })
+    }
+
+    /// The counters `/metrics` reports.
+    pub fn counters(&self) -> &super::routes::Counters {
+        &self.counters
+    }
+
+    /// Runs `f` on the store off the async workers (the store is synchronous).
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(ServiceError::from)
+    }
+
+    /// A receiver woken with the last sequence number whenever `id` gets entries.
+    pub fn subscribe(&self, id: &str) -> watch::Receiver<u64> {
+        let mut hub = lock(&self.hub);
+        hub.entry(id.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn notify(&self, id: &str, seq: u64) {
+        let mut hub = lock(&self.hub);
+        if let Some(tx) = hub.get(id) {
+            tx.send_replace(seq);
+            if tx.receiver_count() == 0 {
+                hub.remove(id);
+            }
+        }
+    }
+
+    /// Appends `entries` to `id` and wakes its watchers.
+    pub async fn append(&self, id: &str, entries: Vec<NewEntry>) -> Result<u64, ServiceError> {
+        let key = id.to_owned();
+        for e in &entries {
+            if e.kind == "judgement" {
+                if let Some(v) = &e.verdict {
+                    self.counters.judgement(v);
+                }
+            }
+        }
+        let t = std::time::Instant::now();
+        let seq = self.with_store(move |s| s.append(&key, &entries)).await?;
+        self.counters
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters.append_us.fetch_add(
+            t.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.notify(id, seq);
+        Ok(seq)
+    }
+
+    /// Starts the runner of `row` (a new analysis, or one resumed after a restart).
+    pub fn start(self: &Arc<Self>, row: AnalysisRow, spec: Spec) {
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let id = row.id.clone();
+        {
+            let mut running = lock_map(&self.running);
+            if running.contains_key(&id) {
+                return;
+            }
+            running.insert(
+                id.clone(),
+                Running {
+                    lock: lock.clone(),
+                    abort: None,
+                },
+            );
+        }
+        let core = self.clone();
+        let task_id = id.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = core.run(row, spec, lock).await {
+                tracing::error!(analysis = %task_id, error = %e, "analysis runner stopped");
+            }
+            lock_map(&core.running).remove(&task_id);
+        });
+        if let Some(r) = lock_map(&self.running).get_mut(&id) {
+            r.abort = Some(handle.abort_handle());
+        }
+    }
+
+    /// Resumes every unfinished analysis of the store (at start-up).
+    pub async fn resume_all(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let rows = self.with_store(|s| s.unfinished()).await?;
+        let mut n = 0;
+        for row in rows {
+            match Spec::parse(&row.spec_json) {
+                Ok(spec) => {
+                    self.start(row, spec);
+                    n += 1;
+                }
+                Err(e) => {
+                    let ev = EventRecord {
+                        kind: "finished".into(),
+                        message: format!("stored spec no longer valid: {e}"),
+                        state: "error".into(),
+                        verdict: Some("Error".into()),
+                        score: None,
+                        time_to_detect_s: None,
+                        intervals_total: None,
+                    };
+                    self.append(&row.id, vec![event_entry(&ev, Some(now_ms()))])
+                        .await?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Cancels a pending or running analysis.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<(), ServiceError> {
+        let running_lock = lock_map(&self.running).get(id).map(|r| r.lock.clone());
+        let _guard = match &running_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let key = id.to_owned();
+        let row = self
+            .with_store(move |s| s.get(&key))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        if super::record::is_final_state(&row.state) {
+            return Err(ServiceError::Precondition(format!(
+                "analysis `{id}` already finished ({})",
+                row.state
+            )));
+        }
+        if let Some(r) = lock_map(&self.running).remove(id) {
+            if let Some(a) = r.abort {
+                a.abort();
+            }
+        }
+        let ev = EventRecord {
+            kind: "cancelled".into(),
+            message: if reason.is_empty() {
+                "cancelled".into()
+            } else {
+                format!("cancelled: {reason}")
+            },
+            state: "cancelled".into(),
+            verdict: row.verdict.clone(),
+            score: row.score,
+            time_to_detect_s: None,
+            intervals_total: None,
+        };
+        self.append(id, vec![event_entry(&ev, Some(now_ms()))])
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes analyses finished more than `retention` ago; returns how many.
+    pub async fn sweep(&self, retention: Duration) -> Result<usize, ServiceError> {
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        self.with_store(move |s| s.purge_finished_before(cutoff))
+            .await
+    }
+
+    async fn fetch(
+        &self,
+        spec: &Spec,
+        side: Side,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<Sample>, String> {
+        // Align to the step, as Prometheus does, so that every interval reads the same rows.
+        let a = (start / step).ceil() * step;
+        let b = (end / step).floor() * step;
+        if b < a {
+            return Ok(Vec::new());
+        }
+        self.source.fetch(spec, side, a, b, step).await
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        row: AnalysisRow,
+        spec: Spec,
+        lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<(), ServiceError> {
+        let id = row.id.clone();
+        let plan = spec
+            .plan(row.created_ms as f64 / 1000.0)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let mut life = Lifecycle::new();
+        let mut total = plan.intervals;
+        let mut k = row.next_interval.max(1);
+        if k > 1 {
+            let key = id.clone();
+            let entries = self
+                .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
+                .await?;
+            for e in &entries {
+                if e.kind == "judgement" {
+                    if let Ok(rec) = serde_json::from_str::<IntervalRecord>(&e.payload_json) {
+                        if rec.interval < k {
+                            life.record(rec.elapsed_s, stub(&rec.judgement));
+                        }
+                    }
+                } else if let Ok(ev) = serde_json::from_str::<EventRecord>(&e.payload_json) {
+                    if let Some(t) = ev.intervals_total {
+                        total = t;
+                    }
+                }
+            }
+            let ev = EventRecord {
+                kind: "resumed".into(),
+                message: format!("resumed at interval {k} after a restart"),
+                state: row.state.clone(),
+                verdict: None,
+                score: None,
+                time_to_detect_s: None,
+                intervals_total: None,
+            };
+            self.append(&id, vec![event_entry(&ev, None)]).await?;
+        }
+        let mut session: Option<(String, Analysis)> = None;
+        loop {
+            let end = plan.end_of(k);
+            let elapsed = plan.elapsed_of(k);
+            let lateness = plan.step.min(10.0);
+            let wait = end + lateness - now_s();
+            if end > now_s() - lateness && wait > 0.0 {
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            }
+            // Feedback as of this interval: a session is rebuilt when it changed.
+            let app = spec.app.clone();
+            let feedback = self
+                .with_store(move |s| s.feedback_for(&app, now_ms()))
+                .await?;
+            let fb_key = format!("{feedback:?}");
+            if session.as_ref().is_none_or(|(key, _)| *key != fb_key) {
+                let mut aspec = spec.analysis_spec(&plan);
+                apply_feedback(&mut aspec.judges, &feedback);
+                session = Some((fb_key, Analysis::new(aspec)));
+            }
+            let Some((_, analysis)) = session.as_mut() else {
+                continue;
+            };
+            let (b_start, b_end) = plan.baseline_window.unwrap_or((plan.t0, end));
+            let (base, can) = tokio::join!(
+                self.fetch(&spec, Side::Baseline, b_start + plan.step, b_end, plan.step),
+                self.fetch(&spec, Side::Canary, plan.t0 + plan.step, end, plan.step),
+            );
+            let data = data_counts(&spec, &base, &can, b_end, end);
+            let judgement = match (base, can) {
+                (Ok(b), Ok(c)) => {
+                    ingest(analysis, Role::Baseline, &b);
+                    ingest(analysis, Role::Canary, &c);
+                    analysis
+                        .judge(elapsed)
+                        .cloned()
+                        .unwrap_or_else(|| error_judgement("the analysis had already failed"))
+                }
+                (Err(e), _) => error_judgement(&format!("source error (baseline): {e}")),
+                (_, Err(e)) => error_judgement(&format!("source error (canary): {e}")),
+            };
+            let mut jrec = JudgementRecord::from_judgement(&judgement);
+            annotate(&mut jrec, &feedback);
+            life.record(elapsed, judgement.clone());
+            let rec = IntervalRecord {
+                interval: k,
+                elapsed_s: elapsed,
+                window_start: plan.t0,
+                window_end: end,
+                judgement: jrec,
+                data,
+            };
+            let at = now_ms();
+            let mut entries = vec![NewEntry {
+                kind: "judgement".into(),
+                payload_json: serde_json::to_string(&rec).unwrap_or_default(),
+                state: Some("running".into()),
+                verdict: Some(judgement.verdict.as_str().into()),
+                score: Some(judgement.score),
+                next_interval: Some(k + 1),
+                finished_ms: None,
+                at_ms: at,
+            }];
+            let extending = total > plan.intervals;
+            let decided = extending && judgement.verdict != Verdict::Inconclusive;
+            let mut done = false;
+            if life.is_done() || k >= total || decided {
+                let outcome = life.outcome();
+                let can_extend = spec.on_inconclusive == OnInconclusive::Extend
+                    && !extending
+                    && plan.extra_intervals > 0
+                    && outcome.verdict == Verdict::Inconclusive;
+                if can_extend {
+                    total = plan.intervals + plan.extra_intervals;
+                    entries.push(event_entry(
+                        &EventRecord {
+                            kind: "extended".into(),
+                            message: format!(
+                                "Inconclusive at the end of the lifetime; extended by {} intervals (on_inconclusive: extend)",
+                                plan.extra_intervals
+                            ),
+                            state: "running".into(),
+                            verdict: Some(outcome.verdict.as_str().into()),
+                            score: Some(outcome.score),
+                            time_to_detect_s: None,
+                            intervals_total: Some(total),
+                        },
+                        None,
+                    ));
+                } else {
+                    let state = final_state(outcome.verdict, spec.on_inconclusive);
+                    let message = finish_message(&outcome.verdict, state, &spec, &outcome.note);
+                    entries.push(event_entry(
+                        &EventRecord {
+                            kind: "finished".into(),
+                            message,
+                            state: state.into(),
+                            verdict: Some(outcome.verdict.as_str().into()),
+                            score: Some(outcome.score),
+                            time_to_detect_s: outcome.time_to_detect_s,
+                            intervals_total: None,
+                        },
+                        Some(at),
+                    ));
+                    done = true;
+                }
+            }
+            {
+                let _g = lock.lock().await;
+                self.append(&id, entries).await?;
+            }
+            tracing::debug!(analysis = %id, interval = k, verdict = judgement.verdict.as_str(), "interval judged");
+            if done {
+                return Ok(());
+            }
+            k += 1;
+        }
+    }
+}
+
+fn lock_map<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock(m)
+}
+
+fn finish_message(verdict: &Verdict, state: &str, spec: &Spec, note: &Option<String>) -> String {
+    let mut m = format!("finished {}: {state}", verdict.as_str());
+    if *verdict == Verdict::Inconclusive {
+        m.push_str(&format!(
+            " (on_inconclusive: {})",
+            match spec.on_inconclusive {
+                OnInconclusive::Fail => "fail",
+                OnInconclusive::Pass => "pass",
+                OnInconclusive::Extend => "extend",
+            }
+        ));
+    }
+    if let Some(n) = note {
+        m.push_str(&format!("; {n}"));
+    }
+    m
+}
+
+/// An entry for an event; `finished_ms` set for a final one.
+pub fn event_entry(ev: &EventRecord, finished_ms: Option<i64>) -> NewEntry {
+    let final_state = super::record::is_final_state(&ev.state);
+    NewEntry {
+        kind: "event".into(),
+        payload_json: serde_json::to_string(ev).unwrap_or_default(),
+        state: Some(ev.state.clone()),
+        verdict: if final_state {
+            ev.verdict.clone()
+        } else {
+            None
+        },
+        score: if final_state { ev.score } else { None },
+        next_interval: None,
+        finished_ms: if final_state { finished_ms } else { None },
+        at_ms: now_ms(),
+    }
+}
+
+/// A judgement for an interval the source could not deliver: Error, with why.
+pub fn error_judgement(why: &str) -> Judgement {
+    Judgement {
+        verdict: Verdict::Error,
+        score: 0.0,
+        evidence: vec![],
+        findings: vec![],
+        signal_scores: vec![],
+        note: Some(why.to_owned()),
+    }
+}
+
+/// A stored interval's verdict and score, for rebuilding the lifecycle after a restart (only the
+/// last interval's evidence matters, and the next interval supersedes it).
+fn stub(j: &JudgementRecord) -> Judgement {
+    Judgement {
+        verdict: super::record::verdict_of(&j.verdict).unwrap_or(Verdict::Error),
+        score: j.score,
+        evidence: vec![],
+        findings: vec![],
+        signal_scores: vec![],
+        note: j.note.clone(),
+    }
+}
+
+fn ingest(analysis: &mut Analysis, role: Role, samples: &[Sample]) {
+    for s in samples {
+        let one = [MetricSample {
+            time: s.time,
+            name: &s.name,
+            value: s.value,
+        }];
+        // A reading the session already holds differently is kept as first read (a source may
+        // revise the newest point of a growing window); an infinite value is no reading.
+        if let Err(e) = analysis.ingest(
+            role,
+            Batch {
+                metrics: &one,
+                ..Batch::default()
+            },
+        ) {
+            tracing::debug!(error = %e, "sample not ingested");
+        }
+    }
+}
+
+fn data_counts(
+    spec: &Spec,
+    base: &Result<Vec<Sample>, String>,
+    can: &Result<Vec<Sample>, String>,
+    b_end: f64,
+    c_end: f64,
+) -> Vec<MetricDataRecord> {
+    fn count(r: &Result<Vec<Sample>, String>, end: f64) -> BTreeMap<&str, u32> {
+        let mut m: BTreeMap<&str, u32> = BTreeMap::new();
+        if let Ok(v) = r {
+            for s in v.iter().filter(|s| !s.value.is_nan() && s.time < end) {
+                *m.entry(s.name.as_str()).or_default() += 1;
+            }
+        }
+        m
+    }
+    let (b, c) = (count(base, b_end), count(can, c_end));
+    spec.metrics
+        .iter()
+        .map(|m| MetricDataRecord {
+            name: m.name.clone(),
+            baseline_samples: b.get(m.name.as_str()).copied().unwrap_or(0),
+            canary_samples: c.get(m.name.as_str()).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Feedback on metric findings changes how they are judged: a false positive only warns, a
+/// critical one fails.
+pub fn apply_feedback(judges: &mut crate::judge::JudgeConfig, feedback: &[Feedback]) {
+    for f in feedback {
+        let Some(name) = f.subject.strip_prefix("metric:") else {
+            continue;
+        };
+        let Some(mut s) = judges.metrics.spec(name) else {
+            continue;
+        };
+        s.critical = f.kind == "critical";
+        judges.metrics.overrides.insert(name.to_owned(), Some(s));
+    }
+}
+
+/// Says in each finding which feedback applied to it.
+pub fn annotate(j: &mut JudgementRecord, feedback: &[Feedback]) {
+    for f in j.evidence.iter_mut().chain(j.findings.iter_mut()) {
+        if let Some(fb) = feedback.iter().find(|fb| fb.subject == f.key) {
+            f.feedback = Some(format!(
+                "{}: {} (until {})",
+                fb.kind,
+                fb.note,
+                crate::telemetry::format_time(fb.expires_ms as f64 / 1000.0)
+            ));
+        }
+    }
+}
+
+/// The plan of a stored analysis (for the intervals it holds).
+pub fn plan_of(row: &AnalysisRow) -> Option<(Spec, Plan)> {
+    let spec = Spec::parse(&row.spec_json).ok()?;
+    let plan = spec.plan(row.created_ms as f64 / 1000.0).ok()?;
+    Some((spec, plan))
+}

@@ -1,0 +1,92 @@
+//! `vigil serve [--listen 127.0.0.1:7700] [--data-dir DIR] [--tokens FILE]`: the verdict
+//! service, gRPC and HTTP on one port. Prints `vigil: serving on http://ADDR` on stderr once it
+//! accepts connections (with `--listen 127.0.0.1:0`, ADDR has the port it got).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use vigil_analyzer::service::{self, auth::Tokens, spec::Dur, ServeConfig};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on; beyond loopback only with --tokens.
+    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Directory of the store (created if missing); without it, nothing survives a restart.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tokens file: one `<scope> <token>` a line (scopes ingest, read, write, admin; `#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// How long finished analyses are kept (e.g. 30d, 12h).
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub retention: String,
+    /// The store's SQLite `synchronous` level: `normal` (an acknowledged write survives a crash of
+    /// the process; a power loss may roll back the last writes, which a restarted analysis
+    /// re-judges) or `full` (survives a power loss too; one fsync per write).
+    #[arg(long, default_value = "normal", value_name = "LEVEL", value_parser = ["normal", "full"])]
+    pub durability: String,
+    /// Prometheus base URL for Kayenta's canary executions (`POST /canary/{configId}`).
+    #[arg(long, value_name = "URL")]
+    pub kayenta_prometheus: Option<String>,
+}
+
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let tokens = args
+        .tokens
+        .as_deref()
+        .map(Tokens::load)
+        .transpose()
+        .context("--tokens")?;
+    let retention = Dur::parse(&args.retention)
+        .map_err(anyhow::Error::msg)
+        .context("--retention")?;
+    let config = ServeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        tokens,
+        retention: Duration::from_secs_f64(retention.secs()),
+        durability: if args.durability == "full" {
+            service::store::Durability::Full
+        } else {
+            service::store::Durability::Normal
+        },
+        kayenta_prometheus: args.kayenta_prometheus.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = service::serve(config, |addr| eprintln!("vigil: serving on http://{addr}")) => {
+                r.map_err(anyhow::Error::from)
+            }
+            _ = shutdown() => {
+                eprintln!("vigil: stopping");
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Ctrl-C or SIGTERM. Every acknowledged write is already in the store, so stopping at once loses
+/// nothing; running analyses resume at their next interval on the next start.
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
