@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::judge::{self, AnomalyModels, JudgeConfig, SideView, View};
+use crate::judge::{self, AnomalyModels, Incremental, JudgeConfig, SideView, View};
 use crate::telemetry::{LogRecord, MetricSample, MetricTable, SampleError, Span, Window};
 use crate::verdict::{Finding, Judgement, Verdict};
 
@@ -204,7 +204,8 @@ pub enum IngestError {
     },
 }
 
-/// The telemetry of one side received so far, each modality sorted by time.
+/// The telemetry of one side received so far, each modality sorted by time, and how much of it
+/// the incremental judges have taken in.
 #[derive(Debug, Clone, Default)]
 struct SideState {
     spec: SideSpec,
@@ -212,6 +213,12 @@ struct SideState {
     logs: Option<Vec<LogRecord>>,
     spans: Option<Vec<Span>>,
     callers: Option<Vec<Span>>,
+    /// Records stamped before this time were handed to the incremental judges (a judgement
+    /// admits everything before its interval's end).
+    admitted_until: f64,
+    /// Records that arrived after their time was admitted: admitted at the next judgement.
+    late_logs: Vec<LogRecord>,
+    late_spans: Vec<Span>,
 }
 
 /// Inserts keeping `v` sorted by `key`, stably (equal keys keep arrival order): the append in
@@ -234,7 +241,43 @@ impl SideState {
             spans: spec.spans.then(Vec::new),
             callers: spec.callers.then(Vec::new),
             spec,
+            admitted_until: f64::NEG_INFINITY,
+            late_logs: Vec::new(),
+            late_spans: Vec::new(),
         }
+    }
+
+    /// Hands the incremental judges every record stamped before `until` not handed yet: first
+    /// the late arrivals, then the new slice of each modality in time order.
+    fn admit(&mut self, until: f64, canary: bool, kept: &mut Incremental) {
+        let late = std::mem::take(&mut self.late_logs);
+        kept.add_logs(canary, &late);
+        let late = std::mem::take(&mut self.late_spans);
+        let (callers, own): (Vec<Span>, Vec<Span>) =
+            late.into_iter().partition(|s| s.caller.is_some());
+        kept.add_spans(canary, &own);
+        kept.add_caller_spans(canary, &callers);
+        let from = self.admitted_until;
+        if until <= from {
+            return;
+        }
+        if let Some(logs) = &self.logs {
+            let time = |r: &LogRecord| r.time.unwrap_or(f64::NEG_INFINITY);
+            let lo = logs.partition_point(|r| time(r) < from);
+            let hi = logs.partition_point(|r| time(r) < until);
+            kept.add_logs(canary, &logs[lo..hi]);
+        }
+        if let Some(spans) = &self.spans {
+            let lo = spans.partition_point(|s| s.start < from);
+            let hi = spans.partition_point(|s| s.start < until);
+            kept.add_spans(canary, &spans[lo..hi]);
+        }
+        if let Some(spans) = &self.callers {
+            let lo = spans.partition_point(|s| s.start < from);
+            let hi = spans.partition_point(|s| s.start < until);
+            kept.add_caller_spans(canary, &spans[lo..hi]);
+        }
+        self.admitted_until = until;
     }
 
     /// The view of this side with everything before `until`; `grow_from` is where a side still
@@ -291,12 +334,15 @@ pub struct Analysis {
     /// `None` inside when nothing is masked or too little would remain.
     masked: Option<(usize, Option<MetricTable>)>,
     model: Option<AnomalyModels>,
+    /// The judges' state kept up to date interval by interval.
+    kept: Incremental,
     lifecycle: Lifecycle,
 }
 
 impl Analysis {
     /// A session with no data yet.
     pub fn new(spec: AnalysisSpec) -> Self {
+        let kept = Incremental::new(&spec.judges);
         Self {
             baseline: SideState::new(spec.baseline.clone()),
             canary: SideState::new(spec.canary.clone()),
@@ -304,6 +350,7 @@ impl Analysis {
             dropped: Dropped::default(),
             masked: None,
             model: None,
+            kept,
             lifecycle: Lifecycle::new(),
         }
     }
@@ -350,6 +397,9 @@ impl Analysis {
                     if r.cap_body() {
                         self.dropped.capped_logs += 1;
                     }
+                    if r.time.is_some_and(|t| t < side.admitted_until) {
+                        side.late_logs.push(r.clone());
+                    }
                     insert_sorted(logs, r, |r| r.time.unwrap_or(f64::NEG_INFINITY));
                 }
             }
@@ -362,7 +412,12 @@ impl Analysis {
             };
             match target {
                 None => self.dropped.undeclared += 1,
-                Some(v) => insert_sorted(v, s, |s| s.start),
+                Some(v) => {
+                    if s.start < side.admitted_until {
+                        side.late_spans.push(s.clone());
+                    }
+                    insert_sorted(v, s, |s| s.start);
+                }
             }
         }
         Ok(())
@@ -436,16 +491,29 @@ impl Analysis {
             return None;
         }
         self.refresh_mask();
+        // The incremental judges take in what this interval brought: baseline first, then the
+        // canary. With a before/after baseline all of it is there at the first interval, so lines
+        // are mined exactly as a batch judgement mines them (the whole baseline, then the canary
+        // in time order); a concurrent baseline is mined interval by interval, each interval's
+        // baseline slice before its canary slice (re-mining the window to keep the batch order
+        // is what this state exists to avoid).
+        let (b_until, _) = self.baseline_until(elapsed_s);
+        let c_until = self.spec.canary_start + elapsed_s;
+        self.baseline.admit(b_until, false, &mut self.kept);
+        self.canary.admit(c_until, true, &mut self.kept);
+        self.kept.settle();
         if self.model.is_none() || self.concurrent() {
-            let fit = judge::fit_anomaly(
+            let fit = judge::fit_anomaly_with(
                 &self.view_with(elapsed_s, true),
+                Some(&self.kept),
                 &self.spec.judges.anomaly,
                 &self.spec.judges.metrics,
             );
             self.model = Some(fit);
         }
-        let judgement = judge::vigil(
+        let judgement = judge::vigil_with(
             &self.view_with(elapsed_s, false),
+            Some(&self.kept),
             self.model.as_ref(),
             &self.spec.judges,
         );

@@ -11,16 +11,20 @@
 pub mod anomaly;
 pub mod callers;
 pub mod config;
+pub mod incremental;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
 
-pub use anomaly::{fit_anomaly, vigil_anomaly, AnomalyModels};
-pub use callers::vigil_callers;
+pub use anomaly::{
+    fit_anomaly, fit_anomaly_with, vigil_anomaly, vigil_anomaly_with, AnomalyModels,
+};
+pub use callers::{vigil_callers, vigil_callers_with};
 pub use config::{JudgeConfig, SettingError};
-pub use logs::vigil_logs;
+pub use incremental::Incremental;
+pub use logs::{vigil_logs, vigil_logs_with};
 pub use metrics::{column, metric_spec, name_words, vigil_metrics, MetricRules, MetricSpec};
-pub use traces::vigil_traces;
+pub use traces::{vigil_traces, vigil_traces_with};
 
 use crate::telemetry::{LogRecord, MetricTable, Span};
 use crate::verdict::{self, Coverage, Judgement, Signal, SignalReport};
@@ -65,6 +69,17 @@ pub(crate) fn absent(signal: Signal) -> SignalReport {
 
 /// Vigil: every signal, fused.
 pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -> Judgement {
+    vigil_with(view, None, model, config)
+}
+
+/// [`vigil`], reading logs and spans from the engine's incremental state when given (which must
+/// hold exactly the view's records, settled): the same judgement without a pass over the window.
+pub fn vigil_with(
+    view: &View,
+    kept: Option<&Incremental>,
+    model: Option<&AnomalyModels>,
+    config: &JudgeConfig,
+) -> Judgement {
     let run = |signal: Signal, judge: &dyn Fn() -> SignalReport| {
         if config.without.contains(&signal) {
             absent(signal)
@@ -76,10 +91,16 @@ pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -
         run(Signal::Metrics, &|| {
             vigil_metrics(view, &config.metric, &config.metrics)
         }),
-        run(Signal::Logs, &|| vigil_logs(view, &config.log)),
-        run(Signal::Traces, &|| vigil_traces(view, &config.trace)),
-        run(Signal::Callers, &|| vigil_callers(view, &config.callers)),
-        run(Signal::Anomaly, &|| vigil_anomaly(view, model)),
+        run(Signal::Logs, &|| {
+            vigil_logs_with(view, kept.map(|k| &k.logs), &config.log)
+        }),
+        run(Signal::Traces, &|| {
+            vigil_traces_with(view, kept.map(|k| &k.traces), &config.trace)
+        }),
+        run(Signal::Callers, &|| {
+            vigil_callers_with(view, kept.map(|k| &k.callers), &config.callers)
+        }),
+        run(Signal::Anomaly, &|| vigil_anomaly_with(view, kept, model)),
     ];
     verdict::fuse(&reports, &config.fusion)
 }
