@@ -5,6 +5,20 @@
 //! (fail fast on the first Fail, the last interval decides, time to detect) are applied here, so
 //! a replayed time to detect is the one a live analysis would have had.
 //!
+//! The judges are incremental ([`crate::judge::Incremental`]): each judgement first hands them
+//! what arrived since the last one — log lines are mined once by miners that persist for the
+//! whole analysis, span durations merge into per-operation buffers kept sorted, events into
+//! 10-second windows — so an interval costs the new data plus the number of templates,
+//! operations and windows, not a pass over the window. With a before/after baseline this gives
+//! the batch judgement of each interval exactly; with a concurrent baseline, lines are mined in
+//! interval order (see [`Analysis::judge`]).
+//!
+//! Memory: the judges' state holds counts, at most two example lines per template and side, and
+//! one duration per span; it does not grow with the lines of a template already seen. The
+//! session also keeps every record of the analysis window (bodies capped at
+//! [`crate::telemetry::MAX_LOG_BODY_BYTES`]) for [`Analysis::view`], which replay's reference
+//! judges read; the window bounds it.
+//!
 //! Replay is one such source (scenario files); OTLP receivers and a Prometheus poller are the
 //! next. What the engine decides and no source may: which baseline rows are masked as known
 //! incidents, when the anomaly models are fitted (once from a baseline recorded before the
@@ -486,6 +500,13 @@ impl Analysis {
     /// Judges the interval ending `elapsed_s` into the canary on the data received so far and
     /// records it; returns the interim judgement, or `None` once the analysis is done (a Fail
     /// ends it: later intervals cannot overturn it).
+    ///
+    /// Log lines are mined once, in the order they are admitted: at each judgement the
+    /// baseline's lines not yet mined (with a before/after baseline, all of it at the first
+    /// interval), then the canary's, each in time order, late arrivals first. Drain-style mining
+    /// depends on order, so this is the batch judgement's order exactly for a before/after
+    /// baseline; for a concurrent baseline the order is interval by interval (baseline slice,
+    /// canary slice), which keeps a pattern's id shared by both sides without re-mining.
     pub fn judge(&mut self, elapsed_s: f64) -> Option<&Judgement> {
         if self.lifecycle.is_done() {
             return None;
@@ -745,7 +766,7 @@ mod session_tests {
                 error: Some(rng.uniform() < 0.02 * slowdown),
                 caller: None,
             });
-            for c in 0..(1 + usize::from(slowdown > 1.0 && i % 2 == 0)) {
+            for c in 0..(1 + usize::from(slowdown > 1.0 && i.is_multiple_of(2))) {
                 spans.push(Span {
                     trace_id: format!("t{start}-{i}"),
                     span_id: format!("{id}-db{c}"),

@@ -197,7 +197,7 @@ impl EventReference {
 /// `vigil_judge::quantile(&ln_values, 0.5)` computes it: `ln` keeps the order, so the logs of
 /// the sorted positive values are the sorted logs.
 fn log_median(sorted: &[f64]) -> Option<f64> {
-    let lo = sorted.partition_point(|d| !(*d > 0.0));
+    let lo = sorted.partition_point(|d| d.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
     let positive = &sorted[lo..];
     let positive = &positive[..positive.partition_point(|d| *d > 0.0)];
     let last = positive.len().checked_sub(1)?;

@@ -699,7 +699,8 @@ mod tests {
                 assigned.push((sev, m.add_id(&rec.body), is_canary, rec));
             }
         }
-        let mut out: HashMap<_, (u64, u64, Option<f64>, Vec<String>, Vec<String>)> = HashMap::new();
+        type Sides = (u64, u64, Option<f64>, Vec<String>, Vec<String>);
+        let mut out: HashMap<_, Sides> = HashMap::new();
         for (sev, id, is_canary, rec) in assigned {
             let key = (sev, miners[&sev].resolve(id));
             let t = out.entry(key).or_default();
@@ -805,7 +806,7 @@ mod tests {
         let mut session = LogSession::new(&cfg.miner, None);
         let line = |i: u64| LogRecord {
             time: Some(i as f64),
-            severity: Some(if i % 10 == 0 { "WARN" } else { "INFO" }.into()),
+            severity: Some(if i.is_multiple_of(10) { "WARN" } else { "INFO" }.into()),
             body: format!(
                 "request {} for user u{} took {} ms on 10.0.{}.{}",
                 i * 7919 % 100_003,
