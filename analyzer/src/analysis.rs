@@ -17,7 +17,7 @@
 //! one duration per span; it does not grow with the lines of a template already seen. The
 //! session also keeps every record of the analysis window (bodies capped at
 //! [`crate::telemetry::MAX_LOG_BODY_BYTES`]) for [`Analysis::view`], which replay's reference
-//! judges read; the window bounds it.
+//! judges read; the window bounds it, and [`Analysis::keep_records`] turns it off.
 //!
 //! Replay is one such source (scenario files); OTLP receivers and a Prometheus poller are the
 //! next. What the engine decides and no source may: which baseline rows are masked as known
@@ -233,6 +233,8 @@ struct SideState {
     /// Records that arrived after their time was admitted: admitted at the next judgement.
     late_logs: Vec<LogRecord>,
     late_spans: Vec<Span>,
+    /// Keep log records and spans once admitted (for [`Analysis::view`]).
+    retain: bool,
 }
 
 /// Inserts keeping `v` sorted by `key`, stably (equal keys keep arrival order): the append in
@@ -258,6 +260,7 @@ impl SideState {
             admitted_until: f64::NEG_INFINITY,
             late_logs: Vec::new(),
             late_spans: Vec::new(),
+            retain: true,
         }
     }
 
@@ -275,21 +278,30 @@ impl SideState {
         if until <= from {
             return;
         }
-        if let Some(logs) = &self.logs {
+        // Without retention only records not yet admitted are held, so everything before
+        // `until` goes (and nothing stamped before `from` is left to skip).
+        let retain = self.retain;
+        if let Some(logs) = &mut self.logs {
             let time = |r: &LogRecord| r.time.unwrap_or(f64::NEG_INFINITY);
             let lo = logs.partition_point(|r| time(r) < from);
             let hi = logs.partition_point(|r| time(r) < until);
             kept.add_logs(canary, &logs[lo..hi]);
+            if !retain {
+                logs.drain(..hi);
+            }
         }
-        if let Some(spans) = &self.spans {
+        for (spans, own) in [(&mut self.spans, true), (&mut self.callers, false)] {
+            let Some(spans) = spans else { continue };
             let lo = spans.partition_point(|s| s.start < from);
             let hi = spans.partition_point(|s| s.start < until);
-            kept.add_spans(canary, &spans[lo..hi]);
-        }
-        if let Some(spans) = &self.callers {
-            let lo = spans.partition_point(|s| s.start < from);
-            let hi = spans.partition_point(|s| s.start < until);
-            kept.add_caller_spans(canary, &spans[lo..hi]);
+            if own {
+                kept.add_spans(canary, &spans[lo..hi]);
+            } else {
+                kept.add_caller_spans(canary, &spans[lo..hi]);
+            }
+            if !retain {
+                spans.drain(..hi);
+            }
         }
         self.admitted_until = until;
     }
@@ -374,6 +386,17 @@ impl Analysis {
         &self.spec
     }
 
+    /// Whether the session keeps every log record and span of the analysis window once the
+    /// judges have taken it in (the default: [`Analysis::view`] shows them, and replay's
+    /// reference judges read them), or drops them then. Vigil's own judgement is the same either
+    /// way — its judges read their incremental state, not the records — and without the records
+    /// the session's memory is that state: counts, two examples per template and side, one
+    /// duration per span. A view of a recorded modality is then present and empty.
+    pub fn keep_records(&mut self, keep: bool) {
+        self.baseline.retain = keep;
+        self.canary.retain = keep;
+    }
+
     /// What was received and not kept so far.
     pub fn dropped(&self) -> &Dropped {
         &self.dropped
@@ -412,6 +435,10 @@ impl Analysis {
                         self.dropped.capped_logs += 1;
                     }
                     if r.time.is_some_and(|t| t < side.admitted_until) {
+                        if !side.retain {
+                            side.late_logs.push(r);
+                            continue;
+                        }
                         side.late_logs.push(r.clone());
                     }
                     insert_sorted(logs, r, |r| r.time.unwrap_or(f64::NEG_INFINITY));
@@ -428,6 +455,10 @@ impl Analysis {
                 None => self.dropped.undeclared += 1,
                 Some(v) => {
                     if s.start < side.admitted_until {
+                        if !side.retain {
+                            side.late_spans.push(s);
+                            continue;
+                        }
                         side.late_spans.push(s.clone());
                     }
                     insert_sorted(v, s, |s| s.start);
@@ -850,6 +881,62 @@ mod session_tests {
                 assert!(!want.findings.is_empty() || slowdown == 1.0);
             }
         }
+    }
+
+    #[test]
+    fn without_records_kept_the_judgements_are_the_same_and_the_view_is_empty() {
+        let mut rng = Lcg(29);
+        let (b_logs, b_spans) = rich_side(&mut rng, 0.0, 1.0);
+        let (c_logs, c_spans) = rich_side(&mut rng, 180.0, 2.5);
+        let mut spec = spec();
+        spec.baseline.callers = true;
+        spec.canary.callers = true;
+        let mut runs = Vec::new();
+        for keep in [true, false] {
+            let mut a = Analysis::new(spec.clone());
+            a.keep_records(keep);
+            a.ingest(
+                Role::Baseline,
+                Batch {
+                    logs: b_logs.clone(),
+                    spans: b_spans.clone(),
+                    ..Batch::default()
+                },
+            )
+            .unwrap();
+            let (mut judged, mut last) = (Vec::new(), 0.0);
+            for k in 1..=6 {
+                let elapsed = 30.0 * k as f64;
+                let until = 180.0 + elapsed;
+                let from = until - 30.0;
+                let new = |t: f64| t >= from && t < until;
+                a.ingest(
+                    Role::Canary,
+                    Batch {
+                        logs: c_logs
+                            .iter()
+                            .filter(|r| r.time.is_some_and(new))
+                            .cloned()
+                            .collect(),
+                        spans: c_spans.iter().filter(|s| new(s.start)).cloned().collect(),
+                        ..Batch::default()
+                    },
+                )
+                .unwrap();
+                if let Some(j) = a.judge(elapsed) {
+                    judged.push(serde_json::to_string(j).unwrap());
+                    last = elapsed;
+                }
+            }
+            // Up to the last interval judged, everything was handed to the judges.
+            let view = a.view(last);
+            let held = view.canary.logs.map(<[LogRecord]>::len);
+            assert_eq!(held.is_some_and(|n| n > 0), keep, "{held:?}");
+            assert_eq!(view.baseline.spans.is_some_and(|s| s.is_empty()), !keep);
+            runs.push(judged);
+        }
+        assert!(!runs[0].is_empty());
+        assert_eq!(runs[0], runs[1]);
     }
 
     #[test]
