@@ -6,7 +6,10 @@
 //! - [`metrics`]: which metrics are judged in which direction, and the metric signal;
 //! - [`logs`] and [`traces`]: the log and trace signals over the view;
 //! - [`callers`]: the pod as its callers see it (callers' spans with their edge);
-//! - [`anomaly`]: the anomaly models fitted on the baseline, and the anomaly signal.
+//! - [`anomaly`]: the anomaly models fitted on the baseline, and the anomaly signal;
+//! - [`incremental`]: what the engine keeps up to date as telemetry arrives (miners and tallies,
+//!   sorted durations, event windows), so that each judge reads it instead of the whole window
+//!   (`vigil_with` and each judge's `_with` form; the plain forms build it from a view's slices).
 
 pub mod anomaly;
 pub mod callers;
