@@ -206,7 +206,9 @@ fn create_list_get_and_the_exit_codes_of_watch() {
     let o = vigil(&server, &["watch", "prom-down"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stdout(&o).contains("  note: source error (baseline): Prometheus at http://127.0.0.1:9"),
+        stdout(&o).contains(
+            "  note: source error (baseline): metric \"errors\": prometheus at http://127.0.0.1:9"
+        ) && stdout(&o).contains("unreachable"),
         "{}",
         stdout(&o)
     );

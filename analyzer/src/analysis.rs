@@ -5,6 +5,20 @@
 //! (fail fast on the first Fail, the last interval decides, time to detect) are applied here, so
 //! a replayed time to detect is the one a live analysis would have had.
 //!
+//! The judges are incremental ([`crate::judge::Incremental`]): each judgement first hands them
+//! what arrived since the last one — log lines are mined once by miners that persist for the
+//! whole analysis, span durations merge into per-operation buffers kept sorted, events into
+//! 10-second windows — so an interval costs the new data plus the number of templates,
+//! operations and windows, not a pass over the window. With a before/after baseline this gives
+//! the batch judgement of each interval exactly; with a concurrent baseline, lines are mined in
+//! interval order (see [`Analysis::judge`]).
+//!
+//! Memory: the judges' state holds counts, at most two example lines per template and side, and
+//! one duration per span; it does not grow with the lines of a template already seen. The
+//! session also keeps every record of the analysis window (bodies capped at
+//! [`crate::telemetry::MAX_LOG_BODY_BYTES`]) for [`Analysis::view`], which replay's reference
+//! judges read; the window bounds it, and [`Analysis::keep_records`] turns it off.
+//!
 //! Replay is one such source (scenario files); OTLP receivers and a Prometheus poller are the
 //! next. What the engine decides and no source may: which baseline rows are masked as known
 //! incidents, when the anomaly models are fitted (once from a baseline recorded before the
@@ -12,7 +26,7 @@
 
 use serde::Serialize;
 
-use crate::judge::{self, AnomalyModels, JudgeConfig, SideView, View};
+use crate::judge::{self, AnomalyModels, Incremental, JudgeConfig, SideView, View};
 use crate::telemetry::{LogRecord, MetricSample, MetricTable, SampleError, Span, Window};
 use crate::verdict::{Finding, Judgement, Verdict};
 
@@ -204,7 +218,8 @@ pub enum IngestError {
     },
 }
 
-/// The telemetry of one side received so far, each modality sorted by time.
+/// The telemetry of one side received so far, each modality sorted by time, and how much of it
+/// the incremental judges have taken in.
 #[derive(Debug, Clone, Default)]
 struct SideState {
     spec: SideSpec,
@@ -212,6 +227,14 @@ struct SideState {
     logs: Option<Vec<LogRecord>>,
     spans: Option<Vec<Span>>,
     callers: Option<Vec<Span>>,
+    /// Records stamped before this time were handed to the incremental judges (a judgement
+    /// admits everything before its interval's end).
+    admitted_until: f64,
+    /// Records that arrived after their time was admitted: admitted at the next judgement.
+    late_logs: Vec<LogRecord>,
+    late_spans: Vec<Span>,
+    /// Keep log records and spans once admitted (for [`Analysis::view`]).
+    retain: bool,
 }
 
 /// Inserts keeping `v` sorted by `key`, stably (equal keys keep arrival order): the append in
@@ -234,7 +257,53 @@ impl SideState {
             spans: spec.spans.then(Vec::new),
             callers: spec.callers.then(Vec::new),
             spec,
+            admitted_until: f64::NEG_INFINITY,
+            late_logs: Vec::new(),
+            late_spans: Vec::new(),
+            retain: true,
         }
+    }
+
+    /// Hands the incremental judges every record stamped before `until` not handed yet: first
+    /// the late arrivals, then the new slice of each modality in time order.
+    fn admit(&mut self, until: f64, canary: bool, kept: &mut Incremental) {
+        let late = std::mem::take(&mut self.late_logs);
+        kept.add_logs(canary, &late);
+        let late = std::mem::take(&mut self.late_spans);
+        let (callers, own): (Vec<Span>, Vec<Span>) =
+            late.into_iter().partition(|s| s.caller.is_some());
+        kept.add_spans(canary, &own);
+        kept.add_caller_spans(canary, &callers);
+        let from = self.admitted_until;
+        if until <= from {
+            return;
+        }
+        // Without retention only records not yet admitted are held, so everything before
+        // `until` goes (and nothing stamped before `from` is left to skip).
+        let retain = self.retain;
+        if let Some(logs) = &mut self.logs {
+            let time = |r: &LogRecord| r.time.unwrap_or(f64::NEG_INFINITY);
+            let lo = logs.partition_point(|r| time(r) < from);
+            let hi = logs.partition_point(|r| time(r) < until);
+            kept.add_logs(canary, &logs[lo..hi]);
+            if !retain {
+                logs.drain(..hi);
+            }
+        }
+        for (spans, own) in [(&mut self.spans, true), (&mut self.callers, false)] {
+            let Some(spans) = spans else { continue };
+            let lo = spans.partition_point(|s| s.start < from);
+            let hi = spans.partition_point(|s| s.start < until);
+            if own {
+                kept.add_spans(canary, &spans[lo..hi]);
+            } else {
+                kept.add_caller_spans(canary, &spans[lo..hi]);
+            }
+            if !retain {
+                spans.drain(..hi);
+            }
+        }
+        self.admitted_until = until;
     }
 
     /// The view of this side with everything before `until`; `grow_from` is where a side still
@@ -291,12 +360,15 @@ pub struct Analysis {
     /// `None` inside when nothing is masked or too little would remain.
     masked: Option<(usize, Option<MetricTable>)>,
     model: Option<AnomalyModels>,
+    /// The judges' state kept up to date interval by interval.
+    kept: Incremental,
     lifecycle: Lifecycle,
 }
 
 impl Analysis {
     /// A session with no data yet.
     pub fn new(spec: AnalysisSpec) -> Self {
+        let kept = Incremental::new(&spec.judges);
         Self {
             baseline: SideState::new(spec.baseline.clone()),
             canary: SideState::new(spec.canary.clone()),
@@ -304,6 +376,7 @@ impl Analysis {
             dropped: Dropped::default(),
             masked: None,
             model: None,
+            kept,
             lifecycle: Lifecycle::new(),
         }
     }
@@ -311,6 +384,17 @@ impl Analysis {
     /// The analysis's configuration.
     pub fn spec(&self) -> &AnalysisSpec {
         &self.spec
+    }
+
+    /// Whether the session keeps every log record and span of the analysis window once the
+    /// judges have taken it in (the default: [`Analysis::view`] shows them, and replay's
+    /// reference judges read them), or drops them then. Vigil's own judgement is the same either
+    /// way — its judges read their incremental state, not the records — and without the records
+    /// the session's memory is that state: counts, two examples per template and side, one
+    /// duration per span. A view of a recorded modality is then present and empty.
+    pub fn keep_records(&mut self, keep: bool) {
+        self.baseline.retain = keep;
+        self.canary.retain = keep;
     }
 
     /// What was received and not kept so far.
@@ -350,6 +434,13 @@ impl Analysis {
                     if r.cap_body() {
                         self.dropped.capped_logs += 1;
                     }
+                    if r.time.is_some_and(|t| t < side.admitted_until) {
+                        if !side.retain {
+                            side.late_logs.push(r);
+                            continue;
+                        }
+                        side.late_logs.push(r.clone());
+                    }
                     insert_sorted(logs, r, |r| r.time.unwrap_or(f64::NEG_INFINITY));
                 }
             }
@@ -362,7 +453,16 @@ impl Analysis {
             };
             match target {
                 None => self.dropped.undeclared += 1,
-                Some(v) => insert_sorted(v, s, |s| s.start),
+                Some(v) => {
+                    if s.start < side.admitted_until {
+                        if !side.retain {
+                            side.late_spans.push(s);
+                            continue;
+                        }
+                        side.late_spans.push(s.clone());
+                    }
+                    insert_sorted(v, s, |s| s.start);
+                }
             }
         }
         Ok(())
@@ -431,21 +531,41 @@ impl Analysis {
     /// Judges the interval ending `elapsed_s` into the canary on the data received so far and
     /// records it; returns the interim judgement, or `None` once the analysis is done (a Fail
     /// ends it: later intervals cannot overturn it).
+    ///
+    /// Log lines are mined once, in the order they are admitted: at each judgement the
+    /// baseline's lines not yet mined (with a before/after baseline, all of it at the first
+    /// interval), then the canary's, each in time order, late arrivals first. Drain-style mining
+    /// depends on order, so this is the batch judgement's order exactly for a before/after
+    /// baseline; for a concurrent baseline the order is interval by interval (baseline slice,
+    /// canary slice), which keeps a pattern's id shared by both sides without re-mining.
     pub fn judge(&mut self, elapsed_s: f64) -> Option<&Judgement> {
         if self.lifecycle.is_done() {
             return None;
         }
         self.refresh_mask();
+        // The incremental judges take in what this interval brought: baseline first, then the
+        // canary. With a before/after baseline all of it is there at the first interval, so lines
+        // are mined exactly as a batch judgement mines them (the whole baseline, then the canary
+        // in time order); a concurrent baseline is mined interval by interval, each interval's
+        // baseline slice before its canary slice (re-mining the window to keep the batch order
+        // is what this state exists to avoid).
+        let (b_until, _) = self.baseline_until(elapsed_s);
+        let c_until = self.spec.canary_start + elapsed_s;
+        self.baseline.admit(b_until, false, &mut self.kept);
+        self.canary.admit(c_until, true, &mut self.kept);
+        self.kept.settle();
         if self.model.is_none() || self.concurrent() {
-            let fit = judge::fit_anomaly(
+            let fit = judge::fit_anomaly_with(
                 &self.view_with(elapsed_s, true),
+                Some(&self.kept),
                 &self.spec.judges.anomaly,
                 &self.spec.judges.metrics,
             );
             self.model = Some(fit);
         }
-        let judgement = judge::vigil(
+        let judgement = judge::vigil_with(
             &self.view_with(elapsed_s, false),
+            Some(&self.kept),
             self.model.as_ref(),
             &self.spec.judges,
         );
@@ -640,6 +760,235 @@ mod session_tests {
         // 2.5 times slower spans: the engine fails the canary, and then stops judging.
         assert_eq!(a.outcome().verdict, Verdict::Fail);
         assert!(a.is_done() && a.judge(210.0).is_none());
+    }
+
+    /// A side with what every incremental judge keeps: log templates that generalise as lines
+    /// arrive (numbers, then words with three distinct values), spans with parents (fan-out),
+    /// statuses, and callers' spans with their edge.
+    fn rich_side(rng: &mut Lcg, start: f64, slowdown: f64) -> (Vec<LogRecord>, Vec<Span>) {
+        let words = ["alpha", "beta", "gamma", "delta"];
+        let (mut logs, mut spans) = (Vec::new(), Vec::new());
+        let mut t = start;
+        let mut i = 0usize;
+        while t < start + 180.0 {
+            let w = words[(rng.uniform() * 4.0) as usize % 4];
+            let (severity, body) = match i % 5 {
+                0 => ("INFO", format!("user {} logged in from {w}", 1000 + i)),
+                1 => ("INFO", format!("cache {w} refreshed in {} ms", i % 17)),
+                2 if slowdown > 1.0 && i % 15 == 2 => {
+                    ("ERROR", format!("payment {i} failed: TimeoutException"))
+                }
+                3 => ("WARN", format!("queue {w} depth {}", i % 9)),
+                _ => ("INFO", format!("handled get {i}")),
+            };
+            logs.push(LogRecord {
+                time: Some(t),
+                severity: Some(severity.into()),
+                body,
+            });
+            let id = format!("s{start}-{i}");
+            spans.push(Span {
+                trace_id: format!("t{start}-{i}"),
+                span_id: id.clone(),
+                parent_id: None,
+                operation: "get".into(),
+                start: t,
+                duration_ms: 20.0 * (1.0 + rng.uniform()) * slowdown,
+                error: Some(rng.uniform() < 0.02 * slowdown),
+                caller: None,
+            });
+            for c in 0..(1 + usize::from(slowdown > 1.0 && i.is_multiple_of(2))) {
+                spans.push(Span {
+                    trace_id: format!("t{start}-{i}"),
+                    span_id: format!("{id}-db{c}"),
+                    parent_id: Some(id.clone()),
+                    operation: "db".into(),
+                    start: t + 0.001,
+                    duration_ms: 2.0 * (1.0 + rng.uniform()),
+                    error: Some(false),
+                    caller: None,
+                });
+            }
+            spans.push(Span {
+                trace_id: format!("t{start}-{i}"),
+                span_id: format!("{id}-caller"),
+                parent_id: None,
+                operation: "HTTP GET".into(),
+                start: t - 0.001,
+                duration_ms: 25.0 * (1.0 + rng.uniform()) * slowdown,
+                error: Some(false),
+                caller: Some(crate::telemetry::CallerEdge {
+                    callee_span_id: id,
+                    callee_operation: "get".into(),
+                    callee_duration_ms: 20.0,
+                }),
+            });
+            t += 0.2 + 0.25 * rng.uniform();
+            i += 1;
+        }
+        (logs, spans)
+    }
+
+    /// The engine's incremental judgement of every interval equals the batch judgement of the
+    /// same view (every line mined again, every span sorted again), for a before/after baseline.
+    #[test]
+    fn incremental_judgements_equal_the_batch_judgement_of_each_interval() {
+        for slowdown in [1.0, 2.5] {
+            let mut rng = Lcg(17);
+            let (b_logs, b_spans) = rich_side(&mut rng, 0.0, 1.0);
+            let (c_logs, c_spans) = rich_side(&mut rng, 180.0, slowdown);
+            let mut spec = spec();
+            spec.baseline.callers = true;
+            spec.canary.callers = true;
+            let config = spec.judges.clone();
+            let mut a = Analysis::new(spec);
+            a.ingest(
+                Role::Baseline,
+                Batch {
+                    logs: b_logs,
+                    spans: b_spans,
+                    ..Batch::default()
+                },
+            )
+            .unwrap();
+            let (mut li, mut si) = (0, 0);
+            for k in 1..=6 {
+                let elapsed = 30.0 * k as f64;
+                let until = 180.0 + elapsed;
+                let le = c_logs.partition_point(|r| r.time.is_some_and(|t| t < until));
+                let se = c_spans.partition_point(|s| s.start < until);
+                a.ingest(
+                    Role::Canary,
+                    Batch {
+                        logs: c_logs[li..le].to_vec(),
+                        spans: c_spans[si..se].to_vec(),
+                        ..Batch::default()
+                    },
+                )
+                .unwrap();
+                (li, si) = (le, se);
+                let Some(got) = a.judge(elapsed).cloned() else {
+                    break;
+                };
+                let model = judge::fit_anomaly(
+                    &a.view_with(elapsed, true),
+                    &config.anomaly,
+                    &config.metrics,
+                );
+                let want = judge::vigil(&a.view_with(elapsed, false), Some(&model), &config);
+                let json = |j: &Judgement| serde_json::to_string(j).unwrap();
+                assert_eq!(json(&got), json(&want), "slowdown {slowdown}, interval {k}");
+                assert!(!want.findings.is_empty() || slowdown == 1.0);
+            }
+        }
+    }
+
+    #[test]
+    fn without_records_kept_the_judgements_are_the_same_and_the_view_is_empty() {
+        let mut rng = Lcg(29);
+        let (b_logs, b_spans) = rich_side(&mut rng, 0.0, 1.0);
+        let (c_logs, c_spans) = rich_side(&mut rng, 180.0, 2.5);
+        let mut spec = spec();
+        spec.baseline.callers = true;
+        spec.canary.callers = true;
+        let mut runs = Vec::new();
+        for keep in [true, false] {
+            let mut a = Analysis::new(spec.clone());
+            a.keep_records(keep);
+            a.ingest(
+                Role::Baseline,
+                Batch {
+                    logs: b_logs.clone(),
+                    spans: b_spans.clone(),
+                    ..Batch::default()
+                },
+            )
+            .unwrap();
+            let (mut judged, mut last) = (Vec::new(), 0.0);
+            for k in 1..=6 {
+                let elapsed = 30.0 * k as f64;
+                let until = 180.0 + elapsed;
+                let from = until - 30.0;
+                let new = |t: f64| t >= from && t < until;
+                a.ingest(
+                    Role::Canary,
+                    Batch {
+                        logs: c_logs
+                            .iter()
+                            .filter(|r| r.time.is_some_and(new))
+                            .cloned()
+                            .collect(),
+                        spans: c_spans.iter().filter(|s| new(s.start)).cloned().collect(),
+                        ..Batch::default()
+                    },
+                )
+                .unwrap();
+                if let Some(j) = a.judge(elapsed) {
+                    judged.push(serde_json::to_string(j).unwrap());
+                    last = elapsed;
+                }
+            }
+            // Up to the last interval judged, everything was handed to the judges.
+            let view = a.view(last);
+            let held = view.canary.logs.map(<[LogRecord]>::len);
+            assert_eq!(held.is_some_and(|n| n > 0), keep, "{held:?}");
+            assert_eq!(view.baseline.spans.is_some_and(|s| s.is_empty()), !keep);
+            runs.push(judged);
+        }
+        assert!(!runs[0].is_empty());
+        assert_eq!(runs[0], runs[1]);
+    }
+
+    #[test]
+    fn records_arriving_after_their_interval_are_judged_at_the_next() {
+        let mut rng = Lcg(23);
+        let (b_logs, b_spans) = rich_side(&mut rng, 0.0, 1.0);
+        let (c_logs, c_spans) = rich_side(&mut rng, 180.0, 1.0);
+        let mut a = Analysis::new(spec());
+        a.ingest(
+            Role::Baseline,
+            Batch {
+                logs: b_logs,
+                spans: b_spans,
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        let early = |r: &LogRecord| r.time.is_some_and(|t| t < 200.0);
+        let (first, late): (Vec<_>, Vec<_>) = c_logs.iter().cloned().partition(early);
+        a.ingest(
+            Role::Canary,
+            Batch {
+                logs: late
+                    .iter()
+                    .filter(|r| r.time.is_some_and(|t| t >= 210.0))
+                    .cloned()
+                    .collect(),
+                spans: c_spans.clone(),
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        a.judge(30.0);
+        // Lines of [180, 210) come after the interval that covered them.
+        a.ingest(
+            Role::Canary,
+            Batch {
+                logs: first
+                    .into_iter()
+                    .chain(
+                        late.into_iter()
+                            .filter(|r| r.time.is_some_and(|t| t < 210.0)),
+                    )
+                    .collect(),
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        a.judge(60.0);
+        let in_view = a.view(60.0).canary.logs.map_or(0, <[LogRecord]>::len) as u64;
+        assert!(in_view > 0);
+        assert_eq!(a.kept.logs().lines().1, in_view);
     }
 
     #[test]

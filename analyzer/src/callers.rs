@@ -86,23 +86,101 @@ impl Measure {
 
 type Edge<'a> = (&'a str, &'a str);
 
-fn by_edge<'a>(spans: &[CallerSpan<'a>], m: Measure) -> BTreeMap<Edge<'a>, Vec<f64>> {
-    let mut out: BTreeMap<Edge<'a>, Vec<f64>> = BTreeMap::new();
-    for s in spans {
-        let v = match m {
-            Measure::Outside => s.duration_ms - s.callee_duration_ms,
-            Measure::Latency => s.duration_ms,
-        };
-        if v.is_finite() {
-            out.entry((s.caller_operation, s.callee_operation))
-                .or_default()
-                .push(v);
+/// One edge's values of one measure: sorted as they arrive (merged per interval), so that an
+/// interval's rank test and medians read sorted data.
+#[derive(Debug, Clone, Default)]
+struct Values {
+    sorted: Vec<f64>,
+    fresh: Vec<f64>,
+}
+
+/// What the callers' judge needs of one side, kept up to date as callers' spans arrive: per
+/// edge and measure the sorted finite values, and per caller operation the error counts.
+#[derive(Debug, Clone, Default)]
+pub struct CallerSide {
+    n: usize,
+    any_status: bool,
+    /// Per edge (caller operation, callee operation): [time outside, caller latency].
+    edges: BTreeMap<(String, String), [Values; 2]>,
+    /// Per caller operation: (errors, spans).
+    errors: BTreeMap<String, (u64, u64)>,
+}
+
+impl CallerSide {
+    /// A side of the given observations, settled.
+    pub fn of(spans: &[CallerSpan]) -> Self {
+        let mut side = Self::default();
+        side.extend(spans.iter().copied());
+        side.settle();
+        side
+    }
+
+    /// Adds observations (any order); call [`CallerSide::settle`] before judging.
+    pub fn extend<'a>(&mut self, spans: impl IntoIterator<Item = CallerSpan<'a>>) {
+        for s in spans {
+            self.n += 1;
+            self.any_status |= s.error.is_some();
+            let e = match self.errors.get_mut(s.caller_operation) {
+                Some(e) => e,
+                None => self
+                    .errors
+                    .entry(s.caller_operation.to_owned())
+                    .or_default(),
+            };
+            e.1 += 1;
+            e.0 += u64::from(s.error == Some(true));
+            for (i, v) in [s.duration_ms - s.callee_duration_ms, s.duration_ms]
+                .into_iter()
+                .enumerate()
+            {
+                if !v.is_finite() {
+                    continue;
+                }
+                let key = (s.caller_operation.to_owned(), s.callee_operation.to_owned());
+                self.edges.entry(key).or_default()[i].fresh.push(v);
+            }
         }
     }
-    for v in out.values_mut() {
-        v.sort_by(f64::total_cmp);
+
+    /// Merges what arrived since the last call into the sorted values.
+    pub fn settle(&mut self) {
+        for m in self.edges.values_mut() {
+            for v in m.iter_mut() {
+                if v.fresh.is_empty() {
+                    continue;
+                }
+                v.fresh.sort_by(f64::total_cmp);
+                let old = std::mem::take(&mut v.sorted);
+                let mut merged = Vec::with_capacity(old.len() + v.fresh.len());
+                let (mut i, mut j) = (0, 0);
+                while i < old.len() && j < v.fresh.len() {
+                    if old[i].total_cmp(&v.fresh[j]).is_le() {
+                        merged.push(old[i]);
+                        i += 1;
+                    } else {
+                        merged.push(v.fresh[j]);
+                        j += 1;
+                    }
+                }
+                merged.extend_from_slice(&old[i..]);
+                merged.extend_from_slice(&v.fresh[j..]);
+                v.fresh.clear();
+                v.sorted = merged;
+            }
+        }
     }
-    out
+
+    fn by_edge(&self, m: Measure) -> BTreeMap<Edge<'_>, &[f64]> {
+        let i = match m {
+            Measure::Outside => 0,
+            Measure::Latency => 1,
+        };
+        self.edges
+            .iter()
+            .filter(|(_, v)| !v[i].sorted.is_empty())
+            .map(|((a, b), v)| ((a.as_str(), b.as_str()), v[i].sorted.as_slice()))
+            .collect()
+    }
 }
 
 /// Judges the canary's callers against the baseline's. `None` on a side: no caller spans were
@@ -110,6 +188,17 @@ fn by_edge<'a>(spans: &[CallerSpan<'a>], m: Measure) -> BTreeMap<Edge<'a>, Vec<f
 pub fn judge(
     baseline: Option<&[CallerSpan]>,
     canary: Option<&[CallerSpan]>,
+    config: &CallerConfig,
+) -> SignalReport {
+    let b = baseline.map(CallerSide::of);
+    let c = canary.map(CallerSide::of);
+    judge_sides(b.as_ref(), c.as_ref(), config)
+}
+
+/// [`judge`] on sides kept up to date as spans arrive (settled).
+pub fn judge_sides(
+    baseline: Option<&CallerSide>,
+    canary: Option<&CallerSide>,
     config: &CallerConfig,
 ) -> SignalReport {
     let (Some(baseline), Some(canary)) = (baseline, canary) else {
@@ -131,8 +220,8 @@ pub fn judge(
     }
     let mut tests = Vec::new();
     for measure in [Measure::Outside, Measure::Latency] {
-        let b = by_edge(baseline, measure);
-        let c = by_edge(canary, measure);
+        let b = baseline.by_edge(measure);
+        let c = canary.by_edge(measure);
         for (edge, bv) in &b {
             let Some(cv) = c.get(edge) else { continue };
             if bv.len() < config.min_spans || cv.len() < config.min_spans {
@@ -166,9 +255,7 @@ pub fn judge(
             signal: Signal::Callers,
             coverage: Coverage::Inconclusive(format!(
                 "{} baseline and {} canary caller spans, no edge with {} on both sides",
-                baseline.len(),
-                canary.len(),
-                config.min_spans
+                baseline.n, canary.n, config.min_spans
             )),
             findings: Vec::new(),
         };
@@ -250,23 +337,14 @@ struct ErrorTest<'a> {
 /// with errors the callers see (or times out on them) shows here even when its own spans look
 /// fine.
 fn error_tests<'a>(
-    baseline: &[CallerSpan<'a>],
-    canary: &[CallerSpan<'a>],
+    baseline: &'a CallerSide,
+    canary: &'a CallerSide,
     config: &CallerConfig,
 ) -> Vec<ErrorTest<'a>> {
-    if !baseline.iter().chain(canary).any(|s| s.error.is_some()) {
+    if !(baseline.any_status || canary.any_status) {
         return Vec::new();
     }
-    fn count<'a>(spans: &[CallerSpan<'a>]) -> BTreeMap<&'a str, (u64, u64)> {
-        let mut m: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for s in spans {
-            let e = m.entry(s.caller_operation).or_default();
-            e.1 += 1;
-            e.0 += u64::from(s.error == Some(true));
-        }
-        m
-    }
-    let (b, c) = (count(baseline), count(canary));
+    let (b, c) = (&baseline.errors, &canary.errors);
     c.iter()
         .filter_map(|(op, &(xc, nc))| {
             let &(xb, nb) = b.get(op)?;

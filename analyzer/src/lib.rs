@@ -16,8 +16,8 @@ pub mod analysis;
 pub mod callers;
 pub mod http;
 pub mod judge;
-pub mod service;
 pub mod kayenta_api;
+pub mod service;
 // Not yet documented field by field (the log miner); the rest of the public API is, and the
 // lint keeps it so.
 #[allow(missing_docs)]

@@ -74,11 +74,162 @@ impl Default for TraceConfig {
     }
 }
 
+/// One operation's spans on one side: durations kept sorted as spans arrive, so that an
+/// interval's rank test and quantiles read sorted data instead of sorting the window again.
+#[derive(Debug, Clone, Default)]
+struct OpSpans {
+    /// Every duration, sorted by `f64::total_cmp`.
+    durations: Vec<f64>,
+    /// Spans with `error == Some(true)`.
+    errors: u64,
+    /// Durations arrived since the last [`TraceSide::settle`], not yet merged.
+    fresh: Vec<f64>,
+}
+
+/// What the trace judge needs of one side's spans, kept up to date span by span: per operation
+/// the sorted durations and error counts, and the calls per (parent operation, child operation)
+/// that the fan-out compares. Adding spans costs their number (and a linear merge per operation
+/// and interval); judging costs the operations, plus the rank test's linear pass over sorted
+/// durations.
+///
+/// A child counts as a call of its parent once both are in: a child that arrives before its
+/// parent waits for it. (With duplicated span ids the batch judgement takes the last span of an
+/// id as every child's parent; here a child is matched with the span of that id present when
+/// both are in. Span ids are unique in any well-formed trace.)
+#[derive(Debug, Clone, Default)]
+pub struct TraceSide {
+    n: usize,
+    ops: BTreeMap<String, OpSpans>,
+    any_status: bool,
+    op_names: Vec<String>,
+    op_index: HashMap<String, u32>,
+    span_ops: HashMap<String, u32>,
+    waiting: HashMap<String, Vec<u32>>,
+    calls: HashMap<(u32, u32), u64>,
+}
+
+impl TraceSide {
+    /// A side of the given spans, settled.
+    pub fn of(spans: &[Span]) -> Self {
+        let mut side = Self::default();
+        side.extend(spans);
+        side.settle();
+        side
+    }
+
+    /// Spans of this side judged so far.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// No span yet.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    fn intern(&mut self, op: &str) -> u32 {
+        if let Some(&i) = self.op_index.get(op) {
+            return i;
+        }
+        let i = self.op_names.len() as u32;
+        self.op_names.push(op.to_owned());
+        self.op_index.insert(op.to_owned(), i);
+        i
+    }
+
+    /// Adds spans (any order); call [`TraceSide::settle`] before judging.
+    pub fn extend(&mut self, spans: &[Span]) {
+        for s in spans {
+            self.n += 1;
+            self.any_status |= s.error.is_some();
+            let entry = match self.ops.get_mut(s.operation.as_str()) {
+                Some(e) => e,
+                None => self.ops.entry(s.operation.clone()).or_default(),
+            };
+            entry.fresh.push(s.duration_ms);
+            entry.errors += u64::from(s.error == Some(true));
+            let op = self.intern(&s.operation);
+            self.span_ops.insert(s.span_id.clone(), op);
+            if let Some(children) = self.waiting.remove(s.span_id.as_str()) {
+                for child in children {
+                    *self.calls.entry((op, child)).or_default() += 1;
+                }
+            }
+            if let Some(p) = s.parent_id.as_deref() {
+                match self.span_ops.get(p) {
+                    Some(&parent) => *self.calls.entry((parent, op)).or_default() += 1,
+                    None => self.waiting.entry(p.to_owned()).or_default().push(op),
+                }
+            }
+        }
+    }
+
+    /// Merges the durations added since the last call into each operation's sorted buffer.
+    pub fn settle(&mut self) {
+        for e in self.ops.values_mut() {
+            if e.fresh.is_empty() {
+                continue;
+            }
+            e.fresh.sort_by(f64::total_cmp);
+            let old = std::mem::take(&mut e.durations);
+            let mut merged = Vec::with_capacity(old.len() + e.fresh.len());
+            let (mut i, mut j) = (0, 0);
+            while i < old.len() && j < e.fresh.len() {
+                if old[i].total_cmp(&e.fresh[j]).is_le() {
+                    merged.push(old[i]);
+                    i += 1;
+                } else {
+                    merged.push(e.fresh[j]);
+                    j += 1;
+                }
+            }
+            merged.extend_from_slice(&old[i..]);
+            merged.extend_from_slice(&e.fresh[j..]);
+            e.fresh.clear();
+            e.durations = merged;
+        }
+    }
+
+    /// Each operation's sorted durations.
+    pub fn durations(&self) -> impl Iterator<Item = (&str, &[f64])> {
+        self.ops
+            .iter()
+            .map(|(op, e)| (op.as_str(), e.durations.as_slice()))
+    }
+
+    /// The sorted durations of one operation.
+    pub fn op_durations(&self, op: &str) -> Option<&[f64]> {
+        self.ops.get(op).map(|e| e.durations.as_slice())
+    }
+
+    /// Some span carries a status.
+    pub fn has_status(&self) -> bool {
+        self.any_status
+    }
+}
+
 /// Judges canary spans against baseline spans. `exposure_*` are the seconds each side was
 /// recorded (rates of operations are compared per second, so unequal windows are fine).
 pub fn judge(
     baseline: &[Span],
     canary: &[Span],
+    exposure_baseline: f64,
+    exposure_canary: f64,
+    config: &TraceConfig,
+) -> SignalReport {
+    judge_sides(
+        &TraceSide::of(baseline),
+        &TraceSide::of(canary),
+        exposure_baseline,
+        exposure_canary,
+        config,
+    )
+}
+
+/// [`judge`] on sides kept up to date as spans arrive (settled).
+pub fn judge_sides(
+    baseline: &TraceSide,
+    canary: &TraceSide,
     exposure_baseline: f64,
     exposure_canary: f64,
     config: &TraceConfig,
@@ -100,20 +251,8 @@ pub fn judge(
             findings,
         };
     }
-    let by_op = |spans: &[Span]| {
-        let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for s in spans {
-            m.entry(s.operation.clone())
-                .or_default()
-                .push(s.duration_ms);
-        }
-        for v in m.values_mut() {
-            v.sort_by(f64::total_cmp);
-        }
-        m
-    };
-    let ob = by_op(baseline);
-    let oc = by_op(canary);
+    let ob: BTreeMap<&str, &[f64]> = baseline.durations().collect();
+    let oc: BTreeMap<&str, &[f64]> = canary.durations().collect();
 
     // Latency per operation.
     struct Lat {
@@ -142,7 +281,7 @@ pub fn judge(
             continue;
         };
         lats.push(Lat {
-            op: op.clone(),
+            op: op.to_string(),
             p,
             b_med,
             c_med,
@@ -216,17 +355,12 @@ pub fn judge(
     }
 
     // Error rate per operation (only when spans carry a status).
-    if baseline.iter().chain(canary).any(|s| s.error.is_some()) {
-        fn count(spans: &[Span]) -> BTreeMap<&str, (u64, u64)> {
-            let mut m: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-            for s in spans {
-                let e = m.entry(s.operation.as_str()).or_default();
-                e.1 += 1;
-                if s.error == Some(true) {
-                    e.0 += 1;
-                }
-            }
-            m
+    if baseline.any_status || canary.any_status {
+        fn count(side: &TraceSide) -> BTreeMap<&str, (u64, u64)> {
+            side.ops
+                .iter()
+                .map(|(op, e)| (op.as_str(), (e.errors, e.durations.len() as u64)))
+                .collect()
         }
         let eb = count(baseline);
         let ec = count(canary);
@@ -305,7 +439,7 @@ pub fn judge(
                     canary: 0,
                     of: "spans",
                 }),
-                operation: Some(op.clone()),
+                operation: Some(op.to_string()),
                 ..Typed::default()
             },
             signal: Signal::Traces,
@@ -331,7 +465,7 @@ pub fn judge(
                     canary: c.len() as u64,
                     of: "spans",
                 }),
-                operation: Some(op.clone()),
+                operation: Some(op.to_string()),
                 ..Typed::default()
             },
             signal: Signal::Traces,
@@ -354,23 +488,20 @@ pub fn judge(
 
 /// Downstream calls per parent span, per (parent operation, child operation): a change means the
 /// canary calls its dependencies differently (retries, skipped calls, a new dependency).
-fn fan_out(baseline: &[Span], canary: &[Span], config: &TraceConfig) -> Vec<Finding> {
+fn fan_out(baseline: &TraceSide, canary: &TraceSide, config: &TraceConfig) -> Vec<Finding> {
     type Table<'a> = (HashMap<&'a str, u64>, HashMap<(&'a str, &'a str), u64>);
-    fn table(spans: &[Span]) -> Table<'_> {
-        let ops: HashMap<&str, &str> = spans
+    fn table(side: &TraceSide) -> Table<'_> {
+        let parents = side
+            .ops
             .iter()
-            .map(|s| (s.span_id.as_str(), s.operation.as_str()))
+            .map(|(op, e)| (op.as_str(), e.durations.len() as u64))
             .collect();
-        let mut parents: HashMap<&str, u64> = HashMap::new();
-        for s in spans {
-            *parents.entry(s.operation.as_str()).or_default() += 1;
-        }
-        let mut calls: HashMap<(&str, &str), u64> = HashMap::new();
-        for s in spans {
-            if let Some(pop) = s.parent_id.as_deref().and_then(|p| ops.get(p)) {
-                *calls.entry((pop, s.operation.as_str())).or_default() += 1;
-            }
-        }
+        let name = |i: u32| side.op_names[i as usize].as_str();
+        let calls = side
+            .calls
+            .iter()
+            .map(|(&(p, c), &k)| ((name(p), name(c)), k))
+            .collect();
         (parents, calls)
     }
     let (pb, cb) = table(baseline);

@@ -1,7 +1,9 @@
 //! The log signal over a view: the log judge's patterns as findings.
 
 use super::{absent, View};
-use crate::logs::judge::{judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig};
+use crate::logs::judge::{
+    judge_logs_with_exposure, Change, Class, Exposure, LogJudgeConfig, LogSession,
+};
 use crate::text::clip;
 use crate::verdict::{
     strength, Counts, Coverage, Effect, Finding, Severity, Signal, SignalReport, Typed,
@@ -10,6 +12,16 @@ use crate::verdict::{
 /// Vigil's log signal: the log judge (pattern mining, new patterns, rate shifts per covered
 /// second, severity), its critical and error patterns as Fail findings, warnings as Warn.
 pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
+    vigil_logs_with(view, None, config)
+}
+
+/// [`vigil_logs`] from the engine's log session (every record of the view already mined, in
+/// the engine's order) instead of mining the view's records again.
+pub fn vigil_logs_with(
+    view: &View,
+    kept: Option<&LogSession>,
+    config: &LogJudgeConfig,
+) -> SignalReport {
     let (Some(b), Some(c)) = (view.baseline.logs, view.canary.logs) else {
         return absent(Signal::Logs);
     };
@@ -23,17 +35,14 @@ pub fn vigil_logs(view: &View, config: &LogJudgeConfig) -> SignalReport {
             findings: Vec::new(),
         };
     }
-    // The records are borrowed from the engine's window: nothing is copied per interval.
-    let result = judge_logs_with_exposure(
-        b,
-        c,
-        Exposure {
-            baseline: tb,
-            canary: tc,
-        },
-        None,
-        config,
-    );
+    let exposure = Exposure {
+        baseline: tb,
+        canary: tc,
+    };
+    let result = match kept {
+        Some(session) => session.judge(exposure, config),
+        None => judge_logs_with_exposure(b, c, exposure, None, config),
+    };
     let found = match result {
         Ok(f) => f,
         Err(e) => {

@@ -6,21 +6,28 @@
 //! - [`metrics`]: which metrics are judged in which direction, and the metric signal;
 //! - [`logs`] and [`traces`]: the log and trace signals over the view;
 //! - [`callers`]: the pod as its callers see it (callers' spans with their edge);
-//! - [`anomaly`]: the anomaly models fitted on the baseline, and the anomaly signal.
+//! - [`anomaly`]: the anomaly models fitted on the baseline, and the anomaly signal;
+//! - [`incremental`]: what the engine keeps up to date as telemetry arrives (miners and tallies,
+//!   sorted durations, event windows), so that each judge reads it instead of the whole window
+//!   (`vigil_with` and each judge's `_with` form; the plain forms build it from a view's slices).
 
 pub mod anomaly;
 pub mod callers;
 pub mod config;
+pub mod incremental;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
 
-pub use anomaly::{fit_anomaly, vigil_anomaly, AnomalyModels};
-pub use callers::vigil_callers;
+pub use anomaly::{
+    fit_anomaly, fit_anomaly_with, vigil_anomaly, vigil_anomaly_with, AnomalyModels,
+};
+pub use callers::{vigil_callers, vigil_callers_with};
 pub use config::{JudgeConfig, SettingError};
-pub use logs::vigil_logs;
+pub use incremental::Incremental;
+pub use logs::{vigil_logs, vigil_logs_with};
 pub use metrics::{column, metric_spec, name_words, vigil_metrics, MetricRules, MetricSpec};
-pub use traces::vigil_traces;
+pub use traces::{vigil_traces, vigil_traces_with};
 
 use crate::telemetry::{LogRecord, MetricTable, Span};
 use crate::verdict::{self, Coverage, Judgement, Signal, SignalReport};
@@ -65,6 +72,17 @@ pub(crate) fn absent(signal: Signal) -> SignalReport {
 
 /// Vigil: every signal, fused.
 pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -> Judgement {
+    vigil_with(view, None, model, config)
+}
+
+/// [`vigil`], reading logs and spans from the engine's incremental state when given (which must
+/// hold exactly the view's records, settled): the same judgement without a pass over the window.
+pub fn vigil_with(
+    view: &View,
+    kept: Option<&Incremental>,
+    model: Option<&AnomalyModels>,
+    config: &JudgeConfig,
+) -> Judgement {
     let run = |signal: Signal, judge: &dyn Fn() -> SignalReport| {
         if config.without.contains(&signal) {
             absent(signal)
@@ -76,10 +94,16 @@ pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -
         run(Signal::Metrics, &|| {
             vigil_metrics(view, &config.metric, &config.metrics)
         }),
-        run(Signal::Logs, &|| vigil_logs(view, &config.log)),
-        run(Signal::Traces, &|| vigil_traces(view, &config.trace)),
-        run(Signal::Callers, &|| vigil_callers(view, &config.callers)),
-        run(Signal::Anomaly, &|| vigil_anomaly(view, model)),
+        run(Signal::Logs, &|| {
+            vigil_logs_with(view, kept.map(|k| &k.logs), &config.log)
+        }),
+        run(Signal::Traces, &|| {
+            vigil_traces_with(view, kept.map(|k| &k.traces), &config.trace)
+        }),
+        run(Signal::Callers, &|| {
+            vigil_callers_with(view, kept.map(|k| &k.callers), &config.callers)
+        }),
+        run(Signal::Anomaly, &|| vigil_anomaly_with(view, kept, model)),
     ];
     verdict::fuse(&reports, &config.fusion)
 }

@@ -264,18 +264,314 @@ pub fn judge_logs(
     judge_logs_with_exposure(baseline, canary, exposure, library, cfg)
 }
 
-#[derive(Default)]
+/// The first two distinct bodies of a run of lines, each with its position in mining order, so
+/// that runs mined apart (lines whose add-time templates later merged) combine into exactly the
+/// first two distinct bodies of all their lines together: the earliest line of the union is the
+/// earliest of one run, and the earliest line with another body is the first or second distinct
+/// body of one run — so two per run always suffice.
+#[derive(Clone, Debug, Default)]
+struct Examples(Vec<(u64, String)>);
+
+impl Examples {
+    fn push(&mut self, seq: u64, body: &str) {
+        if self.0.len() < 2 && self.0.iter().all(|(_, e)| e != body) {
+            self.0.push((seq, body.to_owned()));
+        }
+    }
+
+    /// The first two distinct bodies of several runs together, in mining order.
+    fn combined<'a>(runs: impl Iterator<Item = &'a Examples>) -> Vec<String> {
+        let mut all: Vec<&(u64, String)> = runs.flat_map(|r| r.0.iter()).collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        let mut out: Vec<String> = Vec::with_capacity(2);
+        for (_, body) in all {
+            if out.len() < 2 && out.iter().all(|e| e != body) {
+                out.push(body.clone());
+            }
+        }
+        out
+    }
+}
+
+/// What the session keeps of the lines one add-time template id received: counts, the first
+/// canary line's time and two examples per side — never the lines themselves.
+#[derive(Clone, Debug, Default)]
 struct Tally {
     baseline: u64,
     canary: u64,
-    first_seen: Option<f64>,
-    canary_examples: Vec<String>,
-    baseline_examples: Vec<String>,
+    /// Mining position and time of the first canary line with a time.
+    first_seen: Option<(u64, f64)>,
+    canary_examples: Examples,
+    baseline_examples: Examples,
 }
 
-fn push_example(v: &mut Vec<String>, body: &str) {
-    if v.len() < 2 && v.iter().all(|e| e != body) {
-        v.push(body.to_owned());
+/// The log judge's state over a whole analysis: the miners (one per level) and, per add-time
+/// template id, a [`Tally`]. Lines are mined once, as they arrive ([`LogSession::mine`]); a
+/// judgement ([`LogSession::judge`]) groups the tallies by the templates' *current* ids, so it
+/// costs the number of templates, not of lines.
+///
+/// Memory: the miners hold templates, and the tallies hold counts and at most two examples per
+/// side for each id a template ever had; neither grows with the lines of a template already seen
+/// (a body is read while mining and not kept). Record bodies are capped at ingestion
+/// ([`crate::telemetry::MAX_LOG_BODY_BYTES`]), which bounds an example.
+///
+/// Tallies are kept per *add-time* id and resolved only when judging, exactly as a batch
+/// judgement resolves once its input is consumed: a template id can be superseded (the text
+/// generalised) and, later, taken again by a new cluster with the old text, so folding a tally
+/// into its current template early could put lines in a different group than the batch does.
+///
+/// The order lines are mined in decides templates (Drain is order-dependent): mining the
+/// baseline's lines and then the canary's, each in time order, gives the batch judgement's
+/// templates exactly. An engine with a before/after baseline does that (the whole baseline is
+/// there at the first interval); with a concurrent baseline it mines each interval's baseline
+/// slice, then its canary slice.
+#[derive(Clone)]
+pub struct LogSession {
+    miner_config: MinerConfig,
+    library: Option<TemplateLibrary>,
+    miners: HashMap<Level, Miner>,
+    tallies: HashMap<(Level, TemplateId), Tally>,
+    seq: u64,
+    baseline_lines: u64,
+    canary_lines: u64,
+}
+
+impl std::fmt::Debug for LogSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSession")
+            .field("templates", &self.tallies.len())
+            .field("baseline_lines", &self.baseline_lines)
+            .field("canary_lines", &self.canary_lines)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogSession {
+    /// A session with nothing mined, its miners seeded from `library` if given.
+    pub fn new(miner: &MinerConfig, library: Option<&TemplateLibrary>) -> Self {
+        Self {
+            miner_config: miner.clone(),
+            library: library.cloned(),
+            miners: HashMap::new(),
+            tallies: HashMap::new(),
+            seq: 0,
+            baseline_lines: 0,
+            canary_lines: 0,
+        }
+    }
+
+    /// Mines one record of one side (`canary` = the canary's) and counts it.
+    pub fn mine(&mut self, canary: bool, rec: &LogRecord) {
+        let sev = Level::of_record(rec);
+        let (config, library) = (&self.miner_config, self.library.as_ref());
+        let miner = self.miners.entry(sev).or_insert_with(|| match library {
+            Some(lib) => Miner::with_library(config.clone(), lib),
+            None => Miner::new(config.clone()),
+        });
+        let id = miner.add_id(&rec.body);
+        let seq = self.seq;
+        self.seq += 1;
+        let t = self.tallies.entry((sev, id)).or_default();
+        if canary {
+            self.canary_lines += 1;
+            t.canary += 1;
+            if let (None, Some(time)) = (t.first_seen, rec.time) {
+                t.first_seen = Some((seq, time));
+            }
+            t.canary_examples.push(seq, &rec.body);
+        } else {
+            self.baseline_lines += 1;
+            t.baseline += 1;
+            t.baseline_examples.push(seq, &rec.body);
+        }
+    }
+
+    /// Lines mined per side: (baseline, canary).
+    pub fn lines(&self) -> (u64, u64) {
+        (self.baseline_lines, self.canary_lines)
+    }
+
+    /// How many add-time template ids hold a tally: what the session's memory grows with
+    /// (templates, never lines of a template already seen).
+    pub fn tallied_ids(&self) -> usize {
+        self.tallies.len()
+    }
+
+    /// Templates the miners hold, over all levels.
+    pub fn templates(&self) -> usize {
+        self.miners.values().map(|m| m.templates().count()).sum()
+    }
+
+    /// Judges what was mined so far: [`judge_logs_with_exposure`] on the same lines.
+    pub fn judge(
+        &self,
+        exposure: Exposure,
+        cfg: &LogJudgeConfig,
+    ) -> Result<LogFindings, JudgeError> {
+        let library = self.library.as_ref();
+        let miners = &self.miners;
+        // Templates generalise as lines arrive: group by current ids only.
+        let mut groups: HashMap<(Level, TemplateId), Vec<&Tally>> = HashMap::new();
+        for (&(sev, id), t) in &self.tallies {
+            let final_id = miners.get(&sev).map_or(id, |m| m.resolve(id));
+            groups.entry((sev, final_id)).or_default().push(t);
+        }
+        let known: HashSet<(Level, TemplateId)> = match library {
+            Some(lib) => miners
+                .iter()
+                .flat_map(|(sev, m)| lib.templates.iter().map(|t| (*sev, m.resolve(t.id))))
+                .collect(),
+            None => HashSet::new(),
+        };
+
+        let mut keys: Vec<(Level, TemplateId)> = groups.keys().copied().collect();
+        keys.sort();
+        let testable = exposure.baseline > 0.0
+            && exposure.canary > 0.0
+            && exposure.baseline.is_finite()
+            && exposure.canary.is_finite();
+        struct Combined {
+            baseline: u64,
+            canary: u64,
+            first_seen: Option<f64>,
+            examples: Vec<String>,
+        }
+        let combined: Vec<Combined> = keys
+            .iter()
+            .map(|key| {
+                let runs = groups.get(key).map(Vec::as_slice).unwrap_or_default();
+                let canary_examples = Examples::combined(runs.iter().map(|t| &t.canary_examples));
+                Combined {
+                    baseline: runs.iter().map(|t| t.baseline).sum(),
+                    canary: runs.iter().map(|t| t.canary).sum(),
+                    first_seen: runs
+                        .iter()
+                        .filter_map(|t| t.first_seen)
+                        .min_by_key(|(seq, _)| *seq)
+                        .map(|(_, time)| time),
+                    examples: if canary_examples.is_empty() {
+                        Examples::combined(runs.iter().map(|t| &t.baseline_examples))
+                    } else {
+                        canary_examples
+                    },
+                }
+            })
+            .collect();
+        let mut tests = Vec::with_capacity(keys.len());
+        for t in &combined {
+            let test = if testable {
+                Some(rate_test(
+                    t.canary,
+                    exposure.canary,
+                    t.baseline,
+                    exposure.baseline,
+                    cfg.confidence,
+                )?)
+            } else {
+                None
+            };
+            tests.push(test);
+        }
+        let p_values: Vec<f64> = tests
+            .iter()
+            .map(|t| t.map_or(1.0, |t| t.p_two_sided))
+            .collect();
+        let q_values = bh_adjust(&p_values)?;
+
+        let mut patterns = Vec::with_capacity(keys.len());
+        for (idx, (key @ (sev, id), t)) in keys.iter().zip(combined).enumerate() {
+            let template = miners
+                .get(sev)
+                .and_then(|m| m.template(*id))
+                .unwrap_or_default()
+                .to_owned();
+            let (rate_ratio, ci_low, ci_high) = match tests[idx] {
+                Some(r) => (r.rate_ratio, r.ci_low, r.ci_high),
+                None => (f64::NAN, 0.0, f64::INFINITY),
+            };
+            let q = q_values[idx];
+            let change = if t.baseline == 0 && t.canary > 0 && !known.contains(key) {
+                Change::New
+            } else if q <= cfg.fdr && rate_ratio >= cfg.min_rate_ratio {
+                Change::Rose
+            } else if q <= cfg.fdr && rate_ratio < 1.0 {
+                Change::Fell
+            } else {
+                Change::Unchanged
+            };
+            let examples = t.examples;
+            let rule = cfg
+                .rules
+                .iter()
+                .find(|r| r.matches(*id, &template, &examples))
+                .map(|r| r.action);
+            let class = classify(*sev, change, t.canary, rule, cfg);
+            patterns.push(PatternFinding {
+                template_id: *id,
+                template,
+                severity: *sev,
+                class,
+                change,
+                baseline_count: t.baseline,
+                canary_count: t.canary,
+                rate_ratio,
+                ci_low,
+                ci_high,
+                p_value: p_values[idx],
+                q_value: q,
+                first_seen: t.first_seen.map(crate::telemetry::format_time_exact),
+                examples,
+                rule,
+            });
+        }
+        patterns.sort_by(|a, b| {
+            b.class
+                .cmp(&a.class)
+                .then_with(|| (b.change == Change::New).cmp(&(a.change == Change::New)))
+                .then_with(|| a.q_value.total_cmp(&b.q_value))
+                .then_with(|| b.canary_count.cmp(&a.canary_count))
+                .then_with(|| a.template_id.cmp(&b.template_id))
+        });
+
+        let mut counts = ClassCounts::default();
+        for p in &patterns {
+            match p.class {
+                Class::Critical => counts.critical += 1,
+                Class::Error => counts.error += 1,
+                Class::Warning => counts.warning += 1,
+                Class::Info => counts.info += 1,
+                Class::Ignore => counts.ignore += 1,
+            }
+            if p.change == Change::New {
+                counts.new += 1;
+            }
+        }
+        // An empty side would otherwise score 100 ("no regression"): nothing was compared.
+        let inconclusive = match (self.baseline_lines == 0, self.canary_lines == 0) {
+            (true, true) => Some("neither the baseline nor the canary had any log records"),
+            (true, false) => {
+                Some("the baseline had no log records: nothing to compare the canary with")
+            }
+            (false, true) => Some("the canary had no log records: no evidence either way"),
+            (false, false) => None,
+        };
+        let penalty = counts.critical as f64 * cfg.penalty_critical
+            + counts.error as f64 * cfg.penalty_error
+            + (counts.warning as f64 * cfg.penalty_warning).min(cfg.max_warning_penalty);
+        Ok(LogFindings {
+            score: if inconclusive.is_some() {
+                f64::NAN
+            } else {
+                (100.0 - penalty).clamp(0.0, 100.0)
+            },
+            inconclusive: inconclusive.map(str::to_owned),
+            regression: inconclusive.is_none() && counts.critical + counts.error > 0,
+            baseline_lines: self.baseline_lines,
+            canary_lines: self.canary_lines,
+            exposure,
+            counts,
+            patterns,
+        })
     }
 }
 
@@ -288,174 +584,15 @@ pub fn judge_logs_with_exposure(
     library: Option<&TemplateLibrary>,
     cfg: &LogJudgeConfig,
 ) -> Result<LogFindings, JudgeError> {
-    let mut miners: HashMap<Level, Miner> = HashMap::new();
-    let new_miner = || match library {
-        Some(lib) => Miner::with_library(cfg.miner.clone(), lib),
-        None => Miner::new(cfg.miner.clone()),
-    };
+    let mut session = LogSession::new(&cfg.miner, library);
     // Baseline first, so canary lines join the baseline's templates.
-    let mut assigned: Vec<(Level, TemplateId, bool, usize)> =
-        Vec::with_capacity(baseline.len() + canary.len());
-    for (is_canary, records) in [(false, baseline), (true, canary)] {
-        for (i, rec) in records.iter().enumerate() {
-            let sev = Level::of_record(rec);
-            let miner = miners.entry(sev).or_insert_with(new_miner);
-            let id = miner.add_id(&rec.body);
-            assigned.push((sev, id, is_canary, i));
-        }
+    for rec in baseline {
+        session.mine(false, rec);
     }
-    // Templates generalise as lines arrive: group by final ids only.
-    let mut tallies: HashMap<(Level, TemplateId), Tally> = HashMap::new();
-    for (sev, id, is_canary, i) in assigned {
-        let final_id = miners.get(&sev).map_or(id, |m| m.resolve(id));
-        let t = tallies.entry((sev, final_id)).or_default();
-        if is_canary {
-            let rec = &canary[i];
-            t.canary += 1;
-            if t.first_seen.is_none() {
-                t.first_seen = rec.time;
-            }
-            push_example(&mut t.canary_examples, &rec.body);
-        } else {
-            t.baseline += 1;
-            push_example(&mut t.baseline_examples, &baseline[i].body);
-        }
+    for rec in canary {
+        session.mine(true, rec);
     }
-    let known: HashSet<(Level, TemplateId)> = match library {
-        Some(lib) => miners
-            .iter()
-            .flat_map(|(sev, m)| lib.templates.iter().map(|t| (*sev, m.resolve(t.id))))
-            .collect(),
-        None => HashSet::new(),
-    };
-
-    let mut keys: Vec<(Level, TemplateId)> = tallies.keys().copied().collect();
-    keys.sort();
-    let testable = exposure.baseline > 0.0
-        && exposure.canary > 0.0
-        && exposure.baseline.is_finite()
-        && exposure.canary.is_finite();
-    let mut tests = Vec::with_capacity(keys.len());
-    for key in &keys {
-        let t = &tallies[key];
-        let test = if testable {
-            Some(rate_test(
-                t.canary,
-                exposure.canary,
-                t.baseline,
-                exposure.baseline,
-                cfg.confidence,
-            )?)
-        } else {
-            None
-        };
-        tests.push(test);
-    }
-    let p_values: Vec<f64> = tests
-        .iter()
-        .map(|t| t.map_or(1.0, |t| t.p_two_sided))
-        .collect();
-    let q_values = bh_adjust(&p_values)?;
-
-    let mut patterns = Vec::with_capacity(keys.len());
-    for (idx, key @ (sev, id)) in keys.iter().enumerate() {
-        let t = tallies.remove(key).unwrap_or_default();
-        let template = miners
-            .get(sev)
-            .and_then(|m| m.template(*id))
-            .unwrap_or_default()
-            .to_owned();
-        let (rate_ratio, ci_low, ci_high) = match tests[idx] {
-            Some(r) => (r.rate_ratio, r.ci_low, r.ci_high),
-            None => (f64::NAN, 0.0, f64::INFINITY),
-        };
-        let q = q_values[idx];
-        let change = if t.baseline == 0 && t.canary > 0 && !known.contains(key) {
-            Change::New
-        } else if q <= cfg.fdr && rate_ratio >= cfg.min_rate_ratio {
-            Change::Rose
-        } else if q <= cfg.fdr && rate_ratio < 1.0 {
-            Change::Fell
-        } else {
-            Change::Unchanged
-        };
-        let examples = if t.canary_examples.is_empty() {
-            t.baseline_examples
-        } else {
-            t.canary_examples
-        };
-        let rule = cfg
-            .rules
-            .iter()
-            .find(|r| r.matches(*id, &template, &examples))
-            .map(|r| r.action);
-        let class = classify(*sev, change, t.canary, rule, cfg);
-        patterns.push(PatternFinding {
-            template_id: *id,
-            template,
-            severity: *sev,
-            class,
-            change,
-            baseline_count: t.baseline,
-            canary_count: t.canary,
-            rate_ratio,
-            ci_low,
-            ci_high,
-            p_value: p_values[idx],
-            q_value: q,
-            first_seen: t.first_seen.map(crate::telemetry::format_time_exact),
-            examples,
-            rule,
-        });
-    }
-    patterns.sort_by(|a, b| {
-        b.class
-            .cmp(&a.class)
-            .then_with(|| (b.change == Change::New).cmp(&(a.change == Change::New)))
-            .then_with(|| a.q_value.total_cmp(&b.q_value))
-            .then_with(|| b.canary_count.cmp(&a.canary_count))
-            .then_with(|| a.template_id.cmp(&b.template_id))
-    });
-
-    let mut counts = ClassCounts::default();
-    for p in &patterns {
-        match p.class {
-            Class::Critical => counts.critical += 1,
-            Class::Error => counts.error += 1,
-            Class::Warning => counts.warning += 1,
-            Class::Info => counts.info += 1,
-            Class::Ignore => counts.ignore += 1,
-        }
-        if p.change == Change::New {
-            counts.new += 1;
-        }
-    }
-    // An empty side would otherwise score 100 ("no regression"): nothing was compared.
-    let inconclusive = match (baseline.is_empty(), canary.is_empty()) {
-        (true, true) => Some("neither the baseline nor the canary had any log records"),
-        (true, false) => {
-            Some("the baseline had no log records: nothing to compare the canary with")
-        }
-        (false, true) => Some("the canary had no log records: no evidence either way"),
-        (false, false) => None,
-    };
-    let penalty = counts.critical as f64 * cfg.penalty_critical
-        + counts.error as f64 * cfg.penalty_error
-        + (counts.warning as f64 * cfg.penalty_warning).min(cfg.max_warning_penalty);
-    Ok(LogFindings {
-        score: if inconclusive.is_some() {
-            f64::NAN
-        } else {
-            (100.0 - penalty).clamp(0.0, 100.0)
-        },
-        inconclusive: inconclusive.map(str::to_owned),
-        regression: inconclusive.is_none() && counts.critical + counts.error > 0,
-        baseline_lines: baseline.len() as u64,
-        canary_lines: canary.len() as u64,
-        exposure,
-        counts,
-        patterns,
-    })
+    session.judge(exposure, cfg)
 }
 
 fn classify(
@@ -543,5 +680,164 @@ mod tests {
             .to_string();
         assert!(e.contains("regex"), "{e}");
         assert!(LogRule::parse_rules(r#"{"rules":[{"action":"drop","regex":"x"}]}"#).is_err());
+    }
+
+    /// The judgement before the session existed, kept here as the reference: every line mined
+    /// (baseline, then canary), then each line's add-time id resolved once the input is
+    /// consumed, and counts, first canary time and the first two distinct examples taken per
+    /// final template in input order.
+    type Reference = HashMap<(Level, TemplateId), (u64, u64, Option<f64>, Vec<String>)>;
+    fn reference(baseline: &[LogRecord], canary: &[LogRecord]) -> Reference {
+        let mut miners: HashMap<Level, Miner> = HashMap::new();
+        let mut assigned = Vec::new();
+        for (is_canary, records) in [(false, baseline), (true, canary)] {
+            for rec in records {
+                let sev = Level::of_record(rec);
+                let m = miners
+                    .entry(sev)
+                    .or_insert_with(|| Miner::new(MinerConfig::default()));
+                assigned.push((sev, m.add_id(&rec.body), is_canary, rec));
+            }
+        }
+        type Sides = (u64, u64, Option<f64>, Vec<String>, Vec<String>);
+        let mut out: HashMap<_, Sides> = HashMap::new();
+        for (sev, id, is_canary, rec) in assigned {
+            let key = (sev, miners[&sev].resolve(id));
+            let t = out.entry(key).or_default();
+            let examples = if is_canary {
+                t.1 += 1;
+                if t.2.is_none() {
+                    t.2 = rec.time;
+                }
+                &mut t.4
+            } else {
+                t.0 += 1;
+                &mut t.3
+            };
+            if examples.len() < 2 && !examples.contains(&rec.body) {
+                examples.push(rec.body.clone());
+            }
+        }
+        out.into_iter()
+            .map(|(k, (b, c, first, be, ce))| {
+                (k, (b, c, first, if ce.is_empty() { be } else { ce }))
+            })
+            .collect()
+    }
+
+    fn loghub(system: &str) -> Vec<LogRecord> {
+        let path = format!(
+            "{}/../datasets/loghub/{system}_2k.log_structured_corrected.csv",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows = crate::logs::eval::parse_csv(&text).unwrap();
+        let col = |name: &str| rows[0].iter().position(|h| h == name);
+        let (content, level) = (col("Content").unwrap(), col("Level"));
+        rows[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| LogRecord {
+                // Some lines untimed: the first canary line *with* a time is the first seen.
+                time: (i % 7 != 3).then_some(i as f64),
+                severity: level.map(|l| r[l].clone()),
+                body: r[content].clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_mined_in_slices_tallies_exactly_as_resolving_every_line_at_the_end() {
+        let mut merged_somewhere = false;
+        for system in [
+            "Android",
+            "BGL",
+            "HDFS",
+            "HPC",
+            "Hadoop",
+            "Linux",
+            "Spark",
+            "Thunderbird",
+        ] {
+            let records = loghub(system);
+            let (baseline, canary) = records.split_at(800);
+            let cfg = LogJudgeConfig::default();
+            let mut session = LogSession::new(&cfg.miner, None);
+            for r in baseline {
+                session.mine(false, r);
+            }
+            // The canary in slices, judged after each (as the engine does at every interval).
+            for (k, slice) in canary.chunks(300).enumerate() {
+                for r in slice {
+                    session.mine(true, r);
+                }
+                let seen = &canary[..(300 * (k + 1)).min(canary.len())];
+                let expected = reference(baseline, seen);
+                let exposure = Exposure {
+                    baseline: 800.0,
+                    canary: seen.len() as f64,
+                };
+                let found = session.judge(exposure, &cfg).unwrap();
+                assert_eq!(found.patterns.len(), expected.len(), "{system} slice {k}");
+                for p in &found.patterns {
+                    let (b, c, first, examples) = &expected[&(p.severity, p.template_id)];
+                    assert_eq!(
+                        (p.baseline_count, p.canary_count, &p.examples),
+                        (*b, *c, examples),
+                        "{system} slice {k}: {}",
+                        p.template
+                    );
+                    assert_eq!(
+                        p.first_seen,
+                        first.map(crate::telemetry::format_time_exact),
+                        "{system}"
+                    );
+                }
+                merged_somewhere |= session.tallied_ids() > found.patterns.len();
+            }
+        }
+        // Templates generalised under lines already tallied: the merging path was exercised.
+        assert!(merged_somewhere);
+    }
+
+    #[test]
+    fn the_session_does_not_grow_with_lines_of_a_template_already_seen() {
+        let cfg = LogJudgeConfig::default();
+        let mut session = LogSession::new(&cfg.miner, None);
+        let line = |i: u64| LogRecord {
+            time: Some(i as f64),
+            severity: Some(if i.is_multiple_of(10) { "WARN" } else { "INFO" }.into()),
+            body: format!(
+                "request {} for user u{} took {} ms on 10.0.{}.{}",
+                i * 7919 % 100_003,
+                i * 31 % 997,
+                i % 300,
+                i % 4,
+                i % 255
+            ),
+        };
+        for i in 0..200 {
+            session.mine(i % 2 == 1, &line(i));
+        }
+        let (ids, templates) = (session.tallied_ids(), session.templates());
+        for i in 200..20_000 {
+            session.mine(i % 2 == 1, &line(i));
+        }
+        assert_eq!(session.lines(), (10_000, 10_000));
+        assert_eq!(
+            (session.tallied_ids(), session.templates()),
+            (ids, templates)
+        );
+        let found = session
+            .judge(
+                Exposure {
+                    baseline: 1.0,
+                    canary: 1.0,
+                },
+                &cfg,
+            )
+            .unwrap();
+        assert_eq!(found.patterns.len(), 2, "{:?}", found.patterns);
+        assert!(found.patterns.iter().all(|p| p.examples.len() == 2));
     }
 }

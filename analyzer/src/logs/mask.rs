@@ -634,7 +634,7 @@ pub struct PTok {
 
 /// Messages tokenised and masked, packed in one buffer so that preparing a block of messages
 /// allocates a handful of times, not once per token. Reused across calls.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Prepared {
     pub buf: String,
     pub toks: Vec<PTok>,

@@ -149,6 +149,7 @@ pub struct Template<'a> {
     pub count: u64,
 }
 
+#[derive(Clone)]
 struct Cluster {
     tokens: Vec<Box<str>>,
     hashes: Vec<u64>,
@@ -184,6 +185,7 @@ impl Cluster {
 
 /// The streaming miner. Deterministic: the same messages in the same order give the same
 /// templates and ids.
+#[derive(Clone)]
 pub struct Miner {
     config: MinerConfig,
     clusters: Vec<Cluster>,
