@@ -22,6 +22,7 @@ pub mod service;
 // lint keeps it so.
 #[allow(missing_docs)]
 pub mod logs;
+pub mod plot;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -11,12 +11,7 @@ use super::{JudgeName, ReplayConfig, ScenarioResult};
 use vigil_analyzer::judge::metric_spec;
 use vigil_analyzer::verdict::Verdict;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use vigil_analyzer::plot::{self, escape as esc};
 
 fn color(v: Verdict) -> &'static str {
     match v {
@@ -292,184 +287,19 @@ fn quantile_per_10s(points: impl Iterator<Item = (f64, f64)>, q: f64) -> Vec<(f6
         .collect()
 }
 
-/// Nice tick positions covering `[lo, hi]`: steps of 1, 2 or 5 times a power of ten, about
-/// `want` of them, so that a reader can read values off the axis and not only its two ends.
-fn ticks(lo: f64, hi: f64, want: usize) -> Vec<f64> {
-    let span = hi - lo;
-    if !(span.is_finite() && span > 0.0) {
-        return vec![lo];
-    }
-    let raw = span / want.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| span / s <= want as f64)
-        .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() * step;
-    (0..=want + 1)
-        .map(|i| first + i as f64 * step)
-        .filter(|t| *t <= hi + step * 1e-9)
-        .collect()
-}
-
 fn svg(s: &Series, onset: f64, is_fault: bool) -> String {
-    // Plot area inside margins: the title and the onset label sit in the top margin, tick labels
-    // in the left and bottom margins, the legend under the axis — never on the data.
-    let (w, h) = (380.0, 196.0);
-    let (left, right, top, bottom) = (46.0, 10.0, 34.0, 46.0);
-    let all: Vec<(f64, f64)> = s
-        .baseline
-        .iter()
-        .chain(&s.masked)
-        .chain(&s.canary)
-        .copied()
-        .collect();
-    let mut out = format!("<svg width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"10\" style=\"border:1px solid #eee\">");
-    let _ = write!(
-        out,
-        "<text x=\"6\" y=\"13\" font-weight=\"600\">{}</text>",
-        esc(&s.title)
-    );
-    if all.is_empty() {
-        out.push_str("<text x=\"40\" y=\"90\" fill=\"#999\">no data</text></svg>");
-        return out;
-    }
-    let x0 = all
-        .iter()
-        .map(|p| p.0)
-        .fold(f64::INFINITY, f64::min)
-        .min(onset);
-    let x1 = all
-        .iter()
-        .map(|p| p.0)
-        .fold(f64::NEG_INFINITY, f64::max)
-        .max(onset + 1.0);
-    let y0 = all
-        .iter()
-        .map(|p| p.1)
-        .fold(f64::INFINITY, f64::min)
-        .min(0.0);
-    let mut y1 = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    if y1 <= y0 {
-        y1 = y0 + 1.0;
-    }
-    let mut yt = ticks(y0, y1, 4);
-    // The axis ends on a tick above the data, so the largest value can be read off it.
-    if let (Some(&last), Some(step)) = (yt.last(), yt.windows(2).next().map(|w| w[1] - w[0])) {
-        if last < y1 {
-            yt.push(last + step);
-        }
-    }
-    let y1 = yt.last().copied().unwrap_or(y1).max(y1);
-    let (px0, px1, py0, py1) = (left, w - right, h - bottom, top);
-    let sx = |x: f64| px0 + (x - x0) / (x1 - x0) * (px1 - px0);
-    let sy = |y: f64| py0 - (y - y0) / (y1 - y0) * (py0 - py1);
-    for t in &yt {
-        let y = sy(*t);
-        let _ = write!(
-            out,
-            "<line x1=\"{px0}\" y1=\"{y:.1}\" x2=\"{px1}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\">{}</text>",
-            px0 - 4.0,
-            y + 3.0,
-            fmt_num(*t)
-        );
-    }
-    // Time axis in minutes from the onset (canary start), the scale a reader of a canary thinks in.
-    let xt = ticks((x0 - onset) / 60.0, (x1 - onset) / 60.0, 5);
-    for m in &xt {
-        let x = sx(onset + m * 60.0);
-        let _ = write!(
-            out,
-            "<line x1=\"{x:.1}\" y1=\"{py0}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#bbb\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#777\">{}</text>",
-            py0 + 3.0,
-            py0 + 13.0,
-            fmt_num(*m)
-        );
-    }
-    let _ = write!(
-        out,
-        "<line x1=\"{px0}\" y1=\"{py0}\" x2=\"{px1}\" y2=\"{py0}\" stroke=\"#999\"/><line x1=\"{px0}\" y1=\"{py1}\" x2=\"{px0}\" y2=\"{py0}\" stroke=\"#999\"/><text x=\"{px1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\">minutes from {}</text>",
-        py0 + 24.0,
-        if is_fault { "fault onset" } else { "canary start" }
-    );
-    let line = |pts: &[(f64, f64)], color: &str, opacity: f64| -> String {
-        if pts.is_empty() {
-            return String::new();
-        }
-        let d: Vec<String> = pts
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
-            .collect();
-        let dots: String = pts
-            .iter()
-            .map(|(x, y)| {
-                format!(
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\" fill=\"{color}\"/>",
-                    sx(*x),
-                    sy(*y)
-                )
-            })
-            .collect();
-        format!(
-            "<g opacity=\"{opacity}\"><polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>{dots}</g>",
-            d.join(" ")
+    plot::chart(&plot::Chart {
+        masked: &s.masked,
+        ..plot::Chart::new(
+            &s.title,
+            &s.baseline,
+            &s.canary,
+            onset,
+            if is_fault {
+                "fault onset"
+            } else {
+                "canary start"
+            },
         )
-    };
-    out.push_str(&line(&s.masked, "#9e9e9e", 0.35));
-    out.push_str(&line(&s.baseline, "#1565c0", 1.0));
-    out.push_str(&line(&s.canary, "#e65100", 1.0));
-    let ox = sx(onset);
-    let (lx, anchor) = if ox > w / 2.0 {
-        (ox - 3.0, "end")
-    } else {
-        (ox + 3.0, "start")
-    };
-    let _ = write!(
-        out,
-        "<line x1=\"{ox:.1}\" y1=\"{py1}\" x2=\"{ox:.1}\" y2=\"{py0}\" stroke=\"#c62828\" stroke-dasharray=\"4 3\"/><text x=\"{lx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" fill=\"#c62828\">{}</text>",
-        py1 - 4.0,
-        if is_fault { "fault onset" } else { "canary start" }
-    );
-    let legend_y = h - 5.0;
-    let _ = write!(
-        out,
-        "<text x=\"{left}\" y=\"{legend_y}\" fill=\"#1565c0\">baseline</text><text x=\"{}\" y=\"{legend_y}\" fill=\"#e65100\">canary</text>",
-        left + 50.0
-    );
-    if !s.masked.is_empty() {
-        let _ = write!(
-            out,
-            "<text x=\"{}\" y=\"{legend_y}\" fill=\"#9e9e9e\">masked: earlier incident, not used</text>",
-            left + 95.0
-        );
-    }
-    out.push_str("</svg>");
-    out
-}
-
-// Exact on purpose: an integer-valued tick prints without decimals.
-#[allow(clippy::float_cmp)]
-fn fmt_num(v: f64) -> String {
-    if v.abs() >= 10.0 || v == v.trunc() {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ticks;
-
-    #[test]
-    fn ticks_are_round_numbers_inside_the_range() {
-        assert_eq!(ticks(0.0, 100.0, 4), vec![0.0, 50.0, 100.0]);
-        assert_eq!(ticks(0.0, 7.3, 4), vec![0.0, 2.0, 4.0, 6.0]);
-        let t = ticks(-30.0, 3.0, 5);
-        assert!(t.contains(&0.0) && t.contains(&-30.0), "{t:?}");
-        assert!(t.len() >= 3 && t.len() <= 7, "{t:?}");
-    }
+    })
 }

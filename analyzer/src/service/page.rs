@@ -1,7 +1,10 @@
 //! The pages a person looks at: `GET /` lists the analyses with state, verdict and score;
-//! `GET /analyses/{id}` shows one — its verdict timeline (one bar per interval, height the score,
-//! colour the verdict), every interval's judgement and the last interval's evidence — and reloads
-//! itself while the analysis runs. Plain HTML and inline SVG: no script, no external asset.
+//! `GET /analyses/{id}` shows one as the replay report shows a scenario — its verdict timeline
+//! (one bar per interval, height the score, colour the verdict), per metric the baseline and
+//! canary series the runner fetched with each interval's span and verdict along the top, the
+//! last interval's evidence with its typed fields, every interval's judgement and the events —
+//! and reloads itself while the analysis runs. Plain HTML and inline SVG (drawn by
+//! [`crate::plot`], as the replay report's): no script, no external asset.
 //!
 //! Every value from a spec, a source or a finding is escaped. Links never carry a `?token=`: a
 //! page must not copy a secret into its HTML.
@@ -13,26 +16,13 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::record::{is_final_state, EventRecord, IntervalRecord};
-use super::runner::Core;
+use super::record::{is_final_state, EventRecord, FindingRecord, IntervalRecord};
+use super::runner::{plan_of, Core};
 use super::store::ListFilter;
+use crate::plot::{self, Band, Chart};
 use crate::telemetry::format_time;
 
-/// `s` safe inside HTML text and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::plot::escape;
 
 fn colour(verdict: &str) -> &'static str {
     match verdict {
@@ -50,9 +40,13 @@ fn page(title: &str, refresh: Option<u32>, body: &str) -> Response {
     });
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">{refresh}<title>{}</title><style>\
-         body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}\
-         table{{border-collapse:collapse}}td,th{{padding:.25em .75em;border-bottom:1px solid #ddd;text-align:left}}\
-         .v{{font-weight:600}}code{{font-size:90%}}</style></head><body>{body}</body></html>",
+         body{{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1400px}}\
+         table{{border-collapse:collapse;font-size:14px}}td,th{{padding:.25em .75em;border-bottom:1px solid #ddd;\
+         text-align:left;vertical-align:top}}th{{background:#f5f5f5}}td.n{{text-align:right;white-space:nowrap}}\
+         .v{{font-weight:600}}code{{font-size:90%}}.plots{{display:flex;flex-wrap:wrap;gap:10px}}\
+         .muted{{color:#777;font-size:13px}}pre{{margin:.2em 0;white-space:pre-wrap;font-size:12px;\
+         background:#f7f7f7;padding:.2em .4em}}h2{{font-size:18px;margin:1.2em 0 .4em}}</style></head>\
+         <body>{body}</body></html>",
         escape(title)
     );
     (
@@ -154,6 +148,136 @@ fn timeline(intervals: &[IntervalRecord]) -> String {
     svg
 }
 
+/// One chart per metric: its series gathered from every interval's record, the intervals as
+/// bands coloured by verdict.
+fn metric_charts(metrics: &[String], intervals: &[IntervalRecord]) -> String {
+    let Some(first) = intervals.first() else {
+        return "<p class=\"muted\">No interval judged yet.</p>".into();
+    };
+    let origin = first.window_start;
+    let mut bands = Vec::with_capacity(intervals.len());
+    let mut start = origin;
+    for r in intervals {
+        bands.push(Band {
+            start,
+            end: r.window_end,
+            colour: colour(&r.judgement.verdict),
+            label: format!(
+                "interval {} ({:.0}s): {} {:.1}",
+                r.interval, r.elapsed_s, r.judgement.verdict, r.judgement.score
+            ),
+        });
+        start = r.window_end;
+    }
+    let mut out = String::from("<div class=\"plots\">");
+    for name in metrics {
+        let gather = |side: &str| -> Vec<(f64, f64)> {
+            let mut pts: Vec<(f64, f64)> = intervals
+                .iter()
+                .flat_map(|r| &r.series)
+                .filter(|s| s.name == *name && s.side == side)
+                .flat_map(|s| s.points.iter().copied())
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            pts
+        };
+        let (baseline, canary) = (gather("baseline"), gather("canary"));
+        out.push_str(&plot::chart(&Chart {
+            bands: &bands,
+            width: 440.0,
+            ..Chart::new(name, &baseline, &canary, origin, "canary start")
+        }));
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// A number with about four significant digits.
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 || !v.is_finite() {
+        format!("{v}")
+    } else if !(1e-3..1e6).contains(&a) {
+        format!("{v:.2e}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    }
+}
+
+/// The findings with their typed fields, one row each.
+fn evidence_table(findings: &[FindingRecord]) -> String {
+    let mut out = String::from(
+        "<table class=\"evidence\"><tr><th>severity</th><th>signal</th><th>subject</th>\
+         <th>effect [95 % interval]</th><th>p / q</th><th>test</th><th>counts (baseline / canary)</th>\
+         <th>detail</th></tr>",
+    );
+    if findings.is_empty() {
+        out.push_str("<tr><td colspan=\"8\">no findings</td></tr>");
+    }
+    for f in findings {
+        let sev_colour = match f.severity.as_str() {
+            "fail" => colour("Fail"),
+            "review" | "warn" => colour("Marginal"),
+            _ => "#222",
+        };
+        let effect = f.effect.as_ref().map_or("–".into(), |e| {
+            let bound = |b: Option<f64>| b.map_or("…".into(), num);
+            format!(
+                "{} {} [{}, {}]",
+                escape(&e.kind),
+                num(e.estimate),
+                bound(e.low),
+                bound(e.high)
+            )
+        });
+        let pq = match (f.p, f.q) {
+            (None, None) => "–".into(),
+            (p, q) => format!(
+                "{} / {}",
+                p.map_or("–".into(), num),
+                q.map_or("–".into(), num)
+            ),
+        };
+        let test = match (&f.test, f.statistic) {
+            (Some(t), Some(x)) => format!("{} ({})", escape(t), num(x)),
+            (Some(t), None) => escape(t),
+            (None, _) => "–".into(),
+        };
+        let counts = f.counts.as_ref().map_or("–".into(), |c| {
+            format!("{} / {} {}", c.baseline, c.canary, escape(&c.of))
+        });
+        let mut detail = escape(&f.detail);
+        if let Some(op) = &f.operation {
+            let _ = write!(detail, "<br>operation <code>{}</code>", escape(op));
+        }
+        if let Some(ms) = f.shift_ms {
+            let _ = write!(detail, "<br>latency shift {} ms", num(ms));
+        }
+        for line in &f.examples {
+            let _ = write!(detail, "<pre>{}</pre>", escape(line));
+        }
+        if let Some(fb) = &f.feedback {
+            let _ = write!(detail, "<br><i>feedback: {}</i>", escape(fb));
+        }
+        let _ = write!(
+            out,
+            "<tr><td class=\"v\" style=\"color:{sev_colour}\">{}</td><td>{}</td><td><code>{}</code></td>\
+             <td class=\"n\">{effect}</td><td class=\"n\">{pq}</td><td>{test}</td><td class=\"n\">{counts}</td>\
+             <td>{detail}</td></tr>",
+            escape(&f.severity),
+            escape(&f.signal),
+            escape(&f.subject),
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 /// `GET /analyses/{id}`.
 pub async fn analysis(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
     let key = id.clone();
@@ -218,29 +342,26 @@ pub async fn analysis(State(core): State<Arc<Core>>, Path(id): Path<String>) -> 
     }
     body.push_str("<h2>Verdict timeline</h2>");
     body.push_str(&timeline(&intervals));
+    let metrics: Vec<String> = plan_of(&row)
+        .map(|(spec, _)| spec.metrics.into_iter().map(|m| m.name).collect())
+        .unwrap_or_default();
+    if !metrics.is_empty() {
+        body.push_str(
+            "<h2>Metrics</h2><p class=\"muted\">Baseline and canary readings as the runner fetched \
+             them; the strip along the top of each plot is the intervals, coloured by verdict.</p>",
+        );
+        body.push_str(&metric_charts(&metrics, &intervals));
+    }
     if let Some(last) = intervals.last() {
         let _ = write!(
             body,
-            "<h2>Evidence of interval {}</h2><table><tr><th>severity</th><th>finding</th><th>detail</th></tr>",
-            last.interval
+            "<h2>Evidence of interval {} ({:.0} s)</h2>",
+            last.interval, last.elapsed_s
         );
-        if last.judgement.evidence.is_empty() {
-            body.push_str("<tr><td colspan=\"3\">no findings</td></tr>");
+        body.push_str(&evidence_table(&last.judgement.evidence));
+        if let Some(note) = &last.judgement.note {
+            let _ = write!(body, "<p class=\"muted\">{}</p>", escape(note));
         }
-        for f in &last.judgement.evidence {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}{}</td></tr>",
-                escape(&f.severity),
-                escape(&f.key),
-                escape(&f.detail),
-                f.feedback.as_deref().map_or(String::new(), |fb| format!(
-                    "<br><i>feedback: {}</i>",
-                    escape(fb)
-                ))
-            );
-        }
-        body.push_str("</table>");
     }
     body.push_str(
         "<h2>Intervals</h2><table><tr><th>#</th><th>canary time</th><th>verdict</th><th>score</th>\
@@ -289,11 +410,52 @@ pub async fn analysis(State(core): State<Arc<Core>>, Path(id): Path<String>) -> 
 mod tests {
     use super::*;
 
+    use crate::service::record::{CountsRecord, EffectRecord};
+
+    fn finding() -> FindingRecord {
+        FindingRecord {
+            signal: "logs".into(),
+            subject: "<img src=x onerror=alert(1)>".into(),
+            severity: "fail".into(),
+            strength: 3.0,
+            detail: "new pattern <b>".into(),
+            key: "log:1".into(),
+            test: Some("fisher_exact".into()),
+            statistic: None,
+            p: Some(0.000_012),
+            q: Some(0.0004),
+            effect: Some(EffectRecord {
+                kind: "rate_ratio".into(),
+                estimate: 12.5,
+                low: Some(4.25),
+                high: None,
+            }),
+            counts: Some(CountsRecord {
+                baseline: 0,
+                canary: 37,
+                of: "lines".into(),
+            }),
+            examples: vec!["ERROR </pre><script>alert('x')</script>".into()],
+            operation: None,
+            shift_ms: None,
+            feedback: Some("false_positive: <i>known</i>".into()),
+        }
+    }
+
     #[test]
-    fn everything_from_outside_is_escaped() {
-        assert_eq!(
-            escape("<script>alert('x')</script> & \"y\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+    fn evidence_shows_typed_fields_and_escapes_log_lines() {
+        let t = evidence_table(&[finding()]);
+        assert!(!t.contains("<script>") && !t.contains("<img") && !t.contains("<b>"));
+        assert!(!t.contains("<i>known"), "{t}");
+        assert!(
+            t.contains(
+                "<pre>ERROR &lt;/pre&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</pre>"
+            ),
+            "{t}"
         );
+        assert!(t.contains("rate_ratio 12.5 [4.25, …]"), "{t}");
+        assert!(t.contains("1.20e-5 / 0.0004"), "{t}");
+        assert!(t.contains("0 / 37 lines"), "{t}");
+        assert!(t.contains("&lt;img src=x onerror=alert(1)&gt;"), "{t}");
     }
 }

@@ -107,6 +107,21 @@ pub struct MetricDataRecord {
     pub canary_samples: u32,
 }
 
+/// Readings of one metric on one side, for the page's plots (the gRPC messages do not carry them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRecord {
+    /// Metric.
+    pub name: String,
+    /// `baseline` or `canary`.
+    pub side: String,
+    /// `(unix seconds, value)`, oldest first; a time without a reading is absent.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Points one [`SeriesRecord`] holds at most: an interval with more readings (a fine step over
+/// a long interval) keeps every n-th, so that a stored judgement stays small whatever the spec.
+pub const MAX_SERIES_POINTS: usize = 120;
+
 /// One interval's judgement (entry kind `judgement`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntervalRecord {
@@ -122,6 +137,11 @@ pub struct IntervalRecord {
     pub judgement: JudgementRecord,
     /// Data per metric.
     pub data: Vec<MetricDataRecord>,
+    /// The readings this interval fetched that no earlier interval's record holds, per metric
+    /// and side: the records of an analysis together hold each series once. Absent in records
+    /// stored before the page plotted series.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<SeriesRecord>,
 }
 
 /// An event (entry kind `event`).

@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::metrics::{MetricSource, Sample, Side};
-use super::record::{EventRecord, IntervalRecord, JudgementRecord, MetricDataRecord};
+use super::record::{
+    EventRecord, IntervalRecord, JudgementRecord, MetricDataRecord, SeriesRecord, MAX_SERIES_POINTS,
+};
 use super::spec::{OnInconclusive, Plan, Spec};
 use super::store::{AnalysisRow, Feedback, NewEntry, Store, StoreError};
 use crate::analysis::{Analysis, Batch, Lifecycle, Role};
@@ -357,6 +359,20 @@ impl Core {
                 self.fetch(&spec, Side::Canary, plan.t0 + plan.step, end, plan.step),
             );
             let data = data_counts(&spec, &base, &can, b_end, end);
+            // What earlier intervals stored: the canary (and a concurrent baseline) up to the
+            // previous interval's end; a fixed baseline window entirely, after the first.
+            let c_from = if k == 1 {
+                f64::NEG_INFINITY
+            } else {
+                plan.end_of(k - 1)
+            };
+            let b_from = match (plan.baseline_window, k) {
+                (None, _) => c_from,
+                (Some(_), 1) => f64::NEG_INFINITY,
+                (Some(_), _) => f64::INFINITY,
+            };
+            let mut series = new_series(&spec, "baseline", &base, b_from, b_end);
+            series.extend(new_series(&spec, "canary", &can, c_from, end));
             let judgement = match (base, can) {
                 (Ok(b), Ok(c)) => {
                     ingest(analysis, Role::Baseline, &b);
@@ -379,6 +395,7 @@ impl Core {
                 window_end: end,
                 judgement: jrec,
                 data,
+                series,
             };
             let at = now_ms();
             let mut entries = vec![NewEntry {
@@ -558,6 +575,42 @@ fn data_counts(
             name: m.name.clone(),
             baseline_samples: b.get(m.name.as_str()).copied().unwrap_or(0),
             canary_samples: c.get(m.name.as_str()).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Per metric of the spec, the readings of `fetched` in `[from, to)` (at most
+/// [`MAX_SERIES_POINTS`], evenly thinned); metrics without one are left out.
+fn new_series(
+    spec: &Spec,
+    side: &str,
+    fetched: &Result<Vec<Sample>, String>,
+    from: f64,
+    to: f64,
+) -> Vec<SeriesRecord> {
+    let Ok(samples) = fetched else {
+        return Vec::new();
+    };
+    spec.metrics
+        .iter()
+        .filter_map(|m| {
+            let mut points: Vec<(f64, f64)> = samples
+                .iter()
+                .filter(|s| {
+                    s.name == m.name && s.time >= from && s.time < to && s.value.is_finite()
+                })
+                .map(|s| (s.time, s.value))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if points.len() > MAX_SERIES_POINTS {
+                let n = points.len().div_ceil(MAX_SERIES_POINTS);
+                points = points.into_iter().step_by(n).collect();
+            }
+            (!points.is_empty()).then(|| SeriesRecord {
+                name: m.name.clone(),
+                side: side.into(),
+                points,
+            })
         })
         .collect()
 }

@@ -318,6 +318,7 @@ async fn a_restart_resumes_at_the_next_interval() {
                 &super::runner::error_judgement("before the restart"),
             ),
             data: vec![],
+            series: vec![],
         };
         store
             .append(
