@@ -173,8 +173,11 @@ fn the_page_plots_the_fetched_series_with_the_verdicts_and_escapes_what_sources_
     let t0 = s.canary_window.start;
     let end = t0 + 60.0 * intervals as f64;
     let (b0, b1) = (t0 - 600.0, t0);
-    for ((name, col, _), chart) in METRICS.iter().zip(&svgs[1..]) {
-        assert!(chart.contains(&format!(">{name}</text>")), "{chart}");
+    for (name, col, _) in METRICS {
+        let title = format!("font-weight=\"600\">{name}</text>");
+        let charts: Vec<&&str> = svgs[1..].iter().filter(|c| c.contains(&title)).collect();
+        assert_eq!(charts.len(), 1, "{name}: {body}");
+        let chart = charts[0];
         assert_eq!(
             chart.matches("<path class=\"baseline\"").count(),
             1,
@@ -211,6 +214,13 @@ fn the_page_plots_the_fetched_series_with_the_verdicts_and_escapes_what_sources_
     let evidence = &evidence[..evidence.find("</table>").unwrap()];
     assert!(evidence.contains(">fail</td>"), "{evidence}");
     assert!(evidence.contains("<td>metrics</td>"), "{evidence}");
+    // A leak: memory is in the evidence, and its chart comes first.
+    assert!(evidence.contains("<code>memory</code>"), "{evidence}");
+    assert!(
+        svgs[1].contains("font-weight=\"600\">memory</text>"),
+        "{}",
+        svgs[1]
+    );
 
     // The list: state, verdict and score.
     let r = server.get("/");

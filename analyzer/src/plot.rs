@@ -54,6 +54,9 @@ pub struct Chart<'a> {
     pub bands: &'a [Band],
     /// Width in pixels.
     pub width: f64,
+    /// Whether the value axis starts at zero (the replay report's plots); otherwise it starts
+    /// at a round number under the data, so that a slow drift such as a leak is visible.
+    pub from_zero: bool,
 }
 
 impl<'a> Chart<'a> {
@@ -74,6 +77,7 @@ impl<'a> Chart<'a> {
             origin_label,
             bands: &[],
             width: 380.0,
+            from_zero: true,
         }
     }
 }
@@ -153,16 +157,20 @@ pub fn chart(c: &Chart<'_>) -> String {
     };
     let x0 = xs().fold(f64::INFINITY, f64::min).min(c.origin);
     let x1 = xs().fold(f64::NEG_INFINITY, f64::max).max(c.origin + 1.0);
-    let y0 = all
-        .iter()
-        .map(|p| p.1)
-        .fold(f64::INFINITY, f64::min)
-        .min(0.0);
+    let lowest = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let mut y0 = if c.from_zero { lowest.min(0.0) } else { lowest };
     let mut y1 = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     if y1 <= y0 {
         y1 = y0 + 1.0;
     }
     let mut yt = ticks(y0, y1, 4);
+    // The axis starts on a tick under the data too.
+    if let (Some(&first), Some(step)) = (yt.first(), yt.windows(2).next().map(|w| w[1] - w[0])) {
+        if first > y0 {
+            yt.insert(0, first - step);
+            y0 = first - step;
+        }
+    }
     // The axis ends on a tick above the data, so the largest value can be read off it.
     if let (Some(&last), Some(step)) = (yt.last(), yt.windows(2).next().map(|w| w[1] - w[0])) {
         if last < y1 {
@@ -323,5 +331,25 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
         assert!(svg.contains("d=\"M46.0,"), "{svg}");
         assert!(svg.contains(" L370.0,"), "{svg}");
+    }
+
+    #[test]
+    fn a_value_axis_not_from_zero_starts_on_a_round_tick_under_the_data() {
+        let pts = [(0.0, 299.8), (60.0, 321.3)];
+        let c = Chart {
+            from_zero: false,
+            ..Chart::new("m", &pts, &[], 0.0, "canary start")
+        };
+        let svg = chart(&c);
+        // Ticks of 10 from 290 (under 299.8) to 330 (over 321.3); no 0.
+        for t in ["290", "300", "310", "320", "330"] {
+            assert!(
+                svg.contains(&format!("text-anchor=\"end\" fill=\"#777\">{t}</text>")),
+                "{t}: {svg}"
+            );
+        }
+        assert!(!svg.contains("text-anchor=\"end\" fill=\"#777\">0</text>"), "{svg}");
+        let zero = chart(&Chart::new("m", &pts, &[], 0.0, "canary start"));
+        assert!(zero.contains("text-anchor=\"end\" fill=\"#777\">0</text>"), "{zero}");
     }
 }

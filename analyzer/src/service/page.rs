@@ -184,7 +184,8 @@ fn metric_charts(metrics: &[String], intervals: &[IntervalRecord]) -> String {
         let (baseline, canary) = (gather("baseline"), gather("canary"));
         out.push_str(&plot::chart(&Chart {
             bands: &bands,
-            width: 440.0,
+            width: 420.0,
+            from_zero: false,
             ..Chart::new(name, &baseline, &canary, origin, "canary start")
         }));
     }
@@ -227,13 +228,12 @@ fn evidence_table(findings: &[FindingRecord]) -> String {
         };
         let effect = f.effect.as_ref().map_or("–".into(), |e| {
             let bound = |b: Option<f64>| b.map_or("…".into(), num);
-            format!(
-                "{} {} [{}, {}]",
-                escape(&e.kind),
-                num(e.estimate),
-                bound(e.low),
-                bound(e.high)
-            )
+            let interval = if e.low.is_none() && e.high.is_none() {
+                String::new()
+            } else {
+                format!(" [{}, {}]", bound(e.low), bound(e.high))
+            };
+            format!("{} {}{interval}", escape(&e.kind), num(e.estimate))
         });
         let pq = match (f.p, f.q) {
             (None, None) => "–".into(),
@@ -342,9 +342,19 @@ pub async fn analysis(State(core): State<Arc<Core>>, Path(id): Path<String>) -> 
     }
     body.push_str("<h2>Verdict timeline</h2>");
     body.push_str(&timeline(&intervals));
-    let metrics: Vec<String> = plan_of(&row)
+    let mut metrics: Vec<String> = plan_of(&row)
         .map(|(spec, _)| spec.metrics.into_iter().map(|m| m.name).collect())
         .unwrap_or_default();
+    // The metrics the last interval's evidence names first, as the replay report orders them.
+    if let Some(last) = intervals.last() {
+        let named = |m: &String| {
+            last.judgement
+                .evidence
+                .iter()
+                .any(|f| f.signal == "metrics" && f.subject == *m)
+        };
+        metrics.sort_by_key(|m| !named(m));
+    }
     if !metrics.is_empty() {
         body.push_str(
             "<h2>Metrics</h2><p class=\"muted\">Baseline and canary readings as the runner fetched \
@@ -454,7 +464,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("rate_ratio 12.5 [4.25, …]"), "{t}");
-        assert!(t.contains("1.20e-5 / 0.0004"), "{t}");
+        assert!(t.contains("1.20e-5 / 4.00e-4"), "{t}");
         assert!(t.contains("0 / 37 lines"), "{t}");
         assert!(t.contains("&lt;img src=x onerror=alert(1)&gt;"), "{t}");
     }
