@@ -82,20 +82,30 @@ impl<'a> Chart<'a> {
     }
 }
 
-/// Nice tick positions covering `[lo, hi]`: steps of 1, 2 or 5 times a power of ten, about
-/// `want` of them, so that a reader can read values off the axis and not only its two ends.
-pub fn ticks(lo: f64, hi: f64, want: usize) -> Vec<f64> {
+/// The step of nice ticks over `[lo, hi]`: 1, 2 or 5 times a power of ten, giving at most about
+/// `want` of them (None for an empty or non-finite range).
+fn tick_step(lo: f64, hi: f64, want: usize) -> Option<f64> {
     let span = hi - lo;
     if !(span.is_finite() && span > 0.0) {
-        return vec![lo];
+        return None;
     }
     let raw = span / want.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| span / s <= want as f64)
-        .unwrap_or(10.0 * mag);
+    Some(
+        [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|s| span / s <= want as f64)
+            .unwrap_or(10.0 * mag),
+    )
+}
+
+/// Nice tick positions covering `[lo, hi]`: steps of 1, 2 or 5 times a power of ten, about
+/// `want` of them, so that a reader can read values off the axis and not only its two ends.
+pub fn ticks(lo: f64, hi: f64, want: usize) -> Vec<f64> {
+    let Some(step) = tick_step(lo, hi, want) else {
+        return vec![lo];
+    };
     let first = (lo / step).ceil() * step;
     (0..=want + 1)
         .map(|i| first + i as f64 * step)
@@ -158,25 +168,21 @@ pub fn chart(c: &Chart<'_>) -> String {
     let x0 = xs().fold(f64::INFINITY, f64::min).min(c.origin);
     let x1 = xs().fold(f64::NEG_INFINITY, f64::max).max(c.origin + 1.0);
     let lowest = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let mut y0 = if c.from_zero { lowest.min(0.0) } else { lowest };
+    let y0 = if c.from_zero { lowest.min(0.0) } else { lowest };
     let mut y1 = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     if y1 <= y0 {
         y1 = y0 + 1.0;
     }
-    let mut yt = ticks(y0, y1, 4);
-    // The axis starts on a tick under the data too.
-    if let (Some(&first), Some(step)) = (yt.first(), yt.windows(2).next().map(|w| w[1] - w[0])) {
-        if first > y0 {
-            yt.insert(0, first - step);
-            y0 = first - step;
+    // The axis runs from a tick at or under the data to one at or over it, so that the
+    // smallest and the largest values can be read off it.
+    let yt: Vec<f64> = match tick_step(y0, y1, 4) {
+        Some(step) => {
+            let (k0, k1) = ((y0 / step).floor() as i64, (y1 / step).ceil() as i64);
+            (k0..=k1).map(|k| k as f64 * step).collect()
         }
-    }
-    // The axis ends on a tick above the data, so the largest value can be read off it.
-    if let (Some(&last), Some(step)) = (yt.last(), yt.windows(2).next().map(|w| w[1] - w[0])) {
-        if last < y1 {
-            yt.push(last + step);
-        }
-    }
+        None => vec![y0, y1],
+    };
+    let y0 = yt.first().copied().unwrap_or(y0).min(y0);
     let y1 = yt.last().copied().unwrap_or(y1).max(y1);
     let (px0, px1, py0, py1) = (left, w - right, h - bottom, top);
     let sx = |x: f64| px0 + (x - x0) / (x1 - x0) * (px1 - px0);
@@ -348,8 +354,26 @@ mod tests {
                 "{t}: {svg}"
             );
         }
-        assert!(!svg.contains("text-anchor=\"end\" fill=\"#777\">0</text>"), "{svg}");
+        assert!(
+            !svg.contains("text-anchor=\"end\" fill=\"#777\">0</text>"),
+            "{svg}"
+        );
+        // A range whose ticks of 5 hold one value only (50) still gets an axis: 45 to 55.
+        let narrow = [(0.0, 45.314), (60.0, 53.547)];
+        let svg = chart(&Chart {
+            from_zero: false,
+            ..Chart::new("m", &narrow, &[], 0.0, "canary start")
+        });
+        for t in ["45", "50", "55"] {
+            assert!(
+                svg.contains(&format!("text-anchor=\"end\" fill=\"#777\">{t}</text>")),
+                "{t}: {svg}"
+            );
+        }
         let zero = chart(&Chart::new("m", &pts, &[], 0.0, "canary start"));
-        assert!(zero.contains("text-anchor=\"end\" fill=\"#777\">0</text>"), "{zero}");
+        assert!(
+            zero.contains("text-anchor=\"end\" fill=\"#777\">0</text>"),
+            "{zero}"
+        );
     }
 }
