@@ -459,7 +459,7 @@ mod tests {
         assert!(!t.contains("<i>known"), "{t}");
         assert!(
             t.contains(
-                "<pre>ERROR &lt;/pre&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</pre>"
+                "<pre>ERROR &lt;/pre&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;</pre>"
             ),
             "{t}"
         );
