@@ -204,6 +204,10 @@ impl EventReference {
 /// The median of the logarithms of a sorted slice's positive values, as
 /// `vigil_judge::quantile(&ln_values, 0.5)` computes it: `ln` keeps the order, so the logs of
 /// the sorted positive values are the sorted logs.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "pos lies in [0, len - 1], so floor and ceil are valid indices"
+)]
 fn log_median(sorted: &[f64]) -> Option<f64> {
     let lo = sorted.partition_point(|d| d.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
     let positive = &sorted[lo..];
@@ -238,6 +242,10 @@ pub struct EventSide {
     op_index: HashMap<String, u32>,
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "times are finite (checked at ingestion); `as` saturates far outside any real epoch"
+)]
 fn bucket_key(t: f64) -> i64 {
     (t / EVENT_BUCKET_S).floor() as i64
 }
@@ -270,7 +278,7 @@ impl EventSide {
             let op = match self.op_index.get(x.operation.as_str()) {
                 Some(&i) => i,
                 None => {
-                    let i = self.op_names.len() as u32;
+                    let i = u32::try_from(self.op_names.len()).unwrap_or(u32::MAX);
                     self.op_names.push(x.operation.clone());
                     self.op_index.insert(x.operation.clone(), i);
                     i

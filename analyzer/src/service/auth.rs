@@ -203,10 +203,10 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
+        let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
         match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
             (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                out.push(hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0));
                 i += 3;
             }
             (b'+', _, _) => {
