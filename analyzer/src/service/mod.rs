@@ -5,9 +5,11 @@
 //! - [`runner`]: the [`runner::Core`] — store, metric source, running analyses, watchers — and the
 //!   interval loop of each analysis;
 //! - [`grpc`]: the tonic services; [`auth`]: tokens and scopes; [`record`]: the stored payloads;
+//! - [`flagger`]: Flagger's rollout and rollback webhooks (one analysis per canary revision);
 //! - [`metrics`]: where metric samples come from (Prometheus; tests bring their own).
 
 pub mod auth;
+pub mod flagger;
 pub mod grpc;
 pub mod metrics;
 pub mod page;
@@ -143,6 +145,7 @@ pub fn router(
     let http = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(routes::router(core.clone()))
+        .merge(flagger::router(core.clone()))
         // Kayenta's faces sit behind the same token check and size limit.
         .merge(crate::http::kayenta::router(kayenta));
     let app = grpc
