@@ -195,7 +195,8 @@ pub fn parse(body: &[u8]) -> Result<Payload, (String, String)> {
             } else {
                 format!("{path}.{f}")
             }
-        } else if path == "." {
+        } else if path == "." || path.starts_with('?') {
+            // Not JSON at all, or broken before any field could be named.
             "body".to_owned()
         } else {
             path
@@ -336,6 +337,7 @@ mod tests {
             "metadata.spec"
         );
         assert_eq!(f("not json"), "body");
+        assert_eq!(f("{not json"), "body");
         // A field a newer Flagger might add is not an error.
         let p = parse(
             br#"{"name":"podinfo","namespace":"test","phase":"Progressing","checksum":"85d557f47b","type":"rollout"}"#,
