@@ -10,6 +10,10 @@
 //! version v2 is 60 % worse than v1, v3 the same as v1) over a window in the past, so each is
 //! judged at once.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
