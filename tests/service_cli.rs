@@ -319,7 +319,9 @@ fn create_list_get_and_the_exit_codes_of_watch() {
         "{svg}"
     );
     assert!(
-        body.contains("source error (baseline): Prometheus at http://127.0.0.1:9"),
+        body.contains(
+            "source error (baseline): metric &quot;errors&quot;: prometheus at http://127.0.0.1:9"
+        ),
         "{body}"
     );
     assert!(

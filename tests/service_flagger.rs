@@ -13,7 +13,6 @@
 // A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

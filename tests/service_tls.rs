@@ -7,7 +7,6 @@
 // A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
