@@ -1,7 +1,7 @@
 //! `vigil`: the command line. Each subcommand is a contract other tools call, so its input and
 //! output formats are documented in the README and tested end to end.
 
-#![warn(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+#![warn(clippy::cast_possible_truncation)]
 // Tests compare exact values on purpose and may unwrap: a panic is the failure report there.
 #![cfg_attr(
     test,

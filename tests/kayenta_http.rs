@@ -459,6 +459,14 @@ fn malformed_requests_are_400_naming_the_field() {
         &go_post(addr, &path, &body.to_string()),
         &["scopes.default.experimentScope.step"],
     );
+    // Years at a 1-s step would be gigabytes of padding: refused, naming the step.
+    let mut body: Value = serde_json::from_str(&argo_body(&s, 95, 75)).unwrap();
+    body["scopes"]["default"]["experimentScope"]["step"] = json!(1);
+    body["scopes"]["default"]["experimentScope"]["start"] = json!("2000-01-01T00:00:00Z");
+    assert_400(
+        &go_post(addr, &path, &body.to_string()),
+        &["scopes.default.experimentScope.step", "at most 604800"],
+    );
     let mut body: Value = serde_json::from_str(&argo_body(&s, 95, 75)).unwrap();
     body["scopes"]["default"]["controlScope"]["start"] = json!("yesterday");
     assert_400(

@@ -2,6 +2,9 @@
 //! processes: the output formats scripts parse, and `watch`'s exit codes (0 pass, 1 fail or
 //! marginal, 2 inconclusive, error or cancelled, 3 cannot watch).
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -316,7 +319,9 @@ fn create_list_get_and_the_exit_codes_of_watch() {
         "{svg}"
     );
     assert!(
-        body.contains("source error (baseline): Prometheus at http://127.0.0.1:9"),
+        body.contains(
+            "source error (baseline): metric &quot;errors&quot;: prometheus at http://127.0.0.1:9"
+        ),
         "{body}"
     );
     assert!(

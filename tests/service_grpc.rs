@@ -3,6 +3,9 @@
 //! `grpcio-health-checking` and reflection with `grpcio-reflection`. The Python environment is the
 //! venv `.ci/run` creates (`.venv/`, or `VIGIL_TEST_PYTHON`).
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -348,7 +348,8 @@ fn error_tests<'a>(
     c.iter()
         .filter_map(|(op, &(xc, nc))| {
             let &(xb, nb) = b.get(op)?;
-            if (nb as usize) < config.min_spans || (nc as usize) < config.min_spans || xc < 3 {
+            let min = u64::try_from(config.min_spans).unwrap_or(u64::MAX);
+            if nb < min || nc < min || xc < 3 {
                 return None;
             }
             let p = fisher_exact([[xc, nc - xc], [xb, nb - xb]], Alternative::Greater).p_value;

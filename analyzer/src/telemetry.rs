@@ -433,6 +433,10 @@ pub fn parse_time(s: &str) -> Option<f64> {
 }
 
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (for the generator and reports).
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "display only; `as` saturates for times beyond any calendar"
+)]
 pub fn format_time(t: f64) -> String {
     let secs = t.floor() as i64;
     let days = secs.div_euclid(86400);
@@ -457,6 +461,10 @@ pub fn format_time(t: f64) -> String {
 
 /// As [`format_time`], with the fraction of a second when there is one (microseconds, trailing
 /// zeros dropped): the form reports give a record's own time in.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "micros is checked to lie in [1, 1e6) first"
+)]
 pub fn format_time_exact(t: f64) -> String {
     let whole = format_time(t);
     let micros = ((t - t.floor()) * 1e6).round();

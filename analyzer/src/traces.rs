@@ -131,7 +131,7 @@ impl TraceSide {
         if let Some(&i) = self.op_index.get(op) {
             return i;
         }
-        let i = self.op_names.len() as u32;
+        let i = u32::try_from(self.op_names.len()).unwrap_or(u32::MAX);
         self.op_names.push(op.to_owned());
         self.op_index.insert(op.to_owned(), i);
         i
@@ -570,6 +570,10 @@ fn fan_out(baseline: &TraceSide, canary: &TraceSide, config: &TraceConfig) -> Ve
 
 /// A quantile of sorted values with its distribution-free 95 % interval from order statistics
 /// (the binomial interval on the rank, normal approximation).
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "the rank bounds are clamped to [0, n - 1] before they index"
+)]
 pub fn quantile_ci(sorted: &[f64], q: f64) -> (f64, f64, f64) {
     let n = sorted.len();
     let Some(est) = quantile_sorted(sorted, q) else {

@@ -11,6 +11,8 @@
 //! directory, so each child also starts by recovering the WAL its predecessor left behind.
 
 #![cfg(unix)]
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};

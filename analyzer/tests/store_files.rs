@@ -2,6 +2,9 @@
 //! foreign SQLite file, data surviving a reopen, and concurrent use through clones from threads.
 //! The database is inspected with a separate raw SQLite connection, not through the store.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -7,6 +7,9 @@
 //! benchmark runs in minutes on a shared 2-core machine; 1.0 is the full load).
 //! Run: `cargo bench -p vigil-benches --bench engine`; the CPU-time ratio is printed on stderr.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::hint::black_box;
 
 use cpu_time::ProcessTime;

@@ -5,6 +5,9 @@
 //! is shared by several builds, so wall time includes waiting for a core; CPU time is what one
 //! core spends, which is the figure for "lines/s on one core".
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

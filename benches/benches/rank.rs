@@ -5,6 +5,9 @@
 //! `benches/peers/scipy_mannwhitney.py` with `$VIGIL_BENCH_PYTHON` (default `python3`); when scipy is
 //! missing the peer comparison is skipped with a message and the criterion numbers still stand.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;

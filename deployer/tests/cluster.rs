@@ -1,6 +1,9 @@
 //! The rollback scenario against a real cluster (kind). See deployer/README.md for how to run it:
 //! `cargo test -p vigil-deployer --features tls --test cluster -- --ignored`.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;

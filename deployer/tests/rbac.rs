@@ -1,6 +1,9 @@
 //! The shipped Role (`deployer/rbac.yaml`) allows every call the deployer makes, and grants
 //! nothing it does not use.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 mod support;
 
 use std::collections::BTreeSet;

@@ -1,5 +1,8 @@
 //! Deployment strategies against the test API server.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! Issue 16: a rollback succeeds only when every request reaches a ready baseline — read where
 //! the test gateway would send requests (weights to ready EndpointSlice endpoints), every rule.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 mod support;
 
 use std::time::Duration;

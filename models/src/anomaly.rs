@@ -206,8 +206,16 @@ fn conformal_threshold(sorted: &[f64], rate: f64) -> Option<(f64, f64)> {
 }
 
 impl AnomalyModel {
-    /// Scores one canary window and explains it.
-    pub fn score(&self, row: &[f64]) -> WindowScore {
+    /// Scores one canary window and explains it. A row of the wrong width is an error, not a
+    /// panic: rows come from telemetry, and a source may not report every feature.
+    pub fn score(&self, row: &[f64]) -> Result<WindowScore, AnomalyError> {
+        if row.len() != self.names.len() {
+            return Err(AnomalyError::RowLength {
+                row: 0,
+                got: row.len(),
+                expected: self.names.len(),
+            });
+        }
         let z = standardise(row, &self.center, &self.scale);
         let (nll, best) = neg_log_likelihood(&self.components, &z);
         let comp = &self.components[best];
@@ -228,12 +236,12 @@ impl AnomalyModel {
             })
             .collect();
         contributions.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
-        WindowScore {
+        Ok(WindowScore {
             score: nll,
             threshold: self.threshold,
             anomalous: nll > self.threshold,
             contributions,
-        }
+        })
     }
 
     pub fn feature_names(&self) -> &[String] {
@@ -409,7 +417,10 @@ mod tests {
         )
         .unwrap();
         let fresh = baseline(&mut seed, 400);
-        let flagged = fresh.iter().filter(|r| model.score(r).anomalous).count();
+        let flagged = fresh
+            .iter()
+            .filter(|r| model.score(r).unwrap().anomalous)
+            .count();
         // 5 % nominal (1/41 ≈ 2.4 % granularity with 40 windows); cross-fitting keeps it near,
         // an in-sample threshold would not.
         assert!(model.false_alarm_rate <= 0.08, "{}", model.false_alarm_rate);
@@ -426,7 +437,15 @@ mod tests {
         )
         .unwrap();
         // Traffic normal, CPU doubled: each value alone is within the baseline's range of CPU.
-        let s = model.score(&[90.0, 36.0, 50.0]);
+        assert_eq!(
+            model.score(&[90.0, 36.0]).err(),
+            Some(AnomalyError::RowLength {
+                row: 0,
+                got: 2,
+                expected: 3
+            })
+        );
+        let s = model.score(&[90.0, 36.0, 50.0]).unwrap();
         assert!(s.anomalous, "{s:?}");
         assert_eq!(s.contributions[0].feature, "cpu");
     }

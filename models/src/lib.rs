@@ -3,6 +3,9 @@
 //! Everything here is a function of its arguments, so that the same numbers come out whether an
 //! analysis runs live, interval by interval, or is replayed from files.
 
+// Tests compare exact values on purpose: reference values are given to the last digit.
+#![cfg_attr(test, allow(clippy::float_cmp))]
+
 pub mod anomaly;
 pub mod counts;
 pub mod kayenta;

@@ -362,6 +362,10 @@ fn location_and_dispersion(
 
 /// One-sided Mann-Kendall test for an increasing trend over sample order (normal approximation
 /// with tie correction), and the Theil-Sen slope per sample.
+#[allow(
+    clippy::float_cmp,
+    reason = "ties in the Mann-Kendall test are exactly equal values"
+)]
 pub fn mann_kendall_increasing(v: &[f64]) -> (f64, f64) {
     let n = v.len();
     if n < 3 {

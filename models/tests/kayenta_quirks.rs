@@ -4,6 +4,9 @@
 //! Reference outcomes come from Kayenta's documented behaviour and from the figures users
 //! reported from real Kayenta runs (spinnaker/spinnaker#6278), not from this code.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use proptest::prelude::*;
 use serde_json::Value;
 use vigil_models::kayenta::classify::{classify, ClassifierParams, Label};

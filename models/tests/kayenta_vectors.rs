@@ -6,6 +6,9 @@
 //! asserted is checked, with its tolerance; the two "Tied Ranks" vectors depend on Kayenta's
 //! random noise and are checked on their label only (under many seeds).
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use serde_json::Value;
 use vigil_models::kayenta::classify::{self, ClassifierParams, Label};
 use vigil_models::kayenta::config;

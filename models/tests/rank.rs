@@ -2,6 +2,9 @@
 //! The reference values are produced by `tests/reference/rank_refs.py`; see that script for how
 //! each dataset was chosen.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use serde_json::Value;
 use vigil_models::rank::{
     average_ranks, mann_whitney_u, Alternative, MannWhitneyOptions, Method, NanMaximal, RankError,

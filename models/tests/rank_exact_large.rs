@@ -7,6 +7,9 @@
 //! tails from integer counts, and the continuity-corrected normal approximation and its first
 //! Edgeworth correction, computed there independently of Vigil's code.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use vigil_models::rank::{
     mann_whitney_u, Alternative, MannWhitneyOptions, Method, RankError, EXACT_ACCURATE_SIZE,
     EXACT_TAIL_SIZE,

@@ -2,6 +2,9 @@
 //! unusable exposure is an `Option`/`Result` for the caller to report, never a panic, a shift
 //! of 0 or a p-value of 1 that reads as "tested, no difference".
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use vigil_models::counts::CountsError;
 use vigil_models::rank::RankError;
 use vigil_models::vigil_judge::{

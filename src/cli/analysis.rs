@@ -44,6 +44,17 @@ pub struct AnalysisArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// For an `https://` server: CA certificates (PEM) to verify it with, instead of none (the
+    /// client has no built-in roots: a service's certificate is usually from a private CA).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// For a server that asks for client certificates (`vigil serve --client-ca`): this
+    /// certificate chain (PEM); needs --client-key.
+    #[arg(long, global = true, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AnalysisCommand,
 }
@@ -118,9 +129,43 @@ struct Client {
 
 impl Client {
     async fn connect(args: &AnalysisArgs) -> Result<Client> {
-        let endpoint = Channel::from_shared(args.server.clone())
+        let mut endpoint = Channel::from_shared(args.server.clone())
             .with_context(|| format!("--server {} is not a URL", args.server))?
             .connect_timeout(Duration::from_secs(10));
+        if args.server.starts_with("https://") {
+            // The one process-wide rustls provider (ring), as the service uses.
+            vigil_analyzer::service::tls::install_provider();
+            let read = |flag: &str, p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("{flag} {}", p.display()))
+            };
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            match &args.ca_file {
+                Some(ca) => {
+                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(
+                        "--ca-file",
+                        ca,
+                    )?));
+                }
+                None => bail!(
+                    "--server {} is https: give --ca-file with the CA that signed its certificate",
+                    args.server
+                ),
+            }
+            if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+                tls = tls.identity(tonic::transport::Identity::from_pem(
+                    read("--client-cert", cert)?,
+                    read("--client-key", key)?,
+                ));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .context("cannot set up TLS for --server")?;
+        } else if args.ca_file.is_some() || args.client_cert.is_some() {
+            bail!(
+                "--ca-file and --client-cert are for an https:// --server; {} is not",
+                args.server
+            );
+        }
         let channel = endpoint
             .connect()
             .await

@@ -197,7 +197,7 @@ mod itoa_buf {
             let mut i = self.0.len();
             loop {
                 i -= 1;
-                self.0[i] = b'0' + (n % 10) as u8;
+                self.0[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
                 n /= 10;
                 if n == 0 {
                     break;

@@ -1,6 +1,7 @@
-//! `vigil serve [--listen 127.0.0.1:7700] [--data-dir DIR] [--tokens FILE]`: the verdict
-//! service, gRPC and HTTP on one port. Prints `vigil: serving on http://ADDR` on stderr once it
-//! accepts connections (with `--listen 127.0.0.1:0`, ADDR has the port it got).
+//! `vigil serve [--listen 127.0.0.1:7700] [--data-dir DIR] [--tokens FILE] [--tls-cert FILE
+//! --tls-key FILE [--client-ca FILE]]`: the verdict service, gRPC and HTTP on one port. Prints
+//! `vigil: serving on http://ADDR` (`https://` with TLS) on stderr once it accepts connections
+//! (with `--listen 127.0.0.1:0`, ADDR has the port it got).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,15 @@ pub struct ServeArgs {
     /// Prometheus base URL for Kayenta's canary executions (`POST /canary/{configId}`).
     #[arg(long, value_name = "URL")]
     pub kayenta_prometheus: Option<String>,
+    /// Serve over TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: refuse clients without a certificate signed by one of these CAs (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
@@ -56,6 +66,19 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             service::store::Durability::Normal
         },
         kayenta_prometheus: args.kayenta_prometheus.clone(),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(service::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.client_ca.clone(),
+            }),
+            _ => None,
+        },
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,7 +86,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         tokio::select! {
-            r = service::serve(config, |addr| eprintln!("vigil: serving on http://{addr}")) => {
+            r = service::serve(config, |addr| eprintln!("vigil: serving on {scheme}://{addr}")) => {
                 r.map_err(anyhow::Error::from)
             }
             _ = shutdown() => {

@@ -246,6 +246,10 @@ fn plots(s: &Scenario, r: &ScenarioResult, config: &ReplayConfig) -> Vec<String>
         });
     }
     if let (Some(b), Some(c)) = (&s.baseline.logs, &s.canary.logs) {
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "display buckets of finite times"
+        )]
         let bucket = |logs: &[scenario::LogRecord]| -> Vec<(f64, f64)> {
             let mut m: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
             for l in logs {
@@ -275,6 +279,10 @@ fn plots(s: &Scenario, r: &ScenarioResult, config: &ReplayConfig) -> Vec<String>
 
 /// `(time, value)` points summarised per 10-second bucket by quantile `q`, placed at the bucket's
 /// middle: the resolution of the event model, coarse enough that a bucket holds several points.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "display buckets of finite times"
+)]
 fn quantile_per_10s(points: impl Iterator<Item = (f64, f64)>, q: f64) -> Vec<(f64, f64)> {
     let mut m: std::collections::BTreeMap<i64, Vec<f64>> = std::collections::BTreeMap::new();
     for (t, v) in points {

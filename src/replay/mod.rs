@@ -289,6 +289,10 @@ fn run(s: &Scenario, config: &ReplayConfig) -> Result<ScenarioResult, IngestErro
     .flatten()
     .map(|w| w.end - t0)
     .fold(0.0f64, f64::max);
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the interval is at least 1 s and the horizon a scenario's windows"
+    )]
     let steps = ((horizon / config.interval_s).ceil() as usize).max(1);
     let concurrent = s.concurrent_baseline();
     let mut session = Analysis::new(analysis_spec(s, config));

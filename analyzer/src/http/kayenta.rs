@@ -374,6 +374,17 @@ fn resolve_side(s: &CanaryScope, path: &str) -> Result<Side, ConfigError> {
             ))
         }
     };
+    // Each side is padded to its expected number of points: bound it, so a window of years at a
+    // 1-s step is a clear error rather than gigabytes of padding.
+    let points = (end - start) / step;
+    if points > MAX_SCOPE_POINTS {
+        return Err(field_error(
+            format!("{path}.step"),
+            format!(
+                "{points:.0} points from start to end at this step; at most {MAX_SCOPE_POINTS:.0} (use a longer step or a shorter window)"
+            ),
+        ));
+    }
     let mut vars = s.extended_scope_params.clone();
     vars.insert("scope".into(), s.scope.clone().unwrap_or_default());
     let location = s
@@ -578,10 +589,13 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// The most points a scope may span (start to end at its step): a week at a 1-s step.
+const MAX_SCOPE_POINTS: f64 = 604_800.0;
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
@@ -897,6 +911,10 @@ async fn run_canary(
             .map_err(in_metric)?;
         // The mixer pads each side to the expected number of points with NaN (a missing side
         // entirely NaN), so a metric without data is Nodata, never an empty Pass.
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "at most MAX_SCOPE_POINTS, checked when the scope was read"
+        )]
         let expected = |s: &Side| ((s.end - s.start) / s.step).floor().max(0.0) as usize;
         let pad = |mut v: Vec<f64>, n: usize| -> Vec<Value> {
             if v.len() < n {

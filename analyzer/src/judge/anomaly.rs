@@ -29,13 +29,21 @@ pub fn anomaly_features(t: &MetricTable, rules: &MetricRules) -> Vec<String> {
         .collect()
 }
 
+/// One row per canary metric row, one value per model feature. A feature the canary's table
+/// lacks (a source that does not report that metric) is a missing value in every row — the model
+/// imputes the baseline median, so an absent metric is no evidence either way — never a shorter
+/// row.
 fn feature_rows(t: &MetricTable, rows: (usize, usize), names: &[String]) -> Vec<Vec<f64>> {
-    let cols: Vec<&Vec<f64>> = names
+    let cols: Vec<Option<&Vec<f64>>> = names
         .iter()
-        .filter_map(|n| t.columns.iter().find(|(m, _)| m == n).map(|(_, v)| v))
+        .map(|n| t.columns.iter().find(|(m, _)| m == n).map(|(_, v)| v))
         .collect();
     (rows.0..rows.1)
-        .map(|i| cols.iter().map(|c| c[i]).collect())
+        .map(|i| {
+            cols.iter()
+                .map(|c| c.and_then(|c| c.get(i)).copied().unwrap_or(f64::NAN))
+                .collect()
+        })
         .collect()
 }
 
@@ -196,6 +204,10 @@ impl EventReference {
 /// The median of the logarithms of a sorted slice's positive values, as
 /// `vigil_judge::quantile(&ln_values, 0.5)` computes it: `ln` keeps the order, so the logs of
 /// the sorted positive values are the sorted logs.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "pos lies in [0, len - 1], so floor and ceil are valid indices"
+)]
 fn log_median(sorted: &[f64]) -> Option<f64> {
     let lo = sorted.partition_point(|d| d.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
     let positive = &sorted[lo..];
@@ -230,6 +242,10 @@ pub struct EventSide {
     op_index: HashMap<String, u32>,
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "times are finite (checked at ingestion); `as` saturates far outside any real epoch"
+)]
 fn bucket_key(t: f64) -> i64 {
     (t / EVENT_BUCKET_S).floor() as i64
 }
@@ -262,7 +278,7 @@ impl EventSide {
             let op = match self.op_index.get(x.operation.as_str()) {
                 Some(&i) => i,
                 None => {
-                    let i = self.op_names.len() as u32;
+                    let i = u32::try_from(self.op_names.len()).unwrap_or(u32::MAX);
                     self.op_names.push(x.operation.clone());
                     self.op_index.insert(x.operation.clone(), i);
                     i
@@ -386,7 +402,9 @@ pub fn vigil_anomaly_with(
 }
 
 fn anomaly_finding(model: &AnomalyModel, rows: &[Vec<f64>], unit: &str) -> Option<Finding> {
-    let scores: Vec<_> = rows.iter().map(|r| model.score(r)).collect();
+    // Rows are built one value per feature (`feature_rows`, `rows_of`); a row that is not is
+    // left out rather than scored.
+    let scores: Vec<_> = rows.iter().filter_map(|r| model.score(r).ok()).collect();
     let k = scores.iter().filter(|s| s.anomalous).count() as u64;
     let m = scores.len() as u64;
     let rate = model.false_alarm_rate;
@@ -442,6 +460,24 @@ fn anomaly_finding(model: &AnomalyModel, rows: &[Vec<f64>], unit: &str) -> Optio
 mod tests {
     use super::super::tests::{side, view, Lcg};
     use super::*;
+
+    #[test]
+    fn a_feature_the_canary_lacks_is_missing_in_every_row_never_a_shorter_row() {
+        // The baseline reported cpu and mem; the canary's source only cpu. Scoring such a row
+        // once panicked (index out of bounds in the model).
+        let canary = MetricTable {
+            times: vec![0.0, 60.0, 120.0],
+            columns: vec![("cpu".into(), vec![0.1, 0.2, 0.3])],
+        };
+        let names = vec!["cpu".to_string(), "mem".to_string()];
+        let rows = feature_rows(&canary, (0, 3), &names);
+        assert_eq!(rows.len(), 3);
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r.len(), 2, "row {i}: {r:?}");
+            assert_eq!(r[0], canary.columns[0].1[i]);
+            assert!(r[1].is_nan(), "row {i}: {r:?}");
+        }
+    }
 
     #[test]
     fn event_model_flags_slower_spans_and_names_the_latency_feature() {

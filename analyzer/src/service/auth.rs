@@ -5,7 +5,9 @@
 //! scope). Scopes nest: `ingest` < `read` < `write` < `admin`. A request carries its token as
 //! `authorization: Bearer <token>`, or — for tools that cannot send a header (Flagger webhooks,
 //! Argo's `kayenta` provider, Kayenta's RemoteJudge) — as a `token` query parameter, which puts
-//! a secret in the URL. No token reaches a log line: failures log the path and the reason only.
+//! a secret in the URL. Flagger's webhooks (`POST /flagger/…`) may instead carry it in the body,
+//! as the hook's `metadata.token`: the Canary resource then holds the secret, not the URL. No
+//! token reaches a log line: failures log the path and the reason only.
 
 use std::fmt;
 use std::path::Path;
@@ -169,13 +171,10 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Option<Scope> 
     if path.starts_with("/vigil.v1.Judge/") || path.starts_with("/grpc.reflection.") {
         return Some(Scope::Read);
     }
-    // HTTP faces: reading verdicts (and judging without storing: Kayenta's RemoteJudge, Flagger's
-    // webhooks, which only ask) needs read; anything that stores needs write.
-    if method == axum::http::Method::GET
-        || method == axum::http::Method::HEAD
-        || path == "/judge"
-        || path.starts_with("/flagger/")
-    {
+    // HTTP faces: reading verdicts (and judging without storing: Kayenta's RemoteJudge) needs
+    // read; anything that stores needs write — Flagger's webhooks too, since a hook carrying
+    // `metadata.spec` creates the revision's analysis.
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD || path == "/judge" {
         return Some(Scope::Read);
     }
     Some(Scope::Write)
@@ -203,10 +202,10 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
+        let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
         match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
             (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                out.push(hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0));
                 i += 3;
             }
             (b'+', _, _) => {
@@ -274,12 +273,32 @@ pub async fn check(
     };
     let grpc = is_grpc(&req);
     let path = req.uri().path().to_owned();
-    let Some(token) = token_of(&req) else {
+    let mut token = token_of(&req);
+    let mut req = req;
+    if token.is_none() && path.starts_with("/flagger/") && req.method() == axum::http::Method::POST
+    {
+        // Flagger cannot send headers: read the body once for `metadata.token`, then hand the
+        // same bytes on to the route.
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, super::MAX_REQUEST_BYTES).await {
+            Ok(b) => b,
+            Err(_) => {
+                let mut r = Response::new(Body::from(
+                    serde_json::json!({ "error": format!("body: unreadable or larger than {} bytes", super::MAX_REQUEST_BYTES) }).to_string(),
+                ));
+                *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                return r;
+            }
+        };
+        token = super::flagger::token_in_body(&bytes);
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
+    let Some(token) = token else {
         tracing::info!(%path, "refused: no token");
         return refuse(
             grpc,
             true,
-            "missing token: send `authorization: Bearer <token>` (or `?token=` where a header cannot be sent)".into(),
+            "missing token: send `authorization: Bearer <token>` (or `?token=` where a header cannot be sent; `metadata.token` in a Flagger webhook)".into(),
         );
     };
     match tokens.scope_of(&token) {
@@ -345,6 +364,9 @@ mod tests {
         assert_eq!(p(Method::POST, "/judge"), Some(Scope::Read));
         assert_eq!(p(Method::POST, "/canary/cfg"), Some(Scope::Write));
         assert_eq!(p(Method::GET, "/v1/analyses/x/verdict"), Some(Scope::Read));
+        // A Flagger hook may create the revision's analysis.
+        assert_eq!(p(Method::POST, "/flagger/rollout"), Some(Scope::Write));
+        assert_eq!(p(Method::POST, "/flagger/rollback"), Some(Scope::Write));
         assert!(Scope::Ingest < Scope::Read && Scope::Write < Scope::Admin);
     }
 

@@ -5,9 +5,12 @@
 //! - [`runner`]: the [`runner::Core`] — store, metric source, running analyses, watchers — and the
 //!   interval loop of each analysis;
 //! - [`grpc`]: the tonic services; [`auth`]: tokens and scopes; [`record`]: the stored payloads;
+//! - [`tls`]: TLS and mutual TLS on the shared port (rustls, ring);
+//! - [`flagger`]: Flagger's rollout and rollback webhooks (one analysis per canary revision);
 //! - [`metrics`]: where metric samples come from (Prometheus; tests bring their own).
 
 pub mod auth;
+pub mod flagger;
 pub mod grpc;
 pub mod metrics;
 pub mod page;
@@ -17,6 +20,7 @@ pub mod runner;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 /// The store the service runs on (SQLite today; one module, so PostgreSQL can take its place).
 pub use crate::store;
@@ -57,6 +61,9 @@ pub struct ServeConfig {
     /// The Prometheus that Kayenta's canary executions (`POST /canary/{configId}`) read; `None`:
     /// those executions end in an error naming the missing source.
     pub kayenta_prometheus: Option<String>,
+    /// Serve over TLS (HTTP/2 and HTTP/1.1 by ALPN), with client certificates when it names a
+    /// client CA; `None`: plain HTTP (h2c for gRPC).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// Why the service cannot start.
@@ -85,6 +92,9 @@ pub enum ServeError {
     /// Reflection.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// TLS cannot be set up.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     /// A source given on the command line is unusable.
     #[error("--kayenta-prometheus: {0}")]
     Source(String),
@@ -143,6 +153,7 @@ pub fn router(
     let http = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(routes::router(core.clone()))
+        .merge(flagger::router(core.clone()))
         // Kayenta's faces sit behind the same token check and size limit.
         .merge(crate::http::kayenta::router(kayenta));
     let app = grpc
@@ -165,6 +176,10 @@ pub async fn serve(
     if config.tokens.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServeError::NoTokens(config.listen));
     }
+    // One rustls provider for the whole process, before anything (TLS listener, Prometheus
+    // client) builds a configuration.
+    tls::install_provider();
+    let tls_config = config.tls.as_ref().map(tls::server_config).transpose()?;
     let store = match &config.data_dir {
         Some(dir) => store::Store::open_with(
             dir,
@@ -214,6 +229,9 @@ pub async fn serve(
             source,
         })?;
     on_ready(listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    match tls_config {
+        Some(tls_config) => tls::serve(listener, tls_config, app).await?,
+        None => axum::serve(listener, app).await?,
+    }
     Ok(())
 }

@@ -61,8 +61,10 @@ pub async fn count(
     let r = next.run(req).await;
     let c = core.counters();
     c.requests.fetch_add(1, Ordering::Relaxed);
-    c.request_us
-        .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+    c.request_us.fetch_add(
+        u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
     r
 }
 

@@ -35,6 +35,10 @@ pub fn now_s() -> f64 {
 }
 
 /// Unix milliseconds now.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "the wall clock in ms fits an i64 for 292 million years"
+)]
 pub fn now_ms() -> i64 {
     (now_s() * 1000.0) as i64
 }
@@ -158,7 +162,7 @@ impl Core {
             .appends
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.counters.append_us.fetch_add(
-            t.elapsed().as_micros() as u64,
+            u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
         self.notify(id, seq);
@@ -266,7 +270,8 @@ impl Core {
 
     /// Deletes analyses finished more than `retention` ago; returns how many.
     pub async fn sweep(&self, retention: Duration) -> Result<usize, ServiceError> {
-        let cutoff = now_ms() - retention.as_millis() as i64;
+        let cutoff =
+            now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         self.with_store(move |s| s.purge_finished_before(cutoff))
             .await
     }

@@ -769,12 +769,17 @@ impl Spec {
             .as_ref()
             .map(|w| window("baseline.window", w))
             .transpose()?;
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "whole numbers checked against MAX_INTERVALS above"
+        )]
+        let (intervals, extra_intervals) = (intervals as u32, extra as u32);
         Ok(Plan {
             t0,
             interval,
             lifetime,
-            intervals: intervals as u32,
-            extra_intervals: extra as u32,
+            intervals,
+            extra_intervals,
             step,
             baseline_window,
         })

@@ -1,5 +1,8 @@
 //! The test server, driven by kube's real client, follows the API conventions a deployer relies on.
 
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;

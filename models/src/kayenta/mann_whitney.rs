@@ -93,6 +93,10 @@ pub fn wilcoxon_diff(
     wilcoxon_diff_with(mu, quantile, x, y, true)
 }
 
+#[allow(
+    clippy::float_cmp,
+    reason = "ties are exactly equal values, as Kayenta ranks them"
+)]
 fn wilcoxon_diff_with(
     mu: f64,
     quantile: f64,
@@ -287,6 +291,10 @@ impl SortedSamples {
 
 /// Kayenta's `BrentSolver.solve`: R's `zeroin` with Kayenta's constants. An endpoint counts as a
 /// root when its value is within one ulp of 0 (`Precision.equals(f, 0)`).
+#[allow(
+    clippy::float_cmp,
+    reason = "a step of Brent's method compares bracket ends exactly, as the reference algorithm does"
+)]
 pub fn brent_zeroin<E>(
     ax: f64,
     bx: f64,
@@ -355,6 +363,10 @@ pub fn brent_zeroin<E>(
     Ok(b)
 }
 
+#[allow(
+    clippy::float_cmp,
+    reason = "the test is about the representation itself"
+)]
 fn within_one_ulp_of_zero(v: f64) -> bool {
     v == 0.0 || v.abs() == f64::from_bits(1)
 }

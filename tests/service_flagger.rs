@@ -1,0 +1,428 @@
+//! Flagger's webhooks against a real `vigil serve` process, with the exact bodies Flagger POSTs
+//! (`CanaryWebhookPayload` of flagger v1.44, `pkg/controller/webhook.go`: `Content-Type:
+//! application/json`, fields in Go's struct order, `metadata` the hook's string map). Flagger
+//! itself cannot run here (no Kubernetes); this replays the HTTP sequence its scheduler makes for
+//! a Canary whose `pre-rollout` and `rollout` hooks point at `/flagger/rollout` and whose
+//! `rollback` hook points at `/flagger/rollback`: a pre-rollout call, then per iteration the
+//! rollback check and the rollout hook, for one revision that fails and the next that passes.
+//!
+//! The analyses read a small Prometheus stand-in (answers `/api/v1/query_range` from a formula:
+//! version v2 is 60 % worse than v1, v3 the same as v1) over a window in the past, so each is
+//! judged at once.
+
+// A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "vigil-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: TempDir,
+}
+
+impl Server {
+    fn start(tokens: &str) -> Server {
+        let dir = TempDir::new("flagger");
+        let f = dir.0.join("tokens");
+        std::fs::write(&f, tokens).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.0.join("data"))
+            .arg("--tokens")
+            .arg(f)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let addr = first
+            .strip_prefix("vigil: serving on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request; the status and the body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: vigil\r\nuser-agent: Go-http-client/1.1\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let code = r.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = r.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (code, body)
+}
+
+/// The body Flagger sends: `{"name","namespace","phase","checksum","metadata"}` in that order,
+/// `metadata` omitted when empty, its keys sorted (Go marshals maps sorted).
+fn payload(phase: &str, checksum: &str, metadata: &[(&str, &str)]) -> String {
+    let mut body = format!(
+        r#"{{"name":"podinfo","namespace":"test","phase":"{phase}","checksum":"{checksum}""#
+    );
+    if !metadata.is_empty() {
+        let mut m = metadata.to_vec();
+        m.sort();
+        let fields: Vec<String> = m
+            .iter()
+            .map(|(k, v)| format!("{}:{}", serde_json::json!(k), serde_json::json!(v)))
+            .collect();
+        body.push_str(&format!(r#","metadata":{{{}}}"#, fields.join(",")));
+    }
+    body.push('}');
+    body
+}
+
+fn noise(t: f64, salt: u64) -> f64 {
+    let mut x = (t * 1000.0) as u64 ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x % 10_000) as f64 / 10_000.0
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A stand-in for Prometheus' `POST /api/v1/query_range`: one series per query, sampled every
+/// `step` from `start` to `end`: `(9 + 2·noise) × factor`, factor 1.6 for `version="v2"`, 1.0
+/// otherwise; the noise is a fixed hash of the time, so every fetch sees the same data.
+fn fake_prometheus() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, length) = loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (None, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    break (Some(at + 4), length);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            while buf.len() < head_end + length {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let form = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+            let param = |name: &str| {
+                form.split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .map(decode)
+                    .unwrap_or_default()
+            };
+            let query = param("query");
+            let (start, end, step): (f64, f64, f64) = (
+                param("start").parse().unwrap(),
+                param("end").parse().unwrap(),
+                param("step").parse().unwrap(),
+            );
+            let (factor, salt) = if query.contains(r#"version="v2""#) {
+                (1.6, 100)
+            } else if query.contains(r#"version="v3""#) {
+                (1.0, 200)
+            } else {
+                (1.0, 0)
+            };
+            let mut values = Vec::new();
+            let mut t = start;
+            while t <= end {
+                values.push(format!(
+                    "[{t},\"{}\"]",
+                    (9.0 + 2.0 * noise(t, salt)) * factor
+                ));
+                t += step;
+            }
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[{}]}}]}}}}"#,
+                values.join(",")
+            );
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// An analysis spec over a window that ended an hour ago, the canary being `version`.
+fn spec(prometheus: &str, version: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = (now / 60) * 60 - 3600;
+    // RFC 3339 by hand (days from civil), to keep the test free of date crates.
+    let days = (start / 86400) as i64;
+    let rem = start % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "app: podinfo\nprometheus: {{url: \"http://{prometheus}\"}}\n\
+         baseline: {{labels: {{app: podinfo, version: v1}}}}\n\
+         canary: {{labels: {{app: podinfo, version: {version}}}}}\n\
+         metrics:\n  - {{name: latency_ms, query: \"avg(latency_ms{{${{scope}}}})\", direction: increase}}\n\
+         start: \"{y:04}-{m:02}-{d:02}T{:02}:{:02}:00Z\"\ninterval: 1m\nstep: 10s\nlifetime: 5m\n",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Polls the Argo verdict route until the analysis is final; its state.
+fn wait_final(server: &Server, id: &str) -> String {
+    for _ in 0..300 {
+        let (code, body) = http(
+            &server.addr,
+            "GET",
+            &format!("/v1/analyses/{id}/verdict?token=flagger-token-1"),
+            "",
+        );
+        assert_eq!(code, 200, "{body}");
+        let v = json(&body);
+        if v["final"] == true {
+            return v["state"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{id} did not finish");
+}
+
+const TOKENS: &str = "write flagger-token-1\nread reader-token-1\n";
+
+#[test]
+fn a_failing_revision_halts_and_rolls_back_and_the_next_revision_is_judged_on_its_own() {
+    let prom = fake_prometheus();
+    let server = Server::start(TOKENS);
+    let bad_spec = spec(&prom, "v2");
+    let good_spec = spec(&prom, "v3");
+    let with_spec = |s: &str| -> Vec<(&'static str, String)> {
+        vec![("spec", s.to_owned()), ("token", "flagger-token-1".into())]
+    };
+    let post = |path: &str, checksum: &str, m: &[(&'static str, String)]| {
+        let m: Vec<(&str, &str)> = m.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(
+            &server.addr,
+            "POST",
+            path,
+            &payload("Progressing", checksum, &m),
+        )
+    };
+    let token_only: Vec<(&str, String)> = vec![("token", "flagger-token-1".to_owned())];
+
+    // Revision 1 (checksum 85d557f47b), whose canary is 60 % slower. The pre-rollout hook
+    // creates its analysis: nothing judged yet, not failing → 200.
+    let (code, body) = post("/flagger/rollout", "85d557f47b", &with_spec(&bad_spec));
+    assert_eq!(code, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["action"], "advance");
+    assert_eq!(v["analysis"], "flagger.test.podinfo.85d557f47b");
+    assert_eq!(
+        wait_final(&server, "flagger.test.podinfo.85d557f47b"),
+        "failed"
+    );
+    // The next iteration: the rollback hook says roll back now (200), the rollout hook halts
+    // (412, above Flagger's 202).
+    let (code, body) = post("/flagger/rollback", "85d557f47b", &token_only);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["action"], "rollback");
+    assert_eq!(json(&body)["verdict"], "Fail");
+    let (code, body) = post("/flagger/rollout", "85d557f47b", &with_spec(&bad_spec));
+    assert_eq!(code, 412, "{body}");
+    assert_eq!(json(&body)["action"], "halt");
+
+    // Revision 2 (checksum 6b8f9d7c4a): revision 1's Fail does not answer for it. Before its
+    // analysis exists, neither hook may pass silently: rollout 404 halts, rollback 404 does
+    // not roll back.
+    let (code, body) = post("/flagger/rollback", "6b8f9d7c4a", &token_only);
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(json(&body)["action"], "none");
+    let (code, body) = post("/flagger/rollout", "6b8f9d7c4a", &token_only);
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(json(&body)["action"], "halt");
+    // Its pre-rollout hook creates it; a healthy canary passes.
+    let (code, body) = post("/flagger/rollout", "6b8f9d7c4a", &with_spec(&good_spec));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["analysis"], "flagger.test.podinfo.6b8f9d7c4a");
+    assert_eq!(
+        wait_final(&server, "flagger.test.podinfo.6b8f9d7c4a"),
+        "succeeded"
+    );
+    let (code, body) = post("/flagger/rollout", "6b8f9d7c4a", &with_spec(&good_spec));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["verdict"], "Pass");
+    let (code, body) = post("/flagger/rollback", "6b8f9d7c4a", &token_only);
+    assert_eq!(code, 412, "{body}");
+    assert_eq!(json(&body)["action"], "none");
+    // And revision 1 still answers Fail for itself.
+    let (code, _) = post("/flagger/rollback", "85d557f47b", &token_only);
+    assert_eq!(code, 200);
+    // Editing the spec in the Canary mid-revision is a conflict, not a silent choice.
+    let edited = good_spec.replace("lifetime: 5m", "lifetime: 4m");
+    let (code, body) = post("/flagger/rollout", "6b8f9d7c4a", &with_spec(&edited));
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("metadata.spec: analysis `flagger.test.podinfo.6b8f9d7c4a` exists with a different spec"),
+        "{body}"
+    );
+}
+
+#[test]
+fn bad_payloads_name_the_field_and_tokens_come_from_the_metadata() {
+    let server = Server::start(TOKENS);
+    let post = |path: &str, body: &str| http(&server.addr, "POST", path, body);
+    let error = |body: &str| json(body)["error"].as_str().unwrap().to_owned();
+
+    // Tokens: none → 401, unknown → 401, a read token → 403 (a hook may create an analysis:
+    // write), the token as `metadata.token`, as `?token=` or as a header.
+    let unknown = payload("Progressing", "abc123", &[]);
+    let (code, body) = post("/flagger/rollout", &unknown);
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = post(
+        "/flagger/rollout",
+        &payload("Progressing", "abc123", &[("token", "not-a-token-1")]),
+    );
+    assert_eq!(code, 401);
+    let (code, body) = post(
+        "/flagger/rollback",
+        &payload("Progressing", "abc123", &[("token", "reader-token-1")]),
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(error(&body).contains("needs scope `write`"), "{body}");
+    let (code, body) = post(
+        "/flagger/rollout",
+        &payload("Progressing", "abc123", &[("token", "flagger-token-1")]),
+    );
+    assert_eq!(code, 404, "authorised, no such analysis: {body}");
+    let (code, _) = post("/flagger/rollout?token=flagger-token-1", &unknown);
+    assert_eq!(code, 404);
+
+    // Malformed payloads: 400 naming the field (the token in the query, so the body is judged
+    // by the route itself).
+    let bad = |body: &str| {
+        let (code, b) = post("/flagger/rollout?token=flagger-token-1", body);
+        assert_eq!(code, 400, "{b}");
+        json(&b)["field"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        bad(r#"{"name":"podinfo","namespace":"test","phase":"Progressing"}"#),
+        "checksum"
+    );
+    assert_eq!(
+        bad(r#"{"name":7,"namespace":"test","phase":"Progressing","checksum":"abc"}"#),
+        "name"
+    );
+    assert_eq!(
+        bad(&payload("Progressing", "abc", &[("spce", "app: x")])),
+        "metadata.spce"
+    );
+    assert_eq!(bad("{not json"), "body");
+    assert_eq!(bad(&payload("Progressing", "abc-1", &[])), "checksum");
+    // A spec that does not parse: the field inside it is named too.
+    let (code, body) = post(
+        "/flagger/rollout?token=flagger-token-1",
+        &payload(
+            "Progressing",
+            "abc",
+            &[("spec", "app: podinfo\nbaseline: {labels: {a: b}}\n")],
+        ),
+    );
+    assert_eq!(code, 400, "{body}");
+    let e = error(&body);
+    assert!(e.starts_with("metadata.spec: "), "{e}");
+    assert!(e.contains("canary"), "{e}");
+    // No token ever reaches a response.
+    assert!(!body.contains("flagger-token-1"));
+}
