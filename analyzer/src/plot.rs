@@ -177,8 +177,12 @@ pub fn chart(c: &Chart<'_>) -> String {
     // smallest and the largest values can be read off it.
     let yt: Vec<f64> = match tick_step(y0, y1, 4) {
         Some(step) => {
-            let (k0, k1) = ((y0 / step).floor() as i64, (y1 / step).ceil() as i64);
-            (k0..=k1).map(|k| k as f64 * step).collect()
+            let (first, last) = ((y0 / step).floor() * step, (y1 / step).ceil() * step);
+            // tick_step gives at most about 4 steps over the range; the bound is a guard.
+            (0..16)
+                .map(|i| first + f64::from(i) * step)
+                .take_while(|t| *t <= last + step * 1e-9)
+                .collect()
         }
         None => vec![y0, y1],
     };
