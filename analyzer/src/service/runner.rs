@@ -655,3 +655,47 @@ pub fn plan_of(row: &AnalysisRow) -> Option<(Spec, Plan)> {
     let plan = spec.plan(row.created_ms as f64 / 1000.0).ok()?;
     Some((spec, plan))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_series_keep_the_new_readings_and_are_bounded() {
+        let spec = Spec::parse(
+            "app: a\nprometheus: {url: \"http://127.0.0.1:9\"}\nbaseline: {labels: {v: \"1\"}}\n\
+             canary: {labels: {v: \"2\"}}\nlifetime: 1h\n\
+             metrics: [{name: m, query: \"m{${scope}}\", direction: increase}]\n",
+        )
+        .unwrap();
+        // 1000 readings at 1 s, one NaN, one of another metric.
+        let mut samples: Vec<Sample> = (0..1000)
+            .map(|i| Sample {
+                time: f64::from(i),
+                name: "m".into(),
+                value: if i == 5 { f64::NAN } else { f64::from(i) },
+            })
+            .collect();
+        samples.push(Sample {
+            time: 3.0,
+            name: "other".into(),
+            value: 1.0,
+        });
+        let fetched = Ok(samples);
+        // [0, 10): ten readings less the NaN.
+        let s = new_series(&spec, "canary", &fetched, 0.0, 10.0);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].name.as_str(), s[0].side.as_str()), ("m", "canary"));
+        let times: Vec<f64> = s[0].points.iter().map(|p| p.0).collect();
+        assert_eq!(times, [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0]);
+        // All 1000 (less the NaN): thinned to every 9th, 111 points.
+        let s = new_series(&spec, "canary", &fetched, f64::NEG_INFINITY, 1e9);
+        assert_eq!(s[0].points.len(), 111);
+        assert!(s[0].points.len() <= MAX_SERIES_POINTS);
+        // The 10th kept reading: 5 is missing, so it is 10.
+        assert_eq!(s[0].points[1], (10.0, 10.0));
+        // Nothing new, or a source error: nothing stored.
+        assert!(new_series(&spec, "canary", &fetched, 2000.0, 3000.0).is_empty());
+        assert!(new_series(&spec, "canary", &Err("down".into()), 0.0, 10.0).is_empty());
+    }
+}
