@@ -92,10 +92,15 @@ pub fn score<G: Eq + Hash>(truth: &[&str], group: &[G], template: &[&str]) -> Sc
 /// Result for one labelled system.
 #[derive(Clone, Debug, Serialize)]
 pub struct SystemResult {
+    /// Loghub system name (e.g. `HDFS`), as in [`DRAIN_REFERENCE`].
     pub system: String,
+    /// Labelled messages evaluated.
     pub messages: usize,
+    /// Distinct ground-truth templates among them.
     pub true_templates: usize,
+    /// Distinct final templates the miner produced for them.
     pub predicted_templates: usize,
+    /// The accuracy metrics, flattened into this object in JSON.
     #[serde(flatten)]
     pub scores: Scores,
 }
