@@ -29,10 +29,12 @@ use std::str::FromStr;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::mask::{
-    conflicting_constants, constant_conflict, covers, extract_params, generalise_token,
-    split_tokens, tok_hash, PTok, Prepared, WILDCARD,
+use super::mask::WILDCARD;
+use super::template::{
+    conflicting_constants, constant_conflict, covers, extract_params, generalise_token, PTok,
+    Prepared,
 };
+use super::tokenize::{split_tokens, tok_hash};
 use super::LogError;
 
 /// Stable id of a template: FNV-1a 64 of its text, so the same template text has the same id in

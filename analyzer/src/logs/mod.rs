@@ -33,6 +33,8 @@ pub mod eval;
 mod format;
 mod mask;
 mod miner;
+mod template;
+mod tokenize;
 
 pub mod judge;
 pub mod parse;
