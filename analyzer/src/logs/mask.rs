@@ -117,7 +117,7 @@ pub fn mask_token(tok: &str) -> Cow<'_, str> {
 
 /// Writes the masked form of `tok` into the empty buffer `out` and returns true, or returns
 /// false (leaving `out` unspecified) when the token has nothing variable in it.
-pub fn mask_token_into(tok: &str, out: &mut String) -> bool {
+pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
     let b = tok.as_bytes();
     // Fast path: letters only, plus punctuation that cannot start a variable.
     let mut suspicious = false;

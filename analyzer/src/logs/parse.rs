@@ -31,7 +31,10 @@ const LONG_LINE: usize = 64 * 1024;
 
 /// Splits raw input into lines (LF, with an optional CR before it), decoding each as UTF-8 with
 /// invalid bytes replaced by U+FFFD, and counts the oddities.
-pub fn split_lines<'a>(input: &'a [u8], stats: &mut InputStats) -> Vec<std::borrow::Cow<'a, str>> {
+pub(crate) fn split_lines<'a>(
+    input: &'a [u8],
+    stats: &mut InputStats,
+) -> Vec<std::borrow::Cow<'a, str>> {
     let mut out = Vec::new();
     if input.is_empty() {
         return out;

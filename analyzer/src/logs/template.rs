@@ -6,7 +6,7 @@
 use super::mask::*;
 use super::tokenize::*;
 
-pub fn generalise_token(a: &str, b: &str) -> String {
+pub(crate) fn generalise_token(a: &str, b: &str) -> String {
     if a == b {
         return a.to_owned();
     }
@@ -161,14 +161,14 @@ pub fn covers(template_tok: &str, tok: &str) -> bool {
 /// Whether two different masked tokens disagree in constant text: some slot differs where neither
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
-pub fn constant_conflict(a: &str, b: &str) -> bool {
+pub(crate) fn constant_conflict(a: &str, b: &str) -> bool {
     conflicting_constants(a, b).is_some()
 }
 
 /// The constant texts that make two tokens conflict (see [`constant_conflict`]): the first
 /// differing slot, or the leading words when the shapes differ. A position's distinct values
 /// are counted on these, so `topActivity=ComponentInfo{A}` and `topActivity=…{B}` are one key.
-pub fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a str, &'a str)> {
+pub(crate) fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a str, &'a str)> {
     if a == b {
         return None;
     }
@@ -192,7 +192,7 @@ fn first_slot(s: &str) -> &str {
 
 /// text (a range of the message) and the hash of the masked text.
 #[derive(Clone, Copy, Debug)]
-pub struct PTok {
+pub(crate) struct PTok {
     pub masked: (u32, u32),
     pub raw: (u32, u32),
     pub hash: u64,
@@ -201,7 +201,7 @@ pub struct PTok {
 /// Messages tokenised and masked, packed in one buffer so that preparing a block of messages
 /// allocates a handful of times, not once per token. Reused across calls.
 #[derive(Default, Debug, Clone)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub buf: String,
     pub toks: Vec<PTok>,
     /// End (exclusive) in `toks` of each message.
@@ -337,7 +337,7 @@ const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB",
 /// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
 /// run of the template must occur in order; what lies between is a parameter. When the raw token
 /// does not fit (it cannot happen for tokens this module masked), the whole token is the value.
-pub fn extract_params(template_tok: &str, raw: &str, out: &mut Vec<String>) {
+pub(crate) fn extract_params(template_tok: &str, raw: &str, out: &mut Vec<String>) {
     if template_tok == WILDCARD {
         out.push(raw.to_owned());
         return;

@@ -43,7 +43,7 @@ const fn piece_delim_const(b: u8) -> bool {
 /// Splits a message into tokens at ASCII whitespace and `extra` delimiters, keeping a
 /// double-quoted string that contains spaces in one token (`tag="View Lock",`), so that the
 /// number of tokens does not depend on what a quoted value says.
-pub fn split_tokens<'a>(content: &'a str, extra: &[char], out: &mut Vec<&'a str>) {
+pub(crate) fn split_tokens<'a>(content: &'a str, extra: &[char], out: &mut Vec<&'a str>) {
     let b = content.as_bytes();
     let is_delim = |c: char| c.is_ascii_whitespace() || extra.contains(&c);
     if extra.is_empty() && !b.contains(&b'"') {
@@ -188,7 +188,7 @@ pub(super) fn scan_tokens(b: &[u8], out: &mut Vec<(u32, u32)>) {
 }
 
 /// Token boundaries (byte ranges of `content`), split as [`split_tokens`] does.
-pub fn split_token_spans(content: &str, extra: &[char], out: &mut Vec<(u32, u32)>) {
+pub(crate) fn split_token_spans(content: &str, extra: &[char], out: &mut Vec<(u32, u32)>) {
     let b = content.as_bytes();
     if extra.is_empty() && !b.contains(&b'"') {
         let mut start: Option<usize> = None;
@@ -217,7 +217,7 @@ pub fn split_token_spans(content: &str, extra: &[char], out: &mut Vec<(u32, u32)
 
 /// Hash of a token's masked text, for comparing tokens without comparing strings: eight bytes
 /// at a time (FxHash's mixing). Internal only; template ids use FNV-1a of the whole text.
-pub const fn tok_hash(b: &[u8]) -> u64 {
+pub(crate) const fn tok_hash(b: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h: u64 = b.len() as u64;
     let mut i = 0;
