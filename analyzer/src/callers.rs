@@ -196,7 +196,7 @@ pub fn judge(
 }
 
 /// [`judge`] on sides kept up to date as spans arrive (settled).
-pub fn judge_sides(
+pub(crate) fn judge_sides(
     baseline: Option<&CallerSide>,
     canary: Option<&CallerSide>,
     config: &CallerConfig,

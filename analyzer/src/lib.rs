@@ -23,9 +23,6 @@ pub mod http;
 pub mod judge;
 pub mod kayenta_api;
 pub mod service;
-// Not yet documented field by field (the log miner); the rest of the public API is, and the
-// lint keeps it so.
-#[allow(missing_docs)]
 // Token offsets are u32: a line is mined on at most `telemetry::MAX_LOG_BODY_BYTES` (4 MiB), and a
 // buffer holds one block of at most 1,024 lines. (Known limit: a block whose every line is at the
 // cap would reach 2^32 bytes; blocks are not split by size yet.)

@@ -211,7 +211,7 @@ impl MetricTable {
 pub const MAX_LOG_BODY_BYTES: usize = 1 << 22;
 
 /// `body` cut to at most [`MAX_LOG_BODY_BYTES`] at a character boundary; `None` when it fits.
-pub fn capped_body(body: &str) -> Option<&str> {
+pub(crate) fn capped_body(body: &str) -> Option<&str> {
     if body.len() <= MAX_LOG_BODY_BYTES {
         return None;
     }
@@ -252,7 +252,7 @@ impl LogRecord {
     }
 
     /// Cuts the body to [`MAX_LOG_BODY_BYTES`]; true when it was longer.
-    pub fn cap_body(&mut self) -> bool {
+    pub(crate) fn cap_body(&mut self) -> bool {
         match capped_body(&self.body).map(str::len) {
             Some(n) => {
                 self.body.truncate(n);
@@ -296,7 +296,7 @@ impl Level {
 
     /// A level name as loggers write it (log4j/logback, syslog, Python, OTLP severity text);
     /// `None` for names we do not know, so the caller can fall back to keywords.
-    pub fn from_level(level: &str) -> Option<Level> {
+    pub(crate) fn from_level(level: &str) -> Option<Level> {
         let l = level.trim().to_ascii_lowercase();
         // OTLP severity texts may carry a number suffix (ERROR2, WARN3).
         let l = l.trim_end_matches(|c: char| c.is_ascii_digit());
@@ -316,7 +316,7 @@ impl Level {
     /// Level from the words of a message. Words are maximal runs of letters, digits and `_`,
     /// compared case-insensitively and whole (so `TERROR` or `errorCount` are not errors); Java- and
     /// Python-style class names ending in `Exception` or `Error` count as errors.
-    pub fn from_keywords(body: &str) -> Level {
+    pub(crate) fn from_keywords(body: &str) -> Level {
         let mut sev = Level::Info;
         for word in body
             .split(|c: char| !(c.is_alphanumeric() || c == '_'))
@@ -465,7 +465,7 @@ pub fn format_time(t: f64) -> String {
     clippy::cast_possible_truncation,
     reason = "micros is checked to lie in [1, 1e6) first"
 )]
-pub fn format_time_exact(t: f64) -> String {
+pub(crate) fn format_time_exact(t: f64) -> String {
     let whole = format_time(t);
     let micros = ((t - t.floor()) * 1e6).round();
     if !(1.0..1e6).contains(&micros) {

@@ -203,7 +203,7 @@ impl TraceSide {
     }
 
     /// Some span carries a status.
-    pub fn has_status(&self) -> bool {
+    pub(crate) fn has_status(&self) -> bool {
         self.any_status
     }
 }
@@ -227,7 +227,7 @@ pub fn judge(
 }
 
 /// [`judge`] on sides kept up to date as spans arrive (settled).
-pub fn judge_sides(
+pub(crate) fn judge_sides(
     baseline: &TraceSide,
     canary: &TraceSide,
     exposure_baseline: f64,
@@ -574,7 +574,7 @@ fn fan_out(baseline: &TraceSide, canary: &TraceSide, config: &TraceConfig) -> Ve
     clippy::cast_possible_truncation,
     reason = "the rank bounds are clamped to [0, n - 1] before they index"
 )]
-pub fn quantile_ci(sorted: &[f64], q: f64) -> (f64, f64, f64) {
+pub(crate) fn quantile_ci(sorted: &[f64], q: f64) -> (f64, f64, f64) {
     let n = sorted.len();
     let Some(est) = quantile_sorted(sorted, q) else {
         return (f64::NAN, f64::NAN, f64::NAN);

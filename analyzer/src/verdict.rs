@@ -286,7 +286,7 @@ pub struct Judgement {
 }
 
 /// Fuses signal reports into a verdict.
-pub fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
+pub(crate) fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement {
     let mut weighted = 0.0;
     let mut total_w = 0.0;
     // The unweighted mean too: when every judged signal weighs 0, the score is still the

@@ -16,7 +16,7 @@ use crate::verdict::{strength, Coverage, Effect, Finding, Severity, Signal, Sign
 
 /// The features of the anomaly model: per metric row, every metric with a direction (one
 /// latency quantile, not three) plus traffic, so that the model learns how they move together.
-pub fn anomaly_features(t: &MetricTable, rules: &MetricRules) -> Vec<String> {
+pub(crate) fn anomaly_features(t: &MetricTable, rules: &MetricRules) -> Vec<String> {
     t.columns
         .iter()
         .map(|(n, _)| n)
@@ -49,7 +49,7 @@ fn feature_rows(t: &MetricTable, rows: (usize, usize), names: &[String]) -> Vec<
 
 /// Width of the windows of the event model: a 3-minute core window gives up to 18, and a pod
 /// that logs once a second still has ten events in each.
-pub const EVENT_BUCKET_S: f64 = 10.0;
+pub(crate) const EVENT_BUCKET_S: f64 = 10.0;
 
 /// The fitted anomaly models of one analysis. Metric rows come once a minute over a long
 /// baseline; logs and spans come as events over the short core window, so they get their own
@@ -236,7 +236,7 @@ struct Bucket {
 /// One side's events per 10-second window, kept up to date as telemetry arrives, so that an
 /// interval's event rows cost the windows, not a pass over every line and span again.
 #[derive(Debug, Clone, Default)]
-pub struct EventSide {
+pub(crate) struct EventSide {
     buckets: BTreeMap<i64, Bucket>,
     op_names: Vec<String>,
     op_index: HashMap<String, u32>,
@@ -260,7 +260,7 @@ impl EventSide {
     }
 
     /// Counts log records (untimed ones cannot be placed and are skipped).
-    pub fn add_logs(&mut self, logs: &[LogRecord]) {
+    pub(crate) fn add_logs(&mut self, logs: &[LogRecord]) {
         for l in logs {
             let Some(time) = l.time else { continue };
             let a = self.buckets.entry(bucket_key(time)).or_default();
@@ -273,7 +273,7 @@ impl EventSide {
     }
 
     /// Counts the pod's own spans.
-    pub fn add_spans(&mut self, spans: &[Span]) {
+    pub(crate) fn add_spans(&mut self, spans: &[Span]) {
         for x in spans {
             let op = match self.op_index.get(x.operation.as_str()) {
                 Some(&i) => i,

@@ -39,7 +39,7 @@ impl Incremental {
 
     /// Takes log records of one side (`canary`: the canary's), in the order they are to be
     /// mined.
-    pub fn add_logs(&mut self, canary: bool, logs: &[LogRecord]) {
+    pub(crate) fn add_logs(&mut self, canary: bool, logs: &[LogRecord]) {
         for r in logs {
             self.logs.mine(canary, r);
         }
@@ -47,14 +47,14 @@ impl Incremental {
     }
 
     /// Takes the pod's own spans of one side.
-    pub fn add_spans(&mut self, canary: bool, spans: &[Span]) {
+    pub(crate) fn add_spans(&mut self, canary: bool, spans: &[Span]) {
         let i = usize::from(canary);
         self.traces[i].extend(spans);
         self.events[i].add_spans(spans);
     }
 
     /// Takes callers' spans (spans with a caller edge) of one side.
-    pub fn add_caller_spans(&mut self, canary: bool, spans: &[Span]) {
+    pub(crate) fn add_caller_spans(&mut self, canary: bool, spans: &[Span]) {
         self.callers[usize::from(canary)].extend(super::callers::edges(spans));
     }
 

@@ -77,7 +77,7 @@ pub fn vigil(view: &View, model: Option<&AnomalyModels>, config: &JudgeConfig) -
 
 /// [`vigil`], reading logs and spans from the engine's incremental state when given (which must
 /// hold exactly the view's records, settled): the same judgement without a pass over the window.
-pub fn vigil_with(
+pub(crate) fn vigil_with(
     view: &View,
     kept: Option<&Incremental>,
     model: Option<&AnomalyModels>,

@@ -92,17 +92,22 @@ pub fn score<G: Eq + Hash>(truth: &[&str], group: &[G], template: &[&str]) -> Sc
 /// Result for one labelled system.
 #[derive(Clone, Debug, Serialize)]
 pub struct SystemResult {
+    /// Loghub system name (e.g. `HDFS`), as in `DRAIN_REFERENCE`.
     pub system: String,
+    /// Labelled messages evaluated.
     pub messages: usize,
+    /// Distinct ground-truth templates among them.
     pub true_templates: usize,
+    /// Distinct final templates the miner produced for them.
     pub predicted_templates: usize,
+    /// The accuracy metrics, flattened into this object in JSON.
     #[serde(flatten)]
     pub scores: Scores,
 }
 
 /// Drain's numbers on the corrected Loghub-2k labels (drain3 with logparser's per-system
 /// settings), from the README of the shared Loghub slice; `(system, GA, PA, FGA, FTA)`.
-pub const DRAIN_REFERENCE: [(&str, f64, f64, f64, f64); 10] = [
+pub(crate) const DRAIN_REFERENCE: [(&str, f64, f64, f64, f64); 10] = [
     ("HDFS", 0.998, 0.625, 0.867, 0.600),
     ("Hadoop", 0.948, 0.513, 0.820, 0.295),
     ("Spark", 0.920, 0.382, 0.769, 0.400),
@@ -160,7 +165,7 @@ fn io_err(p: &Path, source: std::io::Error) -> LogError {
 }
 
 /// The system name of a dataset file: `HDFS_2k.log_structured_corrected.csv` gives `HDFS`.
-pub fn system_name(path: &Path) -> String {
+pub(crate) fn system_name(path: &Path) -> String {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

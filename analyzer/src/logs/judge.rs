@@ -30,10 +30,19 @@ pub use crate::telemetry::Level;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
+    /// Silenced by a user `ignore` rule: listed, never scored.
     Ignore,
+    /// Unchanged or fell, or rose/new at a level that says nothing about failure (info, debug):
+    /// listed for context, never scored.
     Info,
+    /// A new or risen WARN pattern, or a new ERROR pattern with fewer canary lines than
+    /// [`LogJudgeConfig::min_new_error_count`]: costs a little, capped by
+    /// [`LogJudgeConfig::max_warning_penalty`].
     Warning,
+    /// A risen ERROR pattern, or a new one seen often enough: makes the window a regression.
     Error,
+    /// A new or risen FATAL pattern, or a canary pattern matched by a user `critical` rule: the
+    /// largest penalty, and a regression.
     Critical,
 }
 
@@ -43,28 +52,39 @@ pub enum Class {
 pub enum Change {
     /// In the canary, not in the baseline, not in the library.
     New,
+    /// The canary's rate is significantly higher (q-value within the FDR) and at least
+    /// [`LogJudgeConfig::min_rate_ratio`] times the baseline's.
     Rose,
+    /// The canary's rate is significantly lower. Never counted against the canary.
     Fell,
+    /// No significant difference, or a rise too small to matter.
     Unchanged,
 }
 
 /// A user rule: patterns it matches are classified `action` whatever the statistics say.
 #[derive(Clone, Debug)]
 pub struct LogRule {
+    /// The class forced on matching patterns.
     pub action: RuleAction,
+    /// Which patterns the rule applies to.
     pub matcher: RuleMatcher,
 }
 
+/// What a user rule does to the patterns it matches; spelled `ignore` / `critical` in the rules
+/// file and in [`PatternFinding::rule`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
+    /// Known noise: the pattern is classified [`Class::Ignore`] whatever its change.
     Ignore,
     /// Any occurrence in the canary is critical (e.g. `OutOfMemoryError`).
     Critical,
 }
 
+/// How a user rule selects patterns.
 #[derive(Clone, Debug)]
 pub enum RuleMatcher {
+    /// Exactly one template, by its stable id (the same in every run, see [`TemplateId`]).
     TemplateId(TemplateId),
     /// Searched in the template text and in the pattern's example lines.
     Regex(Regex),
@@ -135,11 +155,17 @@ impl LogRule {
 /// Errors of the log judge.
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
+    /// The rules file is malformed or a rule is invalid; nothing is judged with a partial rule set.
     #[error("rules{}: {reason}", index.map(|i| format!(" (rule {i})")).unwrap_or_default())]
     Rules {
+        /// 0-based position of the offending rule in `rules`; `None` when the file as a whole
+        /// does not parse.
         index: Option<usize>,
+        /// What was wrong, naming the field.
         reason: String,
     },
+    /// The rate test rejected its inputs: a non-positive or non-finite exposure, or a
+    /// `confidence` outside (0, 1).
     #[error(transparent)]
     Counts(#[from] CountsError),
 }
@@ -147,6 +173,7 @@ pub enum JudgeError {
 /// Settings of the judge. `Default` is what the incident evaluation was measured with.
 #[derive(Clone, Debug)]
 pub struct LogJudgeConfig {
+    /// Configuration of every per-severity miner; both sides use it, so ids are comparable.
     pub miner: MinerConfig,
     /// False discovery rate for rose/fell (BH over all patterns).
     pub fdr: f64,
@@ -161,10 +188,14 @@ pub struct LogJudgeConfig {
     pub min_new_error_count: u64,
     /// Score penalties per pattern of each class; the score is 100 minus their sum, floored at 0.
     pub penalty_critical: f64,
+    /// See [`Self::penalty_critical`].
     pub penalty_error: f64,
+    /// See [`Self::penalty_critical`]; the warnings' total is capped by
+    /// [`Self::max_warning_penalty`].
     pub penalty_warning: f64,
     /// Warnings alone never take more than this off the score.
     pub max_warning_penalty: f64,
+    /// User rules, tried in order; the first that matches a pattern decides its class.
     pub rules: Vec<LogRule>,
 }
 
@@ -189,22 +220,34 @@ impl Default for LogJudgeConfig {
 /// caller knows them (then a canary with fewer replicas is not mistaken for a quieter one).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {
+    /// The baseline's volume (lines or instance-seconds); must be positive and finite for the
+    /// rate test.
     pub baseline: f64,
+    /// The canary's volume, in the same unit as `baseline`.
     pub canary: f64,
 }
 
 /// One pattern's comparison.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PatternFinding {
+    /// Final (resolved) id of the template: stable across runs, usable in a `template_id` rule.
     pub template_id: TemplateId,
+    /// The template text, `<*>` where the miner found a variable.
     pub template: String,
+    /// The level the pattern was mined under; the same text at two levels is two findings.
     pub severity: Level,
+    /// How much the pattern matters to the verdict (drives the score).
     pub class: Class,
+    /// What happened to its rate from baseline to canary.
     pub change: Change,
+    /// Baseline lines with this pattern in the window.
     pub baseline_count: u64,
+    /// Canary lines with this pattern in the window.
     pub canary_count: u64,
     /// Canary rate / baseline rate; `null` in JSON when unbounded (baseline count 0).
     pub rate_ratio: f64,
+    /// Lower bound of the rate ratio's confidence interval (level
+    /// [`LogJudgeConfig::confidence`]); 0 when the test could not run.
     pub ci_low: f64,
     /// `null` in JSON when unbounded.
     pub ci_high: f64,
@@ -230,8 +273,12 @@ pub struct LogFindings {
     pub inconclusive: Option<String>,
     /// At least one `critical` or `error` pattern.
     pub regression: bool,
+    /// Baseline records judged (all severities).
     pub baseline_lines: u64,
+    /// Canary records judged (all severities).
     pub canary_lines: u64,
+    /// The denominators the rates were computed with (lines unless the caller gave
+    /// instance-seconds).
     pub exposure: Exposure,
     /// Patterns per class, for a one-line summary.
     pub counts: ClassCounts,
@@ -239,12 +286,18 @@ pub struct LogFindings {
     pub patterns: Vec<PatternFinding>,
 }
 
+/// Patterns per [`Class`] of one comparison; the class fields add up to the number of patterns.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ClassCounts {
+    /// Patterns classified [`Class::Critical`].
     pub critical: usize,
+    /// Patterns classified [`Class::Error`].
     pub error: usize,
+    /// Patterns classified [`Class::Warning`].
     pub warning: usize,
+    /// Patterns classified [`Class::Info`].
     pub info: usize,
+    /// Patterns classified [`Class::Ignore`] by a user rule.
     pub ignore: usize,
     /// Patterns new in the canary, any class.
     pub new: usize,

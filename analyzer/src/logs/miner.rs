@@ -29,10 +29,12 @@ use std::str::FromStr;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::mask::{
-    conflicting_constants, constant_conflict, covers, extract_params, generalise_token,
-    split_tokens, tok_hash, PTok, Prepared, WILDCARD,
+use super::mask::WILDCARD;
+use super::template::{
+    conflicting_constants, constant_conflict, covers, extract_params, generalise_token, PTok,
+    Prepared,
 };
+use super::tokenize::{split_tokens, tok_hash};
 use super::LogError;
 
 /// Stable id of a template: FNV-1a 64 of its text, so the same template text has the same id in
@@ -143,7 +145,10 @@ pub struct LineMatch {
 /// A template as the miner currently knows it.
 #[derive(Clone, Copy, Debug)]
 pub struct Template<'a> {
+    /// Current id (the hash of `text`); ids handed out earlier resolve to it.
     pub id: TemplateId,
+    /// Current text, `<*>` for variables; borrowed from the miner, so it may change on the next
+    /// `add`.
     pub text: &'a str,
     /// Messages assigned to it (including counts carried over from a library).
     pub count: u64,
@@ -246,6 +251,7 @@ fn prepare_into(config: &MinerConfig, content: &str, p: &mut Prepared) {
 const BLOCK: usize = 1024;
 
 impl Miner {
+    /// An empty miner: every template is new to it (see [`Miner::with_library`] to seed one).
     pub fn new(config: MinerConfig) -> Miner {
         Miner {
             config,
@@ -663,20 +669,30 @@ impl std::hash::Hasher for MixHasher {
 /// Saved templates, carried from one analysis to the next (JSON).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TemplateLibrary {
+    /// Format version; [`TemplateLibrary::from_json`] rejects any other than
+    /// [`TemplateLibrary::VERSION`].
     pub version: u32,
+    /// One entry per distinct id, in first-seen order.
     pub templates: Vec<LibraryTemplate>,
 }
 
+/// One saved template; its id is checked against its text on load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LibraryTemplate {
+    /// FNV-1a 64 of `template`.
     pub id: TemplateId,
+    /// The template text, `<*>` for variables.
     pub template: String,
+    /// Messages assigned to it so far (summed over clusters that ended with the same text);
+    /// carried into a miner seeded with the library.
     pub count: u64,
 }
 
 impl TemplateLibrary {
+    /// The format version this build reads and writes; bumped when the JSON shape changes.
     pub const VERSION: u32 = 1;
 
+    /// Pretty-printed JSON, the input of [`TemplateLibrary::from_json`].
     pub fn to_json(&self) -> String {
         // Serialising plain strings and numbers cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

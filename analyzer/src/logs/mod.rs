@@ -33,6 +33,8 @@ pub mod eval;
 mod format;
 mod mask;
 mod miner;
+mod template;
+mod tokenize;
 
 pub mod judge;
 pub mod parse;
@@ -48,19 +50,43 @@ pub use miner::{
 /// Errors of the log-mining library; each names the input and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// A mask given to [`MinerConfig::with_mask`] is not a valid regex.
     #[error("invalid mask regex `{pattern}`: {reason}")]
-    Mask { pattern: String, reason: String },
+    Mask {
+        /// The regex as given.
+        pattern: String,
+        /// The regex compiler's message.
+        reason: String,
+    },
+    /// A header given to [`LogFormat::parse`] is not valid logparser notation.
     #[error("invalid log format `{format}`: {reason}")]
-    Format { format: String, reason: String },
+    Format {
+        /// The format as given.
+        format: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A string that should be a [`TemplateId`] is not 16 hex digits; holds the string.
     #[error("invalid template id `{0}`: expected 16 hex digits")]
     TemplateId(String),
+    /// A saved [`TemplateLibrary`] does not parse, has another version, or has an id that is not
+    /// the hash of its text; holds the reason, naming the field.
     #[error("invalid template library: {0}")]
     Library(String),
+    /// A labelled Loghub dataset (see [`eval`]) is malformed.
     #[error("{path}: {reason}")]
-    Dataset { path: String, reason: String },
+    Dataset {
+        /// The dataset file.
+        path: String,
+        /// What is wrong, naming the line or column.
+        reason: String,
+    },
+    /// A file could not be read.
     #[error("reading {path}")]
     Io {
+        /// The file being read.
         path: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },

@@ -10,15 +10,20 @@ use crate::telemetry::MAX_LOG_BODY_BYTES;
 /// Counts of unusual input, reported on stderr after parsing.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct InputStats {
+    /// Lines split from the input, empty ones included (a final newline does not start one).
     pub lines: usize,
+    /// Empty lines; they are still mined (each gets an id), so ids stay one per line.
     pub empty: usize,
+    /// Lines with invalid UTF-8, mined with the bad bytes replaced by U+FFFD.
     pub invalid_utf8: usize,
+    /// Lines containing a NUL byte, mined as they are (a hint that the input is binary).
     pub with_nul: usize,
     /// Lines of 64 KiB or more.
     pub long: usize,
     /// Lines longer than [`crate::telemetry::MAX_LOG_BODY_BYTES`], mined on their first that many
     /// bytes.
     pub truncated: usize,
+    /// Lines that do not match the `--header` format, mined whole instead of their content field.
     pub header_mismatch: usize,
 }
 
@@ -26,7 +31,10 @@ const LONG_LINE: usize = 64 * 1024;
 
 /// Splits raw input into lines (LF, with an optional CR before it), decoding each as UTF-8 with
 /// invalid bytes replaced by U+FFFD, and counts the oddities.
-pub fn split_lines<'a>(input: &'a [u8], stats: &mut InputStats) -> Vec<std::borrow::Cow<'a, str>> {
+pub(crate) fn split_lines<'a>(
+    input: &'a [u8],
+    stats: &mut InputStats,
+) -> Vec<std::borrow::Cow<'a, str>> {
     let mut out = Vec::new();
     if input.is_empty() {
         return out;

@@ -23,31 +23,55 @@ pub struct ReadStats {
     pub empty: u64,
     /// Plain-text lines whose invalid UTF-8 bytes were replaced by U+FFFD.
     pub non_utf8: u64,
+    /// The format the first non-empty line decided.
     pub format: InputFormat,
 }
 
+/// The two file formats [`read_records`] accepts; serialised lowercase (`plain`, `jsonl`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
+    /// One message per line, no time or severity (the severity is guessed from keywords).
+    /// The default, also for an empty file.
     #[default]
     Plain,
+    /// One JSON object per line with `body` and optional `time`, `severity`.
     Jsonl,
 }
 
 /// Errors of [`read_records`]; each names the 1-based line.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
+    /// A line of a JSON lines file is not a log record object.
     #[error("line {line}: not a JSON log record: {reason} (expected an object with a string `body` and optional `time`, `severity`)")]
-    Json { line: u64, reason: String },
+    Json {
+        /// 1-based line number.
+        line: u64,
+        /// The JSON parser's message.
+        reason: String,
+    },
+    /// A record's `time` is not an ISO-8601 UTC time.
     #[error(
         "line {line}: `time`: expected an ISO-8601 UTC time like 2023-01-29T08:52:06Z, got {got:?}"
     )]
-    Time { line: u64, got: String },
+    Time {
+        /// 1-based line number.
+        line: u64,
+        /// The value as found.
+        got: String,
+    },
+    /// A JSON lines file has invalid UTF-8 (plain text is repaired instead).
     #[error("line {line}: invalid UTF-8 in a JSON lines file")]
-    Utf8 { line: u64 },
+    Utf8 {
+        /// 1-based line number.
+        line: u64,
+    },
+    /// The reader failed.
     #[error("reading line {line}: {source}")]
     Io {
+        /// 1-based number of the line being read.
         line: u64,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
