@@ -149,6 +149,11 @@ fn run_trivial() -> Result<(), BoxError> {
         .into_axum_router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("ready {}", listener.local_addr()?);
+        // As `vigil serve` does: no Nagle delay on small responses.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app).await?;
         Ok(())
     })
