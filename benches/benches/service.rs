@@ -232,8 +232,10 @@ async fn query_range(
 ) -> axum::Json<serde_json::Value> {
     let num = |k: &str| form.get(k).and_then(|v| v.parse::<f64>().ok());
     let (Some(start), Some(end), Some(step)) = (num("start"), num("end"), num("step")) else {
-        return axum::Json(serde_json::json!({"status": "error", "errorType": "bad_data",
-            "error": "start, end and step are required"}));
+        return axum::Json(
+            serde_json::json!({"status": "error", "errorType": "bad_data",
+            "error": "start, end and step are required"}),
+        );
     };
     let mut values = Vec::new();
     let mut t = start;
@@ -479,7 +481,11 @@ async fn get_analysis(prom: SocketAddr) -> Result<(), BoxError> {
             timed,
             move |mut c, n| {
                 let id = ids[n as usize % ids.len()].clone();
-                async move { c.get_analysis(pb::GetAnalysisRequest { id }).await.map(drop) }
+                async move {
+                    c.get_analysis(pb::GetAnalysisRequest { id })
+                        .await
+                        .map(drop)
+                }
             },
         )
         .await?
@@ -502,21 +508,36 @@ async fn get_analysis(prom: SocketAddr) -> Result<(), BoxError> {
             timed,
             move |mut c, n| {
                 let id = ids[n as usize % ids.len()].clone();
-                async move { c.get_analysis(pb::GetAnalysisRequest { id }).await.map(drop) }
+                async move {
+                    c.get_analysis(pb::GetAnalysisRequest { id })
+                        .await
+                        .map(drop)
+                }
             },
         )
         .await?
     };
     drop(trivial);
-    println!("\n{CONNS} connections x {INFLIGHT} in flight, {} s timed after 2 s warm-up\n", secs());
+    println!(
+        "\n{CONNS} connections x {INFLIGHT} in flight, {} s timed after 2 s warm-up\n",
+        secs()
+    );
     println!("| load | rate | p50 | p99 | p99.9 | count |\n|---|---|---|---|---|---|");
     row("GetAnalysis, vigil serve", &vigil);
     row("GetAnalysis, trivial tonic server", &ceiling);
     println!(
         "\nVigil / trivial: {:.2} (rate); 50,000/s: {}; p99 < 5 ms: {}",
         vigil.rate() / ceiling.rate(),
-        if vigil.rate() >= 50_000.0 { "met" } else { "NOT met" },
-        if vigil.pct(0.99) < 5.0 { "met" } else { "NOT met" }
+        if vigil.rate() >= 50_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if vigil.pct(0.99) < 5.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -526,7 +547,11 @@ async fn create_analysis(prom: SocketAddr, durability: &str) -> Result<(), BoxEr
     let dir = tmp_dir(&format!("create-{durability}"));
     let mut server = Server::vigil(&dir, durability)?;
     // Idle analyses: the first interval closes in an hour.
-    let text = Arc::new(spec(prom, "checkout", "interval: 30s\nbegin_after: 1h\nlifetime: 10m"));
+    let text = Arc::new(spec(
+        prom,
+        "checkout",
+        "interval: 30s\nbegin_after: 1h\nlifetime: 10m",
+    ));
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let load = {
         let (text, acked) = (text.clone(), acked.clone());
@@ -596,7 +621,11 @@ async fn create_analysis(prom: SocketAddr, durability: &str) -> Result<(), BoxEr
         "  after SIGKILL mid-load and a restart: {} acknowledged creates, {} missing; 1,000/s: {}",
         ids.len(),
         missing.load(Ordering::Relaxed),
-        if load.rate() >= 1000.0 { "met" } else { "NOT met" }
+        if load.rate() >= 1000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -723,7 +752,11 @@ async fn memory(prom: SocketAddr) -> Result<(), BoxError> {
     const N: usize = 10_000;
     let dir = tmp_dir("memory");
     let server = Server::vigil(&dir, "normal")?;
-    let text = spec(prom, "checkout", "interval: 30s\nbegin_after: 1h\nlifetime: 10m");
+    let text = spec(
+        prom,
+        "checkout",
+        "interval: 30s\nbegin_after: 1h\nlifetime: 10m",
+    );
     let create = |client: AnalysesClient<Channel>, prefix: &'static str, n: usize| {
         let text = text.clone();
         async move {
