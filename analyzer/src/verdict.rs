@@ -198,6 +198,37 @@ impl Verdict {
     }
 }
 
+/// Points a signal's score loses per finding: one schedule for every signal, and the same one
+/// the log judge's own score uses (`vigil logs compare`), so the logs never show two different
+/// numbers for one comparison. A signal starts at 100; the score is floored at 0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Penalties {
+    /// Per Fail (or Review) finding: one is enough to take a signal below the Marginal line.
+    pub fail: f64,
+    /// Per Warn finding: one alone keeps a signal at the Pass line; two make it Marginal.
+    pub warn: f64,
+}
+
+impl Default for Penalties {
+    fn default() -> Self {
+        Penalties {
+            fail: 60.0,
+            warn: 25.0,
+        }
+    }
+}
+
+impl Penalties {
+    /// The score of a signal with `fails` Fail/Review and `warns` Warn findings.
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "finding counts are far below 2^52"
+    )]
+    pub fn score(&self, fails: usize, warns: usize) -> f64 {
+        (100.0 - fails as f64 * self.fail - warns as f64 * self.warn).max(0.0)
+    }
+}
+
 /// Thresholds and weights.
 #[derive(Debug, Clone, Serialize)]
 pub struct FusionConfig {
@@ -207,10 +238,8 @@ pub struct FusionConfig {
     pub marginal_threshold: f64,
     /// A Fail finding in one of these fails the analysis outright.
     pub critical: Vec<Signal>,
-    /// Points a signal loses per Fail / Warn finding.
-    pub fail_penalty: f64,
-    /// Points a signal loses per Warn finding.
-    pub warn_penalty: f64,
+    /// Points a signal loses per finding.
+    pub penalties: Penalties,
     /// Relative weight of each signal in the score: one per signal, so none can be missing.
     pub weights: Weights,
 }
@@ -255,8 +284,7 @@ impl Default for FusionConfig {
                 Signal::Traces,
                 Signal::Callers,
             ],
-            fail_penalty: 60.0,
-            warn_penalty: 25.0,
+            penalties: Penalties::default(),
             weights: Weights {
                 metrics: 0.35,
                 logs: 0.25,
@@ -302,19 +330,19 @@ pub(crate) fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement
             signal_scores.push((r.signal, None));
             continue;
         }
-        let mut s: f64 = 100.0;
+        let (mut fails, mut warns) = (0, 0);
         for f in &r.findings {
-            s -= match f.severity {
-                Severity::Fail | Severity::Review => config.fail_penalty,
-                Severity::Warn => config.warn_penalty,
-            };
+            match f.severity {
+                Severity::Fail | Severity::Review => fails += 1,
+                Severity::Warn => warns += 1,
+            }
             match f.severity {
                 Severity::Fail if config.critical.contains(&r.signal) => critical_fail = true,
                 Severity::Fail | Severity::Review => other_fail = true,
                 Severity::Warn => {}
             }
         }
-        let s = s.max(0.0);
+        let s = config.penalties.score(fails, warns);
         let w = config.weights.of(r.signal).max(0.0);
         weighted += w * s;
         total_w += w;

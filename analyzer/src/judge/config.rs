@@ -103,8 +103,8 @@ impl JudgeConfig {
             "anomaly.false_alarm_rate" => (&mut self.anomaly.false_alarm_rate, probability),
             "fusion.pass_threshold" => (&mut self.fusion.pass_threshold, score),
             "fusion.marginal_threshold" => (&mut self.fusion.marginal_threshold, score),
-            "fusion.warn_penalty" => (&mut self.fusion.warn_penalty, score),
-            "fusion.fail_penalty" => (&mut self.fusion.fail_penalty, score),
+            "fusion.warn_penalty" => (&mut self.fusion.penalties.warn, score),
+            "fusion.fail_penalty" => (&mut self.fusion.penalties.fail, score),
             _ => return Err(SettingError::Unknown { key: key.into() }),
         };
         if !valid(x) {

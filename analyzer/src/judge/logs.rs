@@ -108,3 +108,68 @@ pub fn vigil_logs_with(
         findings,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{side, view, Lcg};
+    use super::*;
+    use crate::logs::records::LogRecord;
+    use crate::verdict::{fuse, FusionConfig};
+
+    fn lines(start: f64, n: usize, level: &str, body: &dyn Fn(usize) -> String) -> Vec<LogRecord> {
+        (0..n)
+            .map(|i| LogRecord {
+                time: Some(start + i as f64),
+                severity: Some(level.into()),
+                body: body(i),
+            })
+            .collect()
+    }
+
+    /// The log judge's own score and the score fusion gives the logs signal are one number: a
+    /// comparison with an Error pattern and Warning patterns scores the same both ways.
+    #[test]
+    fn the_log_judges_score_is_fusions_logs_score() {
+        let mut rng = Lcg(7);
+        let b = side(&mut rng, 0.0, 1.0);
+        let mut c = side(&mut rng, 180.0, 1.0);
+        // A new ERROR pattern seen often (Error), a new WARN pattern (Warning).
+        c.0.extend(lines(190.0, 12, "ERROR", &|i| {
+            format!("payment gateway timeout after {i} retries")
+        }));
+        c.0.extend(lines(200.0, 3, "WARN", &|i| {
+            format!("cache miss storm on shard {i}")
+        }));
+        let v = view(&b, &c);
+        let cfg = LogJudgeConfig::default();
+        let report = vigil_logs(&v, &cfg);
+        let fails = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Fail)
+            .count();
+        let warns = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warn)
+            .count();
+        assert!(fails >= 1 && warns >= 1, "{:?}", report.findings);
+        let fused = fuse(&[report], &FusionConfig::default());
+        let (_, fusion_score) = fused.signal_scores[0];
+        let own = judge_logs_with_exposure(
+            &b.0,
+            &c.0,
+            Exposure {
+                baseline: 180.0,
+                canary: 180.0,
+            },
+            None,
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(Some(own.score), fusion_score);
+        // 100 − 60 per Fail − 25 per Warn, floored at 0 (the documented schedule).
+        let expected = (100.0 - 60.0 * fails as f64 - 25.0 * warns as f64).max(0.0);
+        assert_eq!(own.score, expected);
+    }
+}

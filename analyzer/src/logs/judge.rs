@@ -14,7 +14,8 @@
 //! line could otherwise generalise into an INFO template of the same length and vanish.
 //!
 //! The score is 100 for "nothing in the logs suggests a regression" and falls with each critical,
-//! error and warning pattern; the verdict fusion step weights it against metrics and traces.
+//! error and warning pattern by fusion's [`Penalties`] — the same number fusion gives the logs
+//! signal before weighting it against metrics and traces.
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,6 +26,7 @@ use vigil_models::counts::{bh_adjust, rate_test, CountsError};
 use super::records::LogRecord;
 use super::{Miner, MinerConfig, TemplateId, TemplateLibrary};
 pub use crate::telemetry::Level;
+use crate::verdict::Penalties;
 
 /// How much a pattern matters to the verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -36,13 +38,12 @@ pub enum Class {
     /// listed for context, never scored.
     Info,
     /// A new or risen WARN pattern, or a new ERROR pattern with fewer canary lines than
-    /// [`LogJudgeConfig::min_new_error_count`]: costs a little, capped by
-    /// [`LogJudgeConfig::max_warning_penalty`].
+    /// [`LogJudgeConfig::min_new_error_count`]: a Warn finding.
     Warning,
-    /// A risen ERROR pattern, or a new one seen often enough: makes the window a regression.
+    /// A risen ERROR pattern, or a new one seen often enough: a Fail finding, and a regression.
     Error,
-    /// A new or risen FATAL pattern, or a canary pattern matched by a user `critical` rule: the
-    /// largest penalty, and a regression.
+    /// A new or risen FATAL pattern, or a canary pattern matched by a user `critical` rule: a Fail
+    /// finding, and a regression.
     Critical,
 }
 
@@ -186,15 +187,9 @@ pub struct LogJudgeConfig {
     /// ERROR patterns fire 1–4 times in 3 minutes (`Order Status Wrong`, `No instances
     /// available`), while the injected exceptions fire 5–8 times.
     pub min_new_error_count: u64,
-    /// Score penalties per pattern of each class; the score is 100 minus their sum, floored at 0.
-    pub penalty_critical: f64,
-    /// See [`Self::penalty_critical`].
-    pub penalty_error: f64,
-    /// See [`Self::penalty_critical`]; the warnings' total is capped by
-    /// [`Self::max_warning_penalty`].
-    pub penalty_warning: f64,
-    /// Warnings alone never take more than this off the score.
-    pub max_warning_penalty: f64,
+    /// Points the score loses per pattern: `critical` and `error` patterns are Fail findings,
+    /// `warning` ones Warn findings, exactly as fusion scores the logs signal.
+    pub penalties: Penalties,
     /// User rules, tried in order; the first that matches a pattern decides its class.
     pub rules: Vec<LogRule>,
 }
@@ -207,10 +202,7 @@ impl Default for LogJudgeConfig {
             confidence: 0.95,
             min_rate_ratio: 1.5,
             min_new_error_count: 5,
-            penalty_critical: 60.0,
-            penalty_error: 30.0,
-            penalty_warning: 5.0,
-            max_warning_penalty: 20.0,
+            penalties: Penalties::default(),
             rules: Vec::new(),
         }
     }
@@ -608,14 +600,12 @@ impl LogSession {
             (false, true) => Some("the canary had no log records: no evidence either way"),
             (false, false) => None,
         };
-        let penalty = counts.critical as f64 * cfg.penalty_critical
-            + counts.error as f64 * cfg.penalty_error
-            + (counts.warning as f64 * cfg.penalty_warning).min(cfg.max_warning_penalty);
         Ok(LogFindings {
             score: if inconclusive.is_some() {
                 f64::NAN
             } else {
-                (100.0 - penalty).clamp(0.0, 100.0)
+                cfg.penalties
+                    .score(counts.critical + counts.error, counts.warning)
             },
             inconclusive: inconclusive.map(str::to_owned),
             regression: inconclusive.is_none() && counts.critical + counts.error > 0,
