@@ -111,6 +111,8 @@ impl JudgeConfig {
             return Err(bad());
         }
         *slot = x;
+        // One penalty schedule: the log judge's own score follows fusion's.
+        self.log.penalties = self.fusion.penalties;
         Ok(())
     }
 
@@ -137,6 +139,8 @@ mod tests {
         assert_eq!(c.metric.alpha, 0.02);
         c.set("fusion.marginal_threshold", " 30 ").unwrap();
         assert_eq!(c.fusion.marginal_threshold, 30.0);
+        c.set("fusion.warn_penalty", "10").unwrap();
+        assert_eq!(c.log.penalties.warn, 10.0, "the log judge's score follows fusion's");
         for (key, value) in [
             ("metric.alpha", "1"),
             ("trace.alpha", "0"),
