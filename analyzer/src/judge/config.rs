@@ -140,7 +140,10 @@ mod tests {
         c.set("fusion.marginal_threshold", " 30 ").unwrap();
         assert_eq!(c.fusion.marginal_threshold, 30.0);
         c.set("fusion.warn_penalty", "10").unwrap();
-        assert_eq!(c.log.penalties.warn, 10.0, "the log judge's score follows fusion's");
+        assert_eq!(
+            c.log.penalties.warn, 10.0,
+            "the log judge's score follows fusion's"
+        );
         for (key, value) in [
             ("metric.alpha", "1"),
             ("trace.alpha", "0"),
