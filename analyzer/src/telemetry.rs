@@ -396,67 +396,47 @@ pub struct Span {
     pub caller: Option<CallerEdge>,
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (also `+00:00` or no zone, read as UTC) into Unix
-/// seconds. Hand-written because it is the only date format the corpus uses.
+/// Parses an RFC 3339 / ISO 8601 time into Unix seconds: with a zone (`Z`, `+02:00`) it is
+/// honoured; without one (`2023-01-29T08:52:06`, or a space for the `T`) it is read as UTC, the
+/// corpus's convention. jiff does the calendar (leap years, days per month): an impossible date is
+/// `None`, never a neighbouring day.
 pub fn parse_time(s: &str) -> Option<f64> {
     let s = s.trim();
-    let s = s
-        .strip_suffix('Z')
-        .or_else(|| s.strip_suffix("+00:00"))
-        .unwrap_or(s);
-    let (date, time) = s.split_once(['T', ' '])?;
-    let mut d = date.split('-');
-    let y: i64 = d.next()?.parse().ok()?;
-    let mo: i64 = d.next()?.parse().ok()?;
-    let da: i64 = d.next()?.parse().ok()?;
-    let mut t = time.split(':');
-    let h: i64 = t.next()?.parse().ok()?;
-    let mi: i64 = t.next()?.parse().ok()?;
-    let sec: f64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&mo)
-        || !(1..=31).contains(&da)
-        || h > 23
-        || mi > 59
-        || !(0.0..61.0).contains(&sec)
-    {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some((days * 86400 + h * 3600 + mi * 60) as f64 + sec)
+    let ts = match s.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts,
+        // No zone: a civil time, read as UTC. (An offset makes the first parse succeed, so a
+        // civil parse here never drops one.)
+        Err(_) => {
+            let civil = s.parse::<jiff::civil::DateTime>().ok()?;
+            // A date alone is not a time of day: refuse it rather than read midnight.
+            if !s.contains(['T', 't', ' ']) {
+                return None;
+            }
+            jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()?
+        }
+    };
+    Some(seconds_f64(ts))
 }
 
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (for the generator and reports).
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "seconds since 1970 are far below 2^53, so the whole part is exact"
+)]
+fn seconds_f64(ts: jiff::Timestamp) -> f64 {
+    ts.as_second() as f64 + f64::from(ts.subsec_nanosecond()) / 1e9
+}
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (for the generator and reports); a time
+/// outside jiff's calendar (years -9999 to 9999) or not finite is shown as raw seconds.
 #[allow(
     clippy::cast_possible_truncation,
-    reason = "display only; `as` saturates for times beyond any calendar"
+    reason = "display only; `as` saturates, and jiff rejects what lies beyond its calendar"
 )]
 pub fn format_time(t: f64) -> String {
-    let secs = t.floor() as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    match jiff::Timestamp::from_second(t.floor() as i64) {
+        Ok(ts) if t.is_finite() => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        _ => format!("{t}s"),
+    }
 }
 
 /// As [`format_time`], with the fraction of a second when there is one (microseconds, trailing
@@ -479,6 +459,33 @@ pub(crate) fn format_time_exact(t: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_read_with_their_zone_and_a_real_calendar() {
+        // python: datetime(2023,1,29,8,52,6,tzinfo=timezone.utc).timestamp() == 1674982326
+        for s in [
+            "2023-01-29T08:52:06Z",
+            "2023-01-29T08:52:06",
+            "2023-01-29 08:52:06",
+            "2023-01-29T09:52:06+01:00",
+            " 2023-01-29T08:52:06+00:00 ",
+        ] {
+            assert_eq!(parse_time(s), Some(1_674_982_326.0), "{s}");
+        }
+        // python: datetime(2024,2,29,tzinfo=timezone.utc).timestamp() == 1709164800
+        assert_eq!(parse_time("2024-02-29T00:00:00Z"), Some(1_709_164_800.0));
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2023-04-31T00:00:00Z",
+            "2023-01-29",
+            "",
+            "noon",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert_eq!(format_time(1_709_164_800.0), "2024-02-29T00:00:00Z");
+        assert_eq!(format_time(f64::NAN), "NaNs");
+    }
 
     #[test]
     fn exact_times_keep_their_fraction() {

@@ -12,6 +12,7 @@ pub mod pool;
 pub mod references;
 pub mod report;
 pub mod scenario;
+pub mod tables;
 
 use serde::Serialize;
 
