@@ -71,7 +71,17 @@ impl Core {
             spec_json: spec.to_json(),
             created_ms: now_ms(),
         };
-        match self.with_store(move |s| s.create_analysis(&new)).await? {
+        let snapshots = self.snapshots_arc();
+        let created = self
+            .with_store(move |s| {
+                let out = s.create_analysis(&new);
+                if let Ok(CreateOutcome::Created(row)) = &out {
+                    snapshots.invalidate(&row.id);
+                }
+                out
+            })
+            .await?;
+        match created {
             CreateOutcome::Existing(row) => Ok((row, false)),
             CreateOutcome::Conflict(_) => Err(ServiceError::Conflict(id)),
             CreateOutcome::Created(row) => {
@@ -107,8 +117,33 @@ impl Core {
         }
     }
 
+    /// One analysis as `GetAnalysis` shows it, with its last judgement, note and time to detect:
+    /// from the in-memory snapshot when one is current, else read from the store (row and entries
+    /// in one blocking call) and kept.
+    pub async fn analysis_detail(&self, id: &str) -> Result<Arc<pb::Analysis>, ServiceError> {
+        if let Some(a) = self.snapshots().get(id) {
+            return Ok(a);
+        }
+        let ticket = self.snapshots().ticket();
+        let key = id.to_owned();
+        let read = self
+            .with_store(move |s| {
+                let Some(row) = s.get(&key)? else {
+                    return Ok(None);
+                };
+                let entries = s.entries_since(&key, 0, u32::MAX)?;
+                Ok(Some((row, entries)))
+            })
+            .await?;
+        let (row, entries) = read.ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let a = Arc::new(with_entries(to_proto(&row), &entries));
+        self.snapshots().fill(ticket, a.clone());
+        Ok(a)
+    }
+
     /// One analysis as the API shows it; `detail` adds its last judgement, note and time to
-    /// detect (reads its entries).
+    /// detect (reads its entries). Read from the store, never from the snapshot cache: a watcher
+    /// starts from here and must not start from an answer older than its subscription.
     pub async fn analysis(&self, id: &str, detail: bool) -> Result<pb::Analysis, ServiceError> {
         let key = id.to_owned();
         let row = self
@@ -121,24 +156,31 @@ impl Core {
             let entries = self
                 .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
                 .await?;
-            for e in &entries {
-                if e.kind == "judgement" {
-                    if let Ok(r) = serde_json::from_str::<IntervalRecord>(&e.payload_json) {
-                        a.last_judgement = Some(r.to_proto());
-                    }
-                } else if let Ok(ev) = serde_json::from_str::<EventRecord>(&e.payload_json) {
-                    if let Some(t) = ev.intervals_total {
-                        a.intervals_total = t;
-                    }
-                    if matches!(ev.kind.as_str(), "finished" | "cancelled") {
-                        a.note = ev.message.clone();
-                        a.time_to_detect_s = ev.time_to_detect_s;
-                    }
-                }
-            }
+            a = with_entries(a, &entries);
         }
         Ok(a)
     }
+}
+
+/// `a` completed from its stored entries: the last judgement, the interval count, and the final
+/// note and time to detect.
+fn with_entries(mut a: pb::Analysis, entries: &[super::store::Entry]) -> pb::Analysis {
+    for e in entries {
+        if e.kind == "judgement" {
+            if let Ok(r) = serde_json::from_str::<IntervalRecord>(&e.payload_json) {
+                a.last_judgement = Some(r.to_proto());
+            }
+        } else if let Ok(ev) = serde_json::from_str::<EventRecord>(&e.payload_json) {
+            if let Some(t) = ev.intervals_total {
+                a.intervals_total = t;
+            }
+            if matches!(ev.kind.as_str(), "finished" | "cancelled") {
+                a.note = ev.message.clone();
+                a.time_to_detect_s = ev.time_to_detect_s;
+            }
+        }
+    }
+    a
 }
 
 /// The API's view of a stored row.
@@ -223,7 +265,8 @@ impl pb::analyses_server::Analyses for AnalysesService {
         if id.is_empty() {
             return Err(Status::invalid_argument("id: empty"));
         }
-        Ok(Response::new(self.core.analysis(&id, true).await?))
+        let a = self.core.analysis_detail(&id).await?;
+        Ok(Response::new(Arc::unwrap_or_clone(a)))
     }
 
     type WatchAnalysisStream = WatchStream;

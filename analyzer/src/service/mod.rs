@@ -17,6 +17,7 @@ pub mod page;
 pub mod record;
 pub mod routes;
 pub mod runner;
+pub mod snapshot;
 pub mod spec;
 #[cfg(test)]
 mod tests;

@@ -81,6 +81,8 @@ pub struct Core {
     hub: Mutex<HashMap<String, watch::Sender<u64>>>,
     running: Mutex<HashMap<String, Running>>,
     counters: super::routes::Counters,
+    /// `GetAnalysis` answers; every write below invalidates what it changed.
+    snapshots: Arc<super::snapshot::Snapshots>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,7 +110,18 @@ impl Core {
             hub: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             counters: super::routes::Counters::default(),
+            snapshots: Arc::default(),
         })
+    }
+
+    /// The cache of `GetAnalysis` answers.
+    pub fn snapshots(&self) -> &super::snapshot::Snapshots {
+        &self.snapshots
+    }
+
+    /// The cache, for a blocking task that writes and must invalidate.
+    pub(crate) fn snapshots_arc(&self) -> Arc<super::snapshot::Snapshots> {
+        self.snapshots.clone()
     }
 
     /// The counters `/metrics` reports.
@@ -157,7 +170,15 @@ impl Core {
             }
         }
         let t = std::time::Instant::now();
-        let seq = self.with_store(move |s| s.append(&key, &entries)).await?;
+        let snapshots = self.snapshots.clone();
+        let seq = self
+            .with_store(move |s| {
+                let seq = s.append(&key, &entries);
+                // In the blocking task, so that a caller dropped mid-write cannot skip it.
+                snapshots.invalidate(&key);
+                seq
+            })
+            .await?;
         self.counters
             .appends
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -272,8 +293,15 @@ impl Core {
     pub async fn sweep(&self, retention: Duration) -> Result<usize, ServiceError> {
         let cutoff =
             now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
-        self.with_store(move |s| s.purge_finished_before(cutoff))
-            .await
+        let snapshots = self.snapshots.clone();
+        self.with_store(move |s| {
+            let purged = s.purge_finished_before(cutoff);
+            if !matches!(purged, Ok(0)) {
+                snapshots.clear();
+            }
+            purged
+        })
+        .await
     }
 
     async fn fetch(

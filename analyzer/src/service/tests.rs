@@ -404,3 +404,53 @@ async fn the_sweep_deletes_only_what_is_past_retention() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn get_analysis_from_the_cache_follows_every_write() {
+    let core = core(Synthetic {
+        canary_factor: 1.0,
+        empty: false,
+    });
+    let start = super::spec::rfc3339(now_s().floor());
+    let spec = format!(
+        r#"{{"app": "a", "prometheus": {{"url": "http://127.0.0.1:9"}},
+        "baseline": {{"labels": {{"v": "1"}}}}, "canary": {{"labels": {{"v": "2"}}}},
+        "metrics": [{{"name": "m", "query": "m{{${{scope}}}}", "direction": "increase"}}],
+        "start": "{start}", "interval": "1s", "step": "1s", "lifetime": "3s",
+        "min_samples": {{"metrics": {{"baseline": 2, "canary": 1}}}}}}"#
+    );
+    let (row, _) = core.create("", &spec).await.unwrap();
+    // Poll as a CD tool does while the analysis runs: every answer is one the store held, and
+    // the sequence number never goes back.
+    let mut seen = Vec::new();
+    let mut last_seq = 0;
+    for _ in 0..400 {
+        let a = core.analysis_detail(&row.id).await.unwrap();
+        assert!(a.last_seq >= last_seq, "{} < {last_seq}", a.last_seq);
+        last_seq = a.last_seq;
+        seen.push(a.intervals_judged);
+        if a.finished_ms.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (state, entries) = finished(&core, &row.id).await;
+    // The cached answer after the end equals a fresh read of the store, field for field.
+    let cached = core.analysis_detail(&row.id).await.unwrap();
+    let fresh = core.analysis(&row.id, true).await.unwrap();
+    assert_eq!(*cached, fresh);
+    assert_eq!(state, "succeeded");
+    assert_eq!(cached.last_seq, entries.last().unwrap().seq);
+    assert_eq!(cached.intervals_judged, 3);
+    assert!(cached.last_judgement.is_some() && !cached.note.is_empty());
+    // The polls saw the analysis progress, not one frozen answer.
+    assert!(seen.first() < seen.last(), "{seen:?}");
+    assert!(core.snapshots().get(&row.id).is_some());
+    // A sweep that deletes it drops the cached answer with it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(core.sweep(Duration::from_millis(1)).await.unwrap(), 1);
+    assert!(matches!(
+        core.analysis_detail(&row.id).await,
+        Err(ServiceError::NotFound(_))
+    ));
+}
