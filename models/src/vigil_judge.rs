@@ -360,6 +360,95 @@ fn location_and_dispersion(
     j
 }
 
+/// [`classify`], with the samples' times, so that a baseline's own steady trend is not read as a
+/// shift. Comparing a canary with the baseline that ran *before* it (a before/after analysis), a
+/// metric that was already climbing is higher in the canary for no reason but time: its location
+/// test fails a healthy release. When the location test finds a shift and the baseline alone
+/// trends the same way (Mann-Kendall at the judge's level over at least `min_trend_points`
+/// baseline samples), both sides are detrended with the baseline's Theil-Sen slope per second,
+/// anchored at the baseline's last sample, and judged again: a shift that survives stands (its
+/// numbers are the detrended ones, and the reason says so); one the trend explains passes. The
+/// trend can only excuse a finding, never make one, so a falling baseline cannot manufacture a
+/// rise in a flat canary. With a concurrent baseline the two sides share their times, and
+/// detrending moves both alike.
+pub fn classify_with_times(
+    baseline: (&[f64], &[f64]),
+    canary: (&[f64], &[f64]),
+    rule: MetricRule,
+    config: &VigilJudgeConfig,
+) -> MetricJudgement {
+    let (b_times, b_values) = baseline;
+    let (c_times, c_values) = canary;
+    let j = classify(b_values, c_values, rule, config);
+    let rising = match j.outcome {
+        Outcome::High => true,
+        Outcome::Low => false,
+        _ => return j,
+    };
+    if j.test != Test::Location {
+        return j;
+    }
+    let pairs = |t: &[f64], v: &[f64]| -> Vec<(f64, f64)> {
+        t.iter()
+            .zip(v)
+            .filter(|(t, v)| t.is_finite() && v.is_finite())
+            .map(|(t, v)| (*t, *v))
+            .collect()
+    };
+    let b = pairs(b_times, b_values);
+    let c = pairs(c_times, c_values);
+    if b.len() < config.min_trend_points.max(3) || c.is_empty() {
+        return j;
+    }
+    let in_order: Vec<f64> = b
+        .iter()
+        .map(|(_, v)| if rising { *v } else { -*v })
+        .collect();
+    let (p_trend, _) = mann_kendall_increasing(&in_order);
+    if p_trend >= config.alpha {
+        return j;
+    }
+    let Some(slope) = theil_sen_per_second(&b) else {
+        return j;
+    };
+    let anchor = b.iter().map(|(t, _)| *t).fold(f64::NEG_INFINITY, f64::max);
+    let detrend = |v: &[(f64, f64)]| -> Vec<f64> {
+        v.iter().map(|(t, x)| x - slope * (t - anchor)).collect()
+    };
+    let mut again = classify(&detrend(&b), &detrend(&c), rule, config);
+    let trend =
+        format!("the baseline itself trends {slope:+.4e} per s (Mann-Kendall p {p_trend:.2e})");
+    if again.outcome == j.outcome {
+        again.reason = format!("{}; detrended by {trend}", again.reason);
+        // The medians a person reads stay the raw ones.
+        again.baseline_median = j.baseline_median;
+        again.canary_median = j.canary_median;
+        return again;
+    }
+    let mut pass = j;
+    pass.outcome = Outcome::Pass;
+    pass.reason = format!(
+        "{}; explained by the baseline's own trend: {trend}, and the canary continues it",
+        pass.reason
+    );
+    pass
+}
+
+/// Median of the pairwise slopes (value per second) of `(time, value)` points; `None` when no
+/// two points differ in time.
+fn theil_sen_per_second(points: &[(f64, f64)]) -> Option<f64> {
+    let mut slopes = Vec::with_capacity(points.len() * points.len().saturating_sub(1) / 2);
+    for (i, (ti, vi)) in points.iter().enumerate() {
+        for (tk, vk) in &points[i + 1..] {
+            let dt = tk - ti;
+            if dt != 0.0 {
+                slopes.push((vk - vi) / dt);
+            }
+        }
+    }
+    median(&slopes)
+}
+
 /// One-sided Mann-Kendall test for an increasing trend over sample order (normal approximation
 /// with tie correction), and the Theil-Sen slope per sample.
 #[allow(
@@ -539,6 +628,61 @@ mod tests {
         // scipy 1.17 (asymptotic with ties): statistic=30.0, pvalue=0.10614843917823746
         let p = mann_whitney_greater(&x, &y).unwrap();
         assert!((p - 0.10614843917823746).abs() < 1e-9, "{p}");
+    }
+
+    /// A steady climb with a fixed wobble: 0.05 per 60-s sample, noise up to ±0.2.
+    fn climbing(from: usize, to: usize, extra: f64) -> (Vec<f64>, Vec<f64>) {
+        let t: Vec<f64> = (from..to).map(|i| 1_000.0 + 60.0 * i as f64).collect();
+        let v = (from..to)
+            .map(|i| 50.0 + 0.5 * i as f64 + [0.2, -0.1, 0.0, -0.2, 0.1][i % 5] + extra)
+            .collect();
+        (t, v)
+    }
+
+    #[test]
+    fn a_trend_that_runs_on_from_the_baseline_is_not_a_shift() {
+        let cfg = VigilJudgeConfig::default();
+        let rule = MetricRule::new(Direction::Increase, MetricKind::Gauge);
+        // Memory climbing 0.5 per minute for 40 minutes of baseline, and on through 20 of canary.
+        let (bt, b) = climbing(0, 40, 0.0);
+        let (ct, c) = climbing(40, 60, 0.0);
+        // Without the times the canary (70..80) is far above the baseline (50..70): High.
+        assert_eq!(classify(&b, &c, rule, &cfg).outcome, Outcome::High);
+        let j = classify_with_times((&bt, &b), (&ct, &c), rule, &cfg);
+        assert_eq!(j.outcome, Outcome::Pass, "{}", j.reason);
+        assert!(j.reason.contains("baseline's own trend"), "{}", j.reason);
+        // The same trend with a 20-unit step at the change (29 % of the level the trend has
+        // reached, far beyond the noise) still fails, with the step estimated once the trend is
+        // taken out.
+        let (ct, c) = climbing(40, 60, 20.0);
+        let j = classify_with_times((&bt, &b), (&ct, &c), rule, &cfg);
+        assert_eq!(j.outcome, Outcome::High, "{}", j.reason);
+        let shift = j.effect.unwrap().shift;
+        assert!((shift - 20.0).abs() < 1.0, "{shift}");
+        assert!(j.reason.contains("detrended"), "{}", j.reason);
+    }
+
+    #[test]
+    fn a_trend_only_excuses_a_shift_in_its_own_direction() {
+        let cfg = VigilJudgeConfig::default();
+        let rule = MetricRule::new(Direction::Increase, MetricKind::Gauge);
+        // The baseline falls; the canary jumps above all of it: a rise that no falling trend
+        // explains.
+        let (bt, b): (Vec<f64>, Vec<f64>) = climbing(0, 40, 0.0);
+        let b: Vec<f64> = b.iter().map(|v| 120.0 - v).collect();
+        let ct: Vec<f64> = (40..60).map(|i| 1_000.0 + 60.0 * i as f64).collect();
+        let c = vec![90.0; 20];
+        let j = classify_with_times((&bt, &b), (&ct, &c), rule, &cfg);
+        assert_eq!(j.outcome, Outcome::High, "{}", j.reason);
+        // A flat canary after a falling baseline is not made a rise by extrapolating the fall.
+        let c = vec![b[39]; 20];
+        assert_eq!(
+            classify_with_times((&bt, &b), (&ct, &c), rule, &cfg).outcome,
+            Outcome::Pass
+        );
+        // Too few baseline points for a trend test: the plain judgement stands.
+        let j = classify_with_times((&bt[..6], &b[..6]), (&ct, &[200.0; 20]), rule, &cfg);
+        assert_eq!(j, classify(&b[..6], &[200.0; 20], rule, &cfg));
     }
 
     #[test]

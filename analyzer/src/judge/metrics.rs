@@ -159,7 +159,18 @@ pub fn vigil_metrics(view: &View, config: &VigilJudgeConfig, rules: &MetricRules
         };
         let b = column(bt, view.baseline.metric_rows, name);
         let c = column(ct, view.canary.metric_rows, name);
-        let j = vigil_judge::classify(&b, &c, spec.rule, config);
+        let times = |t: &MetricTable, rows: (usize, usize)| {
+            t.times
+                .get(rows.0..rows.1)
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default()
+        };
+        let j = vigil_judge::classify_with_times(
+            (&times(bt, view.baseline.metric_rows), &b),
+            (&times(ct, view.canary.metric_rows), &c),
+            spec.rule,
+            config,
+        );
         match j.outcome {
             Outcome::Inconclusive => {
                 inconclusive.get_or_insert(j.reason.clone());
