@@ -81,6 +81,8 @@ pub struct Core {
     hub: Mutex<HashMap<String, watch::Sender<u64>>>,
     running: Mutex<HashMap<String, Running>>,
     counters: super::routes::Counters,
+    /// Pushed telemetry (OTLP) routed to the running analyses that select by attributes.
+    hub_ingest: Arc<crate::ingest::Hub>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,13 +104,32 @@ pub fn final_state(verdict: Verdict, policy: OnInconclusive) -> &'static str {
 impl Core {
     /// A core over `store`, fetching metrics from `source`.
     pub fn new(store: Store, source: Arc<dyn MetricSource>) -> Arc<Core> {
+        Core::with_hub(
+            store,
+            source,
+            Arc::new(crate::ingest::Hub::new(crate::ingest::DEFAULT_BUDGET_BYTES)),
+        )
+    }
+
+    /// A core whose analyses also take pushed telemetry from `ingest`.
+    pub fn with_hub(
+        store: Store,
+        source: Arc<dyn MetricSource>,
+        ingest: Arc<crate::ingest::Hub>,
+    ) -> Arc<Core> {
         Arc::new(Core {
             store,
             source,
             hub: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             counters: super::routes::Counters::default(),
+            hub_ingest: ingest,
         })
+    }
+
+    /// Where pushed telemetry is routed.
+    pub fn ingest(&self) -> &Arc<crate::ingest::Hub> {
+        &self.hub_ingest
     }
 
     /// The counters `/metrics` reports.
@@ -192,6 +213,7 @@ impl Core {
             if let Err(e) = core.run(row, spec, lock).await {
                 tracing::error!(analysis = %task_id, error = %e, "analysis runner stopped");
             }
+            core.hub_ingest.unregister(&task_id);
             lock_map(&core.running).remove(&task_id);
         });
         if let Some(r) = lock_map(&self.running).get_mut(&id) {
@@ -250,6 +272,7 @@ impl Core {
                 a.abort();
             }
         }
+        self.hub_ingest.unregister(id);
         let ev = EventRecord {
             kind: "cancelled".into(),
             message: if reason.is_empty() {
@@ -336,6 +359,20 @@ impl Core {
             self.append(&id, vec![event_entry(&ev, None)]).await?;
         }
         let mut session: Option<(String, Analysis)> = None;
+        // Pushed telemetry: routed here while the analysis runs; what was drained is kept to
+        // rebuild the session when feedback changes (a pushed record cannot be re-queried).
+        let pushed = spec.pushed();
+        if pushed {
+            let m = |s: &super::spec::ScopeSpec| -> Vec<(String, String)> {
+                s.attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            self.hub_ingest
+                .register(&id, m(&spec.baseline), m(&spec.canary), plan.step);
+        }
+        let mut history: Vec<(Role, crate::ingest::Drained)> = Vec::new();
         loop {
             let end = plan.end_of(k);
             let elapsed = plan.elapsed_of(k);
@@ -353,7 +390,11 @@ impl Core {
             if session.as_ref().is_none_or(|(key, _)| *key != fb_key) {
                 let mut aspec = spec.analysis_spec(&plan);
                 apply_feedback(&mut aspec.judges, &feedback);
-                session = Some((fb_key, Analysis::new(aspec)));
+                let mut fresh = Analysis::new(aspec);
+                for (role, d) in &history {
+                    ingest_pushed(&mut fresh, *role, d.clone());
+                }
+                session = Some((fb_key, fresh));
             }
             let Some((_, analysis)) = session.as_mut() else {
                 continue;
@@ -378,6 +419,14 @@ impl Core {
             };
             let mut series = new_series(&spec, "baseline", &base, b_from, b_end);
             series.extend(new_series(&spec, "canary", &can, c_from, end));
+            if pushed {
+                if let Some(sides) = self.hub_ingest.drain(&id, end) {
+                    for (role, d) in [Role::Baseline, Role::Canary].into_iter().zip(sides) {
+                        ingest_pushed(analysis, role, d.clone());
+                        history.push((role, d));
+                    }
+                }
+            }
             let judgement = match (base, can) {
                 (Ok(b), Ok(c)) => {
                     ingest(analysis, Role::Baseline, &b);
@@ -554,6 +603,41 @@ fn ingest(analysis: &mut Analysis, role: Role, samples: &[Sample]) {
         ) {
             tracing::debug!(error = %e, "sample not ingested");
         }
+    }
+}
+
+/// Takes one side's pushed telemetry into the session. A metric reading the session already
+/// holds differently (a point for a step already judged) is kept as first read.
+fn ingest_pushed(analysis: &mut Analysis, role: Role, d: crate::ingest::Drained) {
+    let samples: Vec<MetricSample<'_>> = d
+        .metrics
+        .iter()
+        .map(|(time, name, value)| MetricSample {
+            time: *time,
+            name,
+            value: *value,
+        })
+        .collect();
+    for one in samples.chunks(1) {
+        if let Err(e) = analysis.ingest(
+            role,
+            Batch {
+                metrics: one,
+                ..Batch::default()
+            },
+        ) {
+            tracing::debug!(error = %e, "pushed sample not ingested");
+        }
+    }
+    if let Err(e) = analysis.ingest(
+        role,
+        Batch {
+            metrics: &[],
+            logs: d.logs,
+            spans: d.spans,
+        },
+    ) {
+        tracing::debug!(error = %e, "pushed records not ingested");
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AnalysisSpec, BaselineTiming, Masking, SideSpec};
 use crate::judge::{JudgeConfig, MetricSpec};
-use crate::telemetry::{format_time, parse_time};
+use crate::telemetry::{format_time, parse_time, Window};
 use crate::verdict::Signal;
 use vigil_models::vigil_judge::{Direction, MetricKind, MetricRule};
 
@@ -803,12 +803,31 @@ impl Spec {
         c
     }
 
+    /// Both sides select pushed telemetry (OTLP) by attributes: logs, spans and callers' spans
+    /// are then recorded too.
+    pub fn pushed(&self) -> bool {
+        !self.baseline.attributes.is_empty() && !self.canary.attributes.is_empty()
+    }
+
     /// The engine's session spec for this analysis.
     pub fn analysis_spec(&self, plan: &Plan) -> AnalysisSpec {
-        let metrics_only = SideSpec {
+        let pushed = self.pushed();
+        let canary_window = Window {
+            start: plan.t0,
+            end: plan.t0 + plan.lifetime,
+        };
+        let side = |window: Window| SideSpec {
             metrics: true,
+            logs: pushed,
+            spans: pushed,
+            callers: pushed,
+            log_window: pushed.then_some(window),
+            trace_window: pushed.then_some(window),
             ..SideSpec::default()
         };
+        let baseline_window = plan
+            .baseline_window
+            .map_or(canary_window, |(start, end)| Window { start, end });
         AnalysisSpec {
             judges: self.judge_config(),
             canary_start: plan.t0,
@@ -821,8 +840,8 @@ impl Spec {
                 enabled: false,
                 ..Masking::default()
             },
-            baseline: metrics_only.clone(),
-            canary: metrics_only,
+            baseline: side(baseline_window),
+            canary: side(canary_window),
         }
     }
 }
