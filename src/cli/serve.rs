@@ -100,7 +100,7 @@ fn parse_size(s: &str) -> Result<usize> {
         }
     };
     let bytes = n * mult;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e15 {
+    if !(1.0..=1e15).contains(&bytes) {
         anyhow::bail!("--memory-budget: `{s}` is out of range");
     }
     #[allow(
