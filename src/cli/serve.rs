@@ -165,14 +165,18 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         tokio::select! {
+            // The service's line first: scripts and tests read it as the first line.
             r = service::serve_with_otlp(config, otlp, |b| {
+                eprintln!("vigil: serving on {scheme}://{}", b.api);
                 if let Some(a) = b.otlp_grpc {
                     eprintln!("vigil: OTLP/gRPC on http://{a}");
                 }
                 if let Some(a) = b.otlp_http {
                     eprintln!("vigil: OTLP/HTTP on http://{a}");
                 }
-                eprintln!("vigil: serving on {scheme}://{}", b.api);
+                for n in &b.notes {
+                    eprintln!("vigil: {n}");
+                }
             }) => {
                 r.map_err(anyhow::Error::from)
             }

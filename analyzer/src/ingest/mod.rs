@@ -309,6 +309,12 @@ impl Hub {
         st.used + st.join.bytes()
     }
 
+    /// Bytes held for running analyses, and bytes held by the caller join.
+    pub fn used_parts(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.used, st.join.bytes())
+    }
+
     /// Starts routing to analysis `id`: telemetry whose attributes match all of `baseline`
     /// (`canary`) goes to that side. Metric points are combined on a grid of `step` seconds.
     /// Registering an id again keeps what it holds.

@@ -89,7 +89,7 @@ pub struct OtlpListen {
 }
 
 /// The addresses the service bound.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Bound {
     /// The service (gRPC API and HTTP).
     pub api: SocketAddr,
@@ -97,6 +97,8 @@ pub struct Bound {
     pub otlp_grpc: Option<SocketAddr>,
     /// OTLP/HTTP, if served.
     pub otlp_http: Option<SocketAddr>,
+    /// Why a receiver on a default port was not started (the port is taken).
+    pub notes: Vec<String>,
 }
 
 /// Why the service cannot start.
@@ -219,20 +221,20 @@ pub async fn serve(
 }
 
 /// Binds an OTLP receiver's port: `None` when it is not served, or when a default port is taken
-/// (with a warning).
+/// (then with a note saying so).
 async fn bind_otlp(
     listen: Option<OtlpListen>,
     what: &str,
+    notes: &mut Vec<String>,
 ) -> Result<Option<tokio::net::TcpListener>, ServeError> {
     let Some(l) = listen else { return Ok(None) };
     match tokio::net::TcpListener::bind(l.addr).await {
         Ok(t) => Ok(Some(t)),
         Err(source) if !l.explicit => {
-            tracing::warn!(addr = %l.addr, error = %source, "{what} receiver not started");
-            eprintln!(
-                "vigil: {what} receiver not started: cannot listen on {}: {source}",
+            notes.push(format!(
+                "{what} receiver not started: cannot listen on {}: {source}",
                 l.addr
-            );
+            ));
             Ok(None)
         }
         Err(source) => Err(ServeError::Bind {
@@ -309,12 +311,14 @@ pub async fn serve_with_otlp(
             addr: config.listen,
             source,
         })?;
-    let otlp_grpc = bind_otlp(otlp.grpc, "OTLP/gRPC").await?;
-    let otlp_http = bind_otlp(otlp.http, "OTLP/HTTP").await?;
+    let mut notes = Vec::new();
+    let otlp_grpc = bind_otlp(otlp.grpc, "OTLP/gRPC", &mut notes).await?;
+    let otlp_http = bind_otlp(otlp.http, "OTLP/HTTP", &mut notes).await?;
     let bound = Bound {
         api: listener.local_addr()?,
         otlp_grpc: otlp_grpc.as_ref().map(|l| l.local_addr()).transpose()?,
         otlp_http: otlp_http.as_ref().map(|l| l.local_addr()).transpose()?,
+        notes,
     };
     for (l, app) in [
         (
