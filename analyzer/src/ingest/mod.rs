@@ -98,7 +98,7 @@ impl ReceiverCounters {
         for (name, help, c) in [
             (
                 "vigil_otlp_accepted_total",
-                "OTLP records routed to a running analysis.",
+                "OTLP records routed to a running analysis (spans: also those held only for the caller join).",
                 &self.accepted,
             ),
             (
@@ -513,6 +513,8 @@ impl Hub {
         let c = &self.counters;
         ReceiverCounters::add(&c.accepted, sig, out.accepted + out.unmatched);
         ReceiverCounters::add(&c.refused, sig, out.rejected);
+        // Not a warning for the client: they were not dropped.
+        out.unmatched = 0;
         Ok(out)
     }
 

@@ -373,6 +373,7 @@ impl Core {
                 .register(&id, m(&spec.baseline), m(&spec.canary), plan.step);
         }
         let mut history: Vec<(Role, crate::ingest::Drained)> = Vec::new();
+        let mut seen = super::spec::Pushed::default();
         loop {
             let end = plan.end_of(k);
             let elapsed = plan.elapsed_of(k);
@@ -386,9 +387,21 @@ impl Core {
             let feedback = self
                 .with_store(move |s| s.feedback_for(&app, now_ms()))
                 .await?;
-            let fb_key = format!("{feedback:?}");
+            // Pushed telemetry up to this interval's end; a modality seen for the first time
+            // rebuilds the session with it declared.
+            let drained = if pushed {
+                self.hub_ingest.drain(&id, end)
+            } else {
+                None
+            };
+            for d in drained.iter().flatten() {
+                seen.logs |= !d.logs.is_empty();
+                seen.spans |= d.spans.iter().any(|s| s.caller.is_none());
+                seen.callers |= d.spans.iter().any(|s| s.caller.is_some());
+            }
+            let fb_key = format!("{feedback:?} {seen:?}");
             if session.as_ref().is_none_or(|(key, _)| *key != fb_key) {
-                let mut aspec = spec.analysis_spec(&plan);
+                let mut aspec = spec.analysis_spec_with(&plan, seen);
                 apply_feedback(&mut aspec.judges, &feedback);
                 let mut fresh = Analysis::new(aspec);
                 for (role, d) in &history {
@@ -419,12 +432,10 @@ impl Core {
             };
             let mut series = new_series(&spec, "baseline", &base, b_from, b_end);
             series.extend(new_series(&spec, "canary", &can, c_from, end));
-            if pushed {
-                if let Some(sides) = self.hub_ingest.drain(&id, end) {
-                    for (role, d) in [Role::Baseline, Role::Canary].into_iter().zip(sides) {
-                        ingest_pushed(analysis, role, d.clone());
-                        history.push((role, d));
-                    }
+            if let Some(sides) = drained {
+                for (role, d) in [Role::Baseline, Role::Canary].into_iter().zip(sides) {
+                    ingest_pushed(analysis, role, d.clone());
+                    history.push((role, d));
                 }
             }
             let judgement = match (base, can) {

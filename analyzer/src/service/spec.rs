@@ -809,20 +809,29 @@ impl Spec {
         !self.baseline.attributes.is_empty() && !self.canary.attributes.is_empty()
     }
 
-    /// The engine's session spec for this analysis.
+    /// The engine's session spec for this analysis, metrics only.
     pub fn analysis_spec(&self, plan: &Plan) -> AnalysisSpec {
+        self.analysis_spec_with(plan, Pushed::default())
+    }
+
+    /// The engine's session spec for this analysis, recording the pushed modalities `seen`
+    /// (when both sides select by attributes). A modality is declared only once some record of
+    /// it arrived: recorded-and-empty on both sides would judge "nothing happened" and pass,
+    /// and no data must never pass a canary.
+    pub fn analysis_spec_with(&self, plan: &Plan, seen: Pushed) -> AnalysisSpec {
         let pushed = self.pushed();
+        let seen = if pushed { seen } else { Pushed::default() };
         let canary_window = Window {
             start: plan.t0,
             end: plan.t0 + plan.lifetime,
         };
         let side = |window: Window| SideSpec {
             metrics: true,
-            logs: pushed,
-            spans: pushed,
-            callers: pushed,
-            log_window: pushed.then_some(window),
-            trace_window: pushed.then_some(window),
+            logs: seen.logs,
+            spans: seen.spans,
+            callers: seen.callers,
+            log_window: seen.logs.then_some(window),
+            trace_window: (seen.spans || seen.callers).then_some(window),
             ..SideSpec::default()
         };
         let baseline_window = plan
@@ -844,6 +853,17 @@ impl Spec {
             canary: side(canary_window),
         }
     }
+}
+
+/// Which pushed modalities an analysis has received any record of (either side).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Log records.
+    pub logs: bool,
+    /// Spans of the selected services.
+    pub spans: bool,
+    /// Callers' spans.
+    pub callers: bool,
 }
 
 /// The engine's rule for one spec metric.
