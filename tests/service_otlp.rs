@@ -244,6 +244,16 @@ fn the_opentelemetry_sdk_over_grpc_and_http_feeds_an_analysis_selected_by_servic
             && f["detail"].as_str().unwrap().contains("30/30"),
         "{f}"
     );
+    // Callers' spans, joined live: the frontend's 30 calls a side into the shop (the parent
+    // on another service, exported by another exporter), the canary's 30 ms longer outside it.
+    let f = finding("callers", "time outside the pod");
+    assert_eq!(f["severity"], "fail");
+    let detail = f["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("30 vs 30 calls from GET /buy into POST /checkout"),
+        "{detail}"
+    );
+    assert!(detail.contains("shift +30."), "{detail}");
     // Logs: the canary's 30 error lines are a new Error pattern.
     let f = finding("logs", "payment failed: card declined");
     assert_eq!(f["severity"], "fail");

@@ -7,7 +7,8 @@ OTLP exporters (tests/service_otlp.rs runs it).
 One resource per run: service.name=shop, service.version=VERSION. It logs N records through the
 SDK's logging handler (ERROR "payment failed: card declined" with --errors, else INFO "order
 placed"), creates N server spans (status ERROR with --errors), each the child of a client span on
-a second resource (service.name=frontend: a caller on another service, for the caller join), and
+a second resource (service.name=frontend: a caller on another service, for the caller join; 30 ms
+longer outside the child with --errors), and
 adds N to a counter `orders` and N observations to a histogram `checkout.duration`. Everything
 is spread over --duration seconds (metrics exported every second, so each side has a reading per
 second) and flushed before exit; an exporter failure exits non-zero. Prints one JSON line of what it sent.
@@ -124,6 +125,10 @@ def main():
                 time.sleep(0.001)
                 if a.errors:
                     s.set_status(Status(StatusCode.ERROR, "declined"))
+            if a.errors:
+                # The caller waits 30 ms more outside the shop's span (a slow connection to
+                # the canary): only the caller's span shows it.
+                time.sleep(0.03)
         orders.add(1)
         duration.record((120.0 if a.errors else 40.0) + i % 5)
         if a.duration > 0:
