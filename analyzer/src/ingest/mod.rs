@@ -188,9 +188,10 @@ impl Outcome {
         }
         if self.capped > 0 {
             parts.push(format!(
-                "{} log bodies longer than {} bytes were cut",
+                "{} records were kept cut to the engine's limits (log bodies {} bytes, span names {} bytes)",
                 self.capped,
-                crate::telemetry::MAX_LOG_BODY_BYTES
+                crate::telemetry::MAX_LOG_BODY_BYTES,
+                convert::MAX_NAME_BYTES
             ));
         }
         parts.join("; ")
@@ -483,6 +484,9 @@ impl Hub {
                             continue;
                         }
                     };
+                    if s.name.len() > convert::MAX_NAME_BYTES {
+                        out.capped += 1;
+                    }
                     if targets.is_empty() {
                         out.unmatched += 1;
                     } else {
@@ -513,6 +517,7 @@ impl Hub {
         let c = &self.counters;
         ReceiverCounters::add(&c.accepted, sig, out.accepted + out.unmatched);
         ReceiverCounters::add(&c.refused, sig, out.rejected);
+        ReceiverCounters::add(&c.capped, sig, out.capped);
         // Not a warning for the client: they were not dropped.
         out.unmatched = 0;
         Ok(out)

@@ -243,11 +243,20 @@ fn spans_convert_with_hex_ids_duration_and_status() {
     let bad = span(0, 0x02, None, "zero trace id", T0, 1);
     let mut backwards = span(0xab, 0x03, None, "ends first", T0, 0);
     backwards.end_time_unix_nano = T0 - 1;
+    let long = span(0xab, 0x04, None, &"ü".repeat(600), T0, 1);
     let o = h
-        .traces(traces_req(vec![(V2, vec![s, bad, backwards])]), 1)
+        .traces(traces_req(vec![(V2, vec![s, bad, backwards, long])]), 1)
         .unwrap();
-    assert_eq!((o.accepted, o.rejected), (1, 2));
+    assert_eq!((o.accepted, o.rejected, o.capped), (2, 2, 1));
+    assert!(
+        o.message().contains("1 records were kept cut"),
+        "{}",
+        o.message()
+    );
+    assert_eq!(h.counters().capped[1].load(Ordering::Relaxed), 1);
     let [_, c] = h.drain("a1", 0.0).unwrap();
+    // 600 two-byte characters cut at a character boundary within 1 KiB.
+    assert_eq!(c.spans[1].operation, "ü".repeat(512));
     let got = &c.spans[0];
     assert_eq!(got.trace_id, "ab".repeat(16));
     assert_eq!(got.span_id, "01".repeat(8));
