@@ -320,8 +320,16 @@ impl MetricSeries {
     }
 
     /// The increment of a cumulative point of series `key` started at `start_ns`: the first point
-    /// and a restarted or decreasing series count from zero (a counter reset).
+    /// and a decreasing series count from zero (a counter reset). A series is also told apart by
+    /// its start, so a restart (new start time) is a new series counted from zero, and two
+    /// processes that share a resource identity but not a start do not take each other's
+    /// values for resets.
     pub fn delta(&mut self, key: String, start_ns: u64, value: f64, count: f64) -> (f64, f64) {
+        let key = if start_ns == 0 {
+            key
+        } else {
+            format!("{key}@{start_ns}")
+        };
         let prev = self.last.insert(key, (start_ns, value, count));
         match prev {
             Some((s, v, c)) if s == start_ns && value >= v && count >= c => (value - v, count - c),

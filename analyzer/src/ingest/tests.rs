@@ -389,6 +389,27 @@ fn cumulative_counters_become_increments_per_step_across_a_reset() {
     );
     let [_, c] = h.drain("a1", t0 + 30.0).unwrap();
     assert_eq!(c.metrics, vec![(t0 + 25.0, "requests".into(), 2.0)]);
+    // Two processes with one identity and different starts, interleaved: each differenced on
+    // its own (2 + 3 at T0+41s, then +1 and +1), never mistaken for resets.
+    let two = metrics_req(
+        V2,
+        vec![metric(
+            "requests",
+            Data::Sum(Sum {
+                data_points: vec![
+                    number(T0 + 41 * S, T0 + 40 * S, 2.0),
+                    number(T0 + 41 * S, T0 + 39 * S, 3.0),
+                    number(T0 + 42 * S, T0 + 40 * S, 3.0),
+                    number(T0 + 42 * S, T0 + 39 * S, 4.0),
+                ],
+                aggregation_temporality: cum,
+                is_monotonic: true,
+            }),
+        )],
+    );
+    assert_eq!(h.metrics(two, 1).unwrap().accepted, 4);
+    let [_, c] = h.drain("a1", t0 + 50.0).unwrap();
+    assert_eq!(c.metrics, vec![(t0 + 45.0, "requests".into(), 7.0)]);
     // A point for a step already closed is late: counted, not kept.
     let late = metrics_req(
         V2,
@@ -402,7 +423,7 @@ fn cumulative_counters_become_increments_per_step_across_a_reset() {
         )],
     );
     assert_eq!(h.metrics(late, 1).unwrap().accepted, 0);
-    let [_, c] = h.drain("a1", t0 + 40.0).unwrap();
+    let [_, c] = h.drain("a1", t0 + 60.0).unwrap();
     assert!(c.metrics.is_empty());
     assert_eq!(c.late_points, 1);
 }
