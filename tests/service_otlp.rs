@@ -71,9 +71,11 @@ impl Server {
                 .unwrap_or_else(|| panic!("expected `{prefix}…`, got {l}"))
                 .to_owned()
         };
-        let api = next("vigil: serving on http://");
-        let grpc = next("vigil: OTLP/gRPC on http://");
-        let http = next("vigil: OTLP/HTTP on http://");
+        let tls = extra.contains(&"--tls-cert");
+        let scheme = if tls { "https" } else { "http" };
+        let api = next(&format!("vigil: serving on {scheme}://"));
+        let grpc = next(&format!("vigil: OTLP/gRPC on {scheme}://"));
+        let http = next(&format!("vigil: OTLP/HTTP on {scheme}://"));
         std::thread::spawn(move || for _ in lines {});
         Server {
             child,
@@ -425,4 +427,72 @@ fn bad_input_tokens_and_the_budget_over_both_receivers() {
     let (_, _, body) = http(&server.api, "GET", "/metrics", &[], b"");
     let m = String::from_utf8(body).unwrap();
     assert_eq!(sample(&m, "vigil_otlp_refused_total{signal=\"logs\"}"), 2.0);
+}
+
+#[test]
+fn with_tls_the_receivers_speak_tls_too() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let pki = TempDir::new("otlp-pki");
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "vigil test CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let mut p =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "vigil");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let k = KeyPair::generate().unwrap();
+    let write = |name: &str, text: &str| {
+        let f = pki.0.join(name);
+        std::fs::write(&f, text).unwrap();
+        f.display().to_string()
+    };
+    let ca = write("ca.pem", &root.pem());
+    let cert = write("server.pem", &p.signed_by(&k, &root).unwrap().pem());
+    let key = write("server.key", &k.serialize_pem());
+    let server = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otlp_send.py");
+    // Both exporters over TLS, trusting the test CA: every export answered OK.
+    for (protocol, addr) in [("grpc", &server.grpc), ("http", &server.http)] {
+        let out = Command::new(python())
+            .arg(&script)
+            .args([
+                "--protocol",
+                protocol,
+                "--endpoint",
+                &format!("https://{addr}"),
+            ])
+            .args(["--token", "ingest-token-1", "--version", "v1", "--n", "3"])
+            .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca)
+            // `requests` lets these override the exporter's session-level CA (requests#3829).
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{protocol} over TLS:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout)
+            .contains("\"failures\": {\"logs\": 0, \"spans\": 0, \"metrics\": 0}"));
+    }
+    // Plain HTTP to the TLS port is not served.
+    let mut s = TcpStream::connect(&server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(
+        !buf.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
 }

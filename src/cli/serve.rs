@@ -169,10 +169,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             r = service::serve_with_otlp(config, otlp, |b| {
                 eprintln!("vigil: serving on {scheme}://{}", b.api);
                 if let Some(a) = b.otlp_grpc {
-                    eprintln!("vigil: OTLP/gRPC on http://{a}");
+                    eprintln!("vigil: OTLP/gRPC on {scheme}://{a}");
                 }
                 if let Some(a) = b.otlp_http {
-                    eprintln!("vigil: OTLP/HTTP on http://{a}");
+                    eprintln!("vigil: OTLP/HTTP on {scheme}://{a}");
                 }
                 for n in &b.notes {
                     eprintln!("vigil: {n}");

@@ -57,7 +57,8 @@ def exporters(protocol, endpoint, token):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        kw = dict(endpoint=endpoint, insecure=True, headers=headers)
+        # https://: TLS, trusting OTEL_EXPORTER_OTLP_CERTIFICATE (read by the exporter).
+        kw = dict(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers)
         return OTLPLogExporter(**kw), OTLPSpanExporter(**kw), OTLPMetricExporter(**kw)
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter

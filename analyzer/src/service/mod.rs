@@ -331,8 +331,14 @@ pub async fn serve_with_otlp(
         ),
     ] {
         if let Some(l) = l {
+            // The receivers take the same tokens, so they get the same TLS.
+            let tls = tls_config.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::ingest::receiver::serve(l, app).await {
+                let r = match tls {
+                    Some(tls) => tls::serve(l, tls, app).await,
+                    None => crate::ingest::receiver::serve(l, app).await,
+                };
+                if let Err(e) = r {
                     tracing::error!(error = %e, "OTLP receiver stopped");
                 }
             });
