@@ -20,6 +20,7 @@ pub mod actions;
 pub mod analysis;
 pub mod callers;
 pub mod http;
+pub mod ingest;
 pub mod judge;
 pub mod kayenta_api;
 pub mod service;

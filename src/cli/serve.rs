@@ -43,6 +43,72 @@ pub struct ServeArgs {
     /// Mutual TLS: refuse clients without a certificate signed by one of these CAs (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// OTLP/gRPC receiver address [default: 127.0.0.1:4317], or `off`. A default port that is
+    /// taken only warns; a port given here must be free.
+    #[arg(long, value_name = "ADDR|off")]
+    pub otlp_grpc_listen: Option<String>,
+    /// OTLP/HTTP receiver address (`/v1/logs`, `/v1/traces`, `/v1/metrics`) [default:
+    /// 127.0.0.1:4318], or `off`.
+    #[arg(long, value_name = "ADDR|off")]
+    pub otlp_http_listen: Option<String>,
+    /// Pushed telemetry held for running analyses at most (e.g. 512MiB, 2GiB); beyond it OTLP
+    /// exports are refused with a retry hint.
+    #[arg(long, default_value = "512MiB", value_name = "SIZE")]
+    pub memory_budget: String,
+}
+
+fn otlp_listen(
+    given: Option<&str>,
+    default: &str,
+    flag: &str,
+) -> Result<Option<service::OtlpListen>> {
+    match given {
+        Some("off") => Ok(None),
+        Some(a) => Ok(Some(service::OtlpListen {
+            addr: a
+                .parse()
+                .with_context(|| format!("{flag}: `{a}` is not ADDR:PORT or `off`"))?,
+            explicit: true,
+        })),
+        None => Ok(Some(service::OtlpListen {
+            addr: default.parse().context(flag.to_owned())?,
+            explicit: false,
+        })),
+    }
+}
+
+/// `512MiB`, `2GiB`, `100MB`, `1048576`: bytes.
+fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--memory-budget: `{s}` is not a size such as 512MiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            anyhow::bail!("--memory-budget: unknown unit `{other}` (B, KiB, MiB, GiB, KB, MB, GB)")
+        }
+    };
+    let bytes = n * mult;
+    if !(1.0..=1e15).contains(&bytes) {
+        anyhow::bail!("--memory-budget: `{s}` is out of range");
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked to be in 1..1e15 above"
+    )]
+    Ok(bytes as usize)
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
@@ -75,6 +141,19 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             _ => None,
         },
     };
+    let otlp = service::OtlpConfig {
+        grpc: otlp_listen(
+            args.otlp_grpc_listen.as_deref(),
+            "127.0.0.1:4317",
+            "--otlp-grpc-listen",
+        )?,
+        http: otlp_listen(
+            args.otlp_http_listen.as_deref(),
+            "127.0.0.1:4318",
+            "--otlp-http-listen",
+        )?,
+        memory_budget: parse_size(&args.memory_budget)?,
+    };
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -86,7 +165,19 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         tokio::select! {
-            r = service::serve(config, |addr| eprintln!("vigil: serving on {scheme}://{addr}")) => {
+            // The service's line first: scripts and tests read it as the first line.
+            r = service::serve_with_otlp(config, otlp, |b| {
+                eprintln!("vigil: serving on {scheme}://{}", b.api);
+                if let Some(a) = b.otlp_grpc {
+                    eprintln!("vigil: OTLP/gRPC on {scheme}://{a}");
+                }
+                if let Some(a) = b.otlp_http {
+                    eprintln!("vigil: OTLP/HTTP on {scheme}://{a}");
+                }
+                for n in &b.notes {
+                    eprintln!("vigil: {n}");
+                }
+            }) => {
                 r.map_err(anyhow::Error::from)
             }
             _ = shutdown() => {

@@ -162,6 +162,12 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Option<Scope> 
     if path.starts_with("/grpc.health.v1.Health/") || path == "/metrics" || path == "/healthz" {
         return None;
     }
+    // OTLP receivers (their own ports): sending telemetry is all `ingest` may do.
+    if path.starts_with("/opentelemetry.proto.collector.")
+        || matches!(path, "/v1/logs" | "/v1/traces" | "/v1/metrics")
+    {
+        return Some(Scope::Ingest);
+    }
     if let Some(m) = path.strip_prefix("/vigil.v1.Analyses/") {
         return Some(match m {
             "CreateAnalysis" | "CancelAnalysis" | "RecordFeedback" => Scope::Write,

@@ -67,6 +67,41 @@ pub struct ServeConfig {
     pub tls: Option<tls::TlsFiles>,
 }
 
+/// Where the OTLP receivers listen (issue 12), beside the service's own port.
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// OTLP/gRPC; `None`: not served.
+    pub grpc: Option<OtlpListen>,
+    /// OTLP/HTTP; `None`: not served.
+    pub http: Option<OtlpListen>,
+    /// Bytes of pushed telemetry held for running analyses at most.
+    pub memory_budget: usize,
+}
+
+/// One receiver's address, and whether it was asked for explicitly: a default port another
+/// process holds only warns (several services on one machine, tests in parallel), an explicit
+/// one that cannot be bound stops the start.
+#[derive(Debug, Clone, Copy)]
+pub struct OtlpListen {
+    /// Address (port 0: any free port).
+    pub addr: SocketAddr,
+    /// Given on the command line.
+    pub explicit: bool,
+}
+
+/// The addresses the service bound.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The service (gRPC API and HTTP).
+    pub api: SocketAddr,
+    /// OTLP/gRPC, if served.
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP, if served.
+    pub otlp_http: Option<SocketAddr>,
+    /// Why a receiver on a default port was not started (the port is taken).
+    pub notes: Vec<String>,
+}
+
 /// Why the service cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -174,6 +209,48 @@ pub async fn serve(
     config: ServeConfig,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
+    serve_with_otlp(
+        config,
+        OtlpConfig {
+            grpc: None,
+            http: None,
+            memory_budget: crate::ingest::DEFAULT_BUDGET_BYTES,
+        },
+        |b| on_ready(b.api),
+    )
+    .await
+}
+
+/// Binds an OTLP receiver's port: `None` when it is not served, or when a default port is taken
+/// (then with a note saying so).
+async fn bind_otlp(
+    listen: Option<OtlpListen>,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<tokio::net::TcpListener>, ServeError> {
+    let Some(l) = listen else { return Ok(None) };
+    match tokio::net::TcpListener::bind(l.addr).await {
+        Ok(t) => Ok(Some(t)),
+        Err(source) if !l.explicit => {
+            notes.push(format!(
+                "{what} receiver not started: cannot listen on {}: {source}",
+                l.addr
+            ));
+            Ok(None)
+        }
+        Err(source) => Err(ServeError::Bind {
+            addr: l.addr,
+            source,
+        }),
+    }
+}
+
+/// [`serve`] with the OTLP receivers; `on_ready` gets every bound address.
+pub async fn serve_with_otlp(
+    config: ServeConfig,
+    otlp: OtlpConfig,
+    on_ready: impl FnOnce(Bound),
+) -> Result<(), ServeError> {
     if config.tokens.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServeError::NoTokens(config.listen));
     }
@@ -191,7 +268,13 @@ pub async fn serve(
         )?,
         None => store::Store::open_in_memory()?,
     };
-    let core = Core::new(store, Arc::new(metrics::PrometheusSource));
+    for l in [otlp.grpc, otlp.http].into_iter().flatten() {
+        if config.tokens.is_none() && !l.addr.ip().is_loopback() {
+            return Err(ServeError::NoTokens(l.addr));
+        }
+    }
+    let hub = Arc::new(crate::ingest::Hub::new(otlp.memory_budget));
+    let core = Core::with_hub(store, Arc::new(metrics::PrometheusSource), hub.clone());
     let resumed = core.resume_all().await?;
     if resumed > 0 {
         tracing::info!(resumed, "unfinished analyses resumed");
@@ -229,7 +312,40 @@ pub async fn serve(
             addr: config.listen,
             source,
         })?;
-    on_ready(listener.local_addr()?);
+    let mut notes = Vec::new();
+    let otlp_grpc = bind_otlp(otlp.grpc, "OTLP/gRPC", &mut notes).await?;
+    let otlp_http = bind_otlp(otlp.http, "OTLP/HTTP", &mut notes).await?;
+    let bound = Bound {
+        api: listener.local_addr()?,
+        otlp_grpc: otlp_grpc.as_ref().map(|l| l.local_addr()).transpose()?,
+        otlp_http: otlp_http.as_ref().map(|l| l.local_addr()).transpose()?,
+        notes,
+    };
+    for (l, app) in [
+        (
+            otlp_grpc,
+            crate::ingest::receiver::grpc_router(hub.clone(), config.tokens.clone()),
+        ),
+        (
+            otlp_http,
+            crate::ingest::receiver::http_router(hub.clone(), config.tokens.clone()),
+        ),
+    ] {
+        if let Some(l) = l {
+            // The receivers take the same tokens, so they get the same TLS.
+            let tls = tls_config.clone();
+            tokio::spawn(async move {
+                let r = match tls {
+                    Some(tls) => tls::serve(l, tls, app).await,
+                    None => crate::ingest::receiver::serve(l, app).await,
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "OTLP receiver stopped");
+                }
+            });
+        }
+    }
+    on_ready(bound);
     match tls_config {
         // `tls::serve` sets TCP_NODELAY on each accepted connection itself.
         Some(tls_config) => tls::serve(listener, tls_config, app).await?,

@@ -157,6 +157,12 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
             c.judgements[i].load(Ordering::Relaxed)
         );
     }
+    core.ingest().counters().render(&mut out);
+    let (held, join) = core.ingest().used_parts();
+    let _ = writeln!(
+        out,
+        "# HELP vigil_otlp_memory_bytes Bytes of pushed telemetry held, for running analyses and by the caller join.\n# TYPE vigil_otlp_memory_bytes gauge\nvigil_otlp_memory_bytes{{part=\"analyses\"}} {held}\nvigil_otlp_memory_bytes{{part=\"join\"}} {join}"
+    );
     let secs = |us: &AtomicU64| us.load(Ordering::Relaxed) as f64 / 1e6;
     let _ = write!(
         out,

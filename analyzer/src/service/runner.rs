@@ -83,6 +83,8 @@ pub struct Core {
     counters: super::routes::Counters,
     /// `GetAnalysis` answers; every write below invalidates what it changed.
     snapshots: Arc<super::snapshot::Snapshots>,
+    /// Pushed telemetry (OTLP) routed to the running analyses that select by attributes.
+    hub_ingest: Arc<crate::ingest::Hub>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -104,6 +106,19 @@ pub fn final_state(verdict: Verdict, policy: OnInconclusive) -> &'static str {
 impl Core {
     /// A core over `store`, fetching metrics from `source`.
     pub fn new(store: Store, source: Arc<dyn MetricSource>) -> Arc<Core> {
+        Core::with_hub(
+            store,
+            source,
+            Arc::new(crate::ingest::Hub::new(crate::ingest::DEFAULT_BUDGET_BYTES)),
+        )
+    }
+
+    /// A core whose analyses also take pushed telemetry from `ingest`.
+    pub fn with_hub(
+        store: Store,
+        source: Arc<dyn MetricSource>,
+        ingest: Arc<crate::ingest::Hub>,
+    ) -> Arc<Core> {
         Arc::new(Core {
             store,
             source,
@@ -111,7 +126,13 @@ impl Core {
             running: Mutex::new(HashMap::new()),
             counters: super::routes::Counters::default(),
             snapshots: Arc::default(),
+            hub_ingest: ingest,
         })
+    }
+
+    /// Where pushed telemetry is routed.
+    pub fn ingest(&self) -> &Arc<crate::ingest::Hub> {
+        &self.hub_ingest
     }
 
     /// The cache of `GetAnalysis` answers.
@@ -213,6 +234,7 @@ impl Core {
             if let Err(e) = core.run(row, spec, lock).await {
                 tracing::error!(analysis = %task_id, error = %e, "analysis runner stopped");
             }
+            core.hub_ingest.unregister(&task_id);
             lock_map(&core.running).remove(&task_id);
         });
         if let Some(r) = lock_map(&self.running).get_mut(&id) {
@@ -271,6 +293,7 @@ impl Core {
                 a.abort();
             }
         }
+        self.hub_ingest.unregister(id);
         let ev = EventRecord {
             kind: "cancelled".into(),
             message: if reason.is_empty() {
@@ -364,6 +387,21 @@ impl Core {
             self.append(&id, vec![event_entry(&ev, None)]).await?;
         }
         let mut session: Option<(String, Analysis)> = None;
+        // Pushed telemetry: routed here while the analysis runs; what was drained is kept to
+        // rebuild the session when feedback changes (a pushed record cannot be re-queried).
+        let pushed = spec.pushed();
+        if pushed {
+            let m = |s: &super::spec::ScopeSpec| -> Vec<(String, String)> {
+                s.attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            self.hub_ingest
+                .register(&id, m(&spec.baseline), m(&spec.canary), plan.step);
+        }
+        let mut history: Vec<(Role, crate::ingest::Drained)> = Vec::new();
+        let mut seen = super::spec::Pushed::default();
         loop {
             let end = plan.end_of(k);
             let elapsed = plan.elapsed_of(k);
@@ -377,11 +415,27 @@ impl Core {
             let feedback = self
                 .with_store(move |s| s.feedback_for(&app, now_ms()))
                 .await?;
-            let fb_key = format!("{feedback:?}");
+            // Pushed telemetry up to this interval's end; a modality seen for the first time
+            // rebuilds the session with it declared.
+            let drained = if pushed {
+                self.hub_ingest.drain(&id, end)
+            } else {
+                None
+            };
+            for d in drained.iter().flatten() {
+                seen.logs |= !d.logs.is_empty();
+                seen.spans |= d.spans.iter().any(|s| s.caller.is_none());
+                seen.callers |= d.spans.iter().any(|s| s.caller.is_some());
+            }
+            let fb_key = format!("{feedback:?} {seen:?}");
             if session.as_ref().is_none_or(|(key, _)| *key != fb_key) {
-                let mut aspec = spec.analysis_spec(&plan);
+                let mut aspec = spec.analysis_spec_with(&plan, seen);
                 apply_feedback(&mut aspec.judges, &feedback);
-                session = Some((fb_key, Analysis::new(aspec)));
+                let mut fresh = Analysis::new(aspec);
+                for (role, d) in &history {
+                    ingest_pushed(&mut fresh, *role, d.clone());
+                }
+                session = Some((fb_key, fresh));
             }
             let Some((_, analysis)) = session.as_mut() else {
                 continue;
@@ -406,6 +460,12 @@ impl Core {
             };
             let mut series = new_series(&spec, "baseline", &base, b_from, b_end);
             series.extend(new_series(&spec, "canary", &can, c_from, end));
+            if let Some(sides) = drained {
+                for (role, d) in [Role::Baseline, Role::Canary].into_iter().zip(sides) {
+                    ingest_pushed(analysis, role, d.clone());
+                    history.push((role, d));
+                }
+            }
             let judgement = match (base, can) {
                 (Ok(b), Ok(c)) => {
                     ingest(analysis, Role::Baseline, &b);
@@ -582,6 +642,41 @@ fn ingest(analysis: &mut Analysis, role: Role, samples: &[Sample]) {
         ) {
             tracing::debug!(error = %e, "sample not ingested");
         }
+    }
+}
+
+/// Takes one side's pushed telemetry into the session. A metric reading the session already
+/// holds differently (a point for a step already judged) is kept as first read.
+fn ingest_pushed(analysis: &mut Analysis, role: Role, d: crate::ingest::Drained) {
+    let samples: Vec<MetricSample<'_>> = d
+        .metrics
+        .iter()
+        .map(|(time, name, value)| MetricSample {
+            time: *time,
+            name,
+            value: *value,
+        })
+        .collect();
+    for one in samples.chunks(1) {
+        if let Err(e) = analysis.ingest(
+            role,
+            Batch {
+                metrics: one,
+                ..Batch::default()
+            },
+        ) {
+            tracing::debug!(error = %e, "pushed sample not ingested");
+        }
+    }
+    if let Err(e) = analysis.ingest(
+        role,
+        Batch {
+            metrics: &[],
+            logs: d.logs,
+            spans: d.spans,
+        },
+    ) {
+        tracing::debug!(error = %e, "pushed records not ingested");
     }
 }
 

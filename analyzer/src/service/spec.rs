@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AnalysisSpec, BaselineTiming, Masking, SideSpec};
 use crate::judge::{JudgeConfig, MetricSpec};
-use crate::telemetry::{format_time, parse_time};
+use crate::telemetry::{format_time, parse_time, Window};
 use crate::verdict::Signal;
 use vigil_models::vigil_judge::{Direction, MetricKind, MetricRule};
 
@@ -803,12 +803,40 @@ impl Spec {
         c
     }
 
-    /// The engine's session spec for this analysis.
+    /// Both sides select pushed telemetry (OTLP) by attributes: logs, spans and callers' spans
+    /// are then recorded too.
+    pub fn pushed(&self) -> bool {
+        !self.baseline.attributes.is_empty() && !self.canary.attributes.is_empty()
+    }
+
+    /// The engine's session spec for this analysis, metrics only.
     pub fn analysis_spec(&self, plan: &Plan) -> AnalysisSpec {
-        let metrics_only = SideSpec {
+        self.analysis_spec_with(plan, Pushed::default())
+    }
+
+    /// The engine's session spec for this analysis, recording the pushed modalities `seen`
+    /// (when both sides select by attributes). A modality is declared only once some record of
+    /// it arrived: recorded-and-empty on both sides would judge "nothing happened" and pass,
+    /// and no data must never pass a canary.
+    pub fn analysis_spec_with(&self, plan: &Plan, seen: Pushed) -> AnalysisSpec {
+        let pushed = self.pushed();
+        let seen = if pushed { seen } else { Pushed::default() };
+        let canary_window = Window {
+            start: plan.t0,
+            end: plan.t0 + plan.lifetime,
+        };
+        let side = |window: Window| SideSpec {
             metrics: true,
+            logs: seen.logs,
+            spans: seen.spans,
+            callers: seen.callers,
+            log_window: seen.logs.then_some(window),
+            trace_window: (seen.spans || seen.callers).then_some(window),
             ..SideSpec::default()
         };
+        let baseline_window = plan
+            .baseline_window
+            .map_or(canary_window, |(start, end)| Window { start, end });
         AnalysisSpec {
             judges: self.judge_config(),
             canary_start: plan.t0,
@@ -821,10 +849,21 @@ impl Spec {
                 enabled: false,
                 ..Masking::default()
             },
-            baseline: metrics_only.clone(),
-            canary: metrics_only,
+            baseline: side(baseline_window),
+            canary: side(canary_window),
         }
     }
+}
+
+/// Which pushed modalities an analysis has received any record of (either side).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Log records.
+    pub logs: bool,
+    /// Spans of the selected services.
+    pub spans: bool,
+    /// Callers' spans.
+    pub callers: bool,
 }
 
 /// The engine's rule for one spec metric.
