@@ -435,6 +435,56 @@ mod tests {
     }
 
     #[test]
+    fn absorbs_a_quantity_restated_in_parentheses() {
+        // The restatement joins the value before it (here behind the unit word `bytes`), so the
+        // line with it and the line without it have the same masked tokens.
+        let (with, raw) = prepared("sent 1190 bytes (1.16 KB) to peer");
+        let (without, _) = prepared("sent 0 bytes to peer");
+        assert_eq!(with.join(" "), "sent <*> bytes to peer");
+        assert_eq!(with, without);
+        assert_eq!(raw[2], "bytes (1.16 KB)");
+        // One token, a percentage, and punctuation after the parenthesis.
+        let (a, _) = prepared("used 310 (75%), free 100");
+        let (b, _) = prepared("used 310, free 100");
+        assert_eq!(a, b);
+        let (a, _) = prepared("waited 5000 ms (5 s) for lock");
+        assert_eq!(a.join(" "), "waited <*> ms for lock");
+        // Not after a value: a parenthesised reading that is the event's only number stays.
+        let (t, _) = prepared("Temperature (45C) exceeds threshold");
+        assert_eq!(t.join(" "), "Temperature (<*>) exceeds threshold");
+        // Not a quantity: an address or a name in parentheses after an address stays.
+        let (c, _) = prepared("connection from 10.0.0.1 (10.0.0.1) at noon");
+        assert_eq!(c.join(" "), "connection from <*> (<*>) at noon");
+        let (c, _) = prepared("retry 3 (3 attempts left) now");
+        assert_eq!(c.len(), 6);
+    }
+
+    #[test]
+    fn classes_values_masked_whole_by_kind() {
+        for (raw, want) in [
+            ("42,", SHAPE_NUMBER),
+            ("-1.5", SHAPE_NUMBER),
+            ("0x1f", SHAPE_NUMBER),
+            ("001064fc", SHAPE_NUMBER),
+            ("10.0.0.1", SHAPE_ADDRESS),
+            ("(10.0.0.1:8080)", SHAPE_ADDRESS),
+            ("/var/log/app.log", SHAPE_PATH),
+            ("http://example.com/a", SHAPE_PATH),
+            (r"C:\Windows\x", SHAPE_PATH),
+            ("blk_-6952295868487656571", 0),
+            ("1.2.3", 0),
+            ("abc", 0),
+        ] {
+            assert_eq!(shape_class(raw), want, "{raw}");
+        }
+        // Only tokens masked whole carry a kind.
+        let mut p = Prepared::default();
+        p.push("read /a/b from 10.0.0.1 as node-7", &[]);
+        let kinds: Vec<u8> = p.line(0).iter().map(|t| t.shape).collect();
+        assert_eq!(kinds, [0, SHAPE_PATH, 0, SHAPE_ADDRESS, 0, 0]);
+    }
+
+    #[test]
     fn keeps_quoted_strings_whole() {
         let mut v = Vec::new();
         split_tokens(r#"acquire tag="View Lock", name=x "a b" c"#, &[], &mut v);
