@@ -269,7 +269,8 @@ pub fn candidate_configs() -> Vec<MinerConfig> {
     let mut out = vec![default.clone()];
     for similarity in [0.4, 0.5, 0.6, 0.7] {
         for distinct_constants in [2, 3, 4] {
-            if similarity == default.similarity && distinct_constants == default.distinct_constants
+            if (similarity - default.similarity).abs() < 1e-9
+                && distinct_constants == default.distinct_constants
             {
                 continue;
             }

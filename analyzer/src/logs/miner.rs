@@ -161,9 +161,6 @@ struct Cluster {
     /// Per position, the hash of the last different token that the template token already
     /// covered (generalising changed nothing).
     fits: Vec<u64>,
-    /// Per position, the [`super::template::shape_class`]es of the values masked whole there
-    /// (a bit set; 0 where nothing is known).
-    shapes: Vec<u8>,
     text: String,
     id: TemplateId,
     count: u64,
@@ -174,13 +171,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(tokens: Vec<Box<str>>, shapes: Vec<u8>, count: u64, family: u32) -> Cluster {
+    fn new(tokens: Vec<Box<str>>, count: u64, family: u32) -> Cluster {
         let hashes: Vec<u64> = tokens.iter().map(|t| tok_hash(t.as_bytes())).collect();
         let text = tokens.join(" ");
         let id = TemplateId::of(&text);
         Cluster {
             tokens,
-            shapes,
             fits: hashes.clone(),
             hashes,
             text,
@@ -212,28 +208,21 @@ pub struct Miner {
 /// when one cluster is folded into another.
 enum LineView<'a> {
     Prepared(&'a Prepared, &'a [PTok]),
-    Tokens(&'a [Box<str>], &'a [u8]),
+    Tokens(&'a [Box<str>]),
 }
 
 impl LineView<'_> {
     fn len(&self) -> usize {
         match self {
             LineView::Prepared(_, t) => t.len(),
-            LineView::Tokens(t, _) => t.len(),
+            LineView::Tokens(t) => t.len(),
         }
     }
 
     fn text(&self, k: usize) -> &str {
         match self {
             LineView::Prepared(p, t) => p.text(&t[k]),
-            LineView::Tokens(t, _) => &t[k],
-        }
-    }
-
-    fn shape(&self, k: usize) -> u8 {
-        match self {
-            LineView::Prepared(_, t) => t[k].shape,
-            LineView::Tokens(_, s) => s.get(k).copied().unwrap_or(0),
+            LineView::Tokens(t) => &t[k],
         }
     }
 }
@@ -285,8 +274,7 @@ impl Miner {
             split_tokens(&t.template, &[], &mut parts);
             let tokens: Vec<Box<str>> = parts.into_iter().map(Box::from).collect();
             let family = m.clusters.len() as u32;
-            let shapes = vec![0; tokens.len()];
-            m.insert_cluster(Cluster::new(tokens, shapes, t.count, family));
+            m.insert_cluster(Cluster::new(tokens, t.count, family));
         }
         m
     }
@@ -500,8 +488,7 @@ impl Miner {
         let tokens: Vec<Box<str>> = (0..masked.len())
             .map(|k| Box::from(masked.text(k)))
             .collect();
-        let shapes = (0..masked.len()).map(|k| masked.shape(k)).collect();
-        self.insert_cluster(Cluster::new(tokens, shapes, 1, family))
+        self.insert_cluster(Cluster::new(tokens, 1, family))
     }
 
     /// Whether a message may join cluster `ci`: true unless they differ at a position where both
@@ -513,18 +500,11 @@ impl Miner {
         let mut settled = true;
         let mut conflicts = 0;
         for (k, h) in hashes.iter().enumerate() {
-            let (sa, sb) = (c.shapes[k], masked.shape(k));
-            let (ca, cb) = if shapes_differ(sa, sb) {
-                // Both values are masked whole but of different kinds (a number here, a path
-                // there): counted like two different constants, keyed by the kinds.
-                (shape_key(sa), shape_key(sb))
-            } else if c.hashes[k] == *h || c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
+            if c.hashes[k] == *h || c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
                 continue;
-            } else {
-                match conflicting_constants(&c.tokens[k], masked.text(k)) {
-                    Some(x) => x,
-                    None => continue,
-                }
+            }
+            let Some((ca, cb)) = conflicting_constants(&c.tokens[k], masked.text(k)) else {
+                continue;
             };
             conflicts += 1;
             if is_enum_word(&c.tokens[k]) && is_enum_word(masked.text(k)) {
@@ -565,34 +545,21 @@ impl Miner {
             .map(|&i| i as usize)
             .filter(|&i| i != ci && self.clusters[i].family == family)
             .collect();
-        let need = self.config.distinct_constants.max(2);
         for vi in members {
             let compatible = {
                 let (c, v) = (&self.clusters[ci], &self.clusters[vi]);
-                let kinds_seen = |k: usize| {
-                    self.families
-                        .get(&family)
-                        .and_then(|f| f.get(&k))
-                        .map_or(0, Vec::len)
-                };
                 c.tokens
                     .iter()
                     .zip(&v.tokens)
                     .all(|(a, b)| !constant_conflict(a, b))
-                    && c.shapes
-                        .iter()
-                        .zip(&v.shapes)
-                        .enumerate()
-                        .all(|(k, (&a, &b))| !shapes_differ(a, b) || kinds_seen(k) >= need)
             };
             if !compatible {
                 continue;
             }
             let v_tokens: Vec<Box<str>> = self.clusters[vi].tokens.clone();
-            let v_shapes: Vec<u8> = self.clusters[vi].shapes.clone();
             let v_hashes = self.clusters[vi].hashes.clone();
             let v_count = self.clusters[vi].count;
-            self.merge_into(ci, &LineView::Tokens(&v_tokens, &v_shapes), &v_hashes);
+            self.merge_into(ci, &LineView::Tokens(&v_tokens), &v_hashes);
             self.clusters[ci].count += v_count - 1;
             let v = &mut self.clusters[vi];
             v.alive = false;
@@ -615,7 +582,6 @@ impl Miner {
         c.count += 1;
         let mut changed = false;
         for (k, h) in hashes.iter().enumerate() {
-            c.shapes[k] |= masked.shape(k);
             if c.hashes[k] != *h
                 && c.hashes[k] != WILD_HASH
                 && c.fits[k] != *h
@@ -671,21 +637,6 @@ fn is_enum_word(t: &str) -> bool {
 }
 
 const WILD_HASH: u64 = tok_hash(WILDCARD.as_bytes());
-
-/// The key under which a family counts a value kind a position has shown (the lowest kind in
-/// the set; `<kind>` is never a masked word, so keys do not collide with constants).
-fn shape_key(shapes: u8) -> &'static str {
-    match shapes.trailing_zeros() {
-        0 => "<number>",
-        1 => "<address>",
-        _ => "<path>",
-    }
-}
-
-/// Whether two positions hold values masked whole but of different kinds.
-fn shapes_differ(a: u8, b: u8) -> bool {
-    a != 0 && b != 0 && a & b == 0
-}
 
 /// Bucket of a token sequence: its length and first token (Drain's first two tree levels).
 fn bucket_key(hashes: &[u64]) -> u64 {
@@ -822,24 +773,6 @@ mod tests {
         assert_eq!(m.template(c.template_id), Some("Flushed <*> bytes to disk"));
         assert_eq!(a.params, ["1190"]);
         assert_ne!(m.add_id("Flushed cache to disk"), c.template_id);
-    }
-
-    #[test]
-    fn values_of_different_kinds_are_different_events() {
-        // Masking writes a path and an address alike as `<*>`; a source read from a file and
-        // one read from the network are still two events.
-        let mut m = Miner::new(MinerConfig::default());
-        let file = m.add_id("Loaded settings from /etc/app/main.conf");
-        let net = m.add_id("Loaded settings from 10.0.0.5:8080");
-        let file2 = m.add_id("Loaded settings from /srv/app/conf.d/extra.conf");
-        let net2 = m.add_id("Loaded settings from 10.0.0.6:8080");
-        assert_ne!(m.resolve(file), m.resolve(net));
-        assert_eq!(m.resolve(file), m.resolve(file2));
-        assert_eq!(m.resolve(net), m.resolve(net2));
-        // Paths of different depth are one kind: one variable.
-        let a = m.add_id("Cleaned /tmp/a");
-        let b = m.add_id("Cleaned /var/cache/app/b/c");
-        assert_eq!(m.resolve(a), m.resolve(b));
     }
 
     #[test]

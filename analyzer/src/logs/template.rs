@@ -196,8 +196,6 @@ pub(crate) struct PTok {
     pub masked: (u32, u32),
     pub raw: (u32, u32),
     pub hash: u64,
-    /// For a token masked whole (`<*>`, `<*>,`): its value's [`shape_class`]; 0 otherwise.
-    pub shape: u8,
 }
 
 /// Messages tokenised and masked, packed in one buffer so that preparing a block of messages
@@ -264,18 +262,11 @@ impl Prepared {
                 self.buf.push_str(raw);
             }
             let end = self.buf.len() as u32;
-            let masked = &self.buf[start as usize..];
-            let hash = tok_hash(masked.as_bytes());
-            let shape = if suspicious && all_variable(masked) {
-                shape_class(raw)
-            } else {
-                0
-            };
+            let hash = tok_hash(&self.buf.as_bytes()[start as usize..]);
             self.toks.push(PTok {
                 masked: (start, end),
                 raw: (a, b),
                 hash,
-                shape,
             });
         }
         spans.clear();
@@ -294,7 +285,6 @@ impl Prepared {
             masked: (start, self.buf.len() as u32),
             raw,
             hash: tok_hash(text.as_bytes()),
-            shape: 0,
         }
     }
 
@@ -340,71 +330,6 @@ impl Prepared {
             self.toks.splice(k..end, [t]);
             k += 1;
         }
-    }
-}
-
-/// Shape class of a number (`42`, `-1.5`, `0x1f`, `1a2b3c`).
-pub(crate) const SHAPE_NUMBER: u8 = 1;
-/// Shape class of an IPv4 address, with or without a port (`10.0.0.1`, `10.0.0.1:80`).
-pub(crate) const SHAPE_ADDRESS: u8 = 2;
-/// Shape class of a path or URL (`/var/log/x`, `C:\\x`, `http://h/p`).
-pub(crate) const SHAPE_PATH: u8 = 4;
-
-/// The coarse kind of value behind a token masked whole: a number, a network address, or a
-/// path; 0 when it is none of these (ids, dates, mixed text). Masking writes all three as
-/// `<*>`, but a position that holds numbers in one event and paths in another is two events:
-/// one variable keeps its kind from line to line (on the ten Loghub systems we have, no
-/// template position mixes these kinds), so the miner does not merge across kinds at once.
-pub(crate) fn shape_class(raw: &str) -> u8 {
-    let t = raw.trim_matches(|c: char| {
-        matches!(
-            c,
-            ',' | ';' | ':' | '.' | '(' | ')' | '[' | ']' | '{' | '}' | '\'' | '"' | '<' | '>'
-        )
-    });
-    let b = t.as_bytes();
-    if b.is_empty() {
-        return 0;
-    }
-    if t.contains("://") || (b.len() > 1 && b[0] == b'/' && b[1] != b'/') || t.contains('\\') {
-        return SHAPE_PATH;
-    }
-    let host = t.rsplit_once(':').map_or(t, |(h, p)| {
-        if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            t
-        }
-    });
-    let dotted = host.split('.').collect::<Vec<_>>();
-    if dotted.len() == 4
-        && dotted
-            .iter()
-            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()))
-    {
-        return SHAPE_ADDRESS;
-    }
-    let unsigned = t.strip_prefix(['-', '+']).unwrap_or(t);
-    let hex = unsigned
-        .strip_prefix("0x")
-        .or_else(|| unsigned.strip_prefix("0X"));
-    let number = match hex {
-        Some(h) => !h.is_empty() && h.bytes().all(|c| c.is_ascii_hexdigit()),
-        None => {
-            let mut parts = unsigned.splitn(2, '.');
-            let int = parts.next().unwrap_or("");
-            let frac = parts.next();
-            (!int.is_empty() && int.bytes().all(|c| c.is_ascii_digit())
-                || int.len() >= 5
-                    && int.bytes().all(|c| c.is_ascii_hexdigit())
-                    && int.bytes().any(|c| c.is_ascii_digit()))
-                && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()))
-        }
-    };
-    if number {
-        SHAPE_NUMBER
-    } else {
-        0
     }
 }
 
