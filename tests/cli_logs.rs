@@ -170,3 +170,48 @@ fn learn_writes_the_library_compare_reads() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no log records"));
 }
+
+/// `logs eval --leave-one-out` on two tiny labelled systems that every candidate setting
+/// groups perfectly: each fold scores GA 1 and, on the tie, keeps the default setting (0.5, 3),
+/// which the candidates list first.
+#[test]
+fn eval_leave_one_out_reports_a_fold_per_system() {
+    let dir = Dir::new("eval-loo");
+    let mut a = String::from("LineId,Content,EventId,EventTemplate\n");
+    let mut b = a.clone();
+    for i in 0..6 {
+        a.push_str(&format!(
+            "{},Connected to 10.0.0.{i},E1,Connected to <*>\n",
+            2 * i + 1
+        ));
+        a.push_str(&format!("{},Disk {i} full,E2,Disk <*> full\n", 2 * i + 2));
+        b.push_str(&format!(
+            "{},Sent {} bytes,E1,Sent <*> bytes\n",
+            i + 1,
+            100 * i
+        ));
+    }
+    dir.file("Alpha_2k.log_structured_corrected.csv", &a);
+    dir.file("Beta_2k.log_structured_corrected.csv", &b);
+    let out = vigil(&["logs", "eval", &path(&dir.0), "--json", "--leave-one-out"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let folds = v["leave_one_out"]["systems"].as_array().expect("folds");
+    let names: Vec<&str> = folds.iter().filter_map(|f| f["system"].as_str()).collect();
+    assert_eq!(names, ["Alpha", "Beta"]);
+    for f in folds {
+        assert_eq!(f["ga"], 1.0, "{f}");
+        assert_eq!(f["similarity"], 0.5, "{f}");
+        assert_eq!(f["distinct_constants"], 3, "{f}");
+        assert_eq!(f["train_ga"], 1.0, "{f}");
+    }
+    assert_eq!(v["leave_one_out"]["average"]["ga"], 1.0);
+    // Without the flag the JSON has no folds.
+    let out = vigil(&["logs", "eval", &path(&dir.0), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert!(v.get("leave_one_out").is_none());
+}

@@ -53,6 +53,11 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also choose the miner's settings (`similarity`, `distinct_constants`) on all systems but
+    /// one and score them on that one, for each system in turn: the honest estimate for a system
+    /// never seen.
+    #[arg(long)]
+    pub leave_one_out: bool,
 }
 
 pub fn run(cmd: LogsCommand) -> anyhow::Result<()> {
@@ -145,19 +150,59 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     if files.is_empty() {
         bail!("{}: no *_structured_corrected.csv found", a.dir.display());
     }
-    let results = files
+    let data = files
         .iter()
-        .map(|f| eval::evaluate_file(f))
+        .map(|f| eval::load_dataset(f))
         .collect::<Result<Vec<_>, _>>()?;
+    let default = vigil_analyzer::logs::MinerConfig::default();
+    let results: Vec<SystemResult> = data.iter().map(|d| eval::evaluate(d, &default)).collect();
     let avg = eval::average(&results);
+    let loo = a
+        .leave_one_out
+        .then(|| eval::leave_one_out(&data, &eval::candidate_configs()));
     let mut out = std::io::stdout().lock();
     if a.json {
-        let v = serde_json::json!({ "systems": results, "average": avg });
+        let mut v = serde_json::json!({ "systems": results, "average": avg });
+        if let Some(loo) = &loo {
+            v["leave_one_out"] = serde_json::json!({
+                "systems": loo,
+                "average": eval::average_held_out(loo),
+            });
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         write_table(&mut out, &results, &avg)?;
+        if let Some(loo) = &loo {
+            write_loo_table(&mut out, loo)?;
+        }
     }
     Ok(())
+}
+
+fn write_loo_table(out: &mut impl Write, loo: &[eval::HeldOut]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\nleave one system out (settings chosen on the other systems, scored on this one):"
+    )?;
+    writeln!(
+        out,
+        "{:<12} {:>6} {:>6} {:>6} {:>6}  {:>10} {:>9} {:>8}",
+        "held out", "GA", "PA", "FGA", "FTA", "similarity", "distinct", "train GA"
+    )?;
+    for h in loo {
+        let s = &h.scores;
+        writeln!(
+            out,
+            "{:<12} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {:>10.2} {:>9} {:>8.3}",
+            h.system, s.ga, s.pa, s.fga, s.fta, h.similarity, h.distinct_constants, h.train_ga
+        )?;
+    }
+    let avg = eval::average_held_out(loo);
+    writeln!(
+        out,
+        "{:<12} {:>6.3} {:>6.3} {:>6.3} {:>6.3}",
+        "LOSO average", avg.ga, avg.pa, avg.fga, avg.fta
+    )
 }
 
 fn write_table(

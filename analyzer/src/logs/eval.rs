@@ -177,9 +177,19 @@ pub(crate) fn system_name(path: &Path) -> String {
     stem.strip_suffix("_2k").unwrap_or(stem).to_owned()
 }
 
-/// Runs the default miner over the `Content` column of one labelled CSV and scores it against
-/// its `EventTemplate` column.
-pub fn evaluate_file(path: &Path) -> Result<SystemResult, LogError> {
+/// One labelled system, read once so that several configurations can be scored on it.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Loghub system name (e.g. `HDFS`).
+    pub system: String,
+    /// The `Content` column, one message per row.
+    pub contents: Vec<String>,
+    /// The `EventTemplate` column (the corrected labels), row for row.
+    pub truth: Vec<String>,
+}
+
+/// Reads one labelled CSV (`Content` and `EventTemplate` columns).
+pub fn load_dataset(path: &Path) -> Result<Dataset, LogError> {
     let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
     let dataset_err = |reason: String| LogError::Dataset {
         path: path.display().to_string(),
@@ -211,29 +221,122 @@ pub fn evaluate_file(path: &Path) -> Result<SystemResult, LogError> {
                 r.len()
             )));
         };
-        contents.push(c.as_str());
-        truth.push(t.as_str());
+        contents.push(c.clone());
+        truth.push(t.clone());
     }
-    let mut miner = Miner::new(MinerConfig::default());
-    let ids: Vec<_> = contents.iter().map(|c| miner.add_id(c)).collect();
+    Ok(Dataset {
+        system: system_name(path),
+        contents,
+        truth,
+    })
+}
+
+/// Runs a miner with `config` over a dataset's messages and scores its final grouping.
+pub fn evaluate(data: &Dataset, config: &MinerConfig) -> SystemResult {
+    let mut miner = Miner::new(config.clone());
+    let ids: Vec<_> = data.contents.iter().map(|c| miner.add_id(c)).collect();
     let finals: Vec<_> = ids.iter().map(|&id| miner.resolve(id)).collect();
     let templates: Vec<&str> = finals
         .iter()
         .map(|&id| miner.template(id).unwrap_or(""))
         .collect();
+    let truth: Vec<&str> = data.truth.iter().map(String::as_str).collect();
     let scores = score(&truth, &finals, &templates);
     let predicted_templates = finals
         .iter()
         .collect::<std::collections::HashSet<_>>()
         .len();
     let true_templates = truth.iter().collect::<std::collections::HashSet<_>>().len();
-    Ok(SystemResult {
-        system: system_name(path),
+    SystemResult {
+        system: data.system.clone(),
         messages: truth.len(),
         true_templates,
         predicted_templates,
         scores,
-    })
+    }
+}
+
+/// Runs the default miner over the `Content` column of one labelled CSV and scores it against
+/// its `EventTemplate` column.
+pub fn evaluate_file(path: &Path) -> Result<SystemResult, LogError> {
+    Ok(evaluate(&load_dataset(path)?, &MinerConfig::default()))
+}
+
+/// The miner settings that are chosen from data: the candidates [`leave_one_out`] picks from.
+/// The default configuration comes first, so a tie keeps it.
+pub fn candidate_configs() -> Vec<MinerConfig> {
+    let default = MinerConfig::default();
+    let mut out = vec![default.clone()];
+    for similarity in [0.4, 0.5, 0.6, 0.7] {
+        for distinct_constants in [2, 3, 4] {
+            if (similarity - default.similarity).abs() < 1e-9
+                && distinct_constants == default.distinct_constants
+            {
+                continue;
+            }
+            let mut c = MinerConfig::default();
+            c.similarity = similarity;
+            c.distinct_constants = distinct_constants;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One fold of [`leave_one_out`]: the setting chosen without the held-out system and its score
+/// there.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeldOut {
+    /// The system left out of the choice and scored.
+    pub system: String,
+    /// `similarity` of the configuration chosen on the other systems.
+    pub similarity: f64,
+    /// `distinct_constants` of the configuration chosen on the other systems.
+    pub distinct_constants: usize,
+    /// Mean GA of the chosen configuration on the other systems.
+    pub train_ga: f64,
+    /// The held-out system's scores with the chosen configuration, flattened in JSON.
+    #[serde(flatten)]
+    pub scores: Scores,
+}
+
+/// Leave-one-system-out: for each system, the candidate with the best mean GA on all the *other*
+/// systems (the first on a tie) is scored on it. The mean of these held-out scores estimates how
+/// settings chosen on the systems we have do on a system nobody tuned for, which the scores with
+/// the default settings on the same systems (chosen looking at all of them) overstate.
+pub fn leave_one_out(data: &[Dataset], candidates: &[MinerConfig]) -> Vec<HeldOut> {
+    // ga[c][s]: candidate c on system s.
+    let runs: Vec<Vec<SystemResult>> = candidates
+        .iter()
+        .map(|c| data.iter().map(|d| evaluate(d, c)).collect())
+        .collect();
+    let mut out = Vec::with_capacity(data.len());
+    for (s, d) in data.iter().enumerate() {
+        let mut best: Option<(usize, f64)> = None;
+        for (c, run) in runs.iter().enumerate() {
+            let others = run
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != s)
+                .map(|(_, r)| r.scores.ga);
+            let n = data.len().saturating_sub(1).max(1) as f64;
+            let mean = others.sum::<f64>() / n;
+            if best.is_none_or(|(_, b)| mean > b + 1e-12) {
+                best = Some((c, mean));
+            }
+        }
+        let Some((c, train_ga)) = best else {
+            continue;
+        };
+        out.push(HeldOut {
+            system: d.system.clone(),
+            similarity: candidates[c].similarity,
+            distinct_constants: candidates[c].distinct_constants,
+            train_ga,
+            scores: runs[c][s].scores,
+        });
+    }
+    out
 }
 
 /// Mean of each score over systems (zeros for none).
@@ -243,6 +346,21 @@ pub fn average(results: &[SystemResult]) -> Scores {
         return Scores::default();
     }
     let sum = |f: fn(&Scores) -> f64| results.iter().map(|r| f(&r.scores)).sum::<f64>() / n;
+    Scores {
+        ga: sum(|s| s.ga),
+        pa: sum(|s| s.pa),
+        fga: sum(|s| s.fga),
+        fta: sum(|s| s.fta),
+    }
+}
+
+/// Mean of each held-out score over the folds of [`leave_one_out`] (zeros for none).
+pub fn average_held_out(folds: &[HeldOut]) -> Scores {
+    if folds.is_empty() {
+        return Scores::default();
+    }
+    let n = folds.len() as f64;
+    let sum = |f: fn(&Scores) -> f64| folds.iter().map(|h| f(&h.scores)).sum::<f64>() / n;
     Scores {
         ga: sum(|s| s.ga),
         pa: sum(|s| s.pa),

@@ -17,7 +17,11 @@
 //!   variable; the other punctuation stays, so `node-12` becomes `node-<*>`, `uid=0` `uid=<*>`;
 //! - across tokens: a written-out date (`Sun Jul 24 02:38:22 2005`) and a size with its unit
 //!   (`16.0 KB`) become one `<*>`; a double-quoted string with spaces stays one token, so a
-//!   message's token count does not depend on what the quoted value says.
+//!   message's token count does not depend on what the quoted value says;
+//! - a quantity restated in parentheses right after a value (`1190 bytes (1.16 KB)`,
+//!   `dear 0x1feaa260 (35591540)`) is the same variable written a second time, and lines that
+//!   leave it out (`0 bytes`) are the same event: it joins the value's token and leaves the
+//!   template, so one variable written in two shapes does not split a template by token count.
 
 //!
 //! The tokenizers these rules run on are in [`super::tokenize`]; generalising, matching and
@@ -432,6 +436,31 @@ mod tests {
         let (masked, raw) = prepared("estimated size 16.0 B, free 413.9 KB)");
         assert_eq!(masked.join(" "), "estimated size <*>, free <*>)");
         assert_eq!(raw, ["estimated", "size", "16.0 B,", "free", "413.9 KB)"]);
+    }
+
+    #[test]
+    fn absorbs_a_quantity_restated_in_parentheses() {
+        // The restatement joins the value before it (here behind the unit word `bytes`), so the
+        // line with it and the line without it have the same masked tokens.
+        let (with, raw) = prepared("sent 1190 bytes (1.16 KB) to peer");
+        let (without, _) = prepared("sent 0 bytes to peer");
+        assert_eq!(with.join(" "), "sent <*> bytes to peer");
+        assert_eq!(with, without);
+        assert_eq!(raw[2], "bytes (1.16 KB)");
+        // One token, a percentage, and punctuation after the parenthesis.
+        let (a, _) = prepared("used 310 (75%), free 100");
+        let (b, _) = prepared("used 310, free 100");
+        assert_eq!(a, b);
+        let (a, _) = prepared("waited 5000 ms (5 s) for lock");
+        assert_eq!(a.join(" "), "waited <*> ms for lock");
+        // Not after a value: a parenthesised reading that is the event's only number stays.
+        let (t, _) = prepared("Temperature (45C) exceeds threshold");
+        assert_eq!(t.join(" "), "Temperature (<*>) exceeds threshold");
+        // Not a quantity: an address or a name in parentheses after an address stays.
+        let (c, _) = prepared("connection from 10.0.0.1 (10.0.0.1) at noon");
+        assert_eq!(c.join(" "), "connection from <*> (<*>) at noon");
+        let (c, _) = prepared("retry 3 (3 attempts left) now");
+        assert_eq!(c.len(), 6);
     }
 
     #[test]

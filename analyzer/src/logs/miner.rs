@@ -763,6 +763,19 @@ mod tests {
     }
 
     #[test]
+    fn a_value_with_and_without_its_restatement_is_one_template() {
+        let mut m = Miner::new(MinerConfig::default());
+        let a = m.add("Flushed 1190 bytes (1.16 KB) to disk");
+        let b = m.add("Flushed 0 bytes to disk");
+        let c = m.add("Flushed 2097152 bytes (2.00 MB) to disk");
+        assert_eq!(m.resolve(a.template_id), m.resolve(b.template_id));
+        assert_eq!(m.resolve(b.template_id), c.template_id);
+        assert_eq!(m.template(c.template_id), Some("Flushed <*> bytes to disk"));
+        assert_eq!(a.params, ["1190"]);
+        assert_ne!(m.add_id("Flushed cache to disk"), c.template_id);
+    }
+
+    #[test]
     fn ids_are_stable_hashes() {
         // FNV-1a 64 reference values (from the FNV specification's test suite).
         assert_eq!(TemplateId::of("").0, 0xcbf29ce484222325);

@@ -27,7 +27,8 @@
 //!   <Component>: <Content>")?`, then `split(line) -> Option<Vec<(field, value)>>` and
 //!   `content(line) -> Option<&str>`.
 //! - [`mask_token`]: the variable detection applied to one token, for inspection.
-//! - [`eval`]: Loghub accuracy metrics (GA, PA, FGA, FTA) and the runner behind `vigil logs eval`.
+//! - [`eval`]: Loghub accuracy metrics (GA, PA, FGA, FTA) and the runner behind `vigil logs eval`,
+//!   with [`eval::leave_one_out`]: settings chosen on all systems but one, scored on that one.
 
 pub mod eval;
 mod format;

@@ -253,7 +253,7 @@ impl Prepared {
             let suspicious = a & SUSPICIOUS != 0;
             let a = a & !SUSPICIOUS;
             let raw = &content[a as usize..b as usize];
-            collapse |= may_collapse(raw);
+            collapse |= may_collapse(raw) || opens_paren_number(raw);
             let start = self.buf.len() as u32;
             self.scratch.clear();
             if suspicious && mask_token_into(raw, &mut self.scratch) {
@@ -304,6 +304,7 @@ impl Prepared {
             }
             k += 1;
         }
+        self.absorb_restatements(content, first);
         // Dates: an optional weekday, a month name, then at least two all-variable tokens.
         let mut k = first;
         while k < self.toks.len() {
@@ -330,6 +331,114 @@ impl Prepared {
             k += 1;
         }
     }
+}
+
+impl Prepared {
+    /// A quantity restated in parentheses right after a value (`1190 bytes (1.16 KB)`,
+    /// `5000 ms (5 s),`, `310 (75%)`) is the same variable written a second way, and some lines
+    /// leave it out (`0 bytes`): it joins the value's token, so both forms have the same tokens.
+    /// The value is the previous token, or the one before a unit-like word (`bytes`).
+    fn absorb_restatements(&mut self, content: &str, first: usize) {
+        let raw = |t: &PTok| &content[t.raw.0 as usize..t.raw.1 as usize];
+        let mut k = first + 1;
+        while k < self.toks.len() {
+            let Some((n, trailing)) = paren_quantity(content, &self.toks[k..]) else {
+                k += 1;
+                continue;
+            };
+            let prev = self.toks[k - 1];
+            let after_value = all_variable(self.text(&prev))
+                || (k >= first + 2
+                    && is_unit_word(raw(&prev))
+                    && all_variable(self.text(&self.toks[k - 2])));
+            if !after_value {
+                k += 1;
+                continue;
+            }
+            let text = format!("{}{trailing}", self.text(&prev));
+            let t = self.synth(&text, (prev.raw.0, self.toks[k + n - 1].raw.1));
+            self.toks.splice(k - 1..k + n, [t]);
+        }
+    }
+}
+
+/// A raw token that opens a parenthesis on a digit (`(1.16`, `(75%)`): the trigger for
+/// [`Prepared::absorb_restatements`].
+pub(super) fn opens_paren_number(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    b.len() >= 2 && b[0] == b'(' && b[1].is_ascii_digit()
+}
+
+/// A short word that may be a unit (`bytes`, `ms`, `KB`, `secs`): letters only, at most 7.
+fn is_unit_word(t: &str) -> bool {
+    (1..=7).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// Whether the tokens start with a parenthesised quantity, a number with an optional unit, in
+/// one or two tokens (`(1.16 KB)`, `(12%),`): returns how many tokens and the punctuation after
+/// the closing parenthesis.
+fn paren_quantity<'c>(content: &'c str, toks: &[PTok]) -> Option<(usize, &'c str)> {
+    let first = toks.first()?;
+    let a = &content[first.raw.0 as usize..first.raw.1 as usize];
+    if !opens_paren_number(a) {
+        return None;
+    }
+    let (n, inner, rest) = if let Some(close) = a.find(')') {
+        (1, &a[1..close], &a[close + 1..])
+    } else {
+        let second = toks.get(1)?;
+        let b = &content[second.raw.0 as usize..second.raw.1 as usize];
+        let close = b.find(')')?;
+        // The inner text as one string: the number, a space, the unit.
+        let unit = &b[..close];
+        if !is_quantity(&a[1..]) || !is_unit(unit) || unit.is_empty() {
+            return None;
+        }
+        return trailing_punct(&b[close + 1..]).map(|t| (2, t));
+    };
+    if !is_quantity(inner) {
+        return None;
+    }
+    trailing_punct(rest).map(|t| (n, t))
+}
+
+/// `rest` if it is only closing punctuation (`,`, `;`, `.`, `:`).
+fn trailing_punct(rest: &str) -> Option<&str> {
+    rest.bytes()
+        .all(|b| matches!(b, b',' | b';' | b'.' | b':'))
+        .then_some(rest)
+}
+
+/// A number (`12`, `1.16`, `-3`, `0,5`) directly followed by an optional unit (`KB`, `%`,
+/// `ms`, `KB/s`).
+fn is_quantity(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == start {
+        return false;
+    }
+    if i + 1 < b.len() && matches!(b[i], b'.' | b',') && b[i + 1].is_ascii_digit() {
+        i += 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    is_unit(&s[i..])
+}
+
+/// An optional unit: empty, `%`, or up to 7 letters with at most one `/` (`KB/s`).
+fn is_unit(u: &str) -> bool {
+    u.is_empty()
+        || u == "%"
+        || (u.len() <= 7
+            && u.bytes().filter(|&b| b == b'/').count() <= 1
+            && !u.starts_with('/')
+            && !u.ends_with('/')
+            && u.bytes().all(|b| b.is_ascii_alphabetic() || b == b'/'))
 }
 
 const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
