@@ -1,7 +1,6 @@
-//! Shared by the tests that need a real Prometheus server: converting bundled scenarios'
-//! `metrics.csv` to OpenMetrics, backfilling a fresh TSDB with `promtool`, running `prometheus`
-//! on a free port, and a raw HTTP/1.1 client that sends requests byte for byte as a given tool
-//! does.
+//! Shared by the end-to-end tests: converting bundled scenarios' `metrics.csv` to OpenMetrics,
+//! backfilling a fresh TSDB with `promtool`, running `prometheus` on a free port, a raw HTTP/1.1
+//! client that sends requests byte for byte as a given tool does, and temporary directories.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -278,4 +277,35 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 /// A path relative to the repository.
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A fresh directory under the system temp dir (unique per process and call), removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "vigil-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// Writes `text` to `name` inside; returns the file's path.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
