@@ -642,6 +642,43 @@ fn series_key(
     k
 }
 
+/// What a histogram point of either kind (explicit or exponential buckets) contributes: its count
+/// and sum; the buckets themselves are not judged.
+struct Distribution<'a> {
+    time: u64,
+    start: u64,
+    sum: Option<f64>,
+    count: u64,
+    attributes: &'a [opentelemetry_proto::tonic::common::v1::KeyValue],
+}
+
+/// Adds histogram points as `NAME.count` (observations per step) and `NAME` (their mean), the
+/// cumulative ones differenced per series; `count` tallies each point as in [`add_metric`].
+fn add_distribution<'a>(
+    series: &mut MetricSeries,
+    who: &str,
+    name: &str,
+    cumulative: bool,
+    points: impl Iterator<Item = Distribution<'a>>,
+    count: &mut impl FnMut(bool, u64),
+) {
+    for p in points {
+        let t = convert::seconds(p.time);
+        #[allow(clippy::cast_precision_loss, reason = "observation counts")]
+        let (sum, n) = (p.sum.unwrap_or(f64::NAN), p.count as f64);
+        let (sum, n) = if cumulative {
+            series.delta(series_key(who, name, p.attributes), p.start, sum, n)
+        } else {
+            (sum, n)
+        };
+        let added = p.time != 0 && series.add(&format!("{name}.count"), Combine::Total, t, n, 0.0);
+        if p.sum.is_some() && p.time != 0 {
+            series.add(name, Combine::Ratio, t, sum, n);
+        }
+        count(added, p.time);
+    }
+}
+
 /// Adds one metric's points to a side's series: (points added, points without a time).
 /// Gauges and non-monotonic sums are levels (averaged per step); monotonic sums are counters
 /// (increments summed per step; cumulative points differenced per series, a reset starting
@@ -693,54 +730,34 @@ fn add_metric(
                 count(added, p.time_unix_nano);
             }
         }
-        Some(Data::Histogram(h)) =>
-        {
-            #[allow(clippy::cast_precision_loss, reason = "observation counts")]
-            for p in &h.data_points {
-                let t = convert::seconds(p.time_unix_nano);
-                let (sum, n) = (p.sum.unwrap_or(f64::NAN), p.count as f64);
-                let (sum, n) = if cumulative(h.aggregation_temporality) {
-                    series.delta(
-                        series_key(who, name, &p.attributes),
-                        p.start_time_unix_nano,
-                        sum,
-                        n,
-                    )
-                } else {
-                    (sum, n)
-                };
-                let added = p.time_unix_nano != 0
-                    && series.add(&format!("{name}.count"), Combine::Total, t, n, 0.0);
-                if p.sum.is_some() && p.time_unix_nano != 0 {
-                    series.add(name, Combine::Ratio, t, sum, n);
-                }
-                count(added, p.time_unix_nano);
-            }
-        }
-        Some(Data::ExponentialHistogram(h)) =>
-        {
-            #[allow(clippy::cast_precision_loss, reason = "observation counts")]
-            for p in &h.data_points {
-                let t = convert::seconds(p.time_unix_nano);
-                let (sum, n) = (p.sum.unwrap_or(f64::NAN), p.count as f64);
-                let (sum, n) = if cumulative(h.aggregation_temporality) {
-                    series.delta(
-                        series_key(who, name, &p.attributes),
-                        p.start_time_unix_nano,
-                        sum,
-                        n,
-                    )
-                } else {
-                    (sum, n)
-                };
-                let added = p.time_unix_nano != 0
-                    && series.add(&format!("{name}.count"), Combine::Total, t, n, 0.0);
-                if p.sum.is_some() && p.time_unix_nano != 0 {
-                    series.add(name, Combine::Ratio, t, sum, n);
-                }
-                count(added, p.time_unix_nano);
-            }
-        }
+        Some(Data::Histogram(h)) => add_distribution(
+            series,
+            who,
+            name,
+            cumulative(h.aggregation_temporality),
+            h.data_points.iter().map(|p| Distribution {
+                time: p.time_unix_nano,
+                start: p.start_time_unix_nano,
+                sum: p.sum,
+                count: p.count,
+                attributes: &p.attributes,
+            }),
+            &mut count,
+        ),
+        Some(Data::ExponentialHistogram(h)) => add_distribution(
+            series,
+            who,
+            name,
+            cumulative(h.aggregation_temporality),
+            h.data_points.iter().map(|p| Distribution {
+                time: p.time_unix_nano,
+                start: p.start_time_unix_nano,
+                sum: p.sum,
+                count: p.count,
+                attributes: &p.attributes,
+            }),
+            &mut count,
+        ),
         Some(Data::Summary(s)) =>
         {
             #[allow(clippy::cast_precision_loss, reason = "observation counts")]
