@@ -387,6 +387,18 @@ impl Hub {
         Ok(())
     }
 
+    /// Counts an export of `size` bytes holding `n` records of `sig`, and locks the state for it
+    /// unless it would exceed the budget (then all `n` are counted refused).
+    fn admit(&self, sig: Signal, size: usize, n: usize) -> Result<MutexGuard<'_, State>, Refusal> {
+        ReceiverCounters::add(&self.counters.bytes, sig, size as u64);
+        let st = self.lock();
+        if let Err(e) = self.check_budget(&st, size) {
+            ReceiverCounters::add(&self.counters.refused, sig, n as u64);
+            return Err(e);
+        }
+        Ok(st)
+    }
+
     /// Routes one logs export of `size` bytes.
     pub fn logs(&self, req: ExportLogsServiceRequest, size: usize) -> Result<Outcome, Refusal> {
         let n: usize = req
@@ -396,12 +408,7 @@ impl Hub {
             .map(|s| s.log_records.len())
             .sum();
         let sig = Signal::Logs;
-        ReceiverCounters::add(&self.counters.bytes, sig, size as u64);
-        let mut st = self.lock();
-        if let Err(e) = self.check_budget(&st, size) {
-            ReceiverCounters::add(&self.counters.refused, sig, n as u64);
-            return Err(e);
-        }
+        let mut st = self.admit(sig, size, n)?;
         let mut out = Outcome::default();
         let st = &mut *st;
         for rl in req.resource_logs {
@@ -455,12 +462,7 @@ impl Hub {
             .map(|s| s.spans.len())
             .sum();
         let sig = Signal::Traces;
-        ReceiverCounters::add(&self.counters.bytes, sig, size as u64);
-        let mut st = self.lock();
-        if let Err(e) = self.check_budget(&st, size) {
-            ReceiverCounters::add(&self.counters.refused, sig, n as u64);
-            return Err(e);
-        }
+        let mut st = self.admit(sig, size, n)?;
         let now = crate::service::runner::now_s();
         let mut out = Outcome::default();
         let st = &mut *st;
@@ -537,12 +539,7 @@ impl Hub {
             .flat_map(|s| &s.metrics)
             .map(points)
             .sum();
-        ReceiverCounters::add(&self.counters.bytes, sig, size as u64);
-        let mut st = self.lock();
-        if let Err(e) = self.check_budget(&st, size) {
-            ReceiverCounters::add(&self.counters.refused, sig, n as u64);
-            return Err(e);
-        }
+        let mut st = self.admit(sig, size, n)?;
         let mut out = Outcome::default();
         let st = &mut *st;
         for rm in req.resource_metrics {
