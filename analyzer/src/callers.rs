@@ -46,8 +46,10 @@ pub struct CallerSpan<'a> {
 pub struct CallerConfig {
     /// False discovery rate across edges and measures.
     pub alpha: f64,
-    /// Fewest spans of an edge on each side for it to be compared. Lower than the trace judge's 20
-    /// for a p90: a median shift and a rank test need fewer.
+    /// Fewest spans of an edge on each side for it to be compared: five, so that a median (and
+    /// the Hodges–Lehmann shift) survives two contaminated spans. Lower than the trace judge's 20
+    /// for a p90: a median shift and a rank test need fewer. Whether so few can show anything is
+    /// the rank test's to say (see [`can_reach`]), not a larger floor's.
     pub min_spans: usize,
     /// The lower end of the shift's 95 % interval must clear this many milliseconds.
     pub min_shift_ms: f64,
@@ -59,7 +61,7 @@ impl Default for CallerConfig {
     fn default() -> Self {
         Self {
             alpha: 0.001,
-            min_spans: 10,
+            min_spans: 5,
             min_shift_ms: 10.0,
             fail_ratio: 2.0,
         }
@@ -224,7 +226,10 @@ pub(crate) fn judge_sides(
         let c = canary.by_edge(measure);
         for (edge, bv) in &b {
             let Some(cv) = c.get(edge) else { continue };
-            if bv.len() < config.min_spans || cv.len() < config.min_spans {
+            if bv.len() < config.min_spans
+                || cv.len() < config.min_spans
+                || !can_reach(bv.len(), cv.len(), config.alpha)
+            {
                 continue;
             }
             // An edge whose values cannot be ranked (empty or NaN) is not tested, rather than
@@ -331,6 +336,25 @@ struct ErrorTest<'a> {
     nb: u64,
     xc: u64,
     nc: u64,
+}
+
+/// Whether a one-sided rank test of `nb` against `nc` values can reach `alpha` at all: its
+/// smallest attainable p-value is 1 / C(nb + nc, nb), every canary value above every baseline
+/// one. An edge that cannot is left out of the comparison instead of being tested, because each
+/// test counted in the Benjamini–Hochberg step raises the bar for the others while this one could
+/// never pass it (Tarone's rule, Biometrics 46:515, 1990). This is what lets an edge with a
+/// handful of calls on each side be compared without a larger fixed floor.
+fn can_reach(nb: usize, nc: usize, alpha: f64) -> bool {
+    // C(n, k) grows past 1/alpha quickly; stop as soon as it does (no overflow, no big numbers).
+    let (k, n) = (nb.min(nc), nb + nc);
+    let mut c = 1.0_f64;
+    for i in 0..k {
+        c = c * (n - i) as f64 / (i + 1) as f64;
+        if c * alpha > 1.0 {
+            return true;
+        }
+    }
+    c * alpha > 1.0
 }
 
 /// Callers' error rate per caller operation, where spans carry a status: a canary that answers
@@ -464,9 +488,43 @@ mod tests {
         let b = spans(&side(60, 3.0, 40.0));
         let r = judge(None, Some(&b), &CallerConfig::default());
         assert_eq!(r.coverage, Coverage::Absent);
-        let few = spans(&side(5, 3.0, 40.0));
+        let few = spans(&side(4, 3.0, 40.0));
         let r = judge(Some(&b), Some(&few), &CallerConfig::default());
         assert!(matches!(r.coverage, Coverage::Inconclusive(_)), "{r:?}");
+    }
+
+    #[test]
+    fn an_edge_is_compared_when_its_rank_test_can_reach_the_level() {
+        // Reference values: C(10, 5) = 252, C(11, 5) = 462, C(12, 6) = 924, C(13, 6) = 1716,
+        // C(20, 7) = 77,520 (Python's math.comb).
+        assert!(!can_reach(5, 5, 0.001) && !can_reach(5, 6, 0.001) && !can_reach(6, 6, 0.001));
+        assert!(can_reach(6, 7, 0.001) && can_reach(7, 13, 0.001));
+        assert!(can_reach(5, 5, 1.0 / 200.0) && !can_reach(5, 5, 1.0 / 300.0));
+        assert!(
+            can_reach(10_000, 10_000, 1e-300),
+            "large samples must not overflow"
+        );
+        // 5 calls a side, every canary call 1 s slower: the best p is 1/252, never below 0.001,
+        // so the edge is left out (Inconclusive), not tested and passed.
+        let cfg = CallerConfig::default();
+        let r = judge(
+            Some(&spans(&side(5, 3.0, 15.0))),
+            Some(&spans(&side(5, 1003.0, 15.0))),
+            &cfg,
+        );
+        assert!(matches!(r.coverage, Coverage::Inconclusive(_)), "{r:?}");
+        // 7 against 13, as in a TrainTicket network delay: tested, and the delay fails it.
+        let r = judge(
+            Some(&spans(&side(7, 3.0, 15.0))),
+            Some(&spans(&side(13, 1003.0, 15.0))),
+            &cfg,
+        );
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.severity == Severity::Fail && f.subject.starts_with("time outside")),
+            "{r:?}"
+        );
     }
 
     #[test]
