@@ -23,6 +23,7 @@ KNOBS = {
     "fusion.pass_threshold": [50, 60, 70, 75, 80, 85, 90, 95],
     "metric.alpha": [0.0001, 0.001, 0.01, 0.05],
     "trace.alpha": [0.0001, 0.001, 0.01, 0.05],
+    "callers.alpha": [0.0001, 0.001, 0.01, 0.05],
     "anomaly.false_alarm_rate": [0.01, 0.05, 0.1, 0.2],
     "trace.tail_ratio_fail": [1.5, 2, 3],
 }

@@ -65,6 +65,7 @@ impl JudgeConfig {
         ("metric.min_relative_effect", "a non-negative fraction"),
         ("trace.alpha", "a probability in (0, 1)"),
         ("trace.tail_ratio_fail", "a ratio of at least 1"),
+        ("callers.alpha", "a probability in (0, 1)"),
         ("anomaly.false_alarm_rate", "a probability in (0, 1)"),
         ("fusion.pass_threshold", "a score in [0, 100]"),
         ("fusion.marginal_threshold", "a score in [0, 100]"),
@@ -100,6 +101,7 @@ impl JudgeConfig {
             "trace.tail_ratio_fail" => (&mut self.trace.tail_ratio_fail, |x| {
                 x >= 1.0 && x.is_finite()
             }),
+            "callers.alpha" => (&mut self.callers.alpha, probability),
             "anomaly.false_alarm_rate" => (&mut self.anomaly.false_alarm_rate, probability),
             "fusion.pass_threshold" => (&mut self.fusion.pass_threshold, score),
             "fusion.marginal_threshold" => (&mut self.fusion.marginal_threshold, score),
