@@ -9,6 +9,7 @@
 //! - [`flagger`]: Flagger's rollout and rollback webhooks (one analysis per canary revision);
 //! - [`metrics`]: where metric samples come from (Prometheus; tests bring their own).
 
+pub mod action;
 pub mod auth;
 pub mod flagger;
 pub mod grpc;
