@@ -270,6 +270,12 @@ pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
 
 /// The deployment system as the service sees it.
 pub trait Deployer: Send + Sync {
+    /// The target with both server groups named (an `app` target resolved to its canary and
+    /// baseline), or [`ActionError::Refused`] when they are not Vigil's to change. Called once,
+    /// when the action starts; the service stores the answer, so a resumed action acts on the
+    /// same groups even after the canary is gone.
+    fn resolve<'a>(&'a self, order: &'a ActionOrder) -> BoxFuture<'a, Result<Target, ActionError>>;
+
     /// What `order` would do, reading only (a rollback's plan and API calls, a promotion's plan).
     fn plan<'a>(
         &'a self,

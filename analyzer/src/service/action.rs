@@ -113,11 +113,25 @@ pub(crate) async fn run(
                  --deployer-config)"
             )
         })?;
-        let order = ActionOrder {
+        let mut order = ActionOrder {
             action,
             target: target.clone(),
             analysis: id.to_owned(),
             reason: reason.clone(),
+        };
+        let key = id.to_owned();
+        let stored = core
+            .with_store(move |s| s.action(&key))
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|a| a.target_json)
+            .and_then(|t| serde_json::from_str::<Target>(&t).ok());
+        order.target = match stored {
+            Some(t) => t,
+            None => deployer.resolve(&order).await.map_err(|e| match e {
+                ActionError::Refused(m) => format!("{what} refused: {m}"),
+                ActionError::Failed(m) => format!("{what} failed: {m}"),
+            })?,
         };
         if dry_run {
             let plan = deployer.plan(&order).await.map_err(|e| match e {
@@ -132,7 +146,8 @@ pub(crate) async fn run(
             return Ok(m);
         }
         let key = id.to_owned();
-        core.with_store(move |s| s.set_action_state(&key, "started", now_ms()))
+        let target_json = serde_json::to_string(&order.target).map_err(|e| e.to_string())?;
+        core.with_store(move |s| s.start_action(&key, &target_json, now_ms()))
             .await
             .map_err(|e| e.to_string())?;
         let first = if resumed {
@@ -288,6 +303,20 @@ mod tests {
     }
 
     impl Deployer for Recorder {
+        fn resolve<'a>(
+            &'a self,
+            order: &'a ActionOrder,
+        ) -> BoxFuture<'a, Result<Target, ActionError>> {
+            Box::pin(async move {
+                let mut t = order.target.clone();
+                if let Some(app) = t.app.take() {
+                    t.canary = Some(format!("{app}-v002"));
+                    t.baseline = Some(format!("{app}-v001"));
+                }
+                Ok(t)
+            })
+        }
+
         fn plan<'a>(
             &'a self,
             order: &'a ActionOrder,

@@ -21,6 +21,8 @@ pub struct ActionRow {
     pub state: String,
     /// When it was ordered, Unix ms.
     pub ordered_ms: i64,
+    /// The target as resolved when it started (opaque JSON), if it started.
+    pub target_json: Option<String>,
 }
 
 impl Store {
@@ -83,11 +85,29 @@ impl Store {
         })
     }
 
+    /// Marks the action of `id` started, on the server groups `target_json` (kept if it was
+    /// started before: a resumed action acts on what the first start resolved).
+    pub fn start_action(&self, id: &str, target_json: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE actions SET state = 'started', target_json = coalesce(target_json, ?2), \
+                     updated_ms = max(updated_ms, ?3) WHERE analysis_id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id, target_json, now_ms]))
+                .map_err(sql(|| format!("mark the action of analysis {id:?} started")))?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("action of {id}")));
+            }
+            Ok(())
+        })
+    }
+
     /// The action of analysis `id`, if one was ordered.
     pub fn action(&self, id: &str) -> Result<Option<ActionRow>, StoreError> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT analysis_id, action, dry_run, state, ordered_ms FROM actions \
+                "SELECT analysis_id, action, dry_run, state, ordered_ms, target_json FROM actions \
                  WHERE analysis_id = ?1",
             )
             .and_then(|mut s| s.query_row([id], row).optional())
@@ -102,7 +122,7 @@ impl Store {
             let op = "list open actions";
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT x.analysis_id, x.action, x.dry_run, x.state, x.ordered_ms \
+                    "SELECT x.analysis_id, x.action, x.dry_run, x.state, x.ordered_ms, x.target_json \
                      FROM actions x JOIN analyses a ON a.id = x.analysis_id \
                      WHERE x.state <> 'done' AND a.state NOT IN ('pending', 'running') \
                      ORDER BY x.ordered_ms, x.analysis_id",
@@ -125,6 +145,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRow> {
         dry_run: r.get(2)?,
         state: r.get(3)?,
         ordered_ms: r.get(4)?,
+        target_json: r.get(5)?,
     })
 }
 
@@ -185,7 +206,13 @@ mod tests {
             ),
             ("rollback", true, "ordered")
         );
-        s.set_action_state("a", "started", 6).unwrap();
+        s.start_action("a", "{\"canary\":\"x\"}", 6).unwrap();
+        // A second start keeps the first resolution.
+        s.start_action("a", "{\"canary\":\"y\"}", 6).unwrap();
+        assert_eq!(
+            s.action("a").unwrap().unwrap().target_json.as_deref(),
+            Some("{\"canary\":\"x\"}")
+        );
         // … but not one that started.
         s.order_action("a", "promote", false, 7).unwrap();
         s.cancel_ordered_action("a").unwrap();

@@ -92,6 +92,9 @@ CREATE TABLE actions (
     action      TEXT    NOT NULL,
     dry_run     INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
     state       TEXT    NOT NULL CHECK (state IN ('ordered', 'started', 'done')),
+    -- The server groups as resolved when it started (JSON): a resumed action acts on the same
+    -- ones even if the newest server group of the app has changed (been deleted) since.
+    target_json TEXT,
     ordered_ms  INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL
 ) STRICT;
