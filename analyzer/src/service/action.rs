@@ -527,8 +527,13 @@ mod tests {
                 [],
             )
             .unwrap();
-            c.execute("UPDATE actions SET state = 'started'", [])
-                .unwrap();
+            // As first resolved (before, say, the canary was deleted): what a resume acts on.
+            c.execute(
+                "UPDATE actions SET state = 'started', target_json = \
+                 '{\"namespace\":\"shop\",\"canary\":\"shop-v009\",\"baseline\":\"shop-v008\"}'",
+                [],
+            )
+            .unwrap();
         }
         let d = Arc::new(Recorder::default());
         let core = core_with(1.6, Store::open(&dir).unwrap(), Some(d.clone()));
@@ -540,6 +545,10 @@ mod tests {
             .iter()
             .any(|e| e.message.starts_with("rollback resumed after a restart")));
         assert_eq!(d.runs.lock().unwrap().len(), 1);
+        assert_eq!(
+            d.runs.lock().unwrap()[0].target.canary.as_deref(),
+            Some("shop-v009")
+        );
         // Another restart: done, nothing runs again.
         let d2 = Arc::new(Recorder::default());
         let core = core_with(1.6, Store::open(&dir).unwrap(), Some(d2.clone()));
