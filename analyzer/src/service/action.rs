@@ -436,6 +436,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn watch_analysis_streams_past_the_verdict_until_the_actions_outcome() {
+        use tokio_stream::StreamExt;
+        use vigil_proto::v1 as pb;
+        use vigil_proto::v1::analyses_server::Analyses;
+        let d = Arc::new(Recorder::default());
+        let core = core_with(1.6, Store::open_in_memory().unwrap(), Some(d));
+        let text = spec(&format!("rollback: {{mode: on, {TARGET}}}\n"));
+        let (row, _) = core.create("w", &text).await.unwrap();
+        // Watch at once: the verdict, the steps and the outcome come while the watch is open.
+        let svc = super::super::grpc::AnalysesService::new(core.clone());
+        let stream = svc
+            .watch_analysis(tonic::Request::new(pb::WatchAnalysisRequest {
+                id: row.id.clone(),
+                after_seq: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let updates: Vec<_> =
+            tokio::time::timeout(Duration::from_secs(20), stream.collect::<Vec<_>>())
+                .await
+                .expect("the stream ends after the rollback's outcome");
+        let kinds: Vec<String> = updates
+            .into_iter()
+            .filter_map(|u| match u.unwrap().update {
+                Some(pb::watch_update::Update::Event(e)) => Some(e.kind),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "created",
+                "finished",
+                "rollback_step",
+                "rollback_step",
+                "rollback_step",
+                "rollback"
+            ]
+        );
+        // A watch opened after it all replays it and ends.
+        let stream = svc
+            .watch_analysis(tonic::Request::new(pb::WatchAnalysisRequest {
+                id: row.id.clone(),
+                after_seq: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.collect::<Vec<_>>())
+            .await
+            .unwrap()
+            .len();
+        assert!(n >= 7, "{n}");
+    }
+
+    #[tokio::test]
     async fn a_pass_promotes_only_when_asked_and_dry_run_only_plans() {
         let d = Arc::new(Recorder::default());
         let core = core_with(1.0, Store::open_in_memory().unwrap(), Some(d.clone()));
