@@ -444,6 +444,23 @@ async fn a_failing_analysis_rolls_the_canary_back_once_with_the_traffic_invarian
             "{step}: {evs:#?}"
         );
     }
+    // How long from the verdict to the outcome (drain 0; the test server's pods turn ready at once).
+    let at = |kind: &str| {
+        let store = Store::open(&s.data()).unwrap();
+        store
+            .entries_since("fail-1", 0, 10_000)
+            .unwrap()
+            .into_iter()
+            .find(|e| {
+                serde_json::from_str::<EventRecord>(&e.payload_json).is_ok_and(|ev| ev.kind == kind)
+            })
+            .unwrap()
+            .at_ms
+    };
+    eprintln!(
+        "verdict to rolled back: {} ms",
+        at("rollback") - at("finished")
+    );
     // The cluster: all requests on the baseline, the canary gone, the invariant held on the way.
     assert_eq!(share_on(&s.server, "shop-v001").await, 1.0);
     assert!(s.server.get("deployments", NS, "shop-v002").is_none());
@@ -488,11 +505,16 @@ async fn killed_mid_rollback_the_service_resumes_it_and_never_runs_it_twice() {
     serve.kill();
     // Killed while draining: traffic moved, the canary still there.
     assert!(s.server.get("deployments", NS, "shop-v002").is_some());
+    let restarted = Instant::now();
     let serve = Serve::start(&s.dir.0, &s.kubeconfig, &config);
     let evs = wait_events(&s.data(), "kill-1", Duration::from_secs(60), |e| {
         count(e, "rollback") > 0
     })
     .await;
+    eprintln!(
+        "restart to resumed rollback done (3 s drain included): {} ms",
+        restarted.elapsed().as_millis()
+    );
     assert_eq!(count(&evs, "rollback"), 1, "{evs:#?}");
     assert_eq!(count(&evs, "finished"), 1, "{evs:#?}");
     assert!(
