@@ -6,7 +6,7 @@
 //! `promote.target` gives the namespace and the server groups.
 //!
 //! # Whose server groups
-//! Vigil acts only on server groups the deployer manages. A group is refused (an `rollback` /
+//! Vigil acts only on server groups the deployer manages. A group is refused (a `rollback` /
 //! `promote` event saying so, nothing changed) when an owner reference names an Argo Rollout
 //! (`argoproj.io`) or a Flagger Canary (`flagger.app`), or when a Deployment `<name>-primary`
 //! owned by a Flagger Canary exists beside it (Flagger's target; Flagger owns only the primary).

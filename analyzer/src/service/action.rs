@@ -214,12 +214,16 @@ pub(crate) async fn resume(core: &Arc<Core>) -> Result<usize, ServiceError> {
         let (row, entries) = core
             .with_store(move |s| Ok((s.get(&key)?, s.entries_since(&key, 0, u32::MAX)?)))
             .await?;
-        let reported = entries.iter().any(|e| {
-            e.kind == "event"
-                && serde_json::from_str::<EventRecord>(&e.payload_json)
-                    .is_ok_and(|ev| ev.kind == action.as_str())
-        });
-        if reported {
+        let has = |kind: &str| {
+            entries.iter().any(|e| {
+                e.kind == "event"
+                    && serde_json::from_str::<EventRecord>(&e.payload_json)
+                        .is_ok_and(|ev| ev.kind == kind)
+            })
+        };
+        // Reported already (a crash between the outcome and the mark), or ordered by a verdict
+        // that was never stored (the analysis was cancelled in between): nothing to do.
+        if has(action.as_str()) || !has("finished") {
             let key = id.clone();
             core.with_store(move |s| s.set_action_state(&key, "done", now_ms()))
                 .await?;
@@ -619,6 +623,35 @@ mod tests {
                 .count(),
             1
         );
+        // An order whose verdict never got stored (cancelled in between) is dropped, not run.
+        let store = Store::open(&dir).unwrap();
+        store
+            .create_analysis(&super::super::store::NewAnalysis {
+                id: "c".into(),
+                app: "shop".into(),
+                spec_json: text.clone(),
+                created_ms: 1,
+            })
+            .unwrap();
+        store.order_action("c", "rollback", false, 2).unwrap();
+        let cancelled = EventRecord {
+            kind: "cancelled".into(),
+            message: "cancelled".into(),
+            state: "cancelled".into(),
+            verdict: None,
+            score: None,
+            time_to_detect_s: None,
+            intervals_total: None,
+        };
+        store
+            .append("c", &[event_entry(&cancelled, Some(3))])
+            .unwrap();
+        let d4 = Arc::new(Recorder::default());
+        let core = core_with(1.6, store.clone(), Some(d4.clone()));
+        core.resume_all().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(d4.runs.lock().unwrap().is_empty());
+        assert_eq!(store.action("c").unwrap().unwrap().state, "done");
         // An outcome stored but not marked (a crash between the two): only marked, not re-run.
         let c = rusqlite::Connection::open(dir.join("vigil.db")).unwrap();
         c.execute("UPDATE actions SET state = 'started'", [])
