@@ -665,3 +665,47 @@ async fn server_groups_of_an_argo_rollout_are_refused() {
     assert_eq!(writes(&s.server), Vec::<String>::new());
     drop(serve);
 }
+
+#[test]
+fn a_bad_deployer_config_stops_the_start_with_the_field() {
+    let dir = TempDir::new("rb-badcfg");
+    let bad = dir.write(
+        "deployer.yaml",
+        "namespace: shop\ncluster: shop\ntraffic: {type: carrier_pigeon}\n",
+    );
+    let kubeconfig = dir.write("kubeconfig", "apiVersion: v1\nkind: Config\n");
+    for (config, expected) in [
+        (bad.as_str(), "--deployer-config: in "),
+        (
+            "/nonexistent/deployer.yaml",
+            "--deployer-config: reading /nonexistent/deployer.yaml",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--otlp-grpc-listen",
+                "off",
+            ])
+            .args(["--otlp-http-listen", "off", "--deployer-config", config])
+            .args(["--kubeconfig", &kubeconfig])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+    // The kubeconfig flag alone (no deployer config) is refused by the parser.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--kubeconfig", &kubeconfig])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--deployer-config"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,5 +1,7 @@
 //! `vigil serve [--listen 127.0.0.1:7700] [--data-dir DIR] [--tokens FILE] [--tls-cert FILE
-//! --tls-key FILE [--client-ca FILE]]`: the verdict service, gRPC and HTTP on one port. Prints
+//! --tls-key FILE [--client-ca FILE]] [--deployer-config FILE [--kubeconfig FILE]]`: the verdict
+//! service, gRPC and HTTP on one port; with a deployer config it also rolls back on a final Fail
+//! and promotes on a final Pass when an analysis's spec asks (see `src/deployer.rs`). Prints
 //! `vigil: serving on http://ADDR` (`https://` with TLS) on stderr once it accepts connections
 //! (with `--listen 127.0.0.1:0`, ADDR has the port it got).
 
