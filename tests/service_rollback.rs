@@ -634,7 +634,7 @@ async fn a_pass_promotes_with_promote_on_and_changes_nothing_without() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_groups_of_an_argo_rollout_are_refused() {
+async fn server_groups_of_an_argo_rollout_or_a_flagger_canary_are_refused() {
     let s = setup("rb-argo", (50, 50)).await;
     // The canary's Deployment is owned by an Argo Rollout. The test server has no Rollout
     // resource, and its garbage collector deletes an object whose owners' uids are all gone: the
@@ -660,6 +660,36 @@ async fn server_groups_of_an_argo_rollout_are_refused() {
     let m = &evs.last().unwrap().1;
     assert!(
         m.starts_with("rollback refused: deployment/shop-v002 belongs to the Argo Rollout `shop`"),
+        "{m}"
+    );
+    assert_eq!(writes(&s.server), Vec::<String>::new());
+    // Flagger's target: Flagger owns only `<target>-primary`, which it creates beside it.
+    let mut primary = deployment("podinfo-primary", 1);
+    primary["metadata"]["ownerReferences"] = json!([{"apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary", "name": "podinfo", "uid": uid}]);
+    s.server.create(primary).unwrap();
+    s.server.clear_audit();
+    serve.create(
+        &s.dir.0,
+        "flagger-target-1",
+        &spec(
+            &s.prom,
+            "v2",
+            "rollback: {mode: on, target: {namespace: shop, canary: podinfo, baseline: shop-v001}}\n",
+        ),
+    );
+    let evs = wait_events(
+        &s.data(),
+        "flagger-target-1",
+        Duration::from_secs(60),
+        |e| count(e, "rollback") > 0,
+    )
+    .await;
+    let m = &evs.last().unwrap().1;
+    assert!(
+        m.starts_with(
+            "rollback refused: deployment/podinfo is the target of the Flagger Canary `podinfo`"
+        ),
         "{m}"
     );
     assert_eq!(writes(&s.server), Vec::<String>::new());
