@@ -35,6 +35,9 @@ pub struct KubeDeployer {
     config: DeployerConfig,
     identity: String,
     tune: Arc<dyn Fn(Cluster) -> Cluster + Send + Sync>,
+    /// Actions run one at a time: they share one lock identity, under which the traffic Lease is
+    /// re-entrant, so two analyses failing together must not roll the same route back at once.
+    serial: tokio::sync::Mutex<()>,
 }
 
 impl KubeDeployer {
@@ -47,6 +50,7 @@ impl KubeDeployer {
             config,
             identity: identity.to_owned(),
             tune: Arc::new(|c| c),
+            serial: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -258,6 +262,7 @@ impl Deployer for KubeDeployer {
         progress: Progress,
     ) -> BoxFuture<'a, Result<ActionReport, ActionError>> {
         Box::pin(async move {
+            let _one_at_a_time = self.serial.lock().await;
             let cluster = self.cluster(&order.target);
             let req = self.request(&order.target)?;
             match order.action {

@@ -739,3 +739,39 @@ fn a_bad_deployer_config_stops_the_start_with_the_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_failing_analyses_of_one_app_roll_it_back_once() {
+    let s = setup("rb-two", (50, 50)).await;
+    let config = deployer_config(&s.dir, 1);
+    let serve = Serve::start(&s.dir.0, &s.kubeconfig, &config);
+    serve.create(&s.dir.0, "two-a", &spec(&s.prom, "v2", ROLLBACK_ON));
+    serve.create(&s.dir.0, "two-b", &spec(&s.prom, "v2", ROLLBACK_ON));
+    let mut outcomes = Vec::new();
+    for id in ["two-a", "two-b"] {
+        let evs = wait_events(&s.data(), id, Duration::from_secs(60), |e| {
+            count(e, "rollback") > 0
+        })
+        .await;
+        assert_eq!(count(&evs, "rollback"), 1, "{evs:#?}");
+        outcomes.push(evs.last().unwrap().1.clone());
+    }
+    // Each analysis reports its outcome; the cluster saw one rollback: the second found the
+    // canary gone and nothing recorded.
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "rolled back: all traffic on deployment/shop-v001; deployment/shop-v002 removed",
+            "rolled back: deployment/shop-v002 is gone and no unfinished rollback is recorded on deployment/shop-v001",
+        ]
+    );
+    let deletes: Vec<String> = writes(&s.server)
+        .into_iter()
+        .filter(|w| w.starts_with("delete deployments/"))
+        .collect();
+    assert_eq!(deletes, ["delete deployments/shop-v002"]);
+    assert_eq!(share_on(&s.server, "shop-v001").await, 1.0);
+    assert!(assert_invariant(&s.server) > 0);
+    drop(serve);
+}
