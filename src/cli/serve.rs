@@ -1,5 +1,7 @@
 //! `vigil serve [--listen 127.0.0.1:7700] [--data-dir DIR] [--tokens FILE] [--tls-cert FILE
-//! --tls-key FILE [--client-ca FILE]]`: the verdict service, gRPC and HTTP on one port. Prints
+//! --tls-key FILE [--client-ca FILE]] [--deployer-config FILE [--kubeconfig FILE]]`: the verdict
+//! service, gRPC and HTTP on one port; with a deployer config it also rolls back on a final Fail
+//! and promotes on a final Pass when an analysis's spec asks (see `src/deployer.rs`). Prints
 //! `vigil: serving on http://ADDR` (`https://` with TLS) on stderr once it accepts connections
 //! (with `--listen 127.0.0.1:0`, ADDR has the port it got).
 
@@ -55,6 +57,46 @@ pub struct ServeArgs {
     /// exports are refused with a retry hint.
     #[arg(long, default_value = "512MiB", value_name = "SIZE")]
     pub memory_budget: String,
+    /// Deployer config (YAML, as `vigil rollback --config`): traffic, strategy and rollback timing
+    /// for the rollbacks and promotions analyses order (`rollback:`/`promote:` in a spec).
+    /// Without it, `vigil serve` changes nothing in a cluster.
+    #[arg(long, value_name = "FILE")]
+    pub deployer_config: Option<PathBuf>,
+    /// Kubeconfig for the deployer; without it: $KUBECONFIG, ~/.kube/config, then the in-cluster
+    /// service account.
+    #[arg(long, value_name = "FILE", requires = "deployer_config")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for the deployer.
+    #[arg(long, value_name = "NAME", requires = "deployer_config")]
+    pub kube_context: Option<String>,
+    /// Holder identity of the deployer's traffic locks (Leases). Fixed, not per process, so that
+    /// a restarted service resumes a rollback under the lock its predecessor held: give each
+    /// `vigil serve` sharing a cluster its own.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "vigil-serve",
+        requires = "deployer_config"
+    )]
+    pub deployer_identity: String,
+}
+
+/// The Kubernetes deployer `--deployer-config` asks for (inside the runtime: kube needs it).
+async fn deployer(args: &ServeArgs) -> Result<Option<service::DeployerHandle>> {
+    let Some(path) = &args.deployer_config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--deployer-config: reading {}", path.display()))?;
+    let config = vigil_deployer::config::parse(&text)
+        .with_context(|| format!("--deployer-config: in {}", path.display()))?;
+    let (client, _) =
+        vigil_deployer::cluster::connect(args.kubeconfig.as_deref(), args.kube_context.as_deref())
+            .await
+            .context("--deployer-config: connecting to the cluster")?;
+    Ok(Some(service::DeployerHandle(std::sync::Arc::new(
+        crate::deployer::KubeDeployer::new(client, config, &args.deployer_identity),
+    ))))
 }
 
 fn otlp_listen(
@@ -121,7 +163,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let retention = Dur::parse(&args.retention)
         .map_err(anyhow::Error::msg)
         .context("--retention")?;
-    let config = ServeConfig {
+    let mut config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         tokens,
@@ -140,6 +182,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             }),
             _ => None,
         },
+        deployer: None,
     };
     let otlp = service::OtlpConfig {
         grpc: otlp_listen(
@@ -164,6 +207,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        config.deployer = deployer(args).await?;
         tokio::select! {
             // The service's line first: scripts and tests read it as the first line.
             r = service::serve_with_otlp(config, otlp, |b| {

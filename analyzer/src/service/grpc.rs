@@ -301,7 +301,7 @@ impl pb::analyses_server::Analyses for AnalysesService {
                 return;
             }
             let mut after = r.after_seq;
-            let already_final =
+            let mut final_seen =
                 super::record::is_final_state(state_name(first.state).unwrap_or("error"));
             loop {
                 let key = id.clone();
@@ -315,20 +315,26 @@ impl pb::analyses_server::Analyses for AnalysesService {
                         return;
                     }
                 };
-                let mut finished = false;
+                let mut action_done = false;
                 for e in &entries {
                     after = e.seq;
                     let (u, fin) = entry_update(e);
+                    // A rollback's or promotion's outcome is the last entry an analysis gets.
+                    action_done |= matches!(&u.update, Some(pb::watch_update::Update::Event(ev))
+                        if ev.kind == "rollback" || ev.kind == "promote");
                     if tx.send(Ok(u)).await.is_err() {
                         return;
                     }
-                    finished |= fin;
-                }
-                if finished || (entries.is_empty() && already_final) {
-                    return;
+                    final_seen |= fin;
                 }
                 if entries.len() == 1000 {
                     continue;
+                }
+                // After the final verdict, an ordered action's steps and outcome still follow.
+                if action_done
+                    || (final_seen && !super::action::pending(&core, &id).await.unwrap_or(false))
+                {
+                    return;
                 }
                 tokio::select! {
                     changed = wake.changed() => {

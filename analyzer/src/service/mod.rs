@@ -9,6 +9,7 @@
 //! - [`flagger`]: Flagger's rollout and rollback webhooks (one analysis per canary revision);
 //! - [`metrics`]: where metric samples come from (Prometheus; tests bring their own).
 
+pub mod action;
 pub mod auth;
 pub mod flagger;
 pub mod grpc;
@@ -65,6 +66,19 @@ pub struct ServeConfig {
     /// Serve over TLS (HTTP/2 and HTTP/1.1 by ALPN), with client certificates when it names a
     /// client CA; `None`: plain HTTP (h2c for gRPC).
     pub tls: Option<tls::TlsFiles>,
+    /// Who carries out the rollbacks and promotions analyses order; `None`: an ordered action
+    /// ends in an event saying the service has no deployer.
+    pub deployer: Option<DeployerHandle>,
+}
+
+/// The deployer of [`ServeConfig`] (the binary wires the Kubernetes one in).
+#[derive(Clone)]
+pub struct DeployerHandle(pub Arc<dyn crate::actions::Deployer>);
+
+impl std::fmt::Debug for DeployerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeployerHandle")
+    }
 }
 
 /// Where the OTLP receivers listen (issue 12), beside the service's own port.
@@ -275,6 +289,9 @@ pub async fn serve_with_otlp(
     }
     let hub = Arc::new(crate::ingest::Hub::new(otlp.memory_budget));
     let core = Core::with_hub(store, Arc::new(metrics::PrometheusSource), hub.clone());
+    if let Some(d) = &config.deployer {
+        core.set_deployer(d.0.clone());
+    }
     let resumed = core.resume_all().await?;
     if resumed > 0 {
         tracing::info!(resumed, "unfinished analyses resumed");

@@ -85,6 +85,9 @@ pub struct Core {
     snapshots: Arc<super::snapshot::Snapshots>,
     /// Pushed telemetry (OTLP) routed to the running analyses that select by attributes.
     hub_ingest: Arc<crate::ingest::Hub>,
+    /// Who carries out rollbacks and promotions (`None`: the service has no deployer, and an
+    /// ordered action ends in an event saying so).
+    deployer: std::sync::OnceLock<Arc<dyn crate::actions::Deployer>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,7 +130,19 @@ impl Core {
             counters: super::routes::Counters::default(),
             snapshots: Arc::default(),
             hub_ingest: ingest,
+            deployer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The deployer, if the service has one.
+    pub(crate) fn deployer(&self) -> Option<&Arc<dyn crate::actions::Deployer>> {
+        self.deployer.get()
+    }
+
+    /// Sets the deployer that carries out rollbacks and promotions (once, before
+    /// [`Core::resume_all`]); returns false if one was set already.
+    pub fn set_deployer(&self, deployer: Arc<dyn crate::actions::Deployer>) -> bool {
+        self.deployer.set(deployer).is_ok()
     }
 
     /// Where pushed telemetry is routed.
@@ -242,8 +257,10 @@ impl Core {
         }
     }
 
-    /// Resumes every unfinished analysis of the store (at start-up).
+    /// Resumes every unfinished analysis of the store (at start-up), and every rollback or
+    /// promotion that a finished analysis ordered and that did not complete.
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        super::action::resume(self).await?;
         let rows = self.with_store(|s| s.unfinished()).await?;
         let mut n = 0;
         for row in rows {
@@ -401,6 +418,7 @@ impl Core {
                 .register(&id, m(&spec.baseline), m(&spec.canary), plan.step);
         }
         let mut history: Vec<(Role, crate::ingest::Drained)> = Vec::new();
+        let mut action = None;
         let mut seen = super::spec::Pushed::default();
         loop {
             let end = plan.end_of(k);
@@ -528,6 +546,7 @@ impl Core {
                         None,
                     ));
                 } else {
+                    action = super::action::order(self, &id, &spec, outcome.verdict).await?;
                     let state = final_state(outcome.verdict, spec.on_inconclusive);
                     let message = finish_message(&outcome.verdict, state, &spec, &outcome.note);
                     entries.push(event_entry(
@@ -551,6 +570,14 @@ impl Core {
             }
             tracing::debug!(analysis = %id, interval = k, verdict = judgement.verdict.as_str(), "interval judged");
             if done {
+                if let Some((a, dry_run)) = action {
+                    let reason = format!(
+                        "verdict {} (score {:.1})",
+                        life.outcome().verdict.as_str(),
+                        life.outcome().score
+                    );
+                    super::action::run(self, &id, &spec, a, dry_run, reason, false).await?;
+                }
                 return Ok(());
             }
             k += 1;

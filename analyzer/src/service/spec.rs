@@ -385,9 +385,12 @@ pub struct Spec {
     /// Notifications (accepted and stored; a later issue acts on them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<serde_json::Value>,
-    /// Automatic rollback (accepted and stored; a later issue acts on it).
+    /// Automatic rollback on a final Fail (`mode: off | dry_run | on`, `target`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<serde_json::Value>,
+    pub rollback: Option<crate::actions::RollbackSpec>,
+    /// Promotion on a final Pass (`mode: off | on`, `target`, default `rollback.target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<crate::actions::PromoteSpec>,
 }
 
 /// How the runner runs an analysis, resolved from a spec and its creation time.
@@ -698,8 +701,57 @@ impl Spec {
                 "only with on_inconclusive: extend",
             ));
         }
+        self.check_actions()?;
         // The plan's own checks (lifetime against interval, begin_after inside the window).
         self.plan(0.0)?;
+        Ok(())
+    }
+
+    /// `rollback` and `promote`: a mode that acts needs a target, and a target must name
+    /// server groups the deployer can find.
+    fn check_actions(&self) -> Result<(), SpecError> {
+        use crate::actions::{PromoteMode, RollbackMode};
+        let check = |field: &str, t: &crate::actions::Target| {
+            t.check().map_err(|(f, m)| {
+                let path = if f == "." {
+                    field.to_owned()
+                } else {
+                    format!("{field}.{f}")
+                };
+                SpecError::invalid(path, m)
+            })
+        };
+        if let Some(r) = &self.rollback {
+            match (&r.target, r.mode) {
+                (Some(t), _) => check("rollback.target", t)?,
+                (None, RollbackMode::Off) => {}
+                (None, _) => {
+                    return Err(SpecError::invalid(
+                        "rollback.target",
+                        "missing: the namespace and app (or canary and baseline) to roll back",
+                    ))
+                }
+            }
+        }
+        if let Some(p) = &self.promote {
+            match (&p.target, p.mode) {
+                (Some(t), _) => check("promote.target", t)?,
+                (None, PromoteMode::On)
+                    if self
+                        .rollback
+                        .as_ref()
+                        .and_then(|r| r.target.as_ref())
+                        .is_none() =>
+                {
+                    return Err(SpecError::invalid(
+                        "promote.target",
+                        "missing (and rollback has no target to share): the namespace and app \
+                         (or canary and baseline) to promote",
+                    ))
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -942,6 +994,80 @@ baseline_vars_placeholder: 1
 
     fn err(text: &str) -> String {
         Spec::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rollback_and_promote_are_typed_and_their_errors_name_the_field() {
+        use crate::actions::{PromoteMode, RollbackMode};
+        let with = |extra: &str| format!("{}{extra}", good());
+        // YAML 1.2: `on` and `off` are strings, not booleans.
+        let s = Spec::parse(&with(
+            "rollback: {mode: on, target: {namespace: shop, app: shop}}\npromote: {mode: on}\n",
+        ))
+        .unwrap();
+        let r = s.rollback.as_ref().unwrap();
+        assert_eq!(r.mode, RollbackMode::On);
+        assert_eq!(r.target.as_ref().unwrap().app.as_deref(), Some("shop"));
+        assert_eq!(s.promote.as_ref().unwrap().mode, PromoteMode::On);
+        assert_eq!(Spec::parse(&s.to_json()).unwrap(), s);
+        let s = Spec::parse(&with(
+            "rollback: {mode: dry_run, target: {namespace: shop, canary: deployment/shop-v2, baseline: shop-v1}}\n",
+        ))
+        .unwrap();
+        assert_eq!(s.rollback.unwrap().mode, RollbackMode::DryRun);
+        // Off needs no target; no rollback field is off.
+        assert!(Spec::parse(&with("rollback: {mode: off}\n")).is_ok());
+        assert!(Spec::parse(&good()).unwrap().rollback.is_none());
+        for (extra, expected) in [
+            (
+                "rollback: {mode: yes}\n",
+                "rollback.mode: unknown variant `yes`, expected one of `off`, `dry_run`, `on`",
+            ),
+            ("rollback: {mode: true}\n", "rollback.mode: "),
+            (
+                "promote: {mode: dry_run, target: {namespace: shop, app: shop}}\n",
+                "promote.mode: unknown variant `dry_run`, expected `off` or `on`",
+            ),
+            (
+                "rollback: {mode: on}\n",
+                "rollback.target: missing: the namespace and app",
+            ),
+            (
+                "promote: {mode: on}\n",
+                "promote.target: missing (and rollback has no target to share)",
+            ),
+            (
+                "rollback: {mode: on, target: {namespace: shop}}\n",
+                "rollback.target: missing: app, or canary and baseline",
+            ),
+            (
+                "rollback: {mode: on, target: {namespace: shop, canary: web-v2}}\n",
+                "rollback.target.baseline: missing (canary is given)",
+            ),
+            (
+                "rollback: {mode: on, target: {namespace: Shop, app: shop}}\n",
+                "rollback.target.namespace: `Shop` is not a namespace name",
+            ),
+            (
+                "rollback: {mode: on, target: {namespace: shop, app: shop, canary: a}}\n",
+                "rollback.target.app: give either app or canary and baseline",
+            ),
+            (
+                "rollback: {mode: on, target: {namespace: shop, app: shop, cluster: x}}\n",
+                "rollback.target.cluster: rollback.target: unknown field `cluster`",
+            ),
+            (
+                "rollback: {mode: on, taget: {}}\n",
+                "rollback.taget: rollback: unknown field `taget`",
+            ),
+            (
+                "promote: {mode: on, target: {namespace: shop, canary: pod/x, baseline: y}}\n",
+                "promote.target.canary: `pod/x`: kind `pod` is not a server group",
+            ),
+        ] {
+            let e = err(&with(extra));
+            assert!(e.starts_with(expected), "{extra}: {e}");
+        }
     }
 
     #[test]

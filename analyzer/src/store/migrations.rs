@@ -31,6 +31,7 @@ pub(crate) struct Migration {
 ///
 /// v1: analyses and their entries (interim judgements and events), the core of a resumable
 /// analysis. v2: feedback (false positives and critical findings per app, with an expiry).
+/// v3: actions (the rollback or promotion a final verdict ordered, and how far it got).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -78,6 +79,26 @@ CREATE TABLE feedback (
     expires_ms INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX feedback_by_app_expiry ON feedback (app, expires_ms);
+",
+    },
+    Migration {
+        version: 3,
+        name: "actions",
+        sql: "
+-- The rollback or promotion an analysis's verdict ordered: written before the deployer is
+-- called, so that a restart resumes an unfinished action and never starts a finished one again.
+CREATE TABLE actions (
+    analysis_id TEXT    NOT NULL PRIMARY KEY REFERENCES analyses (id) ON DELETE CASCADE,
+    action      TEXT    NOT NULL,
+    dry_run     INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
+    state       TEXT    NOT NULL CHECK (state IN ('ordered', 'started', 'done')),
+    -- The server groups as resolved when it started (JSON): a resumed action acts on the same
+    -- ones even if the newest server group of the app has changed (been deleted) since.
+    target_json TEXT,
+    ordered_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX actions_open ON actions (ordered_ms) WHERE state <> 'done';
 ",
     },
 ];
@@ -198,7 +219,7 @@ mod tests {
         assert_eq!(has_feedback, 0);
         migrate(&mut c, SCHEMA_VERSION, "mem").unwrap();
         migrate(&mut c, SCHEMA_VERSION, "mem").unwrap();
-        assert_eq!(current_version(&c).unwrap(), 2);
+        assert_eq!(current_version(&c).unwrap(), 3);
         let id: i64 = c
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .unwrap();

@@ -23,6 +23,7 @@
 //! connections, which in WAL mode see the last committed state without waiting for the writer.
 //! An in-memory store has a single connection for both.
 
+mod actions;
 mod error;
 mod migrations;
 mod page;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
+pub use actions::ActionRow;
 pub use error::{BackendError, IoError, StoreError};
 pub use migrations::SCHEMA_VERSION;
 
