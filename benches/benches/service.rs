@@ -86,6 +86,7 @@ fn run_server() -> Result<(), BoxError> {
             durability,
             kayenta_prometheus: None,
             tls: None,
+            notify: Default::default(),
         };
         serve(config, |addr| println!("ready {addr}")).await?;
         Ok(())

@@ -85,6 +85,8 @@ pub struct Core {
     snapshots: Arc<super::snapshot::Snapshots>,
     /// Pushed telemetry (OTLP) routed to the running analyses that select by attributes.
     hub_ingest: Arc<crate::ingest::Hub>,
+    /// Which entries cause notifications (enqueued with them), and the worker's wake-up.
+    notifier: Arc<crate::notify::Notifier>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,7 +129,13 @@ impl Core {
             counters: super::routes::Counters::default(),
             snapshots: Arc::default(),
             hub_ingest: ingest,
+            notifier: Arc::default(),
         })
+    }
+
+    /// Notifications: the outbox's producer side and the worker's wake-up.
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.notifier
     }
 
     /// Where pushed telemetry is routed.
@@ -192,9 +200,14 @@ impl Core {
         }
         let t = std::time::Instant::now();
         let snapshots = self.snapshots.clone();
-        let seq = self
+        let notifier = self.notifier.clone();
+        let (seq, enqueued) = self
             .with_store(move |s| {
-                let seq = s.append(&key, &entries);
+                // The messages these entries cause go into the same transaction as they do.
+                let outbox = notifier.outbox_rows(s, &key, &entries)?;
+                let seq = s
+                    .append_with_outbox(&key, &entries, &outbox)
+                    .map(|seq| (seq, !outbox.is_empty()));
                 // In the blocking task, so that a caller dropped mid-write cannot skip it.
                 snapshots.invalidate(&key);
                 seq
@@ -208,6 +221,9 @@ impl Core {
             std::sync::atomic::Ordering::Relaxed,
         );
         self.notify(id, seq);
+        if enqueued {
+            self.notifier.wake();
+        }
         Ok(seq)
     }
 
