@@ -69,10 +69,11 @@ pub struct Sender {
     http: reqwest::Client,
 }
 
-fn request_error(e: &reqwest::Error) -> String {
+fn request_error(e: reqwest::Error) -> String {
     // Without the URL: Slack's webhook URL is the secret.
+    let e = e.without_url();
     let mut m = String::new();
-    let mut src: Option<&dyn std::error::Error> = Some(e);
+    let mut src: Option<&dyn std::error::Error> = Some(&e);
     while let Some(s) = src {
         if !m.is_empty() {
             m.push_str(": ");
@@ -112,7 +113,7 @@ impl Sender {
             // A redirect would re-send the signed body elsewhere: a receiver must answer itself.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", request_error(&e)))?;
+            .map_err(|e| format!("cannot build the HTTP client: {}", request_error(e)))?;
         Ok(Sender { http })
     }
 
@@ -139,7 +140,7 @@ impl Sender {
         };
         let r = match self.http.post(url).json(&msg.slack()).send().await {
             Ok(r) => r,
-            Err(e) => return retry(request_error(&e)),
+            Err(e) => return retry(request_error(e)),
         };
         let status = r.status();
         let after = retry_after(r.headers());
@@ -182,7 +183,7 @@ impl Sender {
             .await;
         let r = match r {
             Ok(r) => r,
-            Err(e) => return retry(request_error(&e)),
+            Err(e) => return retry(request_error(e)),
         };
         let status = r.status();
         if status.is_success() {
@@ -305,6 +306,41 @@ mod tests {
                 classify(s(code).unwrap(), None, "x"),
                 Outcome::Permanent(_)
             ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_never_shows_the_url() {
+        crate::service::tls::install_provider();
+        // A port nothing listens on: connection refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let t: Target = serde_json::from_value(serde_json::json!({
+            "slack": {"webhook_url": format!("http://127.0.0.1:{port}/services/T/B/TOPSECRET")}
+        }))
+        .unwrap();
+        let msg = Message {
+            key: "a/final/0".into(),
+            analysis_id: "a".into(),
+            app: "app".into(),
+            event: "fail".into(),
+            headline: "finished Fail".into(),
+            state: "failed".into(),
+            verdict: Some("Fail".into()),
+            score: Some(10.0),
+            findings: vec![],
+            action: None,
+            link: "http://x/analyses/a".into(),
+        };
+        match Sender::new().unwrap().send(&t, &msg).await {
+            Outcome::Retry { error, .. } => {
+                assert!(!error.contains("TOPSECRET"), "{error}");
+                assert!(!error.is_empty());
+            }
+            other => panic!("expected a retry, got {other:?}"),
         }
     }
 
