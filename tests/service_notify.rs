@@ -89,8 +89,10 @@ struct Receivers {
     slack: Mutex<Vec<serde_json::Value>>,
     /// Slack: payloads that broke the contract (must stay empty).
     slack_bad: Mutex<Vec<String>>,
-    /// Slack: 429s answered (once).
+    /// Slack: requests that passed the checks (the first is answered 429).
     slack_429: AtomicUsize,
+    /// Slack: when each request that passed the checks came.
+    slack_times: Mutex<Vec<Instant>>,
     /// Requests refused while closed.
     refused: AtomicUsize,
     /// Webhook: (delivery key, body) of accepted, correctly signed requests.
@@ -169,11 +171,13 @@ async fn slack(State(r): State<Arc<Receivers>>, body: Bytes) -> axum::response::
         r.slack_bad.lock().unwrap().push(format!("{e}: {v}"));
         return (StatusCode::BAD_REQUEST, "invalid_payload").into_response();
     }
-    // Rate limited once, as Slack does beyond about one message per second.
+    r.slack_times.lock().unwrap().push(Instant::now());
+    // Rate limited once, as Slack does beyond about one message per second. Retry-After is longer
+    // than the service's whole backoff here (--notify-backoff-max 1s), so an early retry shows.
     if r.slack_429.fetch_add(1, Ordering::SeqCst) == 0 {
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", "1")],
+            [("retry-after", "2")],
             "rate_limited",
         )
             .into_response();
@@ -599,6 +603,12 @@ fn a_fail_reaches_every_channel_once_and_a_pass_sends_nothing() {
     let slack = r.slack.lock().unwrap().clone();
     assert_eq!(slack.len(), 1, "{slack:?}");
     assert_eq!(r.slack_429.load(Ordering::SeqCst), 2);
+    let times = r.slack_times.lock().unwrap().clone();
+    let gap = times[1] - times[0];
+    assert!(
+        gap >= Duration::from_millis(1950),
+        "Retry-After: 2 not honoured: {gap:?}"
+    );
     let s = slack[0].to_string();
     assert!(s.contains("checkout") && s.contains("Fail"), "{s}");
     assert!(s.contains("errors"), "the finding is named: {s}");
