@@ -357,3 +357,145 @@ pub fn slack_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(subject: &str, strength: f64, detail: &str) -> serde_json::Value {
+        serde_json::json!({
+            "signal": "metrics", "subject": subject, "severity": "fail", "strength": strength,
+            "detail": detail, "key": subject, "p": 0.0004,
+            "effect": {"kind": "ratio", "estimate": 4.8, "low": 3.9, "high": 5.6},
+            "counts": {"baseline": 12, "canary": 311, "of": "errors"},
+            "examples": ["ERROR payment <declined> for order 77"],
+            "operation": "POST /pay", "shift_ms": 412.5
+        })
+    }
+
+    pub(crate) fn sample(detail: &str) -> (AnalysisRow, Vec<Entry>, OutboxRow) {
+        let row = AnalysisRow {
+            id: "checkout-rev42".into(),
+            app: "checkout".into(),
+            spec_json: "{}".into(),
+            state: "failed".into(),
+            verdict: Some("Fail".into()),
+            score: Some(12.0),
+            created_ms: 1,
+            updated_ms: 2,
+            finished_ms: Some(2),
+            last_seq: 3,
+            next_interval: 3,
+        };
+        let judgement = serde_json::json!({
+            "interval": 2, "elapsed_s": 120.0, "window_start": 0.0, "window_end": 120.0,
+            "judgement": {
+                "verdict": "Fail", "score": 12.0,
+                "evidence": [
+                    finding("latency_p99", 0.4, "p99 latency up"),
+                    finding("errors", 0.9, detail),
+                    finding("cpu", 0.2, "cpu up"),
+                    finding("logs_new_template", 0.7, "a new error template"),
+                ],
+                "findings": [], "signal_scores": []
+            },
+            "data": []
+        });
+        let rollback = serde_json::json!({"kind": "rollback", "message": "rollback completed: canary scaled to 0", "state": "failed"});
+        let entries = vec![
+            Entry {
+                seq: 1,
+                kind: "judgement".into(),
+                payload_json: judgement.to_string(),
+                at_ms: 1,
+            },
+            Entry {
+                seq: 2,
+                kind: "event".into(),
+                payload_json: rollback.to_string(),
+                at_ms: 2,
+            },
+        ];
+        let o = OutboxRow {
+            key: "checkout-rev42/final/0".into(),
+            analysis_id: row.id.clone(),
+            target: 0,
+            channel: "slack".into(),
+            event: "fail".into(),
+            message: "finished Fail: failed".into(),
+            state: "pending".into(),
+            attempts: 0,
+            next_ms: 0,
+            last_error: None,
+            created_ms: 0,
+            done_ms: None,
+        };
+        (row, entries, o)
+    }
+
+    #[test]
+    fn a_fail_carries_the_three_strongest_findings_with_their_numbers() {
+        let (row, entries, o) = sample("errors up 4.8x");
+        let m = Message::build(&row, &entries, &o, "https://vigil.example.com/");
+        let titles: Vec<&str> = m.findings.iter().map(|f| f.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            vec![
+                "metrics: errors (fail)",
+                "metrics: logs_new_template (fail)",
+                "metrics: latency_p99 (fail)"
+            ]
+        );
+        assert_eq!(
+            m.findings[0].numbers,
+            vec![
+                "ratio 4.80 [3.90, 5.60]",
+                "errors baseline 12 vs canary 311",
+                "p = 4.00e-4",
+                "operation POST /pay slower by 412 ms",
+                "example: ERROR payment <declined> for order 77",
+            ]
+        );
+        assert_eq!(
+            m.action.as_deref(),
+            Some("rollback completed: canary scaled to 0")
+        );
+        assert_eq!(m.link, "https://vigil.example.com/analyses/checkout-rev42");
+        assert_eq!(m.title(), "Vigil: checkout Fail (score 12.0)");
+        let text = m.text();
+        assert!(text.contains("1. metrics: errors (fail)") && text.contains(&m.link));
+        // HTML escapes what a log line brings; Slack's mrkdwn too.
+        let html = m.html();
+        assert!(html.contains("&lt;declined&gt;") && !html.contains("<declined>"));
+        let slack = m.slack().to_string();
+        assert!(slack.contains("&lt;declined&gt;") && !slack.contains("<declined>"));
+        let hook = m.webhook();
+        assert_eq!(hook["delivery"], "checkout-rev42/final/0");
+        assert_eq!(hook["findings"].as_array().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn slack_blocks_stay_within_slacks_limits_whatever_the_content() {
+        let huge = "x".repeat(10_000);
+        let (mut row, entries, o) = sample(&huge);
+        row.app = "a".repeat(300);
+        let m = Message::build(&row, &entries, &o, "http://h");
+        let v = m.slack();
+        let blocks = v["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= 50);
+        let chars = |s: &serde_json::Value| s.as_str().unwrap().chars().count();
+        assert!(chars(&blocks[0]["text"]["text"]) <= 150);
+        for b in &blocks[1..] {
+            if let Some(t) = b.get("text") {
+                assert!(chars(&t["text"]) <= 3000);
+            }
+            if let Some(f) = b.get("fields") {
+                let f = f.as_array().unwrap();
+                assert!(f.len() <= 10);
+                assert!(f.iter().all(|x| chars(&x["text"]) <= 2000));
+            }
+        }
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("ab", 4), "ab");
+    }
+}
