@@ -254,6 +254,17 @@ fn rows_follow_each_targets_events_and_a_repeat_enqueues_nothing() {
         .outbox_rows(&s2, &id2, &[event("finished", Some("Pass"), "succeeded")])
         .unwrap();
     assert!(rows.is_empty());
+    // An action (the actions helper's `rollback` / `promote` events, appended after `finished`
+    // with the final state) is in the default `on:`.
+    let n2 = Notifier::new();
+    for (kind, key) in [("rollback", "a1/rollback/0"), ("promote", "a1/promote/0")] {
+        let rows = n2
+            .outbox_rows(&s2, &id2, &[event(kind, None, "succeeded")])
+            .unwrap();
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, vec![key]);
+        assert_eq!(rows[0].event, kind);
+    }
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //! window is that one write (about a millisecond). Webhook receivers can drop such a repeat by
 //! `X-Vigil-Delivery`, email clients by `Message-ID`; Slack has no such key.
 //!
+//! One worker per store: rows are not leased, so two processes serving one data directory (which
+//! the store does not support anyway) could both send a row.
+//!
 //! Rows are sent one after another (Slack accepts about one message per second per webhook
 //! anyway); each attempt is bounded by [`super::send::ATTEMPT_TIMEOUT`].
 
