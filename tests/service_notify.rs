@@ -649,6 +649,15 @@ fn a_fail_reaches_every_channel_once_and_a_pass_sends_nothing() {
 
     // GetAnalysis: the delivery state, and no secret in the spec it echoes.
     let a = server.get("bad-1");
+    for d in &a.deliveries {
+        eprintln!(
+            "{} {}: delivered {} ms after the analysis finished, {} attempts",
+            d.channel,
+            d.event,
+            d.done_ms.unwrap() - a.finished_ms.unwrap(),
+            d.attempts
+        );
+    }
     let slack_row = a.deliveries.iter().find(|d| d.channel == "slack").unwrap();
     assert_eq!((slack_row.event.as_str(), slack_row.attempts), ("fail", 2));
     assert!(slack_row.last_error.contains("429"), "{slack_row:?}");
