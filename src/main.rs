@@ -46,7 +46,8 @@ enum Command {
     /// Give all traffic to an existing server group.
     Promote(cli::deploy::PromoteArgs),
     /// Run the verdict service: gRPC and HTTP on one port.
-    Serve(cli::serve::ServeArgs),
+    // Boxed: its flags make it much the largest variant, and it is parsed once.
+    Serve(Box<cli::serve::ServeArgs>),
     /// Create, get, watch, list and cancel analyses on a running service.
     Analysis(cli::analysis::AnalysisArgs),
 }

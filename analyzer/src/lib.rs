@@ -29,6 +29,7 @@ pub mod service;
 // cap would reach 2^32 bytes; blocks are not split by size yet.)
 #[allow(clippy::cast_possible_truncation)]
 pub mod logs;
+pub mod notify;
 pub mod plot;
 pub mod source;
 pub mod store;

@@ -90,8 +90,8 @@ fn a_v1_database_is_migrated_and_keeps_its_data() {
     assert_eq!(table_names(&dir), ["analyses", "entries"]);
 
     let s = Store::open(&dir).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
+    assert_eq!(SCHEMA_VERSION, 4);
     let row = s.get("old-1").unwrap().unwrap();
     assert_eq!(
         (
@@ -135,10 +135,11 @@ fn a_v1_database_is_migrated_and_keeps_its_data() {
     })
     .unwrap();
     drop(s);
-    assert_eq!(raw_version(&dir), 3);
+    assert_eq!(raw_version(&dir), 4);
+    // v3 brought the actions table, v4 the notification outbox.
     assert_eq!(
         table_names(&dir),
-        ["actions", "analyses", "entries", "feedback"]
+        ["actions", "analyses", "entries", "feedback", "outbox"]
     );
     let c = Connection::open(dir.join(DB_FILE)).unwrap();
     let mode: String = c
@@ -163,14 +164,14 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     let e = Store::open(&dir).unwrap_err();
     match &e {
         StoreError::SchemaTooNew { found, known, path } => {
-            assert_eq!((*found, *known), (4, 3));
+            assert_eq!((*found, *known), (5, 4));
             assert!(path.ends_with(DB_FILE), "{path}");
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     assert!(
         e.to_string()
-            .contains("schema version 4, newer than version 3"),
+            .contains("schema version 5, newer than version 4"),
         "{e}"
     );
     assert_eq!(raw_version(&dir), future);

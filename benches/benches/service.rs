@@ -87,6 +87,7 @@ fn run_server() -> Result<(), BoxError> {
             kayenta_prometheus: None,
             tls: None,
             deployer: None,
+            notify: Default::default(),
         };
         serve(config, |addr| println!("ready {addr}")).await?;
         Ok(())

@@ -57,6 +57,14 @@ pub struct ServeArgs {
     /// exports are refused with a retry hint.
     #[arg(long, default_value = "512MiB", value_name = "SIZE")]
     pub memory_budget: String,
+    /// Base URL of this service as people reach it (the links in notifications); default: the
+    /// listen address.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Longest wait between two attempts of a notification (exponential backoff with jitter
+    /// from 2s up to it; a Slack `Retry-After` is honoured as given).
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub notify_backoff_max: String,
     /// Deployer config (YAML, as `vigil rollback --config`): traffic, strategy and rollback timing
     /// for the rollbacks and promotions analyses order (`rollback:`/`promote:` in a spec).
     /// Without it, `vigil serve` changes nothing in a cluster.
@@ -163,7 +171,26 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let retention = Dur::parse(&args.retention)
         .map_err(anyhow::Error::msg)
         .context("--retention")?;
+    let backoff_max = Dur::parse(&args.notify_backoff_max)
+        .map_err(anyhow::Error::msg)
+        .context("--notify-backoff-max")?;
+    if backoff_max.secs() < 0.001 {
+        anyhow::bail!("--notify-backoff-max: must be at least 1ms");
+    }
+    let mut notify = vigil_analyzer::notify::worker::Options {
+        public_url: args.public_url.clone().unwrap_or_default(),
+        backoff_max: Duration::from_secs_f64(backoff_max.secs()),
+        ..Default::default()
+    };
+    notify.backoff_base = notify.backoff_base.min(notify.backoff_max);
+    if let Some(u) = &args.public_url {
+        let ok = u.starts_with("http://") || u.starts_with("https://");
+        if !ok {
+            anyhow::bail!("--public-url: `{u}` is not an http(s) URL");
+        }
+    }
     let mut config = ServeConfig {
+        notify,
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         tokens,

@@ -132,11 +132,14 @@ impl Core {
                     return Ok(None);
                 };
                 let entries = s.entries_since(&key, 0, u32::MAX)?;
-                Ok(Some((row, entries)))
+                let outbox = s.outbox_of(&key)?;
+                Ok(Some((row, entries, outbox)))
             })
             .await?;
-        let (row, entries) = read.ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        let a = Arc::new(with_entries(to_proto(&row), &entries));
+        let (row, entries, outbox) = read.ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let mut a = with_entries(to_proto(&row), &entries);
+        a.deliveries = outbox.iter().map(delivery_proto).collect();
+        let a = Arc::new(a);
         self.snapshots().fill(ticket, a.clone());
         Ok(a)
     }
@@ -191,7 +194,12 @@ pub fn to_proto(row: &AnalysisRow) -> pb::Analysis {
         state: state_proto(&row.state) as i32,
         verdict: verdict_proto(row.verdict.as_deref()) as i32,
         score: row.score,
-        spec_json: row.spec_json.clone(),
+        // Inline secrets (a Slack URL, a password, an HMAC key) never leave the store.
+        spec_json: if row.spec_json.contains("\"notify\"") {
+            crate::notify::config::redact_spec_json(&row.spec_json)
+        } else {
+            row.spec_json.clone()
+        },
         created_ms: row.created_ms,
         updated_ms: row.updated_ms,
         finished_ms: row.finished_ms,
@@ -201,6 +209,22 @@ pub fn to_proto(row: &AnalysisRow) -> pb::Analysis {
         time_to_detect_s: None,
         note: String::new(),
         last_judgement: None,
+        deliveries: Vec::new(),
+    }
+}
+
+/// The API's view of an outbox row.
+pub fn delivery_proto(o: &super::store::OutboxRow) -> pb::Delivery {
+    pb::Delivery {
+        key: o.key.clone(),
+        channel: o.channel.clone(),
+        target: o.target,
+        event: o.event.clone(),
+        state: o.state.clone(),
+        attempts: o.attempts,
+        last_error: o.last_error.clone().unwrap_or_default(),
+        next_attempt_ms: (o.state == "pending").then_some(o.next_ms),
+        done_ms: o.done_ms,
     }
 }
 

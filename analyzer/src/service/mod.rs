@@ -66,6 +66,9 @@ pub struct ServeConfig {
     /// Serve over TLS (HTTP/2 and HTTP/1.1 by ALPN), with client certificates when it names a
     /// client CA; `None`: plain HTTP (h2c for gRPC).
     pub tls: Option<tls::TlsFiles>,
+    /// The notification worker: retries, and the base of the links it sends (an empty
+    /// `public_url` means the bound address).
+    pub notify: crate::notify::worker::Options,
     /// Who carries out the rollbacks and promotions analyses order; `None`: an ordered action
     /// ends in an event saying the service has no deployer.
     pub deployer: Option<DeployerHandle>,
@@ -316,6 +319,7 @@ pub async fn serve_with_otlp(
         .transpose()
         .map_err(|e| ServeError::Source(e.to_string()))?;
     let kayenta = crate::http::kayenta::KayentaState::new(prometheus);
+    let core_for_worker = core.clone();
     let (app, health) = router(core, config.tokens.clone(), kayenta)?;
     health
         .set_serving::<AnalysesServer<grpc::AnalysesService>>()
@@ -362,6 +366,16 @@ pub async fn serve_with_otlp(
             });
         }
     }
+    let mut notify = config.notify.clone();
+    if notify.public_url.is_empty() {
+        let scheme = if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        notify.public_url = format!("{scheme}://{}", bound.api);
+    }
+    crate::notify::worker::spawn(core_for_worker, notify);
     on_ready(bound);
     match tls_config {
         // `tls::serve` sets TCP_NODELAY on each accepted connection itself.

@@ -158,6 +158,7 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
         );
     }
     core.ingest().counters().render(&mut out);
+    core.notifier().counters().render(&mut out);
     let (held, join) = core.ingest().used_parts();
     let _ = writeln!(
         out,

@@ -88,6 +88,8 @@ pub struct Core {
     /// Who carries out rollbacks and promotions (`None`: the service has no deployer, and an
     /// ordered action ends in an event saying so).
     deployer: std::sync::OnceLock<Arc<dyn crate::actions::Deployer>>,
+    /// Which entries cause notifications (enqueued with them), and the worker's wake-up.
+    notifier: Arc<crate::notify::Notifier>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,7 +133,13 @@ impl Core {
             snapshots: Arc::default(),
             hub_ingest: ingest,
             deployer: std::sync::OnceLock::new(),
+            notifier: Arc::default(),
         })
+    }
+
+    /// Notifications: the outbox's producer side and the worker's wake-up.
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.notifier
     }
 
     /// The deployer, if the service has one.
@@ -207,9 +215,14 @@ impl Core {
         }
         let t = std::time::Instant::now();
         let snapshots = self.snapshots.clone();
-        let seq = self
+        let notifier = self.notifier.clone();
+        let (seq, enqueued) = self
             .with_store(move |s| {
-                let seq = s.append(&key, &entries);
+                // The messages these entries cause go into the same transaction as they do.
+                let outbox = notifier.outbox_rows(s, &key, &entries)?;
+                let seq = s
+                    .append_with_outbox(&key, &entries, &outbox)
+                    .map(|seq| (seq, !outbox.is_empty()));
                 // In the blocking task, so that a caller dropped mid-write cannot skip it.
                 snapshots.invalidate(&key);
                 seq
@@ -223,6 +236,9 @@ impl Core {
             std::sync::atomic::Ordering::Relaxed,
         );
         self.notify(id, seq);
+        if enqueued {
+            self.notifier.wake();
+        }
         Ok(seq)
     }
 

@@ -382,9 +382,9 @@ pub struct Spec {
     /// With `on_inconclusive: extend`: how much longer it may run (default: one more lifetime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extend_by: Option<Dur>,
-    /// Notifications (accepted and stored; a later issue acts on them).
+    /// Notifications: Slack, email and webhook targets, each with the events it wants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<serde_json::Value>,
+    pub notify: Option<Vec<crate::notify::Target>>,
     /// Automatic rollback on a final Fail (`mode: off | dry_run | on`, `target`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<crate::actions::RollbackSpec>,
@@ -508,6 +508,9 @@ impl Spec {
 
     /// Every constraint serde cannot express.
     pub fn check(&self) -> Result<(), SpecError> {
+        if let Some(n) = &self.notify {
+            crate::notify::config::check(n).map_err(|(f, m)| SpecError::invalid(f, m))?;
+        }
         if !valid_name(&self.app) {
             return Err(SpecError::invalid(
                 "app",

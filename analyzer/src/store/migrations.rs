@@ -31,7 +31,8 @@ pub(crate) struct Migration {
 ///
 /// v1: analyses and their entries (interim judgements and events), the core of a resumable
 /// analysis. v2: feedback (false positives and critical findings per app, with an expiry).
-/// v3: actions (the rollback or promotion a final verdict ordered, and how far it got).
+/// v3: actions (the rollback or promotion a final verdict ordered, and how far it got). v4: the
+/// notification outbox (one row per message to send, written with the entry that causes it).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -99,6 +100,30 @@ CREATE TABLE actions (
     updated_ms  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX actions_open ON actions (ordered_ms) WHERE state <> 'done';
+",
+    },
+    Migration {
+        version: 4,
+        name: "notification outbox",
+        // `key` is the idempotency key `<analysis>/<event>/<target>`: a resumed analysis that
+        // appends the same event again cannot enqueue a second message (INSERT … DO NOTHING).
+        sql: "
+CREATE TABLE outbox (
+    key          TEXT    NOT NULL PRIMARY KEY,
+    analysis_id  TEXT    NOT NULL REFERENCES analyses (id) ON DELETE CASCADE,
+    target       INTEGER NOT NULL CHECK (target >= 0),
+    channel      TEXT    NOT NULL,
+    event        TEXT    NOT NULL,
+    message      TEXT    NOT NULL,
+    state        TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_ms      INTEGER NOT NULL,
+    last_error   TEXT,
+    created_ms   INTEGER NOT NULL,
+    done_ms      INTEGER
+) STRICT;
+CREATE INDEX outbox_due ON outbox (next_ms) WHERE state = 'pending';
+CREATE INDEX outbox_by_analysis ON outbox (analysis_id, created_ms);
 ",
     },
 ];
@@ -219,7 +244,7 @@ mod tests {
         assert_eq!(has_feedback, 0);
         migrate(&mut c, SCHEMA_VERSION, "mem").unwrap();
         migrate(&mut c, SCHEMA_VERSION, "mem").unwrap();
-        assert_eq!(current_version(&c).unwrap(), 3);
+        assert_eq!(current_version(&c).unwrap(), SCHEMA_VERSION);
         let id: i64 = c
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .unwrap();

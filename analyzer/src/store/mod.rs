@@ -185,6 +185,72 @@ pub struct Entry {
     pub at_ms: i64,
 }
 
+/// A message to send, enqueued in the transaction of the entry that causes it (the outbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutbox {
+    /// Idempotency key, unique over the store: a second row with the same key is dropped.
+    pub key: String,
+    /// Which target of the spec's list (0-based).
+    pub target: u32,
+    /// `slack`, `email`, `webhook` (opaque here).
+    pub channel: String,
+    /// The event (`fail`, `rollback` …; opaque here).
+    pub event: String,
+    /// What happened, one line.
+    pub message: String,
+}
+
+/// An outbox row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Idempotency key.
+    pub key: String,
+    /// The analysis.
+    pub analysis_id: String,
+    /// Target index.
+    pub target: u32,
+    /// Channel.
+    pub channel: String,
+    /// Event.
+    pub event: String,
+    /// What happened.
+    pub message: String,
+    /// `pending`, `delivered` or `failed` (given up).
+    pub state: String,
+    /// Send attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (pending rows), Unix ms.
+    pub next_ms: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Enqueued at, Unix ms.
+    pub created_ms: i64,
+    /// Delivered or given up at, Unix ms.
+    pub done_ms: Option<i64>,
+}
+
+/// The outcome of one send attempt, recorded by [`Store::outbox_mark`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxMark {
+    /// The receiver accepted it.
+    Delivered,
+    /// Try again at `next_ms` (Unix ms), after this error.
+    Retry {
+        /// When.
+        next_ms: i64,
+        /// Why this attempt failed.
+        error: String,
+    },
+    /// Never again.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+const OUTBOX_COLUMNS: &str = "key, analysis_id, target, channel, event, message, state, attempts, \
+                              next_ms, last_error, created_ms, done_ms";
+
 /// Which analyses [`Store::list`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
@@ -449,6 +515,23 @@ impl Store {
     /// The store does not police the lifecycle (appending to a finished analysis, or moving it
     /// back to `running`, is the service's call); it only guarantees atomicity and numbering.
     pub fn append(&self, id: &str, entries: &[NewEntry]) -> Result<u64, StoreError> {
+        self.append_with_outbox(id, entries, &[])
+    }
+
+    /// [`Store::append`] that also enqueues `outbox` rows in the same transaction: a message is
+    /// stored if and only if the entry that causes it is. A row whose key exists is dropped (an
+    /// event appended again after a restart enqueues nothing new).
+    pub fn append_with_outbox(
+        &self,
+        id: &str,
+        entries: &[NewEntry],
+        outbox: &[NewOutbox],
+    ) -> Result<u64, StoreError> {
+        for o in outbox {
+            non_empty("outbox key", &o.key)?;
+            non_empty("outbox channel", &o.channel)?;
+            non_empty("outbox event", &o.event)?;
+        }
         for (i, e) in entries.iter().enumerate() {
             if e.kind.is_empty() {
                 return Err(StoreError::Invalid(format!(
@@ -534,6 +617,21 @@ impl Store {
                 ])
             })
             .map_err(sql(op))?;
+            if !outbox.is_empty() {
+                let mut ins = tx
+                    .prepare_cached(
+                        "INSERT INTO outbox (key, analysis_id, target, channel, event, message, \
+                         state, next_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', \
+                         ?7, ?7) ON CONFLICT (key) DO NOTHING",
+                    )
+                    .map_err(sql(op))?;
+                for o in outbox {
+                    ins.execute(params![
+                        o.key, id, o.target, o.channel, o.event, o.message, updated_ms
+                    ])
+                    .map_err(sql(|| format!("enqueue {:?} for analysis {id:?}", o.key)))?;
+                }
+            }
             tx.commit().map_err(sql(op))?;
             Ok(seq as u64)
         })
@@ -594,6 +692,86 @@ impl Store {
                         .get(3)
                         .map_err(|e| column_error(e, "entries", &key, "at_ms"))?,
                 });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Pending outbox rows due at `now_ms` (oldest due first, at most `limit`), and when the
+    /// next not-yet-due one is due.
+    pub fn outbox_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<(Vec<OutboxRow>, Option<i64>), StoreError> {
+        self.read(|c| {
+            let op = "read the due outbox rows";
+            let tx = c.unchecked_transaction().map_err(sql_op(op))?;
+            let rows = {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' \
+                         AND next_ms <= ?1 ORDER BY next_ms, created_ms, key LIMIT ?2"
+                    ))
+                    .map_err(sql_op(op))?;
+                let mut q = stmt.query(params![now_ms, limit]).map_err(sql_op(op))?;
+                let mut out = Vec::new();
+                while let Some(r) = q.next().map_err(sql_op(op))? {
+                    out.push(read_outbox(r)?);
+                }
+                out
+            };
+            let next: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT min(next_ms) FROM outbox WHERE state = 'pending' AND next_ms > ?1",
+                )
+                .and_then(|mut s| s.query_row([now_ms], |r| r.get(0)))
+                .map_err(sql_op(op))?;
+            Ok((rows, next))
+        })
+    }
+
+    /// Records an attempt on outbox row `key` at `now_ms`: attempts + 1 and the outcome. Only a
+    /// pending row changes; returns whether one did.
+    pub fn outbox_mark(
+        &self,
+        key: &str,
+        now_ms: i64,
+        mark: &OutboxMark,
+    ) -> Result<bool, StoreError> {
+        let (state, next, error) = match mark {
+            OutboxMark::Delivered => ("delivered", None, None),
+            OutboxMark::Retry { next_ms, error } => ("pending", Some(*next_ms), Some(error)),
+            OutboxMark::Failed { error } => ("failed", None, Some(error)),
+        };
+        let done = (state != "pending").then_some(now_ms);
+        self.write(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE outbox SET state = ?2, attempts = attempts + 1, \
+                     next_ms = coalesce(?3, next_ms), last_error = coalesce(?4, last_error), \
+                     done_ms = ?5 WHERE key = ?1 AND state = 'pending'",
+                )
+                .and_then(|mut s| s.execute(params![key, state, next, error, done]))
+                .map_err(sql(|| format!("mark outbox row {key:?}")))?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Every outbox row of an analysis, in the order they were enqueued.
+    pub fn outbox_of(&self, id: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(|c| {
+            let op = || format!("read the outbox of analysis {id:?}");
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE analysis_id = ?1 \
+                     ORDER BY created_ms, key"
+                ))
+                .map_err(sql(op))?;
+            let mut q = stmt.query([id]).map_err(sql(op))?;
+            let mut out = Vec::new();
+            while let Some(r) = q.next().map_err(sql(op))? {
+                out.push(read_outbox(r)?);
             }
             Ok(out)
         })
@@ -887,6 +1065,39 @@ fn read_analysis(r: &Row<'_>) -> Result<AnalysisRow, StoreError> {
             ))
         })?,
         id,
+    })
+}
+
+/// Reads an `outbox` row in [`OUTBOX_COLUMNS`] order.
+fn read_outbox(r: &Row<'_>) -> Result<OutboxRow, StoreError> {
+    const T: &str = "outbox";
+    let key = text(
+        r.get(0).map_err(|e| column_error(e, T, "?", "key"))?,
+        T,
+        "?",
+        "key",
+    )?;
+    let col = |i: usize, name: &str| -> Result<Value, StoreError> {
+        r.get::<_, Value>(i)
+            .map_err(|e| column_error(e, T, &key, name))
+    };
+    let target = integer(col(2, "target")?, T, &key, "target")?;
+    let attempts = integer(col(7, "attempts")?, T, &key, "attempts")?;
+    Ok(OutboxRow {
+        analysis_id: text(col(1, "analysis_id")?, T, &key, "analysis_id")?,
+        target: u32::try_from(target)
+            .map_err(|_| StoreError::Corrupt(format!("{T} row {key:?}: target is {target}")))?,
+        channel: text(col(3, "channel")?, T, &key, "channel")?,
+        event: text(col(4, "event")?, T, &key, "event")?,
+        message: text(col(5, "message")?, T, &key, "message")?,
+        state: text(col(6, "state")?, T, &key, "state")?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| StoreError::Corrupt(format!("{T} row {key:?}: attempts is {attempts}")))?,
+        next_ms: integer(col(8, "next_ms")?, T, &key, "next_ms")?,
+        last_error: opt(col(9, "last_error")?, T, &key, "last_error", text)?,
+        created_ms: integer(col(10, "created_ms")?, T, &key, "created_ms")?,
+        done_ms: opt(col(11, "done_ms")?, T, &key, "done_ms", integer)?,
+        key,
     })
 }
 

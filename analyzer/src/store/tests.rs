@@ -55,7 +55,8 @@ fn store_is_clone_send_sync() {
 #[test]
 fn in_memory_store_is_at_the_current_schema() {
     let s = store();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 4);
     assert_eq!(s.path(), None);
 }
 
