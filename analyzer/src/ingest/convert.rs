@@ -275,6 +275,10 @@ pub struct MetricSeries {
     drained_below: i64,
     /// Points for drained steps.
     pub late: u64,
+    /// Points stamped outside `[start, end)` are not this side's (see `Hub::set_windows`).
+    pub window: Option<(f64, f64)>,
+    /// The latest time of a point offered (in the window or not): the event-time watermark.
+    pub latest: f64,
 }
 
 impl MetricSeries {
@@ -287,6 +291,7 @@ impl MetricSeries {
                 1.0
             },
             drained_below: i64::MIN,
+            latest: f64::NEG_INFINITY,
             ..MetricSeries::default()
         }
     }
@@ -303,6 +308,10 @@ impl MetricSeries {
     /// not finite.
     pub fn add(&mut self, name: &str, combine: Combine, t: f64, num: f64, den: f64) -> bool {
         if !t.is_finite() || !num.is_finite() || !den.is_finite() {
+            return false;
+        }
+        self.latest = self.latest.max(t);
+        if self.window.is_some_and(|(a, b)| t < a || t >= b) {
             return false;
         }
         let i = self.index(t);
