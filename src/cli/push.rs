@@ -241,6 +241,17 @@ pub fn spec_for(s: &Scenario, pod: &str, mut base: Value) -> Result<Value> {
     obj.entry("app").or_insert_with(|| json!(app));
     obj.entry("interval").or_insert_with(|| json!("30s"));
     obj.insert("clock".into(), json!("event"));
+    // Replay's judges: the engine's defaults, which the spec's own defaults do not all equal.
+    let judges = vigil_analyzer::judge::JudgeConfig::default();
+    obj.entry("min_samples").or_insert_with(|| {
+        json!({"metrics": {
+            "baseline": judges.metric.min_baseline_points,
+            "canary": judges.metric.min_canary_points,
+        }})
+    });
+    obj.entry("thresholds").or_insert_with(|| {
+        json!({"pass": judges.fusion.pass_threshold, "marginal": judges.fusion.marginal_threshold})
+    });
     obj.remove("lifetime");
     obj.remove("start");
     let end = horizon_end(s);
@@ -282,12 +293,33 @@ pub fn spec_for(s: &Scenario, pod: &str, mut base: Value) -> Result<Value> {
         .into_iter()
         .flatten()
         .fold(f64::INFINITY, f64::min);
-        let from = from.floor().min(t0 - 1.0);
+        // The canary: from its earliest record or window (a canary's metrics may start before
+        // `canary_window`: replay judges them as the canary's), its analysis from `t0`.
+        let split = [
+            Some(t0),
+            s.canary.metric_window.map(|w| w.start),
+            s.canary.log_window.map(|w| w.start),
+            s.canary.trace_window.map(|w| w.start),
+            extent(&s.canary).map(|e| e.0),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(f64::INFINITY, f64::min)
+        .floor();
+        // Unless the baseline reaches past it: then the sides split at the canary's start.
+        let split = match extent(&s.baseline) {
+            Some((_, last)) if last >= split => t0,
+            _ => split,
+        };
+        let from = from.floor().min(split - 1.0);
         baseline["window"] = window_json(Window {
             start: from,
-            end: t0,
+            end: split,
         });
-        canary["window"] = window_json(Window { start: t0, end });
+        if split < t0 {
+            obj.insert("begin_after".into(), json!(t0 - split));
+        }
+        canary["window"] = window_json(Window { start: split, end });
     }
     for (name, v) in [("baseline", baseline), ("canary", canary)] {
         let slot = obj.entry(name).or_insert_with(|| json!({}));
