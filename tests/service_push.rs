@@ -1,0 +1,307 @@
+//! Live equals replay: `vigil push` sends a bundled scenario to a real `vigil serve` process as
+//! OTLP/gRPC (logs, spans, callers' spans from the callers' own pod, metrics; original
+//! timestamps) into an event-time analysis, and the record it prints has the `verdict`, `score`
+//! and `time_to_detect_s` that `vigil replay --json` computes from the same folder (the reference
+//! is replay's output, read from the files by another path). A subset here (every synthetic edge
+//! case and Nezha scenarios with callers, masking, a canary whose metrics start before its window
+//! and a short last interval); `datasets/push_vs_replay.sh` runs the whole set.
+//!
+//! Event time itself: an event-time analysis of a past window is not judged by the wall clock
+//! (it waits for data or the end of input), `EndInput` closes it, and a wall-clock analysis
+//! refuses `EndInput`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::TempDir;
+use serde_json::Value;
+use vigil_proto::v1 as pb;
+use vigil_proto::v1::analyses_client::AnalysesClient;
+
+const TOKENS: &str = "write writer-token-1\ningest ingest-token-1\n";
+
+/// A `vigil serve` on free loopback ports with its OTLP/gRPC receiver; killed on drop.
+struct Server {
+    child: Child,
+    api: String,
+    grpc: String,
+    _dir: TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = TempDir::new("push");
+        let tokens = dir.0.join("tokens");
+        std::fs::write(&tokens, TOKENS).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--otlp-grpc-listen", "127.0.0.1:0"])
+            .args(["--otlp-http-listen", "127.0.0.1:0"])
+            .arg("--tokens")
+            .arg(&tokens)
+            .arg("--data-dir")
+            .arg(dir.0.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut next = |prefix: &str| {
+            let l = lines.next().unwrap().unwrap();
+            l.strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected `{prefix}…`, got {l}"))
+                .to_owned()
+        };
+        let api = next("vigil: serving on http://");
+        let grpc = next("vigil: OTLP/gRPC on http://");
+        let _http = next("vigil: OTLP/HTTP on http://");
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            api,
+            grpc,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every synthetic scenario, and Nezha scenarios that exercise callers' spans, masking of known
+/// incidents, canary metrics that start before the canary window, and a last interval shorter
+/// than 30 s.
+const SCENARIOS: &[&str] = &[
+    "synthetic/syn-concurrent-baseline-fail",
+    "synthetic/syn-concurrent-baseline-pass",
+    "synthetic/syn-constant-metrics-jump",
+    "synthetic/syn-constant-metrics-pass",
+    "synthetic/syn-error-logs-and-slow-spans",
+    "synthetic/syn-healthy-noisy",
+    "synthetic/syn-low-traffic",
+    "synthetic/syn-no-baseline-data",
+    "synthetic/syn-no-canary-data",
+    "synthetic/syn-slow-memory-leak",
+    "synthetic/syn-variance-blowup",
+    "synthetic/syn-zero-baseline-errors-fail",
+    "synthetic/syn-zero-baseline-errors-pass",
+    "nezha/ob-20220823-f31-adservice-cpu_consumed",
+    "nezha/ob-20220822-f22-adservice-return",
+    "nezha/tt-20230129-n104400-ts-route-service",
+    "nezha/tt-20230129-n100310-ts-preserve-other-service",
+    "nezha/tt-20230129-f25-ts-verification-code-service-cpu_contention",
+];
+
+fn replay_record(folder: &std::path::Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("replay")
+        .arg(folder)
+        .args(["--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["scenarios"][0].clone()
+}
+
+#[test]
+fn push_equals_replay_on_bundled_scenarios() {
+    let server = Server::start();
+    let mut differ = Vec::new();
+    for rel in SCENARIOS {
+        let folder = common::datasets().join(rel);
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("push")
+            .arg(&folder)
+            .args(["--server", &format!("http://{}", server.api)])
+            .args(["--otlp", &format!("http://{}", server.grpc)])
+            // The token as `vigil analysis` takes it: from the environment.
+            .env("VIGIL_TOKEN", "writer-token-1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "push {rel}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pushed: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("push {rel} printed no JSON record ({e})"));
+        let want = replay_record(&folder);
+        for key in ["id", "expected"] {
+            assert_eq!(pushed[key], want[key], "{rel}: {key}");
+        }
+        let keys = ["verdict", "score", "time_to_detect_s"];
+        if keys.iter().any(|k| pushed[k] != want[k]) {
+            differ.push(format!(
+                "{rel}: push {} {} {} | replay {} {} {}",
+                pushed["verdict"],
+                pushed["score"],
+                pushed["time_to_detect_s"],
+                want["verdict"],
+                want["score"],
+                want["time_to_detect_s"]
+            ));
+        }
+        // The same intervals were judged, with the same verdicts.
+        let steps = |v: &Value| -> Vec<(f64, String)> {
+            v["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["elapsed_s"].as_f64().unwrap(),
+                        s["verdict"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(steps(&pushed), steps(&want), "{rel}: timeline");
+    }
+    assert!(
+        differ.is_empty(),
+        "push differs from replay:\n{}",
+        differ.join("\n")
+    );
+}
+
+async fn client(api: &str) -> AnalysesClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{api}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AnalysesClient::new(channel)
+}
+
+fn req<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", "Bearer writer-token-1".parse().unwrap());
+    r
+}
+
+/// A before/after analysis of one pod over a window long past, on event time.
+const EVENT_SPEC: &str = r#"{
+  "app": "pod",
+  "clock": "event",
+  "interval": "30s",
+  "baseline": {"attributes": {"k8s.pod.name": "p-1"},
+               "window": {"start": "2026-01-05T11:50:00Z", "end": "2026-01-05T12:00:00Z"}},
+  "canary": {"attributes": {"k8s.pod.name": "p-1"},
+             "window": {"start": "2026-01-05T12:00:00Z", "end": "2026-01-05T12:02:00Z"}}
+}"#;
+
+#[test]
+fn event_time_waits_for_data_or_the_end_of_input_not_the_clock() {
+    let server = Server::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = client(&server.api).await;
+        c.create_analysis(req(pb::CreateAnalysisRequest {
+            id: "ev-1".into(),
+            spec: EVENT_SPEC.into(),
+        }))
+        .await
+        .unwrap();
+        // The window ended long ago: on the wall clock all four intervals would close at once.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let a = c
+            .get_analysis(req(pb::GetAnalysisRequest { id: "ev-1".into() }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(a.intervals_judged, 0, "judged without data: {a:?}");
+        assert_eq!(a.intervals_total, 4);
+        // The end of input closes the remaining intervals on what came (nothing): Inconclusive,
+        // never Pass.
+        let a = c
+            .end_input(req(pb::EndInputRequest { id: "ev-1".into() }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(a.id, "ev-1");
+        let mut stream = c
+            .watch_analysis(req(pb::WatchAnalysisRequest {
+                id: "ev-1".into(),
+                after_seq: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut judged = 0;
+        let mut ended = false;
+        while let Some(u) = stream.message().await.unwrap() {
+            match u.update {
+                Some(pb::watch_update::Update::Judgement(_)) => judged += 1,
+                Some(pb::watch_update::Update::Event(e)) if e.kind == "input_ended" => {
+                    ended = true;
+                }
+                _ => {}
+            }
+        }
+        assert!(ended, "no input_ended event stored");
+        assert_eq!(judged, 4);
+        let a = c
+            .get_analysis(req(pb::GetAnalysisRequest { id: "ev-1".into() }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(a.state, pb::State::Inconclusive as i32);
+        // Again, on a finished analysis: nothing changes.
+        c.end_input(req(pb::EndInputRequest { id: "ev-1".into() }))
+            .await
+            .unwrap();
+
+        // A wall-clock analysis has no input to end.
+        let wall = EVENT_SPEC.replace("\"clock\": \"event\",", "");
+        c.create_analysis(req(pb::CreateAnalysisRequest {
+            id: "wall-1".into(),
+            spec: wall,
+        }))
+        .await
+        .unwrap();
+        let e = c
+            .end_input(req(pb::EndInputRequest {
+                id: "wall-1".into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("clock: event"), "{}", e.message());
+        let e = c
+            .end_input(req(pb::EndInputRequest { id: "nope".into() }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        // `clock: event` needs pushed telemetry on both sides.
+        let e = c
+            .create_analysis(req(pb::CreateAnalysisRequest {
+                id: "bad".into(),
+                spec: EVENT_SPEC.replace(
+                    "\"attributes\": {\"k8s.pod.name\": \"p-1\"},\n               \"window\"",
+                    "\"labels\": {\"pod\": \"p-1\"},\n               \"window\"",
+                ),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("clock"), "{}", e.message());
+    });
+}
