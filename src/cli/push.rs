@@ -433,6 +433,9 @@ fn otlp_span(s: &Span) -> OtlpSpan {
     }
 }
 
+/// Spans with their start (for ordering).
+type Timed = Vec<(f64, OtlpSpan)>;
+
 /// One side's records, by slice.
 #[derive(Default)]
 struct Slice {
@@ -731,7 +734,8 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
         .context("creating the analysis")?
         .into_inner();
     let analysis = created.analysis.context("the server sent no analysis")?;
-    tracing::info!("analysis {} created", analysis.id);
+    // The record on stdout is replay's; the analysis's id (for `vigil analysis get`) on stderr.
+    eprintln!("vigil push: analysis {}", analysis.id);
     let p = plan(s);
     let started = Instant::now();
     let first = p
@@ -769,7 +773,7 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
             .into_iter()
             .filter_map(|canary| slices.remove(&(i, canary)).map(|sl| (canary, sl)))
             .collect();
-        let mut rest: Vec<(bool, Vec<(f64, OtlpSpan)>, Vec<(f64, OtlpSpan)>)> = Vec::new();
+        let mut rest: Vec<(bool, Timed, Timed)> = Vec::new();
         for (canary, sl) in parts {
             let attrs = side_attributes(s, pod, canary);
             send_logs(&mut clients, &attrs, sl.logs).await?;
@@ -836,7 +840,6 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
         "findings": last.findings.iter().map(finding_json).collect::<Vec<_>>(),
         "note": if last.note.is_empty() { Value::Null } else { Value::from(last.note.clone()) },
         "timeline": timeline,
-        "analysis": a.id,
     }))
 }
 
