@@ -1169,6 +1169,71 @@ extend_by: 2m
     }
 
     #[test]
+    fn an_event_time_spec_says_what_each_side_recorded_and_what_to_mask() {
+        let text = r#"
+app: pod
+clock: event
+baseline:
+  attributes: {k8s.pod.name: p-1}
+  window: {start: "2026-12-01T10:00:00Z", end: "2026-12-01T10:30:00Z"}
+  records: [metrics, logs]
+  log_window: {start: "2026-12-01T10:27:00Z", end: "2026-12-01T10:30:00Z"}
+  log_seconds_covered: 120
+canary:
+  attributes: {k8s.pod.name: p-1}
+  window: {start: "2026-12-01T10:30:00Z", end: "2026-12-01T10:35:00Z"}
+  records: [spans, callers]
+masking:
+  known_incidents: [{start: "2026-12-01T10:05:00Z", end: "2026-12-01T10:08:00Z"}]
+"#;
+        let s = Spec::parse(text).unwrap();
+        assert_eq!(s.clock, Clock::Event);
+        let p = s.plan(0.0).unwrap();
+        // Declared modalities are recorded before any record arrives (`seen` is empty).
+        let a = s.analysis_spec_with(&p, Pushed::default());
+        assert!(a.baseline.metrics && a.baseline.logs && !a.baseline.spans);
+        assert!(!a.canary.metrics && !a.canary.logs && a.canary.spans && a.canary.callers);
+        // 2026-12-01T10:27:00Z = 1796120820 (date -u -d … +%s)
+        assert_eq!(
+            a.baseline.log_window,
+            Some(Window {
+                start: 1_796_120_820.0,
+                end: 1_796_121_000.0
+            })
+        );
+        assert_eq!(a.baseline.log_seconds_covered, Some(120.0));
+        // The canary's trace window defaults to its analysis window.
+        assert_eq!(
+            a.canary.trace_window,
+            Some(Window {
+                start: 1_796_121_000.0,
+                end: 1_796_121_300.0
+            })
+        );
+        assert!(a.masking.enabled);
+        assert_eq!(a.masking.known_incidents.len(), 1);
+        assert_eq!(a.masking.recovery_s, 300.0);
+        // The canonical JSON keeps it all.
+        assert_eq!(Spec::parse(&s.to_json()).unwrap(), s);
+        // Event time needs pushed telemetry.
+        let e = err(&text.replace(
+            "  attributes: {k8s.pod.name: p-1}\n  window: {start: \"2026-12-01T10:30",
+            "  labels: {pod: p-1}\n  window: {start: \"2026-12-01T10:30",
+        ));
+        assert!(
+            e.starts_with("clock: event time needs pushed telemetry"),
+            "{e}"
+        );
+        let e = err(&text.replace("log_seconds_covered: 120", "log_seconds_covered: -1"));
+        assert!(e.starts_with("baseline.log_seconds_covered"), "{e}");
+        let e = err(&text.replace("records: [spans, callers]", "records: [traces]"));
+        assert!(
+            e.starts_with("canary.records[0]: unknown variant `traces`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(Dur::parse("1h30m").unwrap(), Dur(5400.0));
         assert_eq!(Dur::parse("500ms").unwrap(), Dur(0.5));
