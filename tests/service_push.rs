@@ -15,6 +15,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -35,7 +36,11 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let dir = TempDir::new("push");
+        Server::start_in(TempDir::new("push"))
+    }
+
+    /// A server on `dir`'s store (a restart: the same directory again).
+    fn start_in(dir: TempDir) -> Server {
         let tokens = dir.0.join("tokens");
         std::fs::write(&tokens, TOKENS).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -67,6 +72,18 @@ impl Server {
             grpc,
             _dir: dir,
         }
+    }
+}
+
+impl Server {
+    /// Kills the process (SIGKILL: no clean shutdown) and hands back its directory.
+    fn kill(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = TempDir(self._dir.0.clone());
+        // The directory now belongs to the caller: this server's copy must not remove it.
+        self._dir.0 = PathBuf::new();
+        dir
     }
 }
 
@@ -303,5 +320,124 @@ fn event_time_waits_for_data_or_the_end_of_input_not_the_clock() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains("clock"), "{}", e.message());
+    });
+}
+
+async fn get(c: &mut AnalysesClient<tonic::transport::Channel>, id: &str) -> pb::Analysis {
+    c.get_analysis(req(pb::GetAnalysisRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Log records of pod `p-1` at these seconds after 2026-01-05T12:00:00Z, over OTLP/gRPC.
+async fn push_logs(grpc: &str, offsets: &[i64]) {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    // 2026-01-05T12:00:00Z = 1767614400 (date -u -d … +%s)
+    let t0: i64 = 1_767_614_400;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = LogsServiceClient::new(channel);
+    let records = offsets
+        .iter()
+        .map(|o| LogRecord {
+            time_unix_nano: u64::try_from(t0 + o).unwrap() * 1_000_000_000,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("served order".into())),
+            }),
+            ..LogRecord::default()
+        })
+        .collect();
+    let export = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "k8s.pod.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("p-1".into())),
+                    }),
+                    ..KeyValue::default()
+                }],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    };
+    c.export(req(export)).await.unwrap();
+}
+
+#[test]
+fn an_event_time_analysis_resumes_after_a_restart_and_still_waits_for_its_input() {
+    let server = Server::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = rt.block_on(async {
+        let mut c = client(&server.api).await;
+        c.create_analysis(req(pb::CreateAnalysisRequest {
+            id: "rs-1".into(),
+            spec: EVENT_SPEC.into(),
+        }))
+        .await
+        .unwrap();
+        // Baseline records, then canary records up to 12:01:05: the watermark passed the ends
+        // of intervals 1 (12:00:30) and 2 (12:01:00), not of 3.
+        push_logs(&server.grpc, &[-300, -200, -100, 10, 40, 65]).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while get(&mut c, "rs-1").await.intervals_judged < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "intervals 1-2 not judged"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(get(&mut c, "rs-1").await.intervals_judged, 2);
+        server.kill()
+    });
+    let server = Server::start_in(dir);
+    rt.block_on(async {
+        let mut c = client(&server.api).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Resumed at interval 3, and waiting: not judged by the wall clock.
+        let a = get(&mut c, "rs-1").await;
+        assert_eq!(a.intervals_judged, 2, "{a:?}");
+        c.end_input(req(pb::EndInputRequest { id: "rs-1".into() }))
+            .await
+            .unwrap();
+        let mut stream = c
+            .watch_analysis(req(pb::WatchAnalysisRequest {
+                id: "rs-1".into(),
+                after_seq: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut kinds = Vec::new();
+        let mut intervals = Vec::new();
+        while let Some(u) = stream.message().await.unwrap() {
+            match u.update {
+                Some(pb::watch_update::Update::Judgement(j)) => intervals.push(j.interval),
+                Some(pb::watch_update::Update::Event(e)) => kinds.push(e.kind),
+                _ => {}
+            }
+        }
+        assert_eq!(intervals, [1, 2, 3, 4]);
+        assert!(kinds.contains(&"resumed".to_owned()), "{kinds:?}");
+        assert!(kinds.contains(&"input_ended".to_owned()), "{kinds:?}");
+        assert!(kinds.contains(&"finished".to_owned()), "{kinds:?}");
     });
 }
