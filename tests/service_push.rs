@@ -441,3 +441,33 @@ fn an_event_time_analysis_resumes_after_a_restart_and_still_waits_for_its_input(
         assert!(kinds.contains(&"finished".to_owned()), "{kinds:?}");
     });
 }
+
+#[test]
+fn speed_paces_the_push_at_n_times_recorded_time_and_keeps_the_verdict() {
+    let server = Server::start();
+    let rel = "nezha/tt-20230129-n100310-ts-preserve-other-service";
+    let folder = common::datasets().join(rel);
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("push")
+        .arg(&folder)
+        .args(["--server", &format!("http://{}", server.api)])
+        .args(["--otlp", &format!("http://{}", server.grpc)])
+        .args(["--token", "writer-token-1", "--speed", "1000"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The recording spans 31 min (baseline metrics from 09:33:04, canary to 10:04:34 in
+    // scenario.json's metric windows): at 1000× the last slice is due after at least 1.8 s.
+    assert!(took >= Duration::from_millis(1800), "took {took:?}");
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = replay_record(&folder);
+    for k in ["verdict", "score", "time_to_detect_s"] {
+        assert_eq!(pushed[k], want[k], "{k}");
+    }
+}

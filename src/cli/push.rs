@@ -81,6 +81,8 @@ pub struct PushArgs {
 
 /// Replay's interval (`vigil replay --interval` default).
 const INTERVAL_S: f64 = 30.0;
+/// How long one export is retried while the service is over its memory budget.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
 /// Most records in one export request.
 const BATCH: usize = 2000;
 
@@ -580,6 +582,7 @@ fn retry_delay(st: &tonic::Status) -> Duration {
 macro_rules! export {
     ($clients:expr, $method:ident, $req:expr, $what:expr) => {{
         let mut tries = 0u32;
+        let mut waited = Duration::ZERO;
         loop {
             let r = $clients.request($req.clone());
             match $clients.$method.export(r).await {
@@ -592,9 +595,20 @@ macro_rules! export {
                     }
                     break;
                 }
-                Err(st) if st.code() == tonic::Code::ResourceExhausted && tries < 1000 => {
-                    tries += 1;
-                    tokio::time::sleep(retry_delay(&st)).await;
+                Err(st) if st.code() == tonic::Code::ResourceExhausted => {
+                    // What is pushed stays in the budget until the analysis ends: a budget too
+                    // small for the scenario never frees up, so give up after a while.
+                    let delay = retry_delay(&st);
+                    waited += delay;
+                    if waited > MAX_RETRY_WAIT {
+                        bail!(
+                            "{} export refused for {} s: {} (the service's --memory-budget may be too small for this scenario)",
+                            $what,
+                            MAX_RETRY_WAIT.as_secs(),
+                            status_err(st)
+                        );
+                    }
+                    tokio::time::sleep(delay).await;
                 }
                 Err(st) if st.code() == tonic::Code::Unavailable && tries < 20 => {
                     tries += 1;
