@@ -307,6 +307,44 @@ fn event_time_waits_for_data_or_the_end_of_input_not_the_clock() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        // The same over HTTP: `POST /v1/analyses/{id}/end-of-input`, scope `write`.
+        let post = |id: &str, token: &str| {
+            let auth = if token.is_empty() {
+                String::new()
+            } else {
+                format!("Authorization: Bearer {token}\r\n")
+            };
+            common::http(
+                &server.api,
+                &format!(
+                    "POST /v1/analyses/{id}/end-of-input HTTP/1.1\r\nHost: vigil\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+            )
+            .unwrap()
+        };
+        c.create_analysis(req(pb::CreateAnalysisRequest {
+            id: "ev-2".into(),
+            spec: EVENT_SPEC.into(),
+        }))
+        .await
+        .unwrap();
+        assert_eq!(post("ev-2", "").status, 401);
+        assert_eq!(post("ev-2", "ingest-token-1").status, 403);
+        let r = post("ev-2", "writer-token-1");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["input_ended"], true);
+        assert_eq!(post("wall-1", "writer-token-1").status, 409);
+        assert_eq!(post("nope", "writer-token-1").status, 404);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let a = get(&mut c, "ev-2").await;
+            if a.state == pb::State::Inconclusive as i32 {
+                assert_eq!(a.intervals_judged, 4);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "ev-2 not finished: {a:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // `clock: event` needs pushed telemetry on both sides.
         let e = c
             .create_analysis(req(pb::CreateAnalysisRequest {
