@@ -56,6 +56,14 @@ for p in pushed:
     got = p.get("error", "").strip() or " ".join(str(p.get(k)) for k in keys)
     want = " ".join(str(r.get(k)) for k in keys) if r else "(not replayed)"
     print(f"{'equal' if same else 'DIFF '} {p['id']}: push {got} | replay {want}")
+def steps(v):
+    return [(t["elapsed_s"], t["verdict"], t["score"]) for t in v.get("timeline") or []]
+def keys_of(v):
+    return [e.get("key") for e in v.get("evidence") or []]
+same_steps = sum(1 for p in pushed if p["id"] in replay and steps(p) == steps(replay[p["id"]]))
+same_keys = sum(1 for p in pushed if p["id"] in replay and keys_of(p) == keys_of(replay[p["id"]]))
+print(f"{same_steps} of {len(pushed)} timelines equal (every interval's verdict and score)")
+print(f"{same_keys} of {len(pushed)} evidence lists name the same findings")
 print(f"{equal} of {len(pushed)} records equal (verdict, score, time_to_detect_s)")
 sys.exit(0 if equal == len(pushed) else 1)
 EOF
