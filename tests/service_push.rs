@@ -509,3 +509,59 @@ fn speed_paces_the_push_at_n_times_recorded_time_and_keeps_the_verdict() {
         assert_eq!(pushed[k], want[k], "{k}");
     }
 }
+
+#[test]
+fn a_base_spec_sets_what_the_scenario_does_not_and_replay_agrees_with_the_same_settings() {
+    let server = Server::start();
+    let dir = TempDir::new("push-spec");
+    let base = dir.write(
+        "base.yaml",
+        "interval: 60s\nthresholds: {pass: 80, marginal: 50}\n",
+    );
+    let folder = common::datasets().join("nezha/ob-20220823-f31-adservice-cpu_consumed");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("push")
+        .arg(&folder)
+        .args(["--server", &format!("http://{}", server.api)])
+        .args(["--otlp", &format!("http://{}", server.grpc)])
+        .args(["--token", "writer-token-1", "--spec", &base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let replay = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("replay")
+        .arg(&folder)
+        .args(["--json", "--quiet", "--interval", "60"])
+        .args(["--set", "fusion.pass_threshold=80"])
+        .output()
+        .unwrap();
+    let want: Value = serde_json::from_slice(&replay.stdout).unwrap();
+    let want = &want["scenarios"][0];
+    for k in ["verdict", "score", "time_to_detect_s", "timeline"] {
+        assert_eq!(pushed[k], want[k], "{k}");
+    }
+    // 60-s intervals: the first judged 60 s of canary.
+    assert_eq!(pushed["timeline"][0]["elapsed_s"], 60.0);
+    // A base spec the service would refuse is refused before anything is sent.
+    let bad = dir.write("bad.yaml", "interval: 0.5\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("push")
+        .arg(&folder)
+        .args([
+            "--server",
+            "http://127.0.0.1:9",
+            "--otlp",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--spec", &bad])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interval: must be at least 1s"), "{err}");
+}

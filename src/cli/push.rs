@@ -79,8 +79,6 @@ pub struct PushArgs {
     pub id: Option<String>,
 }
 
-/// Replay's interval (`vigil replay --interval` default).
-const INTERVAL_S: f64 = 30.0;
 /// How long one export is retried while the service is over its memory budget.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
 /// Most records in one export request.
@@ -457,14 +455,16 @@ struct Plan {
     callers: BTreeMap<i64, Vec<(f64, String, OtlpSpan)>>,
 }
 
-fn slice_of(t: f64, t0: f64) -> i64 {
+/// Which slice of `len` seconds, counted from `t0`, holds `t`.
+fn slice_of(t: f64, t0: f64, len: f64) -> i64 {
     #[allow(clippy::cast_possible_truncation, reason = "slices of recorded times")]
-    let i = ((t - t0) / INTERVAL_S).floor() as i64;
+    let i = ((t - t0) / len).floor() as i64;
     i
 }
 
-fn plan(s: &Scenario) -> Plan {
-    let t0 = s.canary_window.start;
+/// The records of `s` in slices of `len` seconds from `t0` (the analysis's intervals).
+fn plan(s: &Scenario, t0: f64, len: f64) -> Plan {
+    let slice_of = |t: f64, t0: f64| slice_of(t, t0, len);
     let mut slices: BTreeMap<(i64, bool), Slice> = BTreeMap::new();
     let mut callers: BTreeMap<i64, Vec<(f64, String, OtlpSpan)>> = BTreeMap::new();
     for (canary, side) in [(false, &s.baseline), (true, &s.canary)] {
@@ -506,7 +506,7 @@ fn plan(s: &Scenario) -> Plan {
             if sent.insert((c.trace_id.clone(), c.span_id.clone())) {
                 callers.entry(slice_of(c.start, t0)).or_default().push((
                     c.start,
-                    caller_pod(s, c),
+                    caller_pod(s),
                     otlp_span(c),
                 ));
             }
@@ -536,7 +536,7 @@ fn plan(s: &Scenario) -> Plan {
 
 /// The pod a caller's span ran on: its `pod` column is not kept by the loader, so all callers
 /// are one pod other than the judged one (the join only needs them to be another process).
-fn caller_pod(s: &Scenario, _c: &Span) -> String {
+fn caller_pod(s: &Scenario) -> String {
     format!("{}.callers", s.service)
 }
 
@@ -729,6 +729,14 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
         ),
         None => None,
     };
+    // The spec as the service will read it: its errors before anything is sent, and the
+    // intervals the records are sliced by.
+    let checked = vigil_analyzer::service::spec::Spec::parse(&spec.to_string())
+        .map_err(|e| anyhow::anyhow!("the scenario's spec: {e}"))?;
+    let analysis_plan = checked
+        .plan(0.0)
+        .map_err(|e| anyhow::anyhow!("the scenario's spec: {e}"))?;
+    let slice_s = analysis_plan.interval;
     let api_channel = channel(&args.server, "--server").await?;
     let mut api = AnalysesClient::new(api_channel).max_decoding_message_size(64 << 20);
     let otlp = channel(&args.otlp, "--otlp").await?;
@@ -750,7 +758,7 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
     let analysis = created.analysis.context("the server sent no analysis")?;
     // The record on stdout is replay's; the analysis's id (for `vigil analysis get`) on stderr.
     eprintln!("vigil push: analysis {}", analysis.id);
-    let p = plan(s);
+    let p = plan(s, analysis_plan.t0, slice_s);
     let started = Instant::now();
     let first = p
         .slices
@@ -774,7 +782,7 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
     for i in indices {
         if let Some(speed) = args.speed {
             #[allow(clippy::cast_precision_loss, reason = "slice indices are small")]
-            let due = (i - first) as f64 * INTERVAL_S / speed;
+            let due = (i - first) as f64 * slice_s / speed;
             let now = started.elapsed().as_secs_f64();
             if due > now {
                 tokio::time::sleep(Duration::from_secs_f64(due - now)).await;
