@@ -4,13 +4,22 @@
 # on the same folder, and prints per scenario whether `verdict`, `score` and `time_to_detect_s`
 # are equal, then the count of equal records.
 #
-#   datasets/push_vs_replay.sh [DIR]        (VIGIL=path/to/vigil, default target/release/vigil)
+#   datasets/push_vs_replay.sh [DIR]    (VIGIL=path/to/vigil; default: the workspace's release
+#                                        build, else its debug build)
 #
 # Exit status 0 when every record is equal.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dir="${1:-$here}"
-vigil="${VIGIL:-$here/../target/release/vigil}"
+if [ -z "${VIGIL:-}" ]; then
+    # The workspace's target directory (a worktree may point it elsewhere): release, else debug.
+    target="$(cd "$here/.." && cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    for v in "$target/release/vigil" "$target/debug/vigil"; do
+        [ -x "$v" ] && VIGIL="$v" && break
+    done
+fi
+vigil="${VIGIL:?no vigil binary: cargo build --release (or set VIGIL=path/to/vigil)}"
 work="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -432,7 +432,13 @@ impl Core {
                 seen.spans |= d.spans.iter().any(|s| s.caller.is_none());
                 seen.callers |= d.spans.iter().any(|s| s.caller.is_some());
             }
-            let fb_key = format!("{feedback:?} {seen:?}");
+            // Sides that declare what they record do not change with what arrived.
+            let declared = spec.baseline.records.is_some() && spec.canary.records.is_some();
+            let fb_key = if declared {
+                format!("{feedback:?}")
+            } else {
+                format!("{feedback:?} {seen:?}")
+            };
             if session.as_ref().is_none_or(|(key, _)| *key != fb_key) {
                 let mut aspec = spec.analysis_spec_with(&plan, seen);
                 apply_feedback(&mut aspec.judges, &feedback);
