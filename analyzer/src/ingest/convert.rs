@@ -281,6 +281,9 @@ pub struct MetricSeries {
     pub window: Option<(f64, f64)>,
     /// The latest time of a point offered (in the window or not): the event-time watermark.
     pub latest: f64,
+    /// Where the grid starts (Unix seconds): an analysis's first interval start, so that its
+    /// interval ends are step boundaries and a step never straddles one.
+    pub origin: f64,
 }
 
 impl MetricSeries {
@@ -303,7 +306,7 @@ impl MetricSeries {
         reason = "step index of a finite time, clamped to i64 by `as`"
     )]
     fn index(&self, t: f64) -> i64 {
-        (t / self.step).floor() as i64
+        ((t - self.origin) / self.step).floor() as i64
     }
 
     /// Adds a point; returns false when its step was already drained (late) or its value is
@@ -355,12 +358,13 @@ impl MetricSeries {
         let below = self.index(until);
         let mut out = Vec::new();
         let step = self.step;
+        let origin = self.origin;
         self.cells.retain(|(name, i), (combine, cell)| {
             if *i >= below {
                 return true;
             }
             #[allow(clippy::cast_precision_loss, reason = "step index back to seconds")]
-            let t = (*i as f64 + 0.5) * step;
+            let t = origin + (*i as f64 + 0.5) * step;
             let v = match combine {
                 Combine::Total => cell.num,
                 Combine::Mean | Combine::Ratio if cell.den > 0.0 => cell.num / cell.den,

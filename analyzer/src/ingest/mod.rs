@@ -374,6 +374,19 @@ impl Hub {
         }
     }
 
+    /// Starts the metric grid of `id` at `origin` (its first interval's start) instead of the
+    /// epoch: with interval ends on step boundaries, a step's readings belong to exactly the
+    /// interval that holds them, as the engine would place the raw points. Call it before
+    /// points arrive.
+    pub fn align(&self, id: &str, origin: f64) {
+        let mut st = self.lock();
+        if let Some(a) = st.analyses.iter_mut().find(|a| a.id == id) {
+            for side in &mut a.sides {
+                side.metrics.origin = origin;
+            }
+        }
+    }
+
     /// Marks the input of `id` complete: the runner of an event-time analysis closes its
     /// remaining intervals. `false` when `id` is not registered.
     pub fn end_input(&self, id: &str) -> bool {

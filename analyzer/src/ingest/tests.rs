@@ -889,3 +889,32 @@ fn one_pod_before_and_after_is_split_by_the_side_windows_and_the_watermark_follo
     assert!(!h.end_input("nope"));
     assert_eq!(h.progress("nope"), None);
 }
+
+#[test]
+fn an_aligned_grid_puts_each_reading_in_the_interval_that_holds_it() {
+    let h = Hub::new(DEFAULT_BUDGET_BYTES);
+    let pod = || vec![("k8s.pod.name".to_owned(), "p-1".to_owned())];
+    h.register("al", pod(), pod(), 5.0);
+    // An analysis starting at :57 (off the epoch's 5-s grid), intervals of 30 s.
+    let t0 = 1_796_119_200.0 + 57.0;
+    h.align("al", t0);
+    const POD: &[(&str, &str)] = &[("k8s.pod.name", "p-1")];
+    let at = |s: u64| T0 + 57 * S + s * S;
+    let metrics = metrics_req(
+        POD,
+        vec![metric(
+            "cpu",
+            Data::Gauge(Gauge {
+                // 1 s before the first interval's end, and at it.
+                data_points: vec![number(at(29), 0, 1.0), number(at(30), 0, 2.0)],
+            }),
+        )],
+    );
+    h.metrics(metrics, 10).unwrap();
+    // The first interval takes the first reading only, stamped inside it; on the epoch's grid
+    // the step [t0 + 28, t0 + 33) would have straddled the interval's end.
+    let [b, _] = h.drain("al", t0 + 30.0).unwrap();
+    assert_eq!(b.metrics, [(t0 + 27.5, "cpu".to_owned(), 1.0)]);
+    let [b, _] = h.drain("al", t0 + 60.0).unwrap();
+    assert_eq!(b.metrics, [(t0 + 32.5, "cpu".to_owned(), 2.0)]);
+}

@@ -230,7 +230,7 @@ impl Core {
         }
         if spec.pushed() {
             if let Ok(plan) = spec.plan(row.created_ms as f64 / 1000.0) {
-                self.route_pushed(&id, &spec, plan.step);
+                self.route_pushed(&id, &spec, &plan);
             }
         }
         let core = self.clone();
@@ -396,7 +396,7 @@ impl Core {
         // rebuild the session when feedback changes (a pushed record cannot be re-queried).
         let pushed = spec.pushed();
         if pushed {
-            self.route_pushed(&id, &spec, plan.step);
+            self.route_pushed(&id, &spec, &plan);
         }
         let event_clock = pushed && spec.clock == super::spec::Clock::Event;
         if event_clock && self.input_ended(&id).await? {
@@ -572,7 +572,8 @@ impl Core {
 impl Core {
     /// Routes pushed telemetry to `id` from now on (idempotent): before the runner's task
     /// starts, so that nothing a client pushes right after creating the analysis is dropped.
-    fn route_pushed(&self, id: &str, spec: &Spec, step: f64) {
+    fn route_pushed(&self, id: &str, spec: &Spec, plan: &Plan) {
+        let step = plan.step;
         let m = |s: &super::spec::ScopeSpec| -> Vec<(String, String)> {
             s.attributes
                 .iter()
@@ -591,6 +592,8 @@ impl Core {
         };
         self.hub_ingest
             .set_windows(id, [w(&spec.baseline), w(&spec.canary)]);
+        // The same origin at every call (the plan's), so a second call moves nothing.
+        self.hub_ingest.align(id, plan.t0);
     }
 
     /// Waits until the pushed data of event-time analysis `id` passed `end` (a record stamped at
