@@ -491,7 +491,14 @@ fn speed_paces_the_push_at_n_times_recorded_time_and_keeps_the_verdict() {
         .arg(&folder)
         .args(["--server", &format!("http://{}", server.api)])
         .args(["--otlp", &format!("http://{}", server.grpc)])
-        .args(["--token", "writer-token-1", "--speed", "1000"])
+        .args([
+            "--token",
+            "writer-token-1",
+            "--speed",
+            "1000",
+            "--id",
+            "paced",
+        ])
         .output()
         .unwrap();
     let took = started.elapsed();
@@ -508,6 +515,18 @@ fn speed_paces_the_push_at_n_times_recorded_time_and_keeps_the_verdict() {
     for k in ["verdict", "score", "time_to_detect_s"] {
         assert_eq!(pushed[k], want[k], "{k}");
     }
+    // The same id again would push every record a second time: refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("push")
+        .arg(&folder)
+        .args(["--server", &format!("http://{}", server.api)])
+        .args(["--otlp", &format!("http://{}", server.grpc)])
+        .args(["--token", "writer-token-1", "--id", "paced"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("analysis `paced` exists already"), "{err}");
 }
 
 #[test]

@@ -756,6 +756,14 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
         .context("creating the analysis")?
         .into_inner();
     let analysis = created.analysis.context("the server sent no analysis")?;
+    if !created.created {
+        // Its data was pushed already: a second copy would count every record twice.
+        bail!(
+            "analysis `{}` exists already (state {}): choose another --id",
+            analysis.id,
+            super::analysis::state_str(analysis.state)
+        );
+    }
     // The record on stdout is replay's; the analysis's id (for `vigil analysis get`) on stderr.
     eprintln!("vigil push: analysis {}", analysis.id);
     let p = plan(s, analysis_plan.t0, slice_s);
