@@ -50,6 +50,9 @@ enum Command {
     Serve(Box<cli::serve::ServeArgs>),
     /// Create, get, watch, list and cancel analyses on a running service.
     Analysis(cli::analysis::AnalysisArgs),
+    /// Push a recorded scenario to a running service as OTLP, into an event-time analysis, and
+    /// print its final verdict as `vigil replay --json` prints the scenario.
+    Push(cli::push::PushArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cli::deploy::deploy(&args),
         Command::Promote(args) => cli::deploy::promote(&args),
         Command::Serve(args) => cli::serve::run(&args),
+        Command::Push(args) => cli::push::run(&args),
         // Its exit code is the verdict (`watch`), so it reports its own errors.
         Command::Analysis(args) => return cli::analysis::run(&args),
     };

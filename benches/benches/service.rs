@@ -140,6 +140,12 @@ impl pb::analyses_server::Analyses for Trivial {
     ) -> Result<tonic::Response<pb::RecordFeedbackResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("trivial"))
     }
+    async fn end_input(
+        &self,
+        _: tonic::Request<pb::EndInputRequest>,
+    ) -> Result<tonic::Response<pb::Analysis>, tonic::Status> {
+        Err(tonic::Status::unimplemented("trivial"))
+    }
 }
 
 fn run_trivial() -> Result<(), BoxError> {

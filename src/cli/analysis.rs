@@ -193,7 +193,7 @@ impl Client {
     }
 }
 
-fn status(e: tonic::Status) -> anyhow::Error {
+pub(crate) fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", code_name(e.code()), e.message())
 }
 
@@ -330,7 +330,7 @@ fn state_of(s: &str) -> Result<pb::State> {
     })
 }
 
-fn state_str(v: i32) -> &'static str {
+pub(crate) fn state_str(v: i32) -> &'static str {
     match pb::State::try_from(v) {
         Ok(pb::State::Pending) => "pending",
         Ok(pb::State::Running) => "running",
@@ -343,7 +343,7 @@ fn state_str(v: i32) -> &'static str {
     }
 }
 
-fn verdict_str(v: i32) -> &'static str {
+pub(crate) fn verdict_str(v: i32) -> &'static str {
     match pb::Verdict::try_from(v) {
         Ok(pb::Verdict::Pass) => "Pass",
         Ok(pb::Verdict::Marginal) => "Marginal",
@@ -500,11 +500,11 @@ fn print_analysis(a: &pb::Analysis) {
     }
 }
 
-fn opt<T: Into<Value>>(x: Option<T>) -> Value {
+pub(crate) fn opt<T: Into<Value>>(x: Option<T>) -> Value {
     x.map_or(Value::Null, Into::into)
 }
 
-fn finding_json(f: &pb::Finding) -> Value {
+pub(crate) fn finding_json(f: &pb::Finding) -> Value {
     json!({
         "signal": pb::Signal::try_from(f.signal).map_or("unspecified", |s| match s {
             pb::Signal::Metrics => "metrics",
@@ -536,7 +536,7 @@ fn finding_json(f: &pb::Finding) -> Value {
     })
 }
 
-fn judgement_json(j: &pb::IntervalJudgement) -> Value {
+pub(crate) fn judgement_json(j: &pb::IntervalJudgement) -> Value {
     let jd = j.judgement.clone().unwrap_or_default();
     json!({
         "interval": j.interval,

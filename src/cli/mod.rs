@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod judge;
 pub mod logs;
 pub mod logs_compare;
+pub mod push;
 pub mod replay;
 pub mod serve;
 pub mod stats;

@@ -119,8 +119,8 @@ def main():
     pool = DescriptorPool(db)
     svc = pool.FindServiceByName("vigil.v1.Analyses")
     methods = sorted(m.name for m in svc.methods)
-    check(methods == ["CancelAnalysis", "CreateAnalysis", "GetAnalysis", "ListAnalyses",
-                      "RecordFeedback", "WatchAnalysis"], f"methods {methods}")
+    check(methods == ["CancelAnalysis", "CreateAnalysis", "EndInput", "GetAnalysis",
+                      "ListAnalyses", "RecordFeedback", "WatchAnalysis"], f"methods {methods}")
     watch = svc.methods_by_name["WatchAnalysis"]
     check(watch.output_type.full_name == "vigil.v1.WatchUpdate", "watch output type")
 

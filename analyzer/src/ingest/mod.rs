@@ -202,6 +202,8 @@ impl Outcome {
 #[derive(Debug)]
 struct SideBuffer {
     matchers: Vec<(String, String)>,
+    /// Event times this side takes, `[start, end)`; `None`: any (see [`Hub::set_windows`]).
+    window: Option<(f64, f64)>,
     logs: Vec<LogRecord>,
     spans: Vec<Span>,
     metrics: MetricSeries,
@@ -211,6 +213,7 @@ impl SideBuffer {
     fn new(matchers: Vec<(String, String)>, step: f64) -> Self {
         SideBuffer {
             matchers,
+            window: None,
             logs: Vec::new(),
             spans: Vec::new(),
             metrics: MetricSeries::new(step),
@@ -224,6 +227,21 @@ struct Registered {
     sides: [SideBuffer; 2],
     /// Bytes routed to this analysis so far (held until it ends).
     bytes: usize,
+    /// The latest event time (Unix seconds) of a log record or span matching either side.
+    watermark: f64,
+    /// The client said no more data will come ([`Hub::end_input`]).
+    ended: bool,
+}
+
+impl SideBuffer {
+    fn takes(&self, t: f64) -> bool {
+        self.window.is_none_or(|(a, b)| t >= a && t < b)
+    }
+}
+
+/// Whether side `role` of analysis `a` takes a record stamped `t`.
+fn takes(a: &Registered, role: Role, t: f64) -> bool {
+    a.sides[role_index(role)].takes(t)
 }
 
 /// What the runner takes from the hub at an interval, for one side.
@@ -337,7 +355,63 @@ impl Hub {
                 SideBuffer::new(canary, step),
             ],
             bytes: 0,
+            watermark: f64::NEG_INFINITY,
+            ended: false,
         });
+    }
+
+    /// Gives the sides of `id` event-time windows `[start, end)`: a record stamped outside a
+    /// side's window is not routed to it. A before/after analysis of one pod matches both sides'
+    /// attributes with every record; its windows tell the sides apart. Metric points that fall
+    /// outside are not added either.
+    pub fn set_windows(&self, id: &str, windows: [Option<(f64, f64)>; 2]) {
+        let mut st = self.lock();
+        if let Some(a) = st.analyses.iter_mut().find(|a| a.id == id) {
+            for (side, w) in a.sides.iter_mut().zip(windows) {
+                side.window = w;
+                side.metrics.window = w;
+            }
+        }
+    }
+
+    /// Starts the metric grid of `id` at `origin` (its first interval's start) instead of the
+    /// epoch: with interval ends on step boundaries, a step's readings belong to exactly the
+    /// interval that holds them, as the engine would place the raw points. Call it before
+    /// points arrive.
+    pub fn align(&self, id: &str, origin: f64) {
+        let mut st = self.lock();
+        if let Some(a) = st.analyses.iter_mut().find(|a| a.id == id) {
+            for side in &mut a.sides {
+                side.metrics.origin = origin;
+            }
+        }
+    }
+
+    /// Marks the input of `id` complete: the runner of an event-time analysis closes its
+    /// remaining intervals. `false` when `id` is not registered.
+    pub fn end_input(&self, id: &str) -> bool {
+        let mut st = self.lock();
+        match st.analyses.iter_mut().find(|a| a.id == id) {
+            Some(a) => {
+                a.ended = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The event-time progress of `id`: its watermark (the latest event time received for
+    /// either side: log records, spans and metric points) and whether its input ended. `None`
+    /// when `id` is not registered.
+    pub fn progress(&self, id: &str) -> Option<(f64, bool)> {
+        let st = self.lock();
+        let a = st.analyses.iter().find(|a| a.id == id)?;
+        let metrics = a
+            .sides
+            .iter()
+            .map(|s| s.metrics.latest)
+            .fold(f64::NEG_INFINITY, f64::max);
+        Some((a.watermark.max(metrics), a.ended))
     }
 
     /// Stops routing to `id` and releases its bytes.
@@ -428,8 +502,13 @@ impl Hub {
                             out.capped += u64::from(capped);
                             out.accepted += 1;
                             let b = log_bytes(&rec);
+                            let t = rec.time.unwrap_or(f64::NEG_INFINITY);
                             for &(ai, role) in &targets {
                                 let a = &mut st.analyses[ai];
+                                a.watermark = a.watermark.max(t);
+                                if !takes(a, role, t) {
+                                    continue;
+                                }
                                 a.bytes += b;
                                 st.used += b;
                                 a.sides[role_index(role)].logs.push(rec.clone());
@@ -473,11 +552,7 @@ impl Hub {
             let who = convert::identity(&resource);
             for ss in rs.scope_spans {
                 let scope = ss.scope.map(|s| s.attributes).unwrap_or_default();
-                let targets = targets(&st.analyses, &resource, &scope);
-                let ids: Vec<(String, Role)> = targets
-                    .iter()
-                    .map(|&(ai, role)| (st.analyses[ai].id.clone(), role))
-                    .collect();
+                let all_targets = targets(&st.analyses, &resource, &scope);
                 for s in &ss.spans {
                     let span = match convert::span(s) {
                         Ok(span) => span,
@@ -489,7 +564,21 @@ impl Hub {
                     if s.name.len() > convert::MAX_NAME_BYTES {
                         out.capped += 1;
                     }
-                    if targets.is_empty() {
+                    for &(ai, _) in &all_targets {
+                        let a = &mut st.analyses[ai];
+                        a.watermark = a.watermark.max(span.start);
+                    }
+                    // The sides whose window holds the span (an edge into it goes there too).
+                    let targets: Vec<(usize, Role)> = all_targets
+                        .iter()
+                        .copied()
+                        .filter(|&(ai, role)| takes(&st.analyses[ai], role, span.start))
+                        .collect();
+                    let ids: Vec<(String, Role)> = targets
+                        .iter()
+                        .map(|&(ai, role)| (st.analyses[ai].id.clone(), role))
+                        .collect();
+                    if all_targets.is_empty() {
                         out.unmatched += 1;
                     } else {
                         out.accepted += 1;

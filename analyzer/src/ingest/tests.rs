@@ -825,3 +825,96 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn one_pod_before_and_after_is_split_by_the_side_windows_and_the_watermark_follows_event_time() {
+    let h = Hub::new(DEFAULT_BUDGET_BYTES);
+    let pod = || vec![("k8s.pod.name".to_owned(), "p-1".to_owned())];
+    h.register("ba", pod(), pod(), 5.0);
+    let t0 = 1_796_119_200.0;
+    // Baseline [t0 - 600, t0), canary [t0, t0 + 120).
+    h.set_windows("ba", [Some((t0 - 600.0, t0)), Some((t0, t0 + 120.0))]);
+    assert_eq!(h.progress("ba"), Some((f64::NEG_INFINITY, false)));
+    const POD: &[(&str, &str)] = &[("k8s.pod.name", "p-1")];
+    let req = logs_req(vec![(
+        POD,
+        vec![
+            log(T0 - 60 * S, "INFO", 9, "before"),
+            log(T0, "INFO", 9, "at the start"),
+            log(T0 + 30 * S, "INFO", 9, "after"),
+            // Outside both windows: neither side's.
+            log(T0 + 500 * S, "INFO", 9, "long after"),
+        ],
+    )]);
+    h.logs(req, 10).unwrap();
+    // The watermark is the latest event time received, in a window or not.
+    assert_eq!(h.progress("ba"), Some((t0 + 500.0, false)));
+    // A child on the pod and its caller on another pod: the edge goes to the side whose window
+    // holds the child.
+    let req = traces_req(vec![
+        (
+            &[("k8s.pod.name", "frontend-1")],
+            vec![span(7, 1, None, "GET /", T0 + 10 * S, 50)],
+        ),
+        (
+            POD,
+            vec![span(7, 2, Some(1), "GetAds", T0 + 10 * S + 1, 40)],
+        ),
+    ]);
+    h.traces(req, 10).unwrap();
+    let metrics = metrics_req(
+        POD,
+        vec![metric(
+            "cpu",
+            Data::Gauge(Gauge {
+                data_points: vec![number(T0 - 100 * S, 0, 1.0), number(T0 + 12 * S, 0, 3.0)],
+            }),
+        )],
+    );
+    h.metrics(metrics, 10).unwrap();
+    let [b, c] = h.drain("ba", t0 + 120.0).unwrap();
+    let bodies = |d: &Drained| d.logs.iter().map(|r| r.body.clone()).collect::<Vec<_>>();
+    assert_eq!(bodies(&b), ["before"]);
+    assert_eq!(bodies(&c), ["at the start", "after"]);
+    assert!(b.spans.is_empty());
+    // The child itself and the caller's span with its edge.
+    assert_eq!(c.spans.len(), 2);
+    assert_eq!(c.spans.iter().filter(|s| s.caller.is_some()).count(), 1);
+    // Each point on its own side only (at the middle of its 5-s step).
+    assert_eq!(b.metrics, [(t0 - 100.0 + 2.5, "cpu".to_owned(), 1.0)]);
+    assert_eq!(c.metrics, [(t0 + 12.5, "cpu".to_owned(), 3.0)]);
+    // The end of input is remembered; an unknown id is not.
+    assert!(h.end_input("ba"));
+    assert_eq!(h.progress("ba"), Some((t0 + 500.0, true)));
+    assert!(!h.end_input("nope"));
+    assert_eq!(h.progress("nope"), None);
+}
+
+#[test]
+fn an_aligned_grid_puts_each_reading_in_the_interval_that_holds_it() {
+    let h = Hub::new(DEFAULT_BUDGET_BYTES);
+    let pod = || vec![("k8s.pod.name".to_owned(), "p-1".to_owned())];
+    h.register("al", pod(), pod(), 5.0);
+    // An analysis starting at :57 (off the epoch's 5-s grid), intervals of 30 s.
+    let t0 = 1_796_119_200.0 + 57.0;
+    h.align("al", t0);
+    const POD: &[(&str, &str)] = &[("k8s.pod.name", "p-1")];
+    let at = |s: u64| T0 + 57 * S + s * S;
+    let metrics = metrics_req(
+        POD,
+        vec![metric(
+            "cpu",
+            Data::Gauge(Gauge {
+                // 1 s before the first interval's end, and at it.
+                data_points: vec![number(at(29), 0, 1.0), number(at(30), 0, 2.0)],
+            }),
+        )],
+    );
+    h.metrics(metrics, 10).unwrap();
+    // The first interval takes the first reading only, stamped inside it; on the epoch's grid
+    // the step [t0 + 28, t0 + 33) would have straddled the interval's end.
+    let [b, _] = h.drain("al", t0 + 30.0).unwrap();
+    assert_eq!(b.metrics, [(t0 + 27.5, "cpu".to_owned(), 1.0)]);
+    let [b, _] = h.drain("al", t0 + 60.0).unwrap();
+    assert_eq!(b.metrics, [(t0 + 32.5, "cpu".to_owned(), 2.0)]);
+}

@@ -170,7 +170,7 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Option<Scope> 
     }
     if let Some(m) = path.strip_prefix("/vigil.v1.Analyses/") {
         return Some(match m {
-            "CreateAnalysis" | "CancelAnalysis" | "RecordFeedback" => Scope::Write,
+            "CreateAnalysis" | "CancelAnalysis" | "RecordFeedback" | "EndInput" => Scope::Write,
             _ => Scope::Read,
         });
     }

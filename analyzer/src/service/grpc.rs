@@ -424,6 +424,18 @@ impl pb::analyses_server::Analyses for AnalysesService {
         Ok(Response::new(self.core.analysis(&r.id, true).await?))
     }
 
+    async fn end_input(
+        &self,
+        request: Request<pb::EndInputRequest>,
+    ) -> Result<Response<pb::Analysis>, Status> {
+        let r = request.into_inner();
+        if r.id.is_empty() {
+            return Err(Status::invalid_argument("id: empty"));
+        }
+        self.core.end_input(&r.id).await?;
+        Ok(Response::new(self.core.analysis(&r.id, true).await?))
+    }
+
     async fn record_feedback(
         &self,
         request: Request<pb::RecordFeedbackRequest>,

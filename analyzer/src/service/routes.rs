@@ -45,6 +45,10 @@ impl Counters {
 pub fn router(core: Arc<Core>) -> axum::Router {
     axum::Router::new()
         .route("/v1/analyses/{id}/verdict", get(verdict))
+        .route(
+            "/v1/analyses/{id}/end-of-input",
+            axum::routing::post(end_of_input),
+        )
         .route("/metrics", get(metrics))
         .route("/", get(super::page::index))
         .route("/analyses/{id}", get(super::page::analysis))
@@ -106,6 +110,38 @@ async fn verdict(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Respo
             }))
         }
     }
+}
+
+/// `EndInput` over HTTP (scope `write`), for a pusher without a gRPC client: 200 with the
+/// analysis's id and state, 404 for an unknown id, 409 for an analysis not on event time.
+async fn end_of_input(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
+    use super::runner::ServiceError;
+    let status = match core.end_input(&id).await {
+        Ok(()) => StatusCode::OK,
+        Err(ServiceError::NotFound(_)) => StatusCode::NOT_FOUND,
+        Err(ServiceError::Precondition(m)) => {
+            return (
+                StatusCode::CONFLICT,
+                serde_json::json!({"error": m}).to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "end-of-input route");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    let body = if status == StatusCode::OK {
+        serde_json::json!({"id": id, "input_ended": true})
+    } else {
+        serde_json::json!({"id": id, "error": status.canonical_reason()})
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(core): State<Arc<Core>>) -> Response {

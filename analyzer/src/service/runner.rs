@@ -259,6 +259,11 @@ impl Core {
                 },
             );
         }
+        if spec.pushed() {
+            if let Ok(plan) = spec.plan(row.created_ms as f64 / 1000.0) {
+                self.route_pushed(&id, &spec, &plan);
+            }
+        }
         let core = self.clone();
         let task_id = id.clone();
         let handle = tokio::spawn(async move {
@@ -424,14 +429,12 @@ impl Core {
         // rebuild the session when feedback changes (a pushed record cannot be re-queried).
         let pushed = spec.pushed();
         if pushed {
-            let m = |s: &super::spec::ScopeSpec| -> Vec<(String, String)> {
-                s.attributes
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            };
-            self.hub_ingest
-                .register(&id, m(&spec.baseline), m(&spec.canary), plan.step);
+            self.route_pushed(&id, &spec, &plan);
+        }
+        let event_clock = pushed && spec.clock == super::spec::Clock::Event;
+        if event_clock && self.input_ended(&id).await? {
+            // Stored, so that a restart does not wait for input the client already ended.
+            self.hub_ingest.end_input(&id);
         }
         let mut history: Vec<(Role, crate::ingest::Drained)> = Vec::new();
         let mut action = None;
@@ -441,7 +444,9 @@ impl Core {
             let elapsed = plan.elapsed_of(k);
             let lateness = plan.step.min(10.0);
             let wait = end + lateness - now_s();
-            if end > now_s() - lateness && wait > 0.0 {
+            if event_clock {
+                self.wait_for_watermark(&id, end).await;
+            } else if end > now_s() - lateness && wait > 0.0 {
                 tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             }
             // Feedback as of this interval: a session is rebuilt when it changed.
@@ -461,7 +466,13 @@ impl Core {
                 seen.spans |= d.spans.iter().any(|s| s.caller.is_none());
                 seen.callers |= d.spans.iter().any(|s| s.caller.is_some());
             }
-            let fb_key = format!("{feedback:?} {seen:?}");
+            // Sides that declare what they record do not change with what arrived.
+            let declared = spec.baseline.records.is_some() && spec.canary.records.is_some();
+            let fb_key = if declared {
+                format!("{feedback:?}")
+            } else {
+                format!("{feedback:?} {seen:?}")
+            };
             if session.as_ref().is_none_or(|(key, _)| *key != fb_key) {
                 let mut aspec = spec.analysis_spec_with(&plan, seen);
                 apply_feedback(&mut aspec.judges, &feedback);
@@ -598,6 +609,92 @@ impl Core {
             }
             k += 1;
         }
+    }
+}
+
+impl Core {
+    /// Routes pushed telemetry to `id` from now on (idempotent): before the runner's task
+    /// starts, so that nothing a client pushes right after creating the analysis is dropped.
+    fn route_pushed(&self, id: &str, spec: &Spec, plan: &Plan) {
+        let step = plan.step;
+        let m = |s: &super::spec::ScopeSpec| -> Vec<(String, String)> {
+            s.attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        self.hub_ingest
+            .register(id, m(&spec.baseline), m(&spec.canary), step);
+        let w = |s: &super::spec::ScopeSpec| {
+            s.window.as_ref().and_then(|w| {
+                Some((
+                    crate::telemetry::parse_time(&w.start)?,
+                    crate::telemetry::parse_time(&w.end)?,
+                ))
+            })
+        };
+        self.hub_ingest
+            .set_windows(id, [w(&spec.baseline), w(&spec.canary)]);
+        // The same origin at every call (the plan's), so a second call moves nothing.
+        self.hub_ingest.align(id, plan.t0);
+    }
+
+    /// Waits until the pushed data of event-time analysis `id` passed `end` (a record stamped at
+    /// or after it arrived: pushed in time order, everything before it is in) or its input
+    /// ended. Polled: an interval closes within a few milliseconds of its watermark.
+    async fn wait_for_watermark(&self, id: &str, end: f64) {
+        while let Some((watermark, ended)) = self.hub_ingest.progress(id) {
+            if ended || watermark >= end {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether the client ended the input of `id` (an `input_ended` event is stored).
+    async fn input_ended(&self, id: &str) -> Result<bool, ServiceError> {
+        let key = id.to_owned();
+        let entries = self
+            .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
+            .await?;
+        Ok(entries.iter().any(|e| {
+            e.kind == "event"
+                && serde_json::from_str::<EventRecord>(&e.payload_json)
+                    .is_ok_and(|ev| ev.kind == "input_ended")
+        }))
+    }
+
+    /// Ends the pushed input of event-time analysis `id`: its remaining intervals close on
+    /// what it received. Stored as an `input_ended` event, so a restart keeps it.
+    pub async fn end_input(&self, id: &str) -> Result<(), ServiceError> {
+        let key = id.to_owned();
+        let row = self
+            .with_store(move |s| s.get(&key))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let spec = Spec::parse(&row.spec_json).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        if !(spec.pushed() && spec.clock == super::spec::Clock::Event) {
+            return Err(ServiceError::Precondition(format!(
+                "analysis `{id}` does not run on event time (its spec has no `clock: event`)"
+            )));
+        }
+        if super::record::is_final_state(&row.state) {
+            return Ok(());
+        }
+        if !self.input_ended(id).await? {
+            let ev = EventRecord {
+                kind: "input_ended".into(),
+                message: "end of input: the remaining intervals close on the data received".into(),
+                state: row.state.clone(),
+                verdict: None,
+                score: None,
+                time_to_detect_s: None,
+                intervals_total: None,
+            };
+            self.append(id, vec![event_entry(&ev, None)]).await?;
+        }
+        self.hub_ingest.end_input(id);
+        Ok(())
     }
 }
 

@@ -191,8 +191,74 @@ pub struct ScopeSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,
     /// A fixed time window (before/after analysis); absent: the side runs beside the other.
+    /// Pushed telemetry stamped outside it is not this side's (one pod before and after a
+    /// change matches both sides' attributes: time tells them apart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// What this side records, declared up front: a listed modality is judged even when none of
+    /// it arrives (recorded, nothing happened), one not listed is not judged. Absent: metrics
+    /// always, pushed modalities once a record of them arrives (no data never passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<Modality>>,
+    /// The window logs were recorded over, for log rates (default: the side's window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_window: Option<WindowSpec>,
+    /// The window spans were recorded over, for span rates (default: the side's window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_window: Option<WindowSpec>,
+    /// Seconds of `log_window` an export actually covered (default: all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_seconds_covered: Option<f64>,
+    /// Seconds of `trace_window` an export actually covered (default: all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_seconds_covered: Option<f64>,
+}
+
+/// A modality a side records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// Metric readings.
+    Metrics,
+    /// Log records.
+    Logs,
+    /// The side's own spans.
+    Spans,
+    /// Callers' spans into the side.
+    Callers,
+}
+
+/// When an analysis's intervals close.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// At the wall clock (plus a step of lateness): live telemetry.
+    #[default]
+    Wall,
+    /// When the pushed data's watermark (the latest event time received for the analysis)
+    /// passes the interval's end, or at the end of input: recorded telemetry pushed at any
+    /// speed, where nothing is late.
+    Event,
+}
+
+fn default_recovery() -> Dur {
+    Dur(300.0)
+}
+
+/// Baseline rows to leave out: earlier incidents on the same pod, which a baseline must not
+/// teach as healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingSpec {
+    /// Earlier incidents on the same pod.
+    #[serde(default)]
+    pub known_incidents: Vec<WindowSpec>,
+    /// Without incidents: baseline rows before this time (RFC 3339) overlap an earlier one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_since: Option<String>,
+    /// How long after an incident's end rows are still masked (default 300s).
+    #[serde(default = "default_recovery")]
+    pub recovery: Dur,
 }
 
 /// Which way a metric may move before it hurts.
@@ -391,6 +457,17 @@ pub struct Spec {
     /// Promotion on a final Pass (`mode: off | on`, `target`, default `rollback.target`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promote: Option<crate::actions::PromoteSpec>,
+    /// When intervals close: `wall` (default) or `event` (pushed recorded telemetry; needs
+    /// attributes on both sides).
+    #[serde(default, skip_serializing_if = "is_wall")]
+    pub clock: Clock,
+    /// Baseline rows to leave out (known earlier incidents); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masking: Option<MaskingSpec>,
+}
+
+fn is_wall(c: &Clock) -> bool {
+    *c == Clock::Wall
 }
 
 /// How the runner runs an analysis, resolved from a spec and its creation time.
@@ -705,6 +782,46 @@ impl Spec {
             ));
         }
         self.check_actions()?;
+        if self.clock == Clock::Event && !self.pushed() {
+            return Err(SpecError::invalid(
+                "clock",
+                "event time needs pushed telemetry: give `attributes` on both baseline and canary",
+            ));
+        }
+        for (side, s) in [("baseline", &self.baseline), ("canary", &self.canary)] {
+            for (name, w) in [
+                ("log_window", &s.log_window),
+                ("trace_window", &s.trace_window),
+            ] {
+                if let Some(w) = w {
+                    window(&format!("{side}.{name}"), w)?;
+                }
+            }
+            for (name, c) in [
+                ("log_seconds_covered", s.log_seconds_covered),
+                ("trace_seconds_covered", s.trace_seconds_covered),
+            ] {
+                if c.is_some_and(|c| !c.is_finite() || c < 0.0) {
+                    return Err(SpecError::invalid(
+                        format!("{side}.{name}"),
+                        "must be a non-negative number of seconds",
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &self.masking {
+            for (i, w) in m.known_incidents.iter().enumerate() {
+                window(&format!("masking.known_incidents[{i}]"), w)?;
+            }
+            if let Some(c) = &m.clean_since {
+                if parse_time(c).is_none() {
+                    return Err(SpecError::invalid(
+                        "masking.clean_since",
+                        format!("`{c}` is not an RFC 3339 UTC time (2026-12-01T10:00:00Z)"),
+                    ));
+                }
+            }
+        }
         // The plan's own checks (lifetime against interval, begin_after inside the window).
         self.plan(0.0)?;
         Ok(())
@@ -880,18 +997,56 @@ impl Spec {
             start: plan.t0,
             end: plan.t0 + plan.lifetime,
         };
-        let side = |window: Window| SideSpec {
-            metrics: true,
-            logs: seen.logs,
-            spans: seen.spans,
-            callers: seen.callers,
-            log_window: seen.logs.then_some(window),
-            trace_window: (seen.spans || seen.callers).then_some(window),
-            ..SideSpec::default()
+        let fixed = |w: &Option<WindowSpec>| {
+            w.as_ref().and_then(|w| {
+                Some(Window {
+                    start: parse_time(&w.start)?,
+                    end: parse_time(&w.end)?,
+                })
+            })
+        };
+        let side = |scope: &ScopeSpec, window: Window| {
+            let (metrics, logs, spans, callers) = match &scope.records {
+                Some(r) if pushed => (
+                    r.contains(&Modality::Metrics),
+                    r.contains(&Modality::Logs),
+                    r.contains(&Modality::Spans),
+                    r.contains(&Modality::Callers),
+                ),
+                _ => (true, seen.logs, seen.spans, seen.callers),
+            };
+            SideSpec {
+                metrics,
+                logs,
+                spans,
+                callers,
+                log_window: logs.then(|| fixed(&scope.log_window).unwrap_or(window)),
+                trace_window: (spans || callers)
+                    .then(|| fixed(&scope.trace_window).unwrap_or(window)),
+                log_seconds_covered: scope.log_seconds_covered,
+                trace_seconds_covered: scope.trace_seconds_covered,
+            }
         };
         let baseline_window = plan
             .baseline_window
             .map_or(canary_window, |(start, end)| Window { start, end });
+        let masking = match &self.masking {
+            // A live system has no incident list unless the spec gives one: nothing to mask.
+            None => Masking {
+                enabled: false,
+                ..Masking::default()
+            },
+            Some(m) => Masking {
+                enabled: true,
+                known_incidents: m
+                    .known_incidents
+                    .iter()
+                    .filter_map(|w| fixed(&Some(w.clone())))
+                    .collect(),
+                clean_since: m.clean_since.as_deref().and_then(parse_time),
+                recovery_s: m.recovery.secs(),
+            },
+        };
         AnalysisSpec {
             judges: self.judge_config(),
             canary_start: plan.t0,
@@ -899,13 +1054,9 @@ impl Spec {
                 Some(_) => BaselineTiming::Before,
                 None => BaselineTiming::Concurrent { start: plan.t0 },
             },
-            // A live system has no incident list yet: nothing to mask.
-            masking: Masking {
-                enabled: false,
-                ..Masking::default()
-            },
-            baseline: side(baseline_window),
-            canary: side(canary_window),
+            masking,
+            baseline: side(&self.baseline, baseline_window),
+            canary: side(&self.canary, canary_window),
         }
     }
 }
@@ -1144,6 +1295,71 @@ extend_by: 2m
         assert_eq!(p.baseline_window, Some((1_796_119_200.0, 1_796_121_000.0)));
         let e = err(&text.replace("10:40:00Z", "10:20:00Z"));
         assert!(e.starts_with("canary.window.end"), "{e}");
+    }
+
+    #[test]
+    fn an_event_time_spec_says_what_each_side_recorded_and_what_to_mask() {
+        let text = r#"
+app: pod
+clock: event
+baseline:
+  attributes: {k8s.pod.name: p-1}
+  window: {start: "2026-12-01T10:00:00Z", end: "2026-12-01T10:30:00Z"}
+  records: [metrics, logs]
+  log_window: {start: "2026-12-01T10:27:00Z", end: "2026-12-01T10:30:00Z"}
+  log_seconds_covered: 120
+canary:
+  attributes: {k8s.pod.name: p-1}
+  window: {start: "2026-12-01T10:30:00Z", end: "2026-12-01T10:35:00Z"}
+  records: [spans, callers]
+masking:
+  known_incidents: [{start: "2026-12-01T10:05:00Z", end: "2026-12-01T10:08:00Z"}]
+"#;
+        let s = Spec::parse(text).unwrap();
+        assert_eq!(s.clock, Clock::Event);
+        let p = s.plan(0.0).unwrap();
+        // Declared modalities are recorded before any record arrives (`seen` is empty).
+        let a = s.analysis_spec_with(&p, Pushed::default());
+        assert!(a.baseline.metrics && a.baseline.logs && !a.baseline.spans);
+        assert!(!a.canary.metrics && !a.canary.logs && a.canary.spans && a.canary.callers);
+        // 2026-12-01T10:27:00Z = 1796120820 (date -u -d … +%s)
+        assert_eq!(
+            a.baseline.log_window,
+            Some(Window {
+                start: 1_796_120_820.0,
+                end: 1_796_121_000.0
+            })
+        );
+        assert_eq!(a.baseline.log_seconds_covered, Some(120.0));
+        // The canary's trace window defaults to its analysis window.
+        assert_eq!(
+            a.canary.trace_window,
+            Some(Window {
+                start: 1_796_121_000.0,
+                end: 1_796_121_300.0
+            })
+        );
+        assert!(a.masking.enabled);
+        assert_eq!(a.masking.known_incidents.len(), 1);
+        assert_eq!(a.masking.recovery_s, 300.0);
+        // The canonical JSON keeps it all.
+        assert_eq!(Spec::parse(&s.to_json()).unwrap(), s);
+        // Event time needs pushed telemetry.
+        let e = err(&text.replace(
+            "  attributes: {k8s.pod.name: p-1}\n  window: {start: \"2026-12-01T10:30",
+            "  labels: {pod: p-1}\n  window: {start: \"2026-12-01T10:30",
+        ));
+        assert!(
+            e.starts_with("clock: event time needs pushed telemetry"),
+            "{e}"
+        );
+        let e = err(&text.replace("log_seconds_covered: 120", "log_seconds_covered: -1"));
+        assert!(e.starts_with("baseline.log_seconds_covered"), "{e}");
+        let e = err(&text.replace("records: [spans, callers]", "records: [traces]"));
+        assert!(
+            e.starts_with("canary.records[0]: unknown variant `traces`"),
+            "{e}"
+        );
     }
 
     #[test]
