@@ -10,11 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
-mod common;
 #[path = "common/alerts.rs"]
 mod alerts;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 #[path = "common/serve.rs"]
 mod serve;
 

@@ -9,9 +9,9 @@
 // A test (or benchmark) crate: a panic is the failure report, and exact values are compared on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
-mod common;
 #[path = "common/alerts.rs"]
 mod alerts;
+mod common;
 #[path = "common/serve.rs"]
 mod serve;
 

@@ -356,7 +356,12 @@ impl Setup {
     /// `vigil serve` over this setup's data directory with the deployer config at `config` and
     /// the kubeconfig, `args` appended and `env` set.
     pub fn serve(&self, config: &str, args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let mut all = vec!["--deployer-config", config, "--kubeconfig", &self.kubeconfig];
+        let mut all = vec![
+            "--deployer-config",
+            config,
+            "--kubeconfig",
+            &self.kubeconfig,
+        ];
         all.extend_from_slice(args);
         Serve::start(&self.data(), &all, env)
     }
