@@ -288,6 +288,11 @@ fn a_sigkill_between_judgement_and_delivery_still_rolls_back_and_notifies_once()
     ));
     assert_eq!(count(&evs, "finished"), 1, "{evs:#?}");
     assert_eq!(count(&evs, "rollback"), 1, "{evs:#?}");
+    assert!(
+        evs.iter()
+            .any(|(k, m)| k == "rollback_step" && m.starts_with("rollback resumed after a restart")),
+        "{evs:#?}"
+    );
     assert_eq!(evs.last().unwrap().1, ROLLED_BACK, "{evs:#?}");
     assert_rolled_back(&rt, &s);
     wait_until(

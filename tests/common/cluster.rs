@@ -333,12 +333,6 @@ pub async fn setup(tag: &str, weights: (u32, u32)) -> Setup {
     }
 }
 
-impl Setup {
-    pub fn data(&self) -> PathBuf {
-        self.dir.0.join("data")
-    }
-}
-
 /// An analysis of the canary `version` (v2 fails, v3 passes) with `actions` appended.
 pub fn shop_spec(prometheus: &str, version: &str, actions: &str) -> String {
     format!(
@@ -350,9 +344,15 @@ pub fn shop_spec(prometheus: &str, version: &str, actions: &str) -> String {
     )
 }
 
+/// Rollback on, the target resolved from the app label (the newest group is the canary).
 pub const ROLLBACK_ON: &str = "rollback: {mode: on, target: {namespace: shop, app: shop}}\n";
 
 impl Setup {
+    /// The service's data directory (its log is `data.log` beside it).
+    pub fn data(&self) -> PathBuf {
+        self.dir.0.join("data")
+    }
+
     /// `vigil serve` over this setup's data directory with the deployer config at `config` and
     /// the kubeconfig, `args` appended and `env` set.
     pub fn serve(&self, config: &str, args: &[&str], env: &[(&str, &str)]) -> Serve {
