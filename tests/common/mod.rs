@@ -1,6 +1,12 @@
 //! Shared by the end-to-end tests: converting bundled scenarios' `metrics.csv` to OpenMetrics,
 //! backfilling a fresh TSDB with `promtool`, running `prometheus` on a free port, a raw HTTP/1.1
 //! client that sends requests byte for byte as a given tool does, and temporary directories.
+//!
+//! The heavier shared parts are not declared here, so that the test files that only need the
+//! above do not compile them: `serve.rs` (`vigil serve` as a process), `alerts.rs` (notification
+//! receivers and SMTP) and `cluster.rs` (the Kubernetes API test server and the shop). A test file
+//! includes them beside `mod common;` with `#[path = "common/alerts.rs"] mod alerts;` (and
+//! likewise), since they refer to `crate::common` and `crate::serve`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 

@@ -17,6 +17,11 @@
 //! `X-Vigil-Delivery` to drop a repeat. The one window in which a crash repeats a Slack message or
 //! an email is between the receiver's answer and the commit of the mark: one SQLite write (a WAL
 //! append and, with `Durability::Full`, an fsync — about a millisecond here).
+//!
+//! Each target gets an analysis' messages in the order of their events: a row waits while an
+//! older one of the same analysis and target is pending ([`crate::store::Store::outbox_due`]), so
+//! a rollback's message never overtakes the Fail that caused it when the Fail is held back by a
+//! 429 or a backoff. The price: a message waits for the one before it to be delivered or given up.
 
 pub mod config;
 pub mod content;

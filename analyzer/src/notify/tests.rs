@@ -319,3 +319,49 @@ fn a_failed_append_enqueues_nothing() {
     assert!(s.outbox_of(&id).unwrap().is_empty());
     s.check_consistency().unwrap();
 }
+
+#[test]
+fn a_later_message_waits_for_an_earlier_one_to_the_same_target_only() {
+    let (s, id) = store_with(
+        "  - webhook: {url: 'https://y.test/0', secret: k}\n    on: [fail, rollback]\n  \
+         - webhook: {url: 'https://y.test/1', secret: k}\n    on: [fail, rollback]\n",
+    );
+    let n = Notifier::new();
+    let fin = [event("finished", Some("Fail"), "failed")];
+    s.append_with_outbox(&id, &fin, &n.outbox_rows(&s, &id, &fin).unwrap())
+        .unwrap();
+    let keys = |now: i64| -> Vec<String> {
+        let mut k: Vec<String> = s
+            .outbox_due(now, 10)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        k.sort();
+        k
+    };
+    // Target 0's Fail is held back (a 429's Retry-After) when the rollback is enqueued.
+    let retry = OutboxMark::Retry {
+        next_ms: 5_000,
+        error: "HTTP 429".into(),
+    };
+    assert!(s.outbox_mark("a1/final/0", 1_001, &retry).unwrap());
+    let rb = [event("rollback", None, "failed")];
+    s.append_with_outbox(&id, &rb, &n.outbox_rows(&s, &id, &rb).unwrap())
+        .unwrap();
+    // Each target's rollback waits behind its own Fail: only target 1's Fail is due.
+    assert_eq!(keys(2_000), ["a1/final/1"]);
+    assert_eq!(s.outbox_due(2_000, 10).unwrap().1, Some(5_000));
+    assert!(s
+        .outbox_mark("a1/final/1", 2_001, &OutboxMark::Delivered)
+        .unwrap());
+    assert_eq!(keys(2_002), ["a1/rollback/1"]);
+    // Once target 0's Fail is due again, it goes first; given up, it holds nothing back.
+    assert_eq!(keys(5_000), ["a1/final/0", "a1/rollback/1"]);
+    let failed = OutboxMark::Failed {
+        error: "gave up".into(),
+    };
+    assert!(s.outbox_mark("a1/final/0", 5_001, &failed).unwrap());
+    assert_eq!(keys(5_002), ["a1/rollback/0", "a1/rollback/1"]);
+}

@@ -698,7 +698,10 @@ impl Store {
     }
 
     /// Pending outbox rows due at `now_ms` (oldest due first, at most `limit`), and when the
-    /// next not-yet-due one is due.
+    /// next not-yet-due one is due. A row waits while an older row of the same analysis and
+    /// target is pending: each target gets an analysis' messages in the order of their events
+    /// (a Fail held back by a 429's `Retry-After` or a backoff is not overtaken by the rollback
+    /// that followed it). A row given up (`failed`) holds nothing back.
     pub fn outbox_due(
         &self,
         now_ms: i64,
@@ -710,8 +713,12 @@ impl Store {
             let rows = {
                 let mut stmt = tx
                     .prepare_cached(&format!(
-                        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' \
-                         AND next_ms <= ?1 ORDER BY next_ms, created_ms, key LIMIT ?2"
+                        "SELECT {OUTBOX_COLUMNS} FROM outbox AS o WHERE state = 'pending' \
+                         AND next_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM outbox AS p \
+                         WHERE p.analysis_id = o.analysis_id AND p.target = o.target \
+                         AND p.state = 'pending' AND (p.created_ms < o.created_ms \
+                         OR (p.created_ms = o.created_ms AND p.rowid < o.rowid))) \
+                         ORDER BY next_ms, created_ms, key LIMIT ?2"
                     ))
                     .map_err(sql_op(op))?;
                 let mut q = stmt.query(params![now_ms, limit]).map_err(sql_op(op))?;
