@@ -247,6 +247,90 @@ async fn a_pass_promotes_with_promote_on_and_changes_nothing_without() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_cut_short_by_a_crash_is_resumed_once_and_is_safe_to_repeat() {
+    // The promotion has no drain to time a kill against, so the test leaves the store as a crash
+    // after the deployer's calls and before the outcome leaves it: the action `started`, its
+    // outcome event not written. The restarted service must run the promotion again (the
+    // deployer's promote repeated on a cluster it already changed), report it once, and leave
+    // all traffic on the promoted group.
+    let s = setup("rb-promote", (80, 20)).await;
+    let config = deployer_config(&s.dir, 0);
+    let serve = s.serve(&config, &[], &[]);
+    let spec = shop_spec(
+        &s.prom,
+        "v3",
+        &format!("{ROLLBACK_ON}promote: {{mode: on}}\n"),
+    );
+    serve.create_cli(&s.dir.0, "promo-1", &spec);
+    let evs = wait_events(&s.data(), "promo-1", Duration::from_secs(60), |e| {
+        count(e, "promote") > 0
+    })
+    .await;
+    assert_eq!(count(&evs, "promote"), 1, "{evs:#?}");
+    assert_eq!(share_on(&s.server, "shop-v002").await, 1.0);
+    serve.kill();
+    {
+        let c = rusqlite::Connection::open(s.data().join("vigil.db")).unwrap();
+        let removed = c
+            .execute(
+                "DELETE FROM entries WHERE analysis_id = 'promo-1' AND kind = 'event' \
+                 AND payload_json LIKE '{\"kind\":\"promote\"%'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(removed, 1);
+        let updated = c
+            .execute(
+                "UPDATE actions SET state = 'started' WHERE analysis_id = 'promo-1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(updated, 1);
+    }
+    let writes_before = writes(&s.server).len();
+    let serve = s.serve(&config, &[], &[]);
+    let evs = wait_events(&s.data(), "promo-1", Duration::from_secs(60), |e| {
+        count(e, "promote") > 0
+    })
+    .await;
+    assert_eq!(count(&evs, "promote"), 1, "{evs:#?}");
+    assert!(
+        evs.iter()
+            .any(|(k, m)| k == "promote_step" && m.starts_with("promote resumed after a restart")),
+        "{evs:#?}"
+    );
+    assert!(
+        evs.last()
+            .unwrap()
+            .1
+            .starts_with("promoted shop-v002: all traffic on it"),
+        "{evs:#?}"
+    );
+    // Repeating it changed nothing that matters: the promoted group keeps all traffic, and both
+    // groups still exist (this strategy deletes none; the repeat takes the traffic lock and
+    // writes the route again with the same weights).
+    assert_eq!(share_on(&s.server, "shop-v002").await, 1.0);
+    assert!(s.server.get("deployments", NS, "shop-v002").is_some());
+    assert!(s.server.get("deployments", NS, "shop-v001").is_some());
+    assert_eq!(forbidden(&s.server), Vec::<String>::new());
+    let repeated: Vec<String> = writes(&s.server).split_off(writes_before);
+    assert!(
+        repeated
+            .iter()
+            .all(|w| !w.starts_with("delete deployments/")),
+        "{repeated:#?}"
+    );
+    // Another restart: done, nothing more.
+    drop(serve);
+    let after = writes(&s.server).len();
+    let serve = s.serve(&config, &[], &[]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(count(&events(&s.data(), "promo-1"), "promote"), 1);
+    assert_eq!(writes(&s.server).len(), after);
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_groups_of_an_argo_rollout_or_a_flagger_canary_are_refused() {
     let s = setup("rb-argo", (50, 50)).await;
     // The canary's Deployment is owned by an Argo Rollout. The test server has no Rollout
