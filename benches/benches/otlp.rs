@@ -40,7 +40,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prost::bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     logs_service_server::{LogsService, LogsServiceServer},
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -52,12 +51,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
+use prost::bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
-use vigil_analyzer::service::{serve_with_otlp, store::Durability, OtlpConfig, OtlpListen};
 use vigil_analyzer::service::ServeConfig;
+use vigil_analyzer::service::{serve_with_otlp, store::Durability, OtlpConfig, OtlpListen};
 use vigil_proto::v1 as pb;
 use vigil_proto::v1::analyses_client::AnalysesClient;
 
@@ -69,7 +71,10 @@ const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Expo
 const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn main() -> Result<(), BoxError> {
@@ -239,7 +244,11 @@ fn cpu_s(pid: &str) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; clock ticks
     // of 1/100 s (USER_HZ on Linux).
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -400,8 +409,10 @@ fn log_line(r: &mut Rng, canary: bool) -> (String, i32, &'static str) {
     let id = r.below(1_000_000);
     let ms = r.below(900) + 3;
     let pick = r.below(100);
-    // The canary logs a few more errors.
-    let err_pct = if canary { 6 } else { 2 };
+    // Both sides alike: the analysis passes and keeps running (a failing canary ends it early,
+    // and the records after that would match no analysis).
+    let _ = canary;
+    let err_pct = 2;
     if pick < err_pct {
         return (
             format!(
@@ -531,9 +542,9 @@ fn traces_templates() -> Vec<Template> {
                 let client_id = r.letters(8);
                 let server_id = r.letters(8);
                 let start = (n as u64) * 15_000_000;
-                let server_ms = r.below(40) + if canary { 12 } else { 8 };
+                let server_ms = r.below(40) + 8;
                 let time = |off_ms: u64| (TIME_MARK << 48) | (start + off_ms * 1_000_000);
-                let failed = canary && r.below(100) < 3;
+                let failed = r.below(100) < 3;
                 let route = format!("GET /api/v1/orders/{{id}}#{}", r.below(4));
                 front.push(Span {
                     trace_id: trace_id.clone(),
@@ -736,7 +747,9 @@ async fn export(ch: Channel, path: &'static str, body: Bytes, records: usize) ->
                 Some(p) if p.error_message.contains("matched no running analysis") => {
                     Answer::Unmatched
                 }
-                Some(p) => Answer::Accepted((records as u64).saturating_sub(p.rejected_log_records as u64)),
+                Some(p) => {
+                    Answer::Accepted((records as u64).saturating_sub(p.rejected_log_records as u64))
+                }
             }
         }
         Err(s) if s.code() == tonic::Code::ResourceExhausted => Answer::Refused,
@@ -817,6 +830,21 @@ impl Measured {
     }
 }
 
+/// `perf record` of process `pid` for `secs` into `$VIGIL_BENCH_PERF/perf-NAME.data`, if that
+/// variable names a directory.
+fn perf_start(pid: &str, name: &str, secs: Duration) -> Option<Child> {
+    let dir = std::env::var("VIGIL_BENCH_PERF").ok()?;
+    Command::new("perf")
+        .args(["record", "-F", "499", "-g", "-o"])
+        .arg(format!("{dir}/perf-{name}.data"))
+        .args(["-p", pid, "--", "sleep"])
+        .arg(format!("{}", secs.as_secs_f64()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
 /// Closed loop: `conns` connections × `inflight` request loops, `warmup` then `timed`.
 async fn closed_loop(
     server: &Server,
@@ -853,18 +881,7 @@ async fn closed_loop(
     let pid = server.pid().to_string();
     // A profile of the server over the timed window (`VIGIL_BENCH_PERF=DIR`; perturbs the
     // numbers of that run).
-    let perf = match (std::env::var("VIGIL_BENCH_PERF"), profile) {
-        (Ok(dir), Some(name)) => Command::new("perf")
-            .args(["record", "-F", "499", "-g", "-o"])
-            .arg(format!("{dir}/perf-{name}.data"))
-            .args(["-p", &pid, "--", "sleep"])
-            .arg(format!("{}", timed.as_secs_f64()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok(),
-        _ => None,
-    };
+    let perf = profile.and_then(|name| perf_start(&pid, name, timed));
     let (s0, c0) = (cpu_s(&pid), cpu_s("self"));
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
@@ -1070,9 +1087,8 @@ async fn bench() -> Result<(), BoxError> {
         templates: traces_templates(),
         seq: AtomicU64::new(0),
     });
-    let size = |w: &Workload| {
-        w.templates.iter().map(|t| t.bytes.len()).sum::<usize>() / w.templates.len()
-    };
+    let size =
+        |w: &Workload| w.templates.iter().map(|t| t.bytes.len()).sum::<usize>() / w.templates.len();
     println!(
         "batches: {} × {BATCH} log records ({} bytes a request), {} × {BATCH} spans ({} bytes); encoded in {:.2} s",
         logs.templates.len(),
@@ -1105,10 +1121,19 @@ async fn bench() -> Result<(), BoxError> {
             row(&format!("{}: decode only", work.name), &decode);
             let server = Server::vigil(big_budget)?;
             let id = format!("bench-{}", work.name);
+            let created = Instant::now();
             start_analysis(&server, &id).await?;
             wait_routed(&server, &work).await?;
-            let vigil =
-                closed_loop(&server, work.clone(), conns, inflight, warmup, timed, Some(work.name)).await?;
+            let vigil = closed_loop(
+                &server,
+                work.clone(),
+                conns,
+                inflight,
+                warmup,
+                timed,
+                Some(work.name),
+            )
+            .await?;
             row(&format!("{}: Vigil, 1 analysis", work.name), &vigil);
             println!(
                 "| {} ratio Vigil / decode only | **{:.2}** | accepted {} of {} records, unmatched {}; server VmHWM {} MiB |",
@@ -1119,13 +1144,51 @@ async fn bench() -> Result<(), BoxError> {
                 vigil.tally.unmatched,
                 status_kib(server.pid(), "VmHWM:") / 1024
             );
-            // What the analysis made of it: intervals judged while the load ran.
-            if let Ok(a) = get_analysis(&server, &id).await {
-                println!(
-                    "|   analysis {id}: {} intervals judged while the load ran |",
-                    a.intervals_judged
-                );
+            // What the analysis made of it: intervals judged while the load ran, then after it
+            // (the runner drains the hub and mines at each interval's end).
+            let judged = get_analysis(&server, &id).await?.intervals_judged;
+            let pid = server.pid().to_string();
+            let (c0, t0) = (cpu_s(&pid), Instant::now());
+            let after: f64 = env_or("VIGIL_BENCH_AFTER", 30.0);
+            let perf = perf_start(
+                &pid,
+                &format!("{}-after", work.name),
+                Duration::from_secs_f64(after.min(5.0)),
+            );
+            let mut later = judged;
+            // Intervals due: ended (2 s each) and past the runner's 1 s allowance for lateness.
+            let due = || ((created.elapsed().as_secs_f64() - 1.0) / 2.0).floor() as u32;
+            let mut caught_up = None;
+            while t0.elapsed().as_secs_f64() < after {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let a = get_analysis(&server, &id).await?;
+                later = a.intervals_judged;
+                if a.state != pb::State::Running as i32 && a.state != pb::State::Pending as i32 {
+                    println!(
+                        "|   analysis {id} is no longer running (state {}) |",
+                        a.state
+                    );
+                    break;
+                }
+                if later + 1 >= due() {
+                    caught_up = Some(t0.elapsed().as_secs_f64());
+                    break;
+                }
             }
+            println!(
+                "|   runner: {} |",
+                match caught_up {
+                    Some(t) => format!("judged {later} of {} intervals due, caught up {t:.1} s after the load stopped", due()),
+                    None => format!("judged {later} of {} intervals due, not caught up {after:.0} s after the load stopped", due()),
+                }
+            );
+            if let Some(mut p) = perf {
+                let _ = p.wait();
+            }
+            println!(
+                "|   analysis {id}: {judged} intervals judged when the load stopped, {later} after {after:.0} s more without load (server CPU {:.2} cores then) |",
+                (cpu_s(&pid) - c0) / t0.elapsed().as_secs_f64()
+            );
             let c = receiver_counters(&server).await;
             for l in c.lines() {
                 println!("|   {l} |");
