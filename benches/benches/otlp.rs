@@ -544,8 +544,11 @@ fn traces_templates() -> Vec<Template> {
                 let start = (n as u64) * 15_000_000;
                 let server_ms = r.below(40) + 8;
                 let time = |off_ms: u64| (TIME_MARK << 48) | (start + off_ms * 1_000_000);
-                let failed = r.below(100) < 3;
-                let route = format!("GET /api/v1/orders/{{id}}#{}", r.below(4));
+                // The same failures and routes on both sides: the templates are replayed
+                // thousands of times, so any chance difference between the sides' templates
+                // becomes significant and fails the analysis (it did: 2.2 % against 4.4 %).
+                let failed = n % 32 == 5;
+                let route = format!("GET /api/v1/orders/{{id}}#{}", n % 4);
                 front.push(Span {
                     trace_id: trace_id.clone(),
                     span_id: client_id.clone(),
@@ -1164,9 +1167,15 @@ async fn bench() -> Result<(), BoxError> {
                 let a = get_analysis(&server, &id).await?;
                 later = a.intervals_judged;
                 if a.state != pb::State::Running as i32 && a.state != pb::State::Pending as i32 {
+                    let why = a
+                        .last_judgement
+                        .as_ref()
+                        .map(|j| format!("{j:?}"))
+                        .unwrap_or_default();
+                    let why: String = why.chars().take(1500).collect();
                     println!(
-                        "|   analysis {id} is no longer running (state {}) |",
-                        a.state
+                        "|   analysis {id} is no longer running (state {}, score {:?}, note {:?}): {why} |",
+                        a.state, a.score, a.note
                     );
                     break;
                 }
@@ -1186,7 +1195,8 @@ async fn bench() -> Result<(), BoxError> {
                 let _ = p.wait();
             }
             println!(
-                "|   analysis {id}: {judged} intervals judged when the load stopped, {later} after {after:.0} s more without load (server CPU {:.2} cores then) |",
+                "|   analysis {id}: {judged} intervals judged when the load stopped, {later} {:.1} s later (server CPU {:.2} cores then) |",
+                t0.elapsed().as_secs_f64(),
                 (cpu_s(&pid) - c0) / t0.elapsed().as_secs_f64()
             );
             let c = receiver_counters(&server).await;
