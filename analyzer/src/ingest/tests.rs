@@ -147,6 +147,34 @@ fn logs_go_to_the_side_their_resource_matches() {
 }
 
 #[test]
+fn drained_records_come_in_time_order_arrival_order_among_equals() {
+    let h = hub();
+    // Two exporters' batches interleaved in time, as concurrent senders deliver them.
+    for (first, bodies) in [(2, ["c", "e", "g"]), (1, ["a", "d", "f"])] {
+        let recs = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| log(T0 + (first + 2 * i as u64) * S, "INFO", 9, b))
+            .collect();
+        h.logs(logs_req(vec![(V1, recs)]), 10).unwrap();
+    }
+    // Same time as "a", arrived after it.
+    h.logs(logs_req(vec![(V1, vec![log(T0 + S, "INFO", 9, "b")])]), 10)
+        .unwrap();
+    let spans = vec![
+        span(1, 1, None, "late", T0 + 3 * S, 1),
+        span(1, 2, None, "early", T0 + S, 1),
+        span(1, 3, None, "mid", T0 + 2 * S, 1),
+    ];
+    h.traces(traces_req(vec![(V1, spans)]), 10).unwrap();
+    let [b, _] = h.drain("a1", 0.0).unwrap();
+    let bodies: Vec<&str> = b.logs.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(bodies, ["a", "b", "c", "d", "e", "f", "g"]);
+    let ops: Vec<&str> = b.spans.iter().map(|s| s.operation.as_str()).collect();
+    assert_eq!(ops, ["early", "mid", "late"]);
+}
+
+#[test]
 fn a_matcher_missing_from_the_resource_may_be_a_scope_attribute() {
     let h = hub();
     let mut req = logs_req(vec![(
