@@ -112,6 +112,8 @@ fn run_vigil() -> Result<(), BoxError> {
             durability: Durability::Normal,
             kayenta_prometheus: None,
             tls: None,
+            notify: Default::default(),
+            deployer: None,
         };
         let otlp = OtlpConfig {
             grpc: Some(OtlpListen {
