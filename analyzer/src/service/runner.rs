@@ -477,6 +477,11 @@ impl Core {
                 let mut aspec = spec.analysis_spec_with(&plan, seen);
                 apply_feedback(&mut aspec.judges, &feedback);
                 let mut fresh = Analysis::new(aspec);
+                // The judges read their incremental state, never the records (tested in
+                // `analysis`: the same judgements either way), and `history` already holds every
+                // pushed record for a rebuild: a second copy in the session would double the
+                // memory pushed telemetry takes.
+                fresh.keep_records(false);
                 for (role, d) in &history {
                     ingest_pushed(&mut fresh, *role, d.clone());
                 }
