@@ -487,7 +487,7 @@ impl Core {
                 }
                 session = Some((fb_key, fresh));
             }
-            let Some((_, analysis)) = session.as_mut() else {
+            let Some((session_key, mut analysis)) = session.take() else {
                 continue;
             };
             let (b_start, b_end) = plan.baseline_window.unwrap_or((plan.t0, end));
@@ -510,24 +510,37 @@ impl Core {
             };
             let mut series = new_series(&spec, "baseline", &base, b_from, b_end);
             series.extend(new_series(&spec, "canary", &can, c_from, end));
+            let mut pushed_now = Vec::new();
             if let Some(sides) = drained {
                 for (role, d) in [Role::Baseline, Role::Canary].into_iter().zip(sides) {
-                    ingest_pushed(analysis, role, d.clone());
+                    pushed_now.push((role, d.clone()));
                     history.push((role, d));
                 }
             }
-            let judgement = match (base, can) {
-                (Ok(b), Ok(c)) => {
-                    ingest(analysis, Role::Baseline, &b);
-                    ingest(analysis, Role::Canary, &c);
-                    analysis
-                        .judge(elapsed)
-                        .cloned()
-                        .unwrap_or_else(|| error_judgement("the analysis had already failed"))
+            // Ingesting an interval's pushed records and judging are CPU work that can take a
+            // while (hundreds of thousands of log lines to mine): off the async workers, so the
+            // OTLP receivers and the API on them keep answering meanwhile.
+            let (analysis, judgement) = tokio::task::spawn_blocking(move || {
+                for (role, d) in pushed_now {
+                    ingest_pushed(&mut analysis, role, d);
                 }
-                (Err(e), _) => error_judgement(&format!("source error (baseline): {e}")),
-                (_, Err(e)) => error_judgement(&format!("source error (canary): {e}")),
-            };
+                let judgement = match (base, can) {
+                    (Ok(b), Ok(c)) => {
+                        ingest(&mut analysis, Role::Baseline, &b);
+                        ingest(&mut analysis, Role::Canary, &c);
+                        analysis
+                            .judge(elapsed)
+                            .cloned()
+                            .unwrap_or_else(|| error_judgement("the analysis had already failed"))
+                    }
+                    (Err(e), _) => error_judgement(&format!("source error (baseline): {e}")),
+                    (_, Err(e)) => error_judgement(&format!("source error (canary): {e}")),
+                };
+                (analysis, judgement)
+            })
+            .await
+            .map_err(|e| ServiceError::Internal(format!("judging interval {k}: {e}")))?;
+            session = Some((session_key, analysis));
             let mut jrec = JudgementRecord::from_judgement(&judgement);
             annotate(&mut jrec, &feedback);
             life.record(elapsed, judgement.clone());
