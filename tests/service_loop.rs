@@ -15,6 +15,8 @@ mod alerts;
 #[path = "common/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 #[path = "common/serve.rs"]
 mod serve;
 

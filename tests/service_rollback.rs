@@ -13,6 +13,8 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 #[path = "common/serve.rs"]
 mod serve;
 

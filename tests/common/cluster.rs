@@ -1,18 +1,19 @@
 //! The cluster side of the end-to-end tests, shared by tests/service_rollback.rs and
 //! tests/service_loop.rs: the Kubernetes API test server with the shop (baseline and canary
 //! Deployments, HPA, Services, an HTTPRoute splitting traffic), the deployer's shipped Role bound
-//! to the service's user, the deployer config, a small Prometheus stand-in, the traffic invariant
-//! read from the server's whole history, and the analysis' events read from the service's store.
-//! Included with `#[path = "common/cluster.rs"] mod cluster;` next to `mod common;` and
+//! to the service's user, the deployer config, the traffic invariant read from the server's whole
+//! history, and the analysis' events read from the service's store. Its analyses read the
+//! Prometheus stand-in of common/prometheus.rs.
+//! Included with `#[path = "common/cluster.rs"] mod cluster;` next to `mod common;`,
+//! `#[path = "common/prometheus.rs"] mod prometheus;` and
 //! `#[path = "common/serve.rs"] mod serve;`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common::TempDir;
+use crate::prometheus::fake_prometheus;
 use crate::serve::Serve;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,90 +26,6 @@ use vigil_kube_testserver::{PolicyRule, TestServer};
 pub const NS: &str = "shop";
 /// The kubeconfig's user: the test server authorizes it by the bound Role.
 pub const USER: &str = "vigil-serve";
-
-pub fn noise(t: f64, salt: u64) -> f64 {
-    let mut x = (t * 1000.0) as u64 ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    (x % 10_000) as f64 / 10_000.0
-}
-
-/// Prometheus' `POST /api/v1/query_range`, from a formula: `(9 + 2·noise) × factor`, factor 1.6
-/// for `version="v2"`, 1.0 otherwise.
-pub fn fake_prometheus() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let (head_end, length) = loop {
-                let n = conn.read(&mut chunk).unwrap_or(0);
-                if n == 0 {
-                    break (None, 0);
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    break (Some(at + 4), length);
-                }
-            };
-            let Some(head_end) = head_end else { continue };
-            while buf.len() < head_end + length {
-                let n = conn.read(&mut chunk).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let form = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-            let param = |name: &str| {
-                form.split('&')
-                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                    .map(|v| v.replace('+', " "))
-                    .unwrap_or_default()
-            };
-            let query = param("query");
-            let (start, end, step): (f64, f64, f64) = (
-                param("start").parse().unwrap(),
-                param("end").parse().unwrap(),
-                param("step").parse().unwrap(),
-            );
-            let (factor, salt) = if query.contains("v2") {
-                (1.6, 100)
-            } else if query.contains("v3") {
-                (1.0, 200)
-            } else {
-                (1.0, 0)
-            };
-            let mut values = Vec::new();
-            let mut t = start;
-            while t <= end {
-                values.push(format!(
-                    "[{t},\"{}\"]",
-                    (9.0 + 2.0 * noise(t, salt)) * factor
-                ));
-                t += step;
-            }
-            let body = format!(
-                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[{}]}}]}}}}"#,
-                values.join(",")
-            );
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
-}
 
 pub fn role_rules() -> Vec<PolicyRule> {
     #[derive(serde::Deserialize)]
