@@ -186,6 +186,22 @@ fn a_fail_reaches_every_channel_once_and_a_pass_sends_nothing() {
     assert!(slack_row.last_error.contains("429"), "{slack_row:?}");
     assert!(!a.spec_json.contains("SLACKPATHSECRET"), "{}", a.spec_json);
     assert!(a.spec_json.contains("VIGIL_TEST_HOOK_KEY"));
+    // The analysis page lists the same deliveries (Slack's after its 429), and no secret.
+    let html = server.http_get("/analyses/bad-1");
+    assert!(html.starts_with("HTTP/1.1 200"), "{html}");
+    let table = &html[html
+        .find("<h2>Notifications</h2>")
+        .expect("a notifications table")..];
+    assert_eq!(
+        table.matches("<td>delivered</td>").count(),
+        a.deliveries.len(),
+        "{table}"
+    );
+    assert!(
+        table.contains("<td>slack</td><td>fail</td><td>delivered</td><td>2</td>"),
+        "{table}"
+    );
+    assert!(!html.contains("SLACKPATHSECRET"));
 
     // A Pass with the default `on:` sends nothing (Slack and email), the webhook only `started`.
     server.create(

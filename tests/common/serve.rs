@@ -126,11 +126,16 @@ impl Serve {
 
     /// The text of `GET /metrics`.
     pub fn metrics(&self) -> String {
+        self.http_get("/metrics")
+    }
+
+    /// The whole HTTP/1.1 answer (status line, headers, body) to `GET path`.
+    pub fn http_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
         write!(
             s,
-            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
         )
         .unwrap();
         let mut r = String::new();

@@ -304,8 +304,8 @@ pub async fn analysis(State(core): State<Arc<Core>>, Path(id): Path<String>) -> 
         }
     };
     let key = id.clone();
-    let entries = core
-        .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
+    let (entries, outbox) = core
+        .with_store(move |s| Ok((s.entries_since(&key, 0, u32::MAX)?, s.outbox_of(&key)?)))
         .await
         .unwrap_or_default();
     let mut intervals = Vec::new();
@@ -412,6 +412,25 @@ pub async fn analysis(State(core): State<Arc<Core>>, Path(id): Path<String>) -> 
         );
     }
     body.push_str("</table>");
+    if !outbox.is_empty() {
+        // What reached people: one row per message (channel, event), as GetAnalysis lists them.
+        body.push_str(
+            "<h2>Notifications</h2><table><tr><th>channel</th><th>event</th><th>state</th>\
+             <th>attempts</th><th>last error</th></tr>",
+        );
+        for o in &outbox {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&o.channel),
+                escape(&o.event),
+                escape(&o.state),
+                o.attempts,
+                escape(o.last_error.as_deref().unwrap_or(""))
+            );
+        }
+        body.push_str("</table>");
+    }
     let refresh = (!is_final_state(&row.state)).then_some(5);
     page(&format!("Vigil: {}", row.id), refresh, &body)
 }
