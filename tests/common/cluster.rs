@@ -206,19 +206,7 @@ pub fn assert_invariant(server: &TestServer) -> usize {
 
 /// The service's writes to the cluster, as `VERB resource/name`.
 pub fn writes(server: &TestServer) -> Vec<String> {
-    server
-        .audit()
-        .into_iter()
-        .filter(|a| a.user == USER && a.verb.is_write())
-        .map(|a| {
-            format!(
-                "{} {}/{}",
-                a.verb.as_str(),
-                a.resource,
-                a.name.unwrap_or_default()
-            )
-        })
-        .collect()
+    server.writes_by(USER)
 }
 
 pub fn forbidden(server: &TestServer) -> Vec<String> {

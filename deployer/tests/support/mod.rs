@@ -282,19 +282,7 @@ pub fn assert_route_invariant(
 
 /// Writes (create/update/patch/delete) the deployer made, as `VERB resource/name`.
 pub fn deployer_writes(server: &TestServer) -> Vec<String> {
-    server
-        .audit()
-        .into_iter()
-        .filter(|a| a.user == USER && a.verb.is_write())
-        .map(|a| {
-            format!(
-                "{} {}/{}",
-                a.verb.as_str(),
-                a.resource,
-                a.name.unwrap_or_default()
-            )
-        })
-        .collect()
+    server.writes_by(USER)
 }
 
 pub fn deployer_verbs(server: &TestServer) -> Vec<Verb> {

@@ -397,6 +397,24 @@ impl TestServer {
         lock(&self.state).audit.clone()
     }
 
+    /// The writes (create, update, patch, delete) `user` made, as `VERB resource/name`, in order:
+    /// what the deployer's and the service's tests assert a run did (or did not) change.
+    pub fn writes_by(&self, user: &str) -> Vec<String> {
+        lock(&self.state)
+            .audit
+            .iter()
+            .filter(|a| a.user == user && a.verb.is_write())
+            .map(|a| {
+                format!(
+                    "{} {}/{}",
+                    a.verb.as_str(),
+                    a.resource,
+                    a.name.as_deref().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
     pub fn clear_audit(&self) {
         lock(&self.state).audit.clear();
     }
