@@ -62,13 +62,16 @@ fn find<'a>(f: &'a LogFindings, needle: &str) -> &'a PatternFinding {
 fn new_error_pattern_is_an_error_finding() {
     let baseline = info_lines(200, 1);
     let mut canary = info_lines(200, 2);
-    canary.extend(error_lines(5));
+    // 0 of 200 baseline lines against 10 of 210 canary lines: exact conditional p (two-sided)
+    // 2·(210/410)^10 = 0.0025, q 0.005 over the two patterns.
+    canary.extend(error_lines(10));
     let f = judge_logs(&baseline, &canary, None, &LogJudgeConfig::default()).unwrap();
     let p = find(&f, "refused");
     assert_eq!(p.change, Change::New);
     assert_eq!(p.class, Class::Error);
     assert_eq!(p.severity, Level::Error);
-    assert_eq!((p.baseline_count, p.canary_count), (0, 5));
+    assert_eq!((p.baseline_count, p.canary_count), (0, 10));
+    assert!(p.q_value < 0.01, "{}", p.q_value);
     assert_eq!(p.first_seen.as_deref(), Some("2026-11-26T10:00:10Z"));
     assert_eq!(p.examples.len(), 2);
     assert_eq!(p.rate_ratio, f64::INFINITY);
@@ -91,6 +94,12 @@ fn a_stray_new_error_is_only_a_warning() {
     let p = find(&f, "refused");
     assert_eq!(p.change, Change::New);
     assert_eq!(p.class, Class::Warning);
+    assert!(!f.regression);
+    // Five lines against equal volumes are still not significant: p = 2·(105/205)^5 = 0.07.
+    let mut canary = info_lines(100, 2);
+    canary.extend(error_lines(5));
+    let f = judge_logs(&baseline, &canary, None, &LogJudgeConfig::default()).unwrap();
+    assert_eq!(find(&f, "refused").class, Class::Warning);
     assert!(!f.regression);
     // One Warn finding under fusion's penalties (25 points): the Pass line, not below it.
     assert_eq!(f.score, 75.0);
@@ -247,7 +256,7 @@ fn keywords_give_severity_to_plain_lines() {
         .map(|i| LogRecord::from_body(format!("request {i} served")))
         .collect();
     let mut canary = baseline.clone();
-    canary.extend((0..5).map(|i| {
+    canary.extend((0..10).map(|i| {
         LogRecord::from_body(format!(
             "java.lang.IllegalStateException: pool {i} exhausted"
         ))
@@ -330,25 +339,21 @@ fn incident_slice() {
     }
     assert_eq!((faults, cleans), (5, 6));
     caught.sort();
-    // Faults that show as new ERROR lines (f09, f10, f13) or a rising ERROR pattern (f04).
-    // f26 (cpu_contention) logs one new ERROR line: below min_new_error_count, a warning only.
-    // n094100 logs 3 new `Order Status Wrong` ERROR lines: a warning, so it stays clean.
+    // Faults that show as a new ERROR pattern with a significant count (f13: 0 of 508 baseline
+    // lines against many of 250) or a rising ERROR pattern (f04).
+    // f09 and f10 (`return`) log 5 and 7 new "[verifyCode][Get image code warn][Code not found]"
+    // ERROR lines, and the fault-free n095700 logs 5, in windows of 12–40 lines: not a
+    // significant count (q 0.83, 0.12, 0.08), so the logs alone flag none of the three (under the fixed 5-line rule
+    // before, they flagged all three, the clean one a false positive). f26 (cpu_contention)
+    // logs one new ERROR line and n094100 three `Order Status Wrong` lines: warnings.
     assert_eq!(
         caught,
         [
             "tt-20230129-f04-ts-basic-service-return",
-            "tt-20230129-f09-ts-verification-code-service-return",
-            "tt-20230129-f10-ts-verification-code-service-return",
             "tt-20230129-f13-ts-travel-service-exception",
         ]
     );
-    // Known false positive: in this fault-free pair the verification-code service logs 5
-    // "[verifyCode][Get image code warn][Code not found]" ERROR lines, the very pattern its
-    // `return` faults produce; nothing in one window's logs tells the two apart.
-    assert_eq!(
-        flagged_clean,
-        ["tt-20230129-n095700-ts-verification-code-service"]
-    );
+    assert!(flagged_clean.is_empty(), "{flagged_clean:?}");
 }
 
 #[test]
@@ -397,7 +402,7 @@ fn vigil() -> Command {
 
 #[test]
 fn compare_command_json_and_text() {
-    let dir = incidents_dir().join("tt-20230129-f09-ts-verification-code-service-return");
+    let dir = incidents_dir().join("tt-20230129-f13-ts-travel-service-exception");
     let out = vigil()
         .args(["logs", "compare", "--json", "--baseline"])
         .arg(dir.join("baseline.jsonl"))
@@ -414,7 +419,7 @@ fn compare_command_json_and_text() {
     assert_eq!(v["regression"], true);
     assert_eq!(v["patterns"][0]["change"], "new");
     assert_eq!(v["patterns"][0]["class"], "error");
-    assert_eq!(v["canary_lines"], 28);
+    assert_eq!(v["canary_lines"], 250);
 
     let out = vigil()
         .args(["logs", "compare", "--baseline"])
@@ -425,9 +430,9 @@ fn compare_command_json_and_text() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("log score 40/100: REGRESSION"), "{text}");
-    assert!(text.contains("Code not found"), "{text}");
+    assert!(text.contains("dispatcherServlet"), "{text}");
 
-    // Seconds of recording as exposure (the corpus's log_seconds_covered: 76 and 99).
+    // Seconds of recording as exposure.
     let out = vigil()
         .args([
             "logs",
@@ -479,7 +484,10 @@ fn compare_command_plain_text_and_bad_input() {
     let can = tmp.join("can.log");
     std::fs::write(
         &base,
-        "started worker 1\nstarted worker 2\n\nserved 10 requests\n",
+        // Fifteen lines (and five empty ones): against a baseline of three, five new ERROR lines
+        // in a canary of seven would not be significant (0 of 3 vs 5 of 7 lines, p = 2·0.7^5 =
+        // 0.34); against fifteen they are (p = 2·(7/22)^5 = 0.006).
+        "started worker 1\nstarted worker 2\n\nserved 10 requests\n".repeat(5),
     )
     .unwrap();
     std::fs::write(
@@ -502,6 +510,7 @@ fn compare_command_plain_text_and_bad_input() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["regression"], true);
     assert_eq!(v["canary_lines"], 7);
+    assert_eq!(v["baseline_lines"], 15);
 
     let bad = tmp.join("bad.jsonl");
     std::fs::write(&bad, "{\"body\":\"ok\"}\n{\"severity\":\"ERROR\"}\n").unwrap();

@@ -71,6 +71,10 @@ pub struct AnomalyModel {
     /// The share of healthy windows expected above `threshold`: (1 + calibration scores above
     /// it)/(n + 1), never below the configured rate (see `conformal_threshold`).
     pub false_alarm_rate: f64,
+    /// Cross-fitted baseline scores the threshold was read from, and how many lie above it:
+    /// what [`AnomalyModel::exceedance_p`] needs for the exact law of a count of flagged windows.
+    calibration_n: usize,
+    calibration_above: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -176,7 +180,7 @@ pub fn fit_with_resolution(
     }
     loo.sort_by(f64::total_cmp);
     // One cross-fitted score per window, and there are at least three windows (checked above).
-    let (threshold, false_alarm_rate) =
+    let (threshold, false_alarm_rate, calibration_above) =
         conformal_threshold(&loo, config.false_alarm_rate).ok_or(AnomalyError::TooFewWindows {
             needed: config.min_windows.max(3),
             got: loo.len(),
@@ -188,6 +192,8 @@ pub fn fit_with_resolution(
         components,
         threshold,
         false_alarm_rate,
+        calibration_n: loo.len(),
+        calibration_above,
     })
 }
 
@@ -197,15 +203,35 @@ pub fn fit_with_resolution(
 /// quantile, which lies between the two largest scores, is exceeded 2 times in 11, not 1 in 20.
 /// The binomial test downstream must use that rate, or it reads ordinary healthy windows as
 /// evidence.
-fn conformal_threshold(sorted: &[f64], rate: f64) -> Option<(f64, f64)> {
+fn conformal_threshold(sorted: &[f64], rate: f64) -> Option<(f64, f64, usize)> {
     let n = sorted.len();
     let threshold = crate::vigil_judge::quantile_sorted(sorted, 1.0 - rate)?;
     let above = sorted.iter().filter(|s| **s > threshold).count();
     let effective = (above + 1) as f64 / (n as f64 + 1.0);
-    Some((threshold, effective.max(rate)))
+    Some((threshold, effective.max(rate), above))
 }
 
 impl AnomalyModel {
+    /// The probability that `k` or more of `m` healthy canary windows score above the
+    /// threshold. All `m` windows are compared with one threshold read from `n` baseline scores,
+    /// so their exceedances are not independent: given the calibration, each exceeds with the
+    /// same unknown chance U ~ Beta(above + 1, n − above), and the count is beta-binomial. A
+    /// binomial at the mean rate treats the estimated threshold as exact and makes two odd
+    /// minutes after a 21-minute baseline look like p = 0.008 when it is 0.012. Exact when the
+    /// threshold is one of the baseline scores; when it lies between two, exceeding it is rarer
+    /// than exceeding the lower one, so the p-value is conservative, never too small.
+    pub fn exceedance_p(&self, k: u64, m: u64) -> f64 {
+        if k == 0 || m == 0 {
+            return 1.0;
+        }
+        let a = (self.calibration_above + 1) as f64;
+        let b = self
+            .calibration_n
+            .saturating_sub(self.calibration_above)
+            .max(1) as f64;
+        crate::counts::beta_binomial_sf(k.min(m), m, a, b).unwrap_or(1.0)
+    }
+
     /// Scores one canary window and explains it. A row of the wrong width is an error, not a
     /// panic: rows come from telemetry, and a source may not report every feature.
     pub fn score(&self, row: &[f64]) -> Result<WindowScore, AnomalyError> {
@@ -455,12 +481,12 @@ mod tests {
         let scores: Vec<f64> = (1..=10).map(f64::from).collect();
         // 10 scores: the 95 % quantile lies between 9 and 10, one score above it, so a fresh
         // healthy score exceeds it 2 times in 11.
-        let (t, r) = conformal_threshold(&scores, 0.05).expect("scores");
+        let (t, r, _) = conformal_threshold(&scores, 0.05).expect("scores");
         assert!(t > 9.0 && t < 10.0, "{t}");
         assert!((r - 2.0 / 11.0).abs() < 1e-12);
         // 101 scores: the 95 % quantile is score 96, five above it, rate 6/102.
         let scores: Vec<f64> = (1..=101).map(f64::from).collect();
-        let (t, r) = conformal_threshold(&scores, 0.05).expect("scores");
+        let (t, r, _) = conformal_threshold(&scores, 0.05).expect("scores");
         assert_eq!(t, 96.0);
         assert!((r - 6.0 / 102.0).abs() < 1e-12);
         // Monte Carlo with 12 calibration windows: healthy scores exceed the threshold at most at
@@ -476,7 +502,7 @@ mod tests {
         for _ in 0..4000 {
             let mut cal: Vec<f64> = (0..12).map(|_| next()).collect();
             cal.sort_by(f64::total_cmp);
-            let (t, r) = conformal_threshold(&cal, 0.05).expect("scores");
+            let (t, r, _) = conformal_threshold(&cal, 0.05).expect("scores");
             stated = r;
             for _ in 0..5 {
                 total += 1;
@@ -489,6 +515,50 @@ mod tests {
         let observed = over as f64 / total as f64;
         assert!(observed <= stated + 0.01, "{observed} vs {stated}");
         assert!(observed > 0.05 + 0.03, "{observed}");
+    }
+
+    /// Several canary windows share one threshold read from the baseline, so the count above it
+    /// is beta-binomial, not binomial: checked by simulation. With 21 calibration scores the
+    /// 95 % quantile is the 20th score itself and the law is exact; with 10 it lies between two
+    /// scores and the beta-binomial bounds the count from above (a valid, conservative p).
+    #[test]
+    fn count_of_windows_above_a_shared_threshold_is_beta_binomial() {
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (reps, m) = (200_000, 3u64);
+        let mut simulate = |n: usize| {
+            let (mut hits, mut above, mut rate) = (0usize, 0, 0.0);
+            for _ in 0..reps {
+                let mut cal: Vec<f64> = (0..n).map(|_| next()).collect();
+                cal.sort_by(f64::total_cmp);
+                let (t, r, a) = conformal_threshold(&cal, 0.05).expect("scores");
+                (above, rate) = (a, r);
+                if (0..m).filter(|_| next() > t).count() >= 2 {
+                    hits += 1;
+                }
+            }
+            (hits as f64 / reps as f64, above, rate)
+        };
+        // Standard errors of the observed shares are about 0.0006.
+        let (observed, above, rate) = simulate(21);
+        assert_eq!(above, 1);
+        let exact = crate::counts::beta_binomial_sf(2, m, 2.0, 20.0).unwrap();
+        let binomial =
+            crate::counts::binom_test(2, m, rate, crate::counts::Alternative::Greater).unwrap();
+        assert!((observed - exact).abs() < 0.003, "{observed} vs {exact}");
+        assert!(
+            observed > binomial + 0.005,
+            "{observed} vs binomial {binomial}"
+        );
+        let (observed, above, _) = simulate(10);
+        assert_eq!(above, 1);
+        let bound = crate::counts::beta_binomial_sf(2, m, 2.0, 9.0).unwrap();
+        assert!(observed < bound, "{observed} vs {bound}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use vigil_models::anomaly::{self, AnomalyConfig, AnomalyModel};
-use vigil_models::counts::{binom_test, Alternative};
 use vigil_models::vigil_judge;
 
 use super::metrics::MetricRules;
@@ -335,7 +334,8 @@ pub fn fit_anomaly_with(
 }
 
 /// The anomaly signal: how many canary windows each baseline model flags, against the calibrated
-/// false-alarm rate (a binomial tail, so one odd window is not evidence).
+/// false-alarm rate (the exact beta-binomial tail of a count of windows above a threshold read from
+/// the baseline's own scores, so one odd window is not evidence).
 pub fn vigil_anomaly(view: &View, models: Option<&AnomalyModels>) -> SignalReport {
     vigil_anomaly_with(view, None, models)
 }
@@ -408,7 +408,7 @@ fn anomaly_finding(model: &AnomalyModel, rows: &[Vec<f64>], unit: &str) -> Optio
     let k = scores.iter().filter(|s| s.anomalous).count() as u64;
     let m = scores.len() as u64;
     let rate = model.false_alarm_rate;
-    let p = binom_test(k, m, rate, Alternative::Greater).unwrap_or(1.0);
+    let p = model.exceedance_p(k, m);
     let worst = scores.iter().max_by(|a, b| a.score.total_cmp(&b.score))?;
     if k == 0 || p >= 0.05 {
         return None;
@@ -427,7 +427,7 @@ fn anomaly_finding(model: &AnomalyModel, rows: &[Vec<f64>], unit: &str) -> Optio
     Some(Finding {
         typed: Typed {
             key: format!("anomaly:{unit}"),
-            test: Some("binomial"),
+            test: Some("beta_binomial"),
             statistic: Some(worst.score),
             p: Some(p),
             effect: Some(Effect {
@@ -447,7 +447,7 @@ fn anomaly_finding(model: &AnomalyModel, rows: &[Vec<f64>], unit: &str) -> Optio
         },
         strength: strength(p),
         detail: format!(
-            "{k} of {m} {unit}s beyond the baseline's threshold (false-alarm rate {:.1}%, binomial p {p:.1e}); worst score {:.1} > {:.1}: {}",
+            "{k} of {m} {unit}s beyond the baseline's threshold (false-alarm rate {:.1}%, p {p:.1e}); worst score {:.1} > {:.1}: {}",
             rate * 100.0,
             worst.score,
             worst.threshold,

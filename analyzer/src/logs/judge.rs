@@ -37,10 +37,14 @@ pub enum Class {
     /// Unchanged or fell, or rose/new at a level that says nothing about failure (info, debug):
     /// listed for context, never scored.
     Info,
-    /// A new or risen WARN pattern, or a new ERROR pattern with fewer canary lines than
-    /// [`LogJudgeConfig::min_new_error_count`]: a Warn finding.
+    /// A new or risen WARN pattern, or a new ERROR pattern whose count is not yet significant
+    /// (the same rate test and FDR as a rise): a Warn finding.
     Warning,
-    /// A risen ERROR pattern, or a new one seen often enough: a Fail finding, and a regression.
+    /// A risen ERROR pattern, or a new one whose count is significant — 0 baseline lines against
+    /// k canary lines, weighed by the two sides' volumes, under the FDR over all patterns: a Fail
+    /// finding, and a regression. Healthy services log stray business errors, so a new ERROR
+    /// pattern alone is not evidence; how many lines it takes depends on how much each side
+    /// logged, which a fixed count (the rule before, 5 lines, chosen on the Nezha pairs) ignores.
     Error,
     /// A new or risen FATAL pattern, or a canary pattern matched by a user `critical` rule: a Fail
     /// finding, and a regression.
@@ -182,11 +186,6 @@ pub struct LogJudgeConfig {
     pub confidence: f64,
     /// A significant rise must also be at least this large to count as one (ratio of rates).
     pub min_rate_ratio: f64,
-    /// A new error pattern needs this many canary lines to be an `error` (fewer: `warning`).
-    /// Healthy services log stray business errors: in the Nezha fault-free window pairs, new
-    /// ERROR patterns fire 1–4 times in 3 minutes (`Order Status Wrong`, `No instances
-    /// available`), while the injected exceptions fire 5–8 times.
-    pub min_new_error_count: u64,
     /// Points the score loses per pattern: `critical` and `error` patterns are Fail findings,
     /// `warning` ones Warn findings, exactly as fusion scores the logs signal.
     pub penalties: Penalties,
@@ -201,7 +200,6 @@ impl Default for LogJudgeConfig {
             fdr: 0.05,
             confidence: 0.95,
             min_rate_ratio: 1.5,
-            min_new_error_count: 5,
             penalties: Penalties::default(),
             rules: Vec::new(),
         }
@@ -550,7 +548,7 @@ impl LogSession {
                 .iter()
                 .find(|r| r.matches(*id, &template, &examples))
                 .map(|r| r.action);
-            let class = classify(*sev, change, t.canary, rule, cfg);
+            let class = classify(*sev, change, t.canary, q, rule, cfg);
             patterns.push(PatternFinding {
                 template_id: *id,
                 template,
@@ -642,6 +640,7 @@ fn classify(
     severity: Level,
     change: Change,
     canary_count: u64,
+    q: f64,
     rule: Option<RuleAction>,
     cfg: &LogJudgeConfig,
 ) -> Class {
@@ -656,7 +655,7 @@ fn classify(
     }
     match severity {
         Level::Fatal => Class::Critical,
-        Level::Error if change == Change::Rose || canary_count >= cfg.min_new_error_count => {
+        Level::Error if change == Change::Rose || (change == Change::New && q <= cfg.fdr) => {
             Class::Error
         }
         Level::Error | Level::Warn => Class::Warning,
