@@ -270,6 +270,13 @@ def build(seed):
         out.append(dict(id=sid, expected=expected, fault=fault,
                         note="baseline = healthy sibling replicas over the same window as the canary",
                         baseline=b, canary=c, core_b=core, core_c=core))
+
+    # Added last, so the scenarios above keep their random draws (and their bytes).
+    out.append(scenario_before_after(rng, "syn-trend-continues-pass", "pass", None,
+                                     "memory climbs 3 MiB per minute through the baseline and on through the canary: "
+                                     "a steady trend, not a change (a before/after comparison must not read it as a shift)",
+                                     dict(normal, mem_slope_per_min=3.0),
+                                     dict(normal, mem=300.0 + 3.0 * 30, mem_slope_per_min=3.0), can_min=10))
     return out
 
 

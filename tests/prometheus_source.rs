@@ -44,6 +44,7 @@ const ON_GRID: &[&str] = &[
     "synthetic/syn-no-baseline-data",
     "synthetic/syn-no-canary-data",
     "synthetic/syn-slow-memory-leak",
+    "synthetic/syn-trend-continues-pass",
     "synthetic/syn-variance-blowup",
     "synthetic/syn-zero-baseline-errors-fail",
     "synthetic/syn-zero-baseline-errors-pass",

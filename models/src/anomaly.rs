@@ -45,6 +45,9 @@ pub struct AnomalyConfig {
     pub min_windows: usize,
     /// Folds of the cross-fitted calibration (leave-one-out when there are fewer windows).
     pub calibration_folds: usize,
+    /// Level of the Mann-Kendall test that decides a baseline feature trends steadily, so that
+    /// the model reads it detrended (the metric judge's default level).
+    pub trend_alpha: f64,
 }
 
 impl Default for AnomalyConfig {
@@ -55,6 +58,7 @@ impl Default for AnomalyConfig {
             reg_covariance: 0.1,
             min_windows: 8,
             calibration_folds: 10,
+            trend_alpha: 0.01,
         }
     }
 }

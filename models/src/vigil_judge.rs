@@ -434,6 +434,66 @@ pub fn classify_with_times(
     pass
 }
 
+/// A steady trend of one series over time: the Theil-Sen slope per second and the time it is
+/// anchored at (the last sample), with its two-sided Mann-Kendall p-value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeTrend {
+    /// Value per second.
+    pub slope: f64,
+    /// The time at which the detrended value equals the raw one.
+    pub anchor: f64,
+    /// Two-sided Mann-Kendall p-value over the samples in time order.
+    pub p_value: f64,
+}
+
+impl TimeTrend {
+    /// The value with the trend removed, as it would read at the anchor.
+    pub fn detrend(&self, t: f64, v: f64) -> f64 {
+        v - self.slope * (t - self.anchor)
+    }
+}
+
+/// The baseline's own steady trend, when Mann-Kendall (two-sided, over at least
+/// `min_points` finite samples in time order) finds one at level `alpha`. The anomaly model of a
+/// before/after analysis reads its features through it, for the reason
+/// [`classify_with_times`] gives: a metric that was already climbing is higher in the canary for
+/// no reason but time. `None` when there is no such trend.
+pub fn baseline_trend(
+    times: &[f64],
+    values: &[f64],
+    alpha: f64,
+    min_points: usize,
+) -> Option<TimeTrend> {
+    let mut points: Vec<(f64, f64)> = times
+        .iter()
+        .zip(values)
+        .filter(|(t, v)| t.is_finite() && v.is_finite())
+        .map(|(t, v)| (*t, *v))
+        .collect();
+    if points.len() < min_points.max(3) {
+        return None;
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let in_order: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
+    let negated: Vec<f64> = in_order.iter().map(|v| -v).collect();
+    let (p_up, _) = mann_kendall_increasing(&in_order);
+    let (p_down, _) = mann_kendall_increasing(&negated);
+    let p_value = (2.0 * p_up.min(p_down)).min(1.0);
+    if p_value >= alpha {
+        return None;
+    }
+    let slope = theil_sen_per_second(&points)?;
+    if slope == 0.0 || !slope.is_finite() {
+        return None;
+    }
+    let anchor = points.last().map(|(t, _)| *t)?;
+    Some(TimeTrend {
+        slope,
+        anchor,
+        p_value,
+    })
+}
+
 /// Median of the pairwise slopes (value per second) of `(time, value)` points; `None` when no
 /// two points differ in time.
 fn theil_sen_per_second(points: &[(f64, f64)]) -> Option<f64> {

@@ -46,6 +46,25 @@ fn feature_rows(t: &MetricTable, rows: (usize, usize), names: &[String]) -> Vec<
         .collect()
 }
 
+/// Fewest baseline rows for a trend test, as the metric judge's `min_trend_points`.
+const TREND_MIN_POINTS: usize = 8;
+
+/// The rows' times of a table's row range (empty when the range is out of bounds).
+fn row_times(t: &MetricTable, rows: (usize, usize)) -> &[f64] {
+    t.times.get(rows.0..rows.1).unwrap_or_default()
+}
+
+/// Removes each feature's trend from rows taken at `times` (a row per time).
+fn detrend_rows(rows: &mut [Vec<f64>], times: &[f64], trends: &[Option<vigil_judge::TimeTrend>]) {
+    for (row, t) in rows.iter_mut().zip(times) {
+        for (v, trend) in row.iter_mut().zip(trends) {
+            if let Some(trend) = trend {
+                *v = trend.detrend(*t, *v);
+            }
+        }
+    }
+}
+
 /// Width of the windows of the event model: a 3-minute core window gives up to 18, and a pod
 /// that logs once a second still has ten events in each.
 pub(crate) const EVENT_BUCKET_S: f64 = 10.0;
@@ -58,6 +77,12 @@ pub(crate) const EVENT_BUCKET_S: f64 = 10.0;
 pub struct AnomalyModels {
     /// The model over metric rows, or why none could be fitted.
     pub metrics: Result<AnomalyModel, String>,
+    /// Per metric feature, the baseline's own steady trend, which the model reads removed on
+    /// both sides (`None`: no trend). A before/after analysis compares the canary with the
+    /// minutes before it: a memory that was already climbing sits above every baseline minute
+    /// for no reason but time, and a model of the baseline's raw values flags it — about half of
+    /// healthy canaries with such a trend, in the synthetic check of the note of 2026-12-07.
+    pub metric_trends: Vec<Option<vigil_judge::TimeTrend>>,
     /// `Ok(None)`: neither logs nor spans were recorded on both sides, nothing to model.
     pub events: Result<Option<EventModel>, String>,
 }
@@ -307,11 +332,25 @@ pub fn fit_anomaly_with(
     config: &AnomalyConfig,
     rules: &MetricRules,
 ) -> AnomalyModels {
+    let mut metric_trends = Vec::new();
     let metrics = match view.baseline.metrics {
         None => Err("no baseline metrics".to_string()),
         Some(bt) => {
             let names = anomaly_features(bt, rules);
-            let rows = feature_rows(bt, view.baseline.metric_rows, &names);
+            let mut rows = feature_rows(bt, view.baseline.metric_rows, &names);
+            let times = row_times(bt, view.baseline.metric_rows);
+            metric_trends = (0..names.len())
+                .map(|j| {
+                    let column: Vec<f64> = rows.iter().map(|r| r[j]).collect();
+                    vigil_judge::baseline_trend(
+                        times,
+                        &column,
+                        config.trend_alpha,
+                        TREND_MIN_POINTS,
+                    )
+                })
+                .collect();
+            detrend_rows(&mut rows, times, &metric_trends);
             // No unit floors here (tried: the metric judge's floors as resolution cost 2 of 55
             // faults on the dev set): this model exists to see joint moves below them.
             anomaly::fit(&names, &rows, config).map_err(|e| e.to_string())
@@ -330,7 +369,11 @@ pub fn fit_anomaly_with(
             .map(|model| Some(EventModel { model, reference }))
             .map_err(|e| format!("10-s event windows: {e}"))
     };
-    AnomalyModels { metrics, events }
+    AnomalyModels {
+        metrics,
+        metric_trends,
+        events,
+    }
 }
 
 /// The anomaly signal: how many canary windows each baseline model flags, against the calibrated
@@ -357,7 +400,12 @@ pub fn vigil_anomaly_with(
         (_, None) => {}
         (Err(e), Some(_)) => why_not.push(e.clone()),
         (Ok(m), Some(ct)) => {
-            let rows = feature_rows(ct, view.canary.metric_rows, m.feature_names());
+            let mut rows = feature_rows(ct, view.canary.metric_rows, m.feature_names());
+            detrend_rows(
+                &mut rows,
+                row_times(ct, view.canary.metric_rows),
+                &models.metric_trends,
+            );
             if rows.is_empty() {
                 why_not.push("no canary metric rows yet".into());
             } else {
@@ -556,5 +604,65 @@ mod tests {
         assert!(!rows.is_empty());
         // Feature 1 is warn+error lines/s: every canary line is an error by its words.
         assert!(rows.iter().all(|r| r[1] > 0.0 && r[1] == r[0]), "{rows:?}");
+    }
+
+    /// Memory climbing 3 MiB a minute before and after the change, CPU flat: the canary's
+    /// minutes sit above every baseline minute, which the model must read as the trend going on.
+    /// A step of 40 MiB on top of the same trend is still flagged.
+    #[test]
+    fn metric_model_reads_a_steady_baseline_trend_as_no_anomaly() {
+        let table = |rng: &mut Lcg, start: f64, minutes: usize, step: f64| MetricTable {
+            times: (0..minutes).map(|i| start + 60.0 * i as f64).collect(),
+            columns: vec![
+                (
+                    "CpuUsageRate(%)".into(),
+                    (0..minutes).map(|_| 20.0 + 3.0 * rng.uniform()).collect(),
+                ),
+                (
+                    "MemoryUsage(Mi)".into(),
+                    (0..minutes)
+                        .map(|i| {
+                            let t = start + 60.0 * i as f64;
+                            300.0 + 3.0 * t / 60.0 + 2.0 * rng.uniform() + step
+                        })
+                        .collect(),
+                ),
+            ],
+        };
+        let mut rng = Lcg(21);
+        let base = table(&mut rng, -1800.0, 30, 0.0);
+        for (step, flagged) in [(0.0, false), (40.0, true)] {
+            let can = table(&mut rng, 0.0, 10, step);
+            let v = View {
+                baseline: SideView {
+                    metrics: Some(&base),
+                    metric_rows: (0, 30),
+                    until: 0.0,
+                    ..SideView::default()
+                },
+                canary: SideView {
+                    metrics: Some(&can),
+                    metric_rows: (0, 10),
+                    until: 600.0,
+                    ..SideView::default()
+                },
+            };
+            let models = fit_anomaly(&v, &AnomalyConfig::default(), &MetricRules::default());
+            let trend = models.metric_trends[1].expect("memory trends in the baseline");
+            assert!((trend.slope * 60.0 - 3.0).abs() < 0.3, "{trend:?}");
+            assert!(
+                models.metric_trends[0].is_none(),
+                "{:?}",
+                models.metric_trends
+            );
+            let r = vigil_anomaly(&v, Some(&models));
+            assert_eq!(r.coverage, Coverage::Judged);
+            assert_eq!(
+                !r.findings.is_empty(),
+                flagged,
+                "step {step}: {:?}",
+                r.findings
+            );
+        }
     }
 }
