@@ -643,6 +643,16 @@ fn ablation_shows_what_a_signal_adds() {
     );
     assert_eq!(ablation["metrics"]["true_positives"], 0, "{ablation:?}");
     assert_eq!(ablation["logs"]["true_positives"], 1, "{ablation:?}");
+    // The same per fault type: the jump is labelled cpu_contention.
+    let by_fault = &summary["ablation_by_fault_type"];
+    assert_eq!(
+        by_fault["metrics"]["cpu_contention"]["true_positives"], 0,
+        "{by_fault}"
+    );
+    assert_eq!(
+        by_fault["logs"]["cpu_contention"]["true_positives"], 1,
+        "{by_fault}"
+    );
     // Without the flag the contract has no ablation key.
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["replay", "--json", "--quiet"])
@@ -651,6 +661,7 @@ fn ablation_shows_what_a_signal_adds() {
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["summary"].get("ablation").is_none());
+    assert!(v["summary"].get("ablation_by_fault_type").is_none());
 }
 
 #[test]

@@ -128,6 +128,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             summary
                 .ablation
                 .insert(signal.as_str(), report::measures(rs, JudgeName::Vigil));
+            summary
+                .ablation_by_fault_type
+                .insert(signal.as_str(), report::by_fault_type(rs, JudgeName::Vigil));
         }
     }
     let mut stdout = std::io::stdout().lock();

@@ -113,6 +113,10 @@ pub struct Summary {
     /// With `--ablation`: Vigil's measures with one signal left out, keyed by that signal.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ablation: BTreeMap<&'static str, Measures>,
+    /// With `--ablation`: left-out signal -> fault type -> Vigil's measures, to say which kinds of
+    /// fault each signal is the one to catch.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ablation_by_fault_type: BTreeMap<&'static str, BTreeMap<String, Measures>>,
     /// With `--set`: the judge settings changed from their defaults, as typed.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
@@ -135,16 +139,12 @@ impl Summary {
 pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
     let mut judges = BTreeMap::new();
     let mut by_system = BTreeMap::new();
-    let mut by_fault_type = BTreeMap::new();
+    let mut by_fault = BTreeMap::new();
     for j in JudgeName::ALL {
         judges.insert(j.as_str(), measures(results, j));
         let mut systems: BTreeMap<String, Vec<&ScenarioResult>> = BTreeMap::new();
-        let mut faults: BTreeMap<String, Vec<&ScenarioResult>> = BTreeMap::new();
         for r in results {
             systems.entry(r.system.clone()).or_default().push(r);
-            if let Some(f) = &r.fault_type {
-                faults.entry(f.clone()).or_default().push(r);
-            }
         }
         by_system.insert(
             j.as_str(),
@@ -153,13 +153,7 @@ pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
                 .map(|(k, v)| (k, measures(v, j)))
                 .collect(),
         );
-        by_fault_type.insert(
-            j.as_str(),
-            faults
-                .into_iter()
-                .map(|(k, v)| (k, measures(v, j)))
-                .collect(),
-        );
+        by_fault.insert(j.as_str(), by_fault_type(results, j));
     }
     Summary {
         scenarios: results.len(),
@@ -171,10 +165,25 @@ pub fn summarise(results: &[ScenarioResult], seconds: f64) -> Summary {
         },
         judges,
         by_system,
-        by_fault_type,
+        by_fault_type: by_fault,
         ablation: BTreeMap::new(),
+        ablation_by_fault_type: BTreeMap::new(),
         settings: BTreeMap::new(),
     }
+}
+
+/// One judge's measures per fault type (scenarios without a fault type are left out).
+pub fn by_fault_type(results: &[ScenarioResult], judge: JudgeName) -> BTreeMap<String, Measures> {
+    let mut faults: BTreeMap<String, Vec<&ScenarioResult>> = BTreeMap::new();
+    for r in results {
+        if let Some(f) = &r.fault_type {
+            faults.entry(f.clone()).or_default().push(r);
+        }
+    }
+    faults
+        .into_iter()
+        .map(|(k, v)| (k, measures(v, judge)))
+        .collect()
 }
 
 /// The `--json` contract: `scenarios` (id, expected, verdict, score, time_to_detect_s, evidence,
@@ -352,10 +361,28 @@ pub fn to_text(results: &[ScenarioResult], summary: &Summary) -> String {
             out,
             "\nwhat each signal adds (vigil with it left out; caught / false = faults and false positives that go away without it):"
         );
+        let all_by_fault = summary.by_fault_type.get("vigil");
         for (signal, m) in &summary.ablation {
+            // Faults of each type caught only with the signal.
+            let per_type: Vec<String> = summary
+                .ablation_by_fault_type
+                .get(signal)
+                .into_iter()
+                .flatten()
+                .filter_map(|(fault, without)| {
+                    let with = all_by_fault?.get(fault)?;
+                    let added = with.true_positives as i64 - without.true_positives as i64;
+                    (added != 0).then(|| format!("{fault} {added:+}"))
+                })
+                .collect();
+            let per_type = if per_type.is_empty() {
+                String::new()
+            } else {
+                format!("   ({})", per_type.join(", "))
+            };
             let _ = writeln!(
                 out,
-                "  without {signal:<8} recall {:>5} FPR {:>6}   caught {:+}   false {:+}",
+                "  without {signal:<8} recall {:>5} FPR {:>6}   caught {:+}   false {:+}{per_type}",
                 fmt_opt(m.recall, 2),
                 fmt_opt(m.false_positive_rate, 3),
                 all.true_positives as i64 - m.true_positives as i64,
