@@ -41,6 +41,12 @@ impl Server {
 
     /// A server on `dir`'s store (a restart: the same directory again).
     fn start_in(dir: TempDir) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// [`Server::start_in`] with more `vigil serve` arguments (`--tls-cert …`: then every
+    /// address below is served over TLS).
+    fn start_with(dir: TempDir, extra: &[&str]) -> Server {
         let tokens = dir.0.join("tokens");
         std::fs::write(&tokens, TOKENS).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -51,6 +57,7 @@ impl Server {
             .arg(&tokens)
             .arg("--data-dir")
             .arg(dir.0.join("data"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -58,13 +65,17 @@ impl Server {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut next = |prefix: &str| {
             let l = lines.next().unwrap().unwrap();
-            l.strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("expected `{prefix}…`, got {l}"))
+            let rest = l
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected `{prefix}…`, got {l}"));
+            rest.strip_prefix("http://")
+                .or_else(|| rest.strip_prefix("https://"))
+                .unwrap_or_else(|| panic!("no scheme in {l}"))
                 .to_owned()
         };
-        let api = next("vigil: serving on http://");
-        let grpc = next("vigil: OTLP/gRPC on http://");
-        let _http = next("vigil: OTLP/HTTP on http://");
+        let api = next("vigil: serving on ");
+        let grpc = next("vigil: OTLP/gRPC on ");
+        let _http = next("vigil: OTLP/HTTP on ");
         std::thread::spawn(move || for _ in lines {});
         Server {
             child,
@@ -108,6 +119,7 @@ const SCENARIOS: &[&str] = &[
     "synthetic/syn-no-baseline-data",
     "synthetic/syn-no-canary-data",
     "synthetic/syn-slow-memory-leak",
+    "synthetic/syn-trend-continues-pass",
     "synthetic/syn-variance-blowup",
     "synthetic/syn-zero-baseline-errors-fail",
     "synthetic/syn-zero-baseline-errors-pass",
@@ -193,6 +205,64 @@ fn push_equals_replay_on_bundled_scenarios() {
         "push differs from replay:\n{}",
         differ.join("\n")
     );
+}
+
+/// Against a service with TLS (its receivers share it), `vigil push` verifies the service with
+/// `--ca-file` and still reaches replay's verdict; without the CA it refuses to connect.
+#[test]
+fn push_over_tls_equals_replay() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let dir = TempDir::new("push-tls");
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "vigil push test CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let mut p =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "vigil");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let k = KeyPair::generate().unwrap();
+    let write = |name: &str, text: &str| {
+        let f = dir.0.join(name);
+        std::fs::write(&f, text).unwrap();
+        f.display().to_string()
+    };
+    let ca = write("ca.pem", &root.pem());
+    let cert = write("server.pem", &p.signed_by(&k, &root).unwrap().pem());
+    let key = write("server.key", &k.serialize_pem());
+    let server = Server::start_with(dir, &["--tls-cert", &cert, "--tls-key", &key]);
+    let folder = common::datasets().join("synthetic/syn-constant-metrics-jump");
+    let push = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("push")
+            .arg(&folder)
+            .args(["--server", &format!("https://{}", server.api)])
+            .args(["--otlp", &format!("https://{}", server.grpc)])
+            .args(extra)
+            .env("VIGIL_TOKEN", "writer-token-1")
+            .output()
+            .unwrap()
+    };
+    let out = push(&["--ca-file", &ca]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = replay_record(&folder);
+    for key in ["verdict", "score", "time_to_detect_s"] {
+        assert_eq!(pushed[key], want[key], "{key}");
+    }
+    let out = push(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ca-file"), "{err}");
 }
 
 async fn client(api: &str) -> AnalysesClient<tonic::transport::Channel> {

@@ -129,47 +129,12 @@ struct Client {
 
 impl Client {
     async fn connect(args: &AnalysisArgs) -> Result<Client> {
-        let mut endpoint = Channel::from_shared(args.server.clone())
-            .with_context(|| format!("--server {} is not a URL", args.server))?
-            .connect_timeout(Duration::from_secs(10));
-        if args.server.starts_with("https://") {
-            // The one process-wide rustls provider (ring), as the service uses.
-            vigil_analyzer::service::tls::install_provider();
-            let read = |flag: &str, p: &PathBuf| {
-                std::fs::read(p).with_context(|| format!("{flag} {}", p.display()))
-            };
-            let mut tls = tonic::transport::ClientTlsConfig::new();
-            match &args.ca_file {
-                Some(ca) => {
-                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(
-                        "--ca-file",
-                        ca,
-                    )?));
-                }
-                None => bail!(
-                    "--server {} is https: give --ca-file with the CA that signed its certificate",
-                    args.server
-                ),
-            }
-            if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
-                tls = tls.identity(tonic::transport::Identity::from_pem(
-                    read("--client-cert", cert)?,
-                    read("--client-key", key)?,
-                ));
-            }
-            endpoint = endpoint
-                .tls_config(tls)
-                .context("cannot set up TLS for --server")?;
-        } else if args.ca_file.is_some() || args.client_cert.is_some() {
-            bail!(
-                "--ca-file and --client-cert are for an https:// --server; {} is not",
-                args.server
-            );
-        }
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {}", args.server))?;
+        let tls = super::ClientTls {
+            ca_file: args.ca_file.clone(),
+            client_cert: args.client_cert.clone(),
+            client_key: args.client_key.clone(),
+        };
+        let channel = super::grpc_channel(&args.server, "--server", &tls).await?;
         let token = match &args.token {
             Some(t) => Some(
                 format!("Bearer {t}")

@@ -77,6 +77,17 @@ pub struct PushArgs {
     /// The analysis id (default: the scenario's id and the time, so runs do not collide).
     #[arg(long)]
     pub id: Option<String>,
+    /// For an `https://` service (API and receiver, which share its TLS): CA certificates (PEM)
+    /// to verify it with.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// For a service that asks for client certificates: this certificate chain (PEM); needs
+    /// --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// How long one export is retried while the service is over its memory budget.
@@ -708,19 +719,7 @@ async fn send_metrics(
     Ok(())
 }
 
-async fn channel(url: &str, flag: &str) -> Result<Channel> {
-    Channel::from_shared(url.to_owned())
-        .with_context(|| format!("{flag} {url} is not a URL"))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {url} ({flag})"))
-}
-
 async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) -> Result<Value> {
-    if args.server.starts_with("https://") || args.otlp.starts_with("https://") {
-        bail!("vigil push speaks plain http:// to the service (TLS: use an OpenTelemetry Collector in front)");
-    }
     let token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match &args.token {
         Some(t) => Some(
             format!("Bearer {t}")
@@ -737,9 +736,14 @@ async fn push(args: &PushArgs, s: &Scenario, pod: &str, spec: &Value, id: &str) 
         .plan(0.0)
         .map_err(|e| anyhow::anyhow!("the scenario's spec: {e}"))?;
     let slice_s = analysis_plan.interval;
-    let api_channel = channel(&args.server, "--server").await?;
+    let tls = super::ClientTls {
+        ca_file: args.ca_file.clone(),
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
+    };
+    let api_channel = super::grpc_channel(&args.server, "--server", &tls).await?;
     let mut api = AnalysesClient::new(api_channel).max_decoding_message_size(64 << 20);
-    let otlp = channel(&args.otlp, "--otlp").await?;
+    let otlp = super::grpc_channel(&args.otlp, "--otlp", &tls).await?;
     let mut clients = Clients {
         logs: LogsServiceClient::new(otlp.clone()),
         traces: TraceServiceClient::new(otlp.clone()),
