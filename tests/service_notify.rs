@@ -202,6 +202,23 @@ fn a_fail_reaches_every_channel_once_and_a_pass_sends_nothing() {
         "{table}"
     );
     assert!(!html.contains("SLACKPATHSECRET"));
+    // And so does `vigil analysis get`, as text and as JSON.
+    let text = server.cli(&["get", "bad-1"]);
+    assert!(text.contains("notifications:"), "{text}");
+    assert!(
+        text.contains("  slack fail delivered, 2 attempts (") && text.contains("429"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&server.cli(&["get", "bad-1", "--json"])).unwrap();
+    let rows = json["deliveries"].as_array().unwrap();
+    assert_eq!(rows.len(), a.deliveries.len(), "{json}");
+    assert!(
+        rows.iter()
+            .any(|d| d["channel"] == "slack" && d["attempts"] == 2 && d["state"] == "delivered"),
+        "{json}"
+    );
+    assert!(!text.contains("SLACKPATHSECRET"));
 
     // A Pass with the default `on:` sends nothing (Slack and email), the webhook only `started`.
     server.create(

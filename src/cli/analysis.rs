@@ -463,6 +463,24 @@ fn print_analysis(a: &pb::Analysis) {
     if let Some(j) = &a.last_judgement {
         print_judgement(j);
     }
+    if !a.deliveries.is_empty() {
+        println!("notifications:");
+        for d in &a.deliveries {
+            let error = if d.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", d.last_error)
+            };
+            println!(
+                "  {} {} {}, {} attempt{}{error}",
+                d.channel,
+                d.event,
+                d.state,
+                d.attempts,
+                if d.attempts == 1 { "" } else { "s" }
+            );
+        }
+    }
 }
 
 pub(crate) fn opt<T: Into<Value>>(x: Option<T>) -> Value {
@@ -534,5 +552,16 @@ fn analysis_json(a: &pb::Analysis) -> Value {
         "note": a.note,
         "spec": serde_json::from_str::<Value>(&a.spec_json).unwrap_or(Value::Null),
         "last_judgement": a.last_judgement.as_ref().map(judgement_json),
+        "deliveries": a.deliveries.iter().map(|d| json!({
+            "key": d.key,
+            "channel": d.channel,
+            "target": d.target,
+            "event": d.event,
+            "state": d.state,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            "next_attempt_ms": opt(d.next_attempt_ms),
+            "done_ms": opt(d.done_ms),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -111,6 +111,18 @@ impl Serve {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
+    /// `vigil analysis ARGS… --server …`: its stdout; the command must succeed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("analysis")
+            .args(args)
+            .args(["--server", &format!("http://{}", self.addr)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
     /// GetAnalysis over gRPC. Blocking, as `create`.
     pub fn get(&self, id: &str) -> pb::Analysis {
         let (rt, mut c) = self.client();
