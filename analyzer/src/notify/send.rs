@@ -88,11 +88,22 @@ fn body_snippet(b: &str) -> String {
     super::content::truncate(b.trim(), ERROR_BODY_MAX)
 }
 
+/// `Retry-After` in either form RFC 9110 allows: delay-seconds, or an HTTP-date (then the wait
+/// is from now, and a date already past means "now"). Capped at an hour.
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(3600)))
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    retry_after_value(v, std::time::SystemTime::now())
+}
+
+fn retry_after_value(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let wait = match v.parse::<u64>() {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => {
+            let at = httpdate::parse_http_date(v).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(Duration::from_secs(3600)))
 }
 
 fn classify(status: reqwest::StatusCode, after: Option<Duration>, body: &str) -> Outcome {
@@ -272,6 +283,31 @@ async fn email(e: &Email, msg: &Message) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 9110 §10.2.3 allows both forms; the date is RFC 9110's own example, 1994-11-06
+    /// 08:49:37 GMT = Unix 784111777.
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        use std::time::UNIX_EPOCH;
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777 - 120);
+        assert_eq!(retry_after_value("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        // A date already past: retry now.
+        let later = UNIX_EPOCH + Duration::from_secs(784_111_777 + 5);
+        assert_eq!(
+            retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT", later),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after_value("86400", now),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(retry_after_value("soon", now), None);
+        assert_eq!(retry_after_value("-5", now), None);
+    }
 
     /// RFC 4231, test case 2 ("Jefe", "what do ya want for nothing?"): the reference is the RFC's
     /// published value, not this code. The signature covers "timestamp.body", so the vector is
