@@ -29,6 +29,31 @@ use vigil_analyzer::service::record::EventRecord;
 use vigil_analyzer::service::store::Store;
 use vigil_kube_testserver::Verb;
 
+/// GetAnalysis's `action` once it is `done` (the mark follows the outcome event).
+async fn done_action(addr: &str, id: &str) -> vigil_proto::v1::ActionState {
+    let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = vigil_proto::v1::analyses_client::AnalysesClient::new(ch);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = c
+            .get_analysis(vigil_proto::v1::GetAnalysisRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        match a.action {
+            Some(x) if x.state == "done" => return x,
+            other => {
+                assert!(Instant::now() < deadline, "{id}: action {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_analysis_rolls_the_canary_back_once_with_the_traffic_invariant_held() {
     let s = setup("rb-fail", (50, 50)).await;
@@ -94,6 +119,25 @@ async fn a_failing_analysis_rolls_the_canary_back_once_with_the_traffic_invarian
         "{}",
         page.body
     );
+    // So does GetAnalysis: how it ended, its steps and the server groups it acted on.
+    let action = done_action(&serve.addr, "fail-1").await;
+    assert_eq!(
+        (
+            action.action.as_str(),
+            action.outcome.as_str(),
+            action.dry_run
+        ),
+        ("rollback", "succeeded", false),
+        "{action:?}"
+    );
+    assert_eq!(&action.message, outcome);
+    let steps: Vec<&str> = evs
+        .iter()
+        .filter(|(k, _)| k == "rollback_step")
+        .map(|(_, m)| m.as_str())
+        .collect();
+    assert_eq!(action.steps, steps, "{action:?}");
+    assert!(action.target_json.contains("shop-v002"), "{action:?}");
     // A restart does not roll back again.
     serve.kill();
     s.server.clear_audit();
@@ -158,6 +202,15 @@ async fn killed_mid_rollback_the_service_resumes_it_and_never_runs_it_twice() {
         .filter(|w| w.starts_with("delete deployments/"))
         .collect();
     assert_eq!(deletes, ["delete deployments/shop-v002"]);
+    let action = done_action(&serve.addr, "kill-1").await;
+    assert_eq!(action.outcome, "succeeded", "{action:?}");
+    assert!(
+        action
+            .steps
+            .iter()
+            .any(|m| m.starts_with("rollback resumed after a restart")),
+        "{action:?}"
+    );
     assert_eq!(forbidden(&s.server), Vec::<String>::new());
     // A second restart: nothing more.
     serve.kill();
@@ -194,6 +247,17 @@ async fn dry_run_records_the_plan_and_changes_nothing() {
     assert!(plan.starts_with("dry run (nothing changed): would roll deployment/shop-v002 back to deployment/shop-v001"), "{plan}");
     assert!(plan.contains("API calls it would make:"), "{plan}");
     assert!(plan.contains("httproutes/shop"), "{plan}");
+    let action = done_action(&serve.addr, "dry-1").await;
+    assert_eq!(
+        (
+            action.outcome.as_str(),
+            action.dry_run,
+            action.message.as_str()
+        ),
+        ("planned", true, plan.as_str()),
+        "{action:?}"
+    );
+    assert!(action.steps.is_empty(), "{action:?}");
     // Reads only; the objects are as they were.
     assert_eq!(writes(&s.server), Vec::<String>::new());
     assert!(s
@@ -362,6 +426,7 @@ async fn server_groups_of_an_argo_rollout_or_a_flagger_canary_are_refused() {
         "{m}"
     );
     assert_eq!(writes(&s.server), Vec::<String>::new());
+    assert_eq!(done_action(&serve.addr, "argo-1").await.outcome, "refused");
     // Flagger's target: Flagger owns only `<target>-primary`, which it creates beside it.
     let mut primary = deployment("podinfo-primary", 1);
     primary["metadata"]["ownerReferences"] = json!([{"apiVersion": "flagger.app/v1beta1",

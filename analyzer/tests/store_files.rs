@@ -90,8 +90,8 @@ fn a_v1_database_is_migrated_and_keeps_its_data() {
     assert_eq!(table_names(&dir), ["analyses", "entries"]);
 
     let s = Store::open(&dir).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 4);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(s.schema_version().unwrap(), 5);
+    assert_eq!(SCHEMA_VERSION, 5);
     let row = s.get("old-1").unwrap().unwrap();
     assert_eq!(
         (
@@ -135,8 +135,8 @@ fn a_v1_database_is_migrated_and_keeps_its_data() {
     })
     .unwrap();
     drop(s);
-    assert_eq!(raw_version(&dir), 4);
-    // v3 brought the actions table, v4 the notification outbox.
+    assert_eq!(raw_version(&dir), 5);
+    // v3 brought the actions table, v4 the notification outbox, v5 the actions' outcome column.
     assert_eq!(
         table_names(&dir),
         ["actions", "analyses", "entries", "feedback", "outbox"]
@@ -146,6 +146,14 @@ fn a_v1_database_is_migrated_and_keeps_its_data() {
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+    let outcome_column: i64 = c
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('actions') WHERE name = 'outcome'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(outcome_column, 1);
     let ok: String = c
         .pragma_query_value(None, "integrity_check", |r| r.get(0))
         .unwrap();
@@ -164,14 +172,14 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     let e = Store::open(&dir).unwrap_err();
     match &e {
         StoreError::SchemaTooNew { found, known, path } => {
-            assert_eq!((*found, *known), (5, 4));
+            assert_eq!((*found, *known), (6, 5));
             assert!(path.ends_with(DB_FILE), "{path}");
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     assert!(
         e.to_string()
-            .contains("schema version 5, newer than version 4"),
+            .contains("schema version 6, newer than version 5"),
         "{e}"
     );
     assert_eq!(raw_version(&dir), future);

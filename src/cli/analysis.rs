@@ -463,6 +463,21 @@ fn print_analysis(a: &pb::Analysis) {
     if let Some(j) = &a.last_judgement {
         print_judgement(j);
     }
+    if let Some(x) = &a.action {
+        let how = if x.outcome.is_empty() {
+            x.state.clone()
+        } else {
+            format!("{}, {}", x.state, x.outcome)
+        };
+        let dry = if x.dry_run { " (dry run)" } else { "" };
+        println!("action: {}{dry}: {how}", x.action);
+        for step in &x.steps {
+            println!("  {step}");
+        }
+        if !x.message.is_empty() {
+            println!("  {}", x.message);
+        }
+    }
     if !a.deliveries.is_empty() {
         println!("notifications:");
         for d in &a.deliveries {
@@ -552,6 +567,16 @@ fn analysis_json(a: &pb::Analysis) -> Value {
         "note": a.note,
         "spec": serde_json::from_str::<Value>(&a.spec_json).unwrap_or(Value::Null),
         "last_judgement": a.last_judgement.as_ref().map(judgement_json),
+        "action": a.action.as_ref().map(|x| json!({
+            "action": x.action,
+            "state": x.state,
+            "dry_run": x.dry_run,
+            "outcome": x.outcome,
+            "ordered_ms": x.ordered_ms,
+            "steps": x.steps,
+            "message": x.message,
+            "target": serde_json::from_str::<Value>(&x.target_json).unwrap_or(Value::Null),
+        })),
         "deliveries": a.deliveries.iter().map(|d| json!({
             "key": d.key,
             "channel": d.channel,

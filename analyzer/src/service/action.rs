@@ -98,19 +98,30 @@ pub(crate) async fn run(
         )
     };
     let what = action.as_str();
-    let outcome: Result<String, String> = async {
-        let target = target_of(spec, action)
-            .ok_or_else(|| format!("{what} not possible: the spec names no target"))?;
+    // Err carries how it ended: `refused` (nothing was changed) or `failed`.
+    let outcome: Result<String, (String, &'static str)> = async {
+        let target = target_of(spec, action).ok_or_else(|| {
+            (
+                format!("{what} not possible: the spec names no target"),
+                "refused",
+            )
+        })?;
         if id.starts_with("flagger.") {
-            return Err(format!(
-                "{what} refused: this analysis answers Flagger's webhooks, and Flagger acts on its \
-                 own canary (the rollback hook's answer is Vigil's action)"
+            return Err((
+                format!(
+                    "{what} refused: this analysis answers Flagger's webhooks, and Flagger acts on \
+                     its own canary (the rollback hook's answer is Vigil's action)"
+                ),
+                "refused",
             ));
         }
         let deployer = core.deployer().ok_or_else(|| {
-            format!(
-                "{what} not possible: `vigil serve` runs without a deployer (start it with \
-                 --deployer-config)"
+            (
+                format!(
+                    "{what} not possible: `vigil serve` runs without a deployer (start it with \
+                     --deployer-config)"
+                ),
+                "refused",
             )
         })?;
         let mut order = ActionOrder {
@@ -123,20 +134,22 @@ pub(crate) async fn run(
         let stored = core
             .with_store(move |s| s.action(&key))
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| (e.to_string(), "failed"))?
             .and_then(|a| a.target_json)
             .and_then(|t| serde_json::from_str::<Target>(&t).ok());
         order.target = match stored {
             Some(t) => t,
             None => deployer.resolve(&order).await.map_err(|e| match e {
-                ActionError::Refused(m) => format!("{what} refused: {m}"),
-                ActionError::Failed(m) => format!("{what} failed: {m}"),
+                ActionError::Refused(m) => (format!("{what} refused: {m}"), "refused"),
+                ActionError::Failed(m) => (format!("{what} failed: {m}"), "failed"),
             })?,
         };
         if dry_run {
             let plan = deployer.plan(&order).await.map_err(|e| match e {
-                ActionError::Refused(m) => format!("dry run: {what} refused: {m}"),
-                ActionError::Failed(m) => format!("dry run: {what} cannot be planned: {m}"),
+                ActionError::Refused(m) => (format!("dry run: {what} refused: {m}"), "refused"),
+                ActionError::Failed(m) => {
+                    (format!("dry run: {what} cannot be planned: {m}"), "failed")
+                }
             })?;
             let mut m = format!("dry run (nothing changed): {}", plan.summary);
             for s in &plan.steps {
@@ -146,10 +159,13 @@ pub(crate) async fn run(
             return Ok(m);
         }
         let key = id.to_owned();
-        let target_json = serde_json::to_string(&order.target).map_err(|e| e.to_string())?;
+        let target_json =
+            serde_json::to_string(&order.target).map_err(|e| (e.to_string(), "failed"))?;
         core.with_store(move |s| s.start_action(&key, &target_json, now_ms()))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), "failed"))?;
+        // GetAnalysis shows the action's state: no snapshot may outlive a change of it.
+        core.snapshots().invalidate(id);
         let first = if resumed {
             format!("{what} resumed after a restart ({reason})")
         } else {
@@ -157,7 +173,7 @@ pub(crate) async fn run(
         };
         core.append(id, vec![event(action.step_kind(), first)])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), "failed"))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let run = deployer.execute(&order, tx);
         tokio::pin!(run);
@@ -167,7 +183,7 @@ pub(crate) async fn run(
                 Some(step) = rx.recv() => {
                     core.append(id, vec![event(action.step_kind(), step)])
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| (e.to_string(), "failed"))?;
                 }
             }
         };
@@ -176,26 +192,29 @@ pub(crate) async fn run(
             rest.push(event(action.step_kind(), step));
         }
         if !rest.is_empty() {
-            core.append(id, rest).await.map_err(|e| e.to_string())?;
+            core.append(id, rest)
+                .await
+                .map_err(|e| (e.to_string(), "failed"))?;
         }
         match result {
             Ok(report) => Ok(report.summary),
-            Err(ActionError::Refused(m)) => Err(format!("{what} refused: {m}")),
-            Err(ActionError::Failed(m)) => Err(format!("{what} failed: {m}")),
+            Err(ActionError::Refused(m)) => Err((format!("{what} refused: {m}"), "refused")),
+            Err(ActionError::Failed(m)) => Err((format!("{what} failed: {m}"), "failed")),
         }
     }
     .await;
-    let message = match outcome {
-        Ok(m) => m,
-        Err(m) => {
+    let (message, ended) = match outcome {
+        Ok(m) => (m, if dry_run { "planned" } else { "succeeded" }),
+        Err((m, ended)) => {
             tracing::warn!(analysis = %id, action = what, "{m}");
-            m
+            (m, ended)
         }
     };
     core.append(id, vec![event(what, message)]).await?;
     let key = id.to_owned();
-    core.with_store(move |s| s.set_action_state(&key, "done", now_ms()))
+    core.with_store(move |s| s.finish_action(&key, ended, now_ms()))
         .await?;
+    core.snapshots().invalidate(id);
     Ok(())
 }
 
@@ -227,6 +246,7 @@ pub(crate) async fn resume(core: &Arc<Core>) -> Result<usize, ServiceError> {
             let key = id.clone();
             core.with_store(move |s| s.set_action_state(&key, "done", now_ms()))
                 .await?;
+            core.snapshots().invalidate(&id);
             continue;
         }
         let Some(row) = row else { continue };

@@ -133,12 +133,15 @@ impl Core {
                 };
                 let entries = s.entries_since(&key, 0, u32::MAX)?;
                 let outbox = s.outbox_of(&key)?;
-                Ok(Some((row, entries, outbox)))
+                let action = s.action(&key)?;
+                Ok(Some((row, entries, outbox, action)))
             })
             .await?;
-        let (row, entries, outbox) = read.ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let (row, entries, outbox, action) =
+            read.ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
         let mut a = with_entries(to_proto(&row), &entries);
         a.deliveries = outbox.iter().map(delivery_proto).collect();
+        a.action = action.map(|x| action_proto(&x, &entries));
         let a = Arc::new(a);
         self.snapshots().fill(ticket, a.clone());
         Ok(a)
@@ -210,6 +213,38 @@ pub fn to_proto(row: &AnalysisRow) -> pb::Analysis {
         note: String::new(),
         last_judgement: None,
         deliveries: Vec::new(),
+        action: None,
+    }
+}
+
+/// The API's view of a stored action, its steps and outcome message read from the analysis's
+/// events (`<action>_step`, then one `<action>`).
+pub fn action_proto(
+    x: &super::store::ActionRow,
+    entries: &[super::store::Entry],
+) -> pb::ActionState {
+    let step_kind = format!("{}_step", x.action);
+    let mut steps = Vec::new();
+    let mut message = String::new();
+    for e in entries.iter().filter(|e| e.kind == "event") {
+        let Ok(ev) = serde_json::from_str::<EventRecord>(&e.payload_json) else {
+            continue;
+        };
+        if ev.kind == step_kind {
+            steps.push(ev.message);
+        } else if ev.kind == x.action {
+            message = ev.message;
+        }
+    }
+    pb::ActionState {
+        action: x.action.clone(),
+        state: x.state.clone(),
+        dry_run: x.dry_run,
+        outcome: x.outcome.clone().unwrap_or_default(),
+        ordered_ms: x.ordered_ms,
+        steps,
+        message,
+        target_json: x.target_json.clone().unwrap_or_default(),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct ActionRow {
     pub ordered_ms: i64,
     /// The target as resolved when it started (opaque JSON), if it started.
     pub target_json: Option<String>,
+    /// How it ended once `done`: `succeeded`, `failed`, `refused` or `planned` (a dry run); `None`
+    /// while it runs, or when a restart found its outcome event already stored.
+    pub outcome: Option<String>,
 }
 
 impl Store {
@@ -107,11 +110,31 @@ impl Store {
     pub fn action(&self, id: &str) -> Result<Option<ActionRow>, StoreError> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT analysis_id, action, dry_run, state, ordered_ms, target_json FROM actions \
-                 WHERE analysis_id = ?1",
+                "SELECT analysis_id, action, dry_run, state, ordered_ms, target_json, outcome \
+                 FROM actions WHERE analysis_id = ?1",
             )
             .and_then(|mut s| s.query_row([id], row).optional())
             .map_err(sql(|| format!("read the action of analysis {id:?}")))
+        })
+    }
+
+    /// Marks the action of `id` done with its `outcome` (`succeeded`, `failed`, `refused`,
+    /// `planned`), after its outcome event is stored.
+    pub fn finish_action(&self, id: &str, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE actions SET state = 'done', outcome = ?2, \
+                     updated_ms = max(updated_ms, ?3) WHERE analysis_id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id, outcome, now_ms]))
+                .map_err(sql(|| {
+                    format!("mark the action of analysis {id:?} done ({outcome})")
+                }))?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("action of {id}")));
+            }
+            Ok(())
         })
     }
 
@@ -122,8 +145,8 @@ impl Store {
             let op = "list open actions";
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT x.analysis_id, x.action, x.dry_run, x.state, x.ordered_ms, x.target_json \
-                     FROM actions x JOIN analyses a ON a.id = x.analysis_id \
+                    "SELECT x.analysis_id, x.action, x.dry_run, x.state, x.ordered_ms, x.target_json, \
+                     x.outcome FROM actions x JOIN analyses a ON a.id = x.analysis_id \
                      WHERE x.state <> 'done' AND a.state NOT IN ('pending', 'running') \
                      ORDER BY x.ordered_ms, x.analysis_id",
                 )
@@ -146,6 +169,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRow> {
         state: r.get(3)?,
         ordered_ms: r.get(4)?,
         target_json: r.get(5)?,
+        outcome: r.get(6)?,
     })
 }
 
@@ -222,8 +246,15 @@ mod tests {
             ("rollback", "started")
         );
         assert_eq!(s.open_actions().unwrap().len(), 1);
-        s.set_action_state("a", "done", 8).unwrap();
+        s.finish_action("a", "succeeded", 8).unwrap();
         assert!(s.open_actions().unwrap().is_empty());
+        let a = s.action("a").unwrap().unwrap();
+        assert_eq!(
+            (a.state.as_str(), a.outcome.as_deref()),
+            ("done", Some("succeeded"))
+        );
+        // The outcome is checked by the schema.
+        assert!(s.finish_action("a", "maybe", 9).is_err());
         // The state is checked by the schema.
         assert!(s.set_action_state("a", "half", 9).is_err());
         assert!(matches!(

@@ -126,6 +126,17 @@ CREATE INDEX outbox_due ON outbox (next_ms) WHERE state = 'pending';
 CREATE INDEX outbox_by_analysis ON outbox (analysis_id, created_ms);
 ",
     },
+    Migration {
+        version: 5,
+        name: "action outcome",
+        // How a `done` action ended, for GetAnalysis. NULL: not done, or done before this column
+        // existed, or marked done after a crash that fell between its outcome event and the mark
+        // (the event, with its message, is still there).
+        sql: "
+ALTER TABLE actions ADD COLUMN outcome TEXT
+    CHECK (outcome IN ('succeeded', 'failed', 'refused', 'planned'));
+",
+    },
 ];
 
 /// The schema version this binary writes and understands.

@@ -56,7 +56,7 @@ fn store_is_clone_send_sync() {
 fn in_memory_store_is_at_the_current_schema() {
     let s = store();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     assert_eq!(s.path(), None);
 }
 
