@@ -397,6 +397,15 @@ impl Analysis {
         self.canary.retain = keep;
     }
 
+    /// Replaces which metrics are judged and how ([`crate::judge::JudgeConfig::metrics`]: what
+    /// feedback on a metric's findings changes) in a running session. No incremental state
+    /// depends on these rules — the metric judges read the tables at each judgement — so the
+    /// session goes on as if it had been built with them, without being fed its records again
+    /// (a service that no longer keeps pushed records could not).
+    pub fn set_metric_rules(&mut self, rules: crate::judge::MetricRules) {
+        self.spec.judges.metrics = rules;
+    }
+
     /// What was received and not kept so far.
     pub fn dropped(&self) -> &Dropped {
         &self.dropped
