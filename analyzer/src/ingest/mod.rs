@@ -323,19 +323,18 @@ pub(crate) fn log_cost(r: &LogRecord) -> usize {
     alloc_bytes(r.body.capacity()) + r.severity.as_ref().map_or(0, |s| alloc_bytes(s.capacity()))
 }
 
-/// Bytes a span holds once drained ([`convert::LiveSpan::into_span`]: hex ids, owned names)
-/// outside its `Vec` slot, plus the slot it had in the hub (both exist while it is converted);
-/// the larger of its two forms.
+/// Bytes a span holds once drained ([`convert::LiveSpan::into_span`]: hex ids, owned names),
+/// slot included. With the slot it had in the hub (counted by [`append`]), both of which exist
+/// while it is converted, this is its peak.
 pub(crate) fn span_cost(s: &LiveSpan) -> usize {
-    let text = |n: usize| alloc_bytes(n);
-    std::mem::size_of::<LiveSpan>()
-        + text(32)
-        + text(16)
-        + s.parent.map_or(0, |_| text(16))
-        + text(s.operation.len())
+    std::mem::size_of::<Span>()
+        + alloc_bytes(32)
+        + alloc_bytes(16)
+        + s.parent.map_or(0, |_| alloc_bytes(16))
+        + alloc_bytes(s.operation.len())
         + s.caller
             .as_ref()
-            .map_or(0, |c| text(16) + text(c.operation.len()))
+            .map_or(0, |c| alloc_bytes(16) + alloc_bytes(c.operation.len()))
 }
 
 /// Appends `items` to `v`, returning the bytes it grew by: new capacity times the slot size
@@ -590,7 +589,7 @@ impl Hub {
             d.held_after += spans
                 .iter()
                 .filter(|s| s.start >= until)
-                .map(|s| span_cost(s) + std::mem::size_of::<Span>())
+                .map(|s| span_cost(s) + std::mem::size_of::<LiveSpan>())
                 .sum::<usize>();
             let mut spans: Vec<Span> = spans.into_iter().map(LiveSpan::into_span).collect();
             spans.sort_by(|a, b| a.start.total_cmp(&b.start));
