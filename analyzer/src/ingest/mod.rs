@@ -267,12 +267,15 @@ struct State {
     next_key: u64,
 }
 
+/// One side's matchers and event-time window.
+type RouteSide = (Vec<(String, String)>, Option<(f64, f64)>);
+
 /// One analysis as the request path routes to it, without the hub's lock: a copy of its
 /// matchers and windows, replaced whenever they change.
 #[derive(Debug)]
 struct Route {
     key: u64,
-    sides: [(Vec<(String, String)>, Option<(f64, f64)>); 2],
+    sides: [RouteSide; 2],
 }
 
 impl Route {

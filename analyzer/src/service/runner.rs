@@ -532,7 +532,8 @@ impl Core {
             let mut pushed_now = Vec::new();
             // Bytes to hand back to the hub once this interval is judged.
             let mut release = std::mem::take(&mut carried);
-            let keep_history = !declared && !(seen.logs && seen.spans && seen.callers);
+            let all_seen = seen.logs && seen.spans && seen.callers;
+            let keep_history = !declared && !all_seen;
             if let Some(sides) = drained {
                 for (role, d) in [Role::Baseline, Role::Canary].into_iter().zip(sides) {
                     if keep_history {
