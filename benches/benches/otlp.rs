@@ -197,6 +197,15 @@ impl Server {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.env("VIGIL_BENCH_ROLE", role)
             .env("RUST_LOG", "off")
+            // glibc's malloc gives each thread that contends an arena of its own (up to 8 a
+            // core); memory freed in one is not reused by another, so the resident memory of
+            // a server whose records are allocated on the async workers and freed on blocking
+            // threads grows past what it holds. Two arenas, as a deployment would set it
+            // (`VIGIL_BENCH_ARENAS=0` leaves glibc's default).
+            .env(
+                "MALLOC_ARENA_MAX",
+                env_or("VIGIL_BENCH_ARENAS", 2u32).to_string(),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
