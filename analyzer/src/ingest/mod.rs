@@ -8,10 +8,12 @@
 //! always pass through the caller join ([`join`]), since a caller's span runs on a pod no scope
 //! selects. The runner drains its analysis's buffers at each interval ([`Hub::drain`]).
 //!
-//! Memory: everything routed to an analysis counts against one byte budget until the analysis
-//! ends (the session keeps it for the analysis window); a request that would exceed it is
-//! refused whole ([`Refusal::OverBudget`]), and the client retries later. The join holds a
-//! bounded number of spans for a bounded time.
+//! Memory: everything routed to an analysis counts against one byte budget — what the records
+//! really hold ([`log_cost`], [`span_cost`]: allocator rounding, vector capacity, the session's
+//! copy while it takes them in) — until the runner has drained them and the session has reduced
+//! them to its judges' state ([`Hub::release`]); a request that would exceed it is refused whole
+//! ([`Refusal::OverBudget`]), and the client retries later. The join holds a bounded number of
+//! spans for a bounded time.
 //!
 //! [`receiver`] puts OTLP/gRPC and OTLP/HTTP in front of the hub.
 
