@@ -9,7 +9,7 @@
 //! selects. The runner drains its analysis's buffers at each interval ([`Hub::drain`]).
 //!
 //! Memory: everything routed to an analysis counts against one byte budget — what the records
-//! really hold ([`log_cost`], [`span_cost`]: allocator rounding, vector capacity, the session's
+//! really hold (`log_cost`, `span_cost`: allocator rounding, vector capacity, the session's
 //! copy while it takes them in) — until the runner has drained them and the session has reduced
 //! them to its judges' state ([`Hub::release`]); a request that would exceed it is refused whole
 //! ([`Refusal::OverBudget`]), and the client retries later. The join holds a bounded number of
@@ -290,7 +290,7 @@ impl Route {
 
 /// The router between the receivers and the running analyses.
 ///
-/// A request is converted without the lock: the routing table is a snapshot ([`Route`]), and
+/// A request is converted without the lock: the routing table is a snapshot (`Route`), and
 /// records are converted and grouped per analysis side first; the lock is then taken once per
 /// request to append the groups (and to run the caller join, whose work per span is a hash of
 /// fixed-size ids).
