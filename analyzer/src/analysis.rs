@@ -397,6 +397,15 @@ impl Analysis {
         self.canary.retain = keep;
     }
 
+    /// Replaces which metrics are judged and how ([`crate::judge::JudgeConfig::metrics`]: what
+    /// feedback on a metric's findings changes) in a running session. No incremental state
+    /// depends on these rules — the metric judges read the tables at each judgement — so the
+    /// session goes on as if it had been built with them, without being fed its records again
+    /// (a service that no longer keeps pushed records could not).
+    pub fn set_metric_rules(&mut self, rules: crate::judge::MetricRules) {
+        self.spec.judges.metrics = rules;
+    }
+
     /// What was received and not kept so far.
     pub fn dropped(&self) -> &Dropped {
         &self.dropped
@@ -1043,6 +1052,79 @@ mod session_tests {
         assert_eq!(
             b.view(30.0).baseline.metrics.map(|m| m.times.len()),
             Some(60)
+        );
+    }
+
+    /// What the service does when feedback on a metric arrives mid-analysis: the running
+    /// session takes the new rules in place ([`Analysis::set_metric_rules`]) and from then on
+    /// judges exactly as a session built with them from the start (which the runner used to
+    /// rebuild, feeding it every pushed record again).
+    #[test]
+    fn metric_rules_set_mid_analysis_judge_as_if_set_from_the_start() {
+        let samples = |start: f64, shifted_from: f64| -> Vec<MetricSample<'static>> {
+            (0..36)
+                .map(|i| {
+                    let t = start + 5.0 * f64::from(i);
+                    let noise = f64::from((i * 7919) % 13) - 6.0;
+                    MetricSample {
+                        time: t,
+                        name: "latency_ms",
+                        value: if t >= shifted_from { 400.0 } else { 100.0 } + noise,
+                    }
+                })
+                .collect()
+        };
+        let (base, can) = (samples(0.0, f64::INFINITY), samples(180.0, 240.0));
+        let mut relaxed = JudgeConfig::default().metrics;
+        let mut s = relaxed.spec("latency_ms").unwrap();
+        s.critical = !s.critical;
+        relaxed.overrides.insert("latency_ms".into(), Some(s));
+        let session = |rules: Option<&crate::judge::MetricRules>| {
+            let mut spec = spec();
+            if let Some(r) = rules {
+                spec.judges.metrics = r.clone();
+            }
+            let mut a = Analysis::new(spec);
+            for (role, m) in [(Role::Baseline, &base), (Role::Canary, &can)] {
+                a.ingest(
+                    role,
+                    Batch {
+                        metrics: m,
+                        ..Batch::default()
+                    },
+                )
+                .unwrap();
+            }
+            a
+        };
+        let summary = |j: &Judgement| {
+            let f: Vec<String> = j
+                .findings
+                .iter()
+                .map(|f| format!("{} {:?} {:.6}", f.subject, f.severity, f.strength))
+                .collect();
+            (j.verdict, j.score, f)
+        };
+        let mut from_start = session(Some(&relaxed));
+        let mut default = session(None);
+        let mut switched = session(None);
+        // Interval 1 (before the shift) under the default rules; the new rules from interval 2.
+        let first = switched.judge(30.0).map(summary);
+        assert_eq!(first, default.judge(30.0).map(summary));
+        switched.set_metric_rules(relaxed.clone());
+        let _ = from_start.judge(30.0);
+        let mut differs = false;
+        for k in 2..=6 {
+            let elapsed = 30.0 * f64::from(k);
+            let a = from_start.judge(elapsed).map(summary);
+            let b = switched.judge(elapsed).map(summary);
+            assert_eq!(a, b, "interval {k}");
+            differs |= default.judge(elapsed).map(summary) != a;
+        }
+        // The rules matter here: the default session judged the shifted metric otherwise.
+        assert!(
+            differs,
+            "the override changed no judgement: the test shows nothing"
         );
     }
 

@@ -161,7 +161,7 @@ fn severity_name(n: i32) -> Option<&'static str> {
 /// else the name of its number), body as text. When the body is empty, `exception.type` and
 /// `exception.message` attributes stand in for it (an SDK's `logger.exception` carries them
 /// there). The bool is whether the body was capped at the engine's limit.
-pub fn log_record(r: &OtlpLog) -> Result<(LogRecord, bool), Invalid> {
+pub fn log_record(mut r: OtlpLog) -> Result<(LogRecord, bool), Invalid> {
     let ns = if r.time_unix_nano != 0 {
         r.time_unix_nano
     } else {
@@ -173,9 +173,15 @@ pub fn log_record(r: &OtlpLog) -> Result<(LogRecord, bool), Invalid> {
     let severity = if r.severity_text.is_empty() {
         severity_name(r.severity_number).map(str::to_owned)
     } else {
-        Some(cap(r.severity_text.clone(), MAX_NAME_BYTES))
+        Some(cap(std::mem::take(&mut r.severity_text), MAX_NAME_BYTES))
     };
-    let mut body = r.body.as_ref().map(value_text).unwrap_or_default();
+    // A string body (the usual case) moves out of the decoded request: no copy.
+    let mut body = match r.body.take() {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        }) => s,
+        other => other.as_ref().map(value_text).unwrap_or_default(),
+    };
     if body.is_empty() {
         let parts: Vec<String> = ["exception.type", "exception.message"]
             .iter()
@@ -190,6 +196,8 @@ pub fn log_record(r: &OtlpLog) -> Result<(LogRecord, bool), Invalid> {
         }
         None => false,
     };
+    // What the record holds is what the budget counts: no spare capacity.
+    body.shrink_to_fit();
     Ok((
         LogRecord {
             time: Some(seconds(ns)),
@@ -200,27 +208,92 @@ pub fn log_record(r: &OtlpLog) -> Result<(LogRecord, bool), Invalid> {
     ))
 }
 
-/// Lower-case hex of an id.
+/// Lower-case hex of an id (only where an id is printed: a drained span's text ids).
 pub fn hex(id: &[u8]) -> String {
-    id.iter()
-        .fold(String::with_capacity(id.len() * 2), |mut s, x| {
-            s.push_str(&format!("{x:02x}"));
-            s
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(id.len() * 2);
+    for &x in id {
+        s.push(char::from(DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(DIGITS[usize::from(x & 0xf)]));
+    }
+    s
 }
 
-/// A span: ids as hex, name as operation, start in seconds, duration in ms, error from its
-/// status (Unset and Ok are not errors; no status: unknown). The caller edge is set by the join, not here.
-pub fn span(s: &OtlpSpan) -> Result<Span, Invalid> {
+/// A span as the hub and the join hold it until the runner takes it: ids as the fixed bytes
+/// OTLP carries (hashed and compared without allocating; hex text only when drained, see
+/// [`LiveSpan::into_span`]), the name shared between the copies routed to analyses and the one
+/// the join keeps.
+#[derive(Debug, Clone)]
+pub struct LiveSpan {
+    /// The trace id.
+    pub trace: [u8; 16],
+    /// The span id.
+    pub id: [u8; 8],
+    /// The parent's span id; `None` for a root span.
+    pub parent: Option<[u8; 8]>,
+    /// The span's name, capped at [`MAX_NAME_BYTES`].
+    pub operation: std::sync::Arc<str>,
+    /// Start, Unix seconds.
+    pub start: f64,
+    /// Duration in milliseconds.
+    pub duration_ms: f64,
+    /// Error status, when the span has one.
+    pub error: Option<bool>,
+    /// Set by the join: the edge into the callee.
+    pub caller: Option<LiveEdge>,
+}
+
+/// A caller's edge into the judged pod's span, as the hub holds it.
+#[derive(Debug, Clone)]
+pub struct LiveEdge {
+    /// The callee's span id.
+    pub callee: [u8; 8],
+    /// The callee's name.
+    pub operation: std::sync::Arc<str>,
+    /// The callee's duration, ms.
+    pub duration_ms: f64,
+}
+
+impl LiveSpan {
+    /// The engine's span, ids as lower-case hex.
+    pub fn into_span(self) -> Span {
+        Span {
+            trace_id: hex(&self.trace),
+            span_id: hex(&self.id),
+            parent_id: self.parent.map(|p| hex(&p)),
+            operation: self.operation.as_ref().to_owned(),
+            start: self.start,
+            duration_ms: self.duration_ms,
+            error: self.error,
+            caller: self.caller.map(|c| crate::telemetry::CallerEdge {
+                callee_span_id: hex(&c.callee),
+                callee_operation: c.operation.as_ref().to_owned(),
+                callee_duration_ms: c.duration_ms,
+            }),
+        }
+    }
+}
+
+/// A span: ids as bytes, name as operation, start in seconds, duration in ms, error from its
+/// status (Unset and Ok are not errors; no status: unknown). The caller edge is set by the
+/// join, not here. Takes the span by value: its name moves, nothing else is allocated.
+pub fn span(s: OtlpSpan) -> Result<LiveSpan, Invalid> {
     let zero = |id: &[u8]| id.iter().all(|b| *b == 0);
-    if s.trace_id.len() != 16 || s.span_id.len() != 8 || zero(&s.trace_id) || zero(&s.span_id) {
+    let (Ok(trace), Ok(id)) = (
+        <[u8; 16]>::try_from(s.trace_id.as_slice()),
+        <[u8; 8]>::try_from(s.span_id.as_slice()),
+    ) else {
+        return Err(Invalid::BadId);
+    };
+    if zero(&trace) || zero(&id) {
         return Err(Invalid::BadId);
     }
     if s.end_time_unix_nano < s.start_time_unix_nano {
         return Err(Invalid::NegativeDuration);
     }
-    let parent =
-        (s.parent_span_id.len() == 8 && !zero(&s.parent_span_id)).then(|| hex(&s.parent_span_id));
+    let parent = <[u8; 8]>::try_from(s.parent_span_id.as_slice())
+        .ok()
+        .filter(|p| !zero(p));
     let error = s
         .status
         .as_ref()
@@ -230,11 +303,11 @@ pub fn span(s: &OtlpSpan) -> Result<Span, Invalid> {
         reason = "a span's duration in ns fits f64's 53 bits for 104 days"
     )]
     let duration_ms = (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e6;
-    Ok(Span {
-        trace_id: hex(&s.trace_id),
-        span_id: hex(&s.span_id),
-        parent_id: parent,
-        operation: cap(s.name.clone(), MAX_NAME_BYTES),
+    Ok(LiveSpan {
+        trace,
+        id,
+        parent,
+        operation: std::sync::Arc::from(cap(s.name, MAX_NAME_BYTES)),
         start: seconds(s.start_time_unix_nano),
         duration_ms,
         // No status at all says nothing (as a corpus without an error column): the judges then

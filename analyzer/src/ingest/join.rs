@@ -8,28 +8,33 @@
 //! So memory and delay are bounded, and a pair further apart than that is not joined (counted).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
+use super::convert::{LiveEdge, LiveSpan};
 use crate::analysis::Role;
-use crate::telemetry::{CallerEdge, Span};
 
 /// How long a span waits for its partner, seconds (of arrival time).
 pub const MAX_DELAY_S: f64 = 60.0;
 /// How many possible parents, and how many waiting children, are held at most.
 pub const MAX_SPANS: usize = 100_000;
 
-type Key = (String, String);
+/// (trace id, span id): fixed bytes, hashed and compared without allocating.
+type Key = ([u8; 16], [u8; 8]);
+
+/// Where a selected span goes: (the hub's key of an analysis, side).
+pub type Target = (u64, Role);
 
 #[derive(Debug)]
 struct Seen {
-    who: String,
-    span: Span,
+    who: Arc<str>,
+    span: LiveSpan,
 }
 
 #[derive(Debug)]
 struct Waiting {
-    who: String,
-    span: Span,
-    to: Vec<(String, Role)>,
+    who: Arc<str>,
+    span: LiveSpan,
+    to: Vec<Target>,
 }
 
 /// The join's state.
@@ -47,15 +52,29 @@ pub struct Join {
 }
 
 /// The caller's span: the parent with an edge into `child`.
-fn edge(parent: &Span, child: &Span) -> Span {
-    Span {
-        caller: Some(CallerEdge {
-            callee_span_id: child.span_id.clone(),
-            callee_operation: child.operation.clone(),
-            callee_duration_ms: child.duration_ms,
+fn edge(parent: &LiveSpan, child: &LiveSpan) -> LiveSpan {
+    LiveSpan {
+        caller: Some(LiveEdge {
+            callee: child.id,
+            operation: child.operation.clone(),
+            duration_ms: child.duration_ms,
         }),
         ..parent.clone()
     }
+}
+
+/// Bytes one held entry costs: the span, its map slot and order entry, and the name (counted
+/// whole for each holder, though shared: an upper bound).
+fn held_bytes(s: &LiveSpan) -> usize {
+    std::mem::size_of::<Seen>()
+        + std::mem::size_of::<(Key, f64)>()
+        + std::mem::size_of::<Key>()
+        + s.operation.len()
+        + 16
+}
+
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 impl Join {
@@ -80,9 +99,7 @@ impl Join {
             // A key is queued once, when first seen: its entry goes with it.
             if let Some((k, _)) = self.seen_order.pop_front() {
                 if let Some(s) = self.seen.remove(&k) {
-                    self.bytes = self
-                        .bytes
-                        .saturating_sub(super::span_bytes(&s.span) + s.who.len());
+                    self.bytes = self.bytes.saturating_sub(held_bytes(&s.span));
                 }
             }
         }
@@ -96,7 +113,7 @@ impl Join {
                     for w in &v {
                         self.bytes = self
                             .bytes
-                            .saturating_sub(super::span_bytes(&w.span) + w.who.len());
+                            .saturating_sub(held_bytes(&w.span) + waiting_bytes(&w.to));
                     }
                 }
             }
@@ -105,41 +122,41 @@ impl Join {
     }
 
     /// Adds a span emitted by `who`, selected for `to` (empty: selected by no analysis).
-    /// Returns the callers' spans completed by it, each with the analyses and sides it goes to.
+    /// Completed callers' spans go to `out`, each with the analyses and sides it goes to.
     pub fn add(
         &mut self,
-        span: Span,
-        who: &str,
-        to: &[(String, Role)],
+        span: LiveSpan,
+        who: &Arc<str>,
+        to: &[Target],
         now: f64,
-    ) -> Vec<(Span, Vec<(String, Role)>)> {
-        let mut out = Vec::new();
+        out: &mut Vec<(LiveSpan, Vec<Target>)>,
+    ) {
         // As a parent: children that waited for it.
-        let key = (span.trace_id.clone(), span.span_id.clone());
+        let key = (span.trace, span.id);
         if let Some(children) = self.waiting.remove(&key) {
             for c in children {
                 self.bytes = self
                     .bytes
-                    .saturating_sub(super::span_bytes(&c.span) + c.who.len());
-                if c.who != who {
+                    .saturating_sub(held_bytes(&c.span) + waiting_bytes(&c.to));
+                if !same(&c.who, who) {
                     out.push((edge(&span, &c.span), c.to));
                 }
             }
         }
         // As a child: its parent seen already, or wait for it.
         if !to.is_empty() {
-            if let Some(parent_id) = &span.parent_id {
-                let pkey = (span.trace_id.clone(), parent_id.clone());
+            if let Some(parent_id) = span.parent {
+                let pkey = (span.trace, parent_id);
                 match self.seen.get(&pkey) {
                     Some(p) => {
-                        if p.who != who {
+                        if !same(&p.who, who) {
                             out.push((edge(&p.span, &span), to.to_vec()));
                         }
                     }
                     None => {
-                        self.bytes += super::span_bytes(&span) + who.len();
-                        self.waiting.entry(pkey.clone()).or_default().push(Waiting {
-                            who: who.to_owned(),
+                        self.bytes += held_bytes(&span) + waiting_bytes(to);
+                        self.waiting.entry(pkey).or_default().push(Waiting {
+                            who: who.clone(),
                             span: span.clone(),
                             to: to.to_vec(),
                         });
@@ -148,20 +165,21 @@ impl Join {
                 }
             }
         }
-        self.bytes += super::span_bytes(&span) + who.len();
+        self.bytes += held_bytes(&span);
         if let Some(old) = self.seen.insert(
-            key.clone(),
+            key,
             Seen {
-                who: who.to_owned(),
+                who: who.clone(),
                 span,
             },
         ) {
-            self.bytes = self
-                .bytes
-                .saturating_sub(super::span_bytes(&old.span) + old.who.len());
+            self.bytes = self.bytes.saturating_sub(held_bytes(&old.span));
         } else {
             self.seen_order.push_back((key, now));
         }
-        out
     }
+}
+
+fn waiting_bytes(to: &[Target]) -> usize {
+    std::mem::size_of_val(to) + 16
 }

@@ -8,10 +8,12 @@
 //! always pass through the caller join ([`join`]), since a caller's span runs on a pod no scope
 //! selects. The runner drains its analysis's buffers at each interval ([`Hub::drain`]).
 //!
-//! Memory: everything routed to an analysis counts against one byte budget until the analysis
-//! ends (the session keeps it for the analysis window); a request that would exceed it is
-//! refused whole ([`Refusal::OverBudget`]), and the client retries later. The join holds a
-//! bounded number of spans for a bounded time.
+//! Memory: everything routed to an analysis counts against one byte budget — what the records
+//! really hold (`log_cost`, `span_cost`: allocator rounding, vector capacity, the session's
+//! copy while it takes them in) — until the runner has drained them and the session has reduced
+//! them to its judges' state ([`Hub::release`]); a request that would exceed it is refused whole
+//! ([`Refusal::OverBudget`]), and the client retries later. The join holds a bounded number of
+//! spans for a bounded time.
 //!
 //! [`receiver`] puts OTLP/gRPC and OTLP/HTTP in front of the hub.
 
@@ -19,8 +21,8 @@ pub mod convert;
 pub mod join;
 pub mod receiver;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -29,7 +31,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, NumberDataPoint,
 };
 
-use self::convert::{Combine, Invalid, MetricSeries};
+use self::convert::{Combine, Invalid, LiveSpan, MetricSeries};
 use self::join::Join;
 use crate::analysis::Role;
 use crate::telemetry::{LogRecord, Span};
@@ -205,8 +207,10 @@ struct SideBuffer {
     /// Event times this side takes, `[start, end)`; `None`: any (see [`Hub::set_windows`]).
     window: Option<(f64, f64)>,
     logs: Vec<LogRecord>,
-    spans: Vec<Span>,
+    spans: Vec<LiveSpan>,
     metrics: MetricSeries,
+    /// Bytes of `logs` and `spans` (see [`log_cost`], [`span_cost`]), `Vec` capacity included.
+    bytes: usize,
 }
 
 impl SideBuffer {
@@ -217,15 +221,20 @@ impl SideBuffer {
             logs: Vec::new(),
             spans: Vec::new(),
             metrics: MetricSeries::new(step),
+            bytes: 0,
         }
     }
 }
 
 #[derive(Debug)]
 struct Registered {
+    /// The hub's own key for it: stable while it is registered, never reused.
+    key: u64,
     id: String,
     sides: [SideBuffer; 2],
-    /// Bytes routed to this analysis so far (held until it ends).
+    /// Bytes held for this analysis: what its buffers hold, plus what the runner drained and
+    /// has not yet released ([`Hub::release`]) — the records until the session has reduced
+    /// them to its judges' state.
     bytes: usize,
     /// The latest event time (Unix seconds) of a log record or span matching either side.
     watermark: f64,
@@ -233,28 +242,23 @@ struct Registered {
     ended: bool,
 }
 
-impl SideBuffer {
-    fn takes(&self, t: f64) -> bool {
-        self.window.is_none_or(|(a, b)| t >= a && t < b)
-    }
-}
-
-/// Whether side `role` of analysis `a` takes a record stamped `t`.
-fn takes(a: &Registered, role: Role, t: f64) -> bool {
-    a.sides[role_index(role)].takes(t)
-}
-
 /// What the runner takes from the hub at an interval, for one side.
 #[derive(Debug, Default, Clone)]
 pub struct Drained {
-    /// Log records, any order.
+    /// Log records, in time order.
     pub logs: Vec<LogRecord>,
-    /// Spans, callers' spans (with an edge) among them.
+    /// Spans, callers' spans (with an edge) among them, in time order.
     pub spans: Vec<Span>,
     /// Metric readings: time, name, value.
     pub metrics: Vec<(f64, String, f64)>,
     /// Metric points that arrived for a step already drained.
     pub late_points: u64,
+    /// Bytes these records count against the budget: still counted until the runner hands
+    /// them back with [`Hub::release`] (once the session has reduced them to its state).
+    pub held_bytes: usize,
+    /// Of `held_bytes`, those of records stamped at or after the drain's `until`: the session
+    /// keeps them pending until a later interval's judgement admits them.
+    pub held_after: usize,
 }
 
 #[derive(Debug)]
@@ -262,12 +266,40 @@ struct State {
     analyses: Vec<Registered>,
     join: Join,
     used: usize,
+    next_key: u64,
+}
+
+/// One side's matchers and event-time window.
+type RouteSide = (Vec<(String, String)>, Option<(f64, f64)>);
+
+/// One analysis as the request path routes to it, without the hub's lock: a copy of its
+/// matchers and windows, replaced whenever they change.
+#[derive(Debug)]
+struct Route {
+    key: u64,
+    sides: [RouteSide; 2],
+}
+
+impl Route {
+    fn takes(&self, role: Role, t: f64) -> bool {
+        self.sides[role_index(role)]
+            .1
+            .is_none_or(|(a, b)| t >= a && t < b)
+    }
 }
 
 /// The router between the receivers and the running analyses.
+///
+/// A request is converted without the lock: the routing table is a snapshot (`Route`), and
+/// records are converted and grouped per analysis side first; the lock is then taken once per
+/// request to append the groups (and to run the caller join, whose work per span is a hash of
+/// fixed-size ids).
 #[derive(Debug)]
 pub struct Hub {
     state: Mutex<State>,
+    routes: Mutex<Arc<Vec<Route>>>,
+    /// `used` plus the join's bytes, readable without the lock (the admission check).
+    held: AtomicUsize,
     budget: usize,
     counters: ReceiverCounters,
 }
@@ -281,21 +313,71 @@ fn role_index(r: Role) -> usize {
 
 const ROLES: [Role; 2] = [Role::Baseline, Role::Canary];
 
-/// Rough bytes of a log record held by the engine.
-fn log_bytes(r: &LogRecord) -> usize {
-    r.body.len() + r.severity.as_ref().map_or(0, String::len) + 64
+/// Bytes the allocator takes for a request of `n` bytes: glibc's malloc rounds `n` plus its
+/// 8-byte header up to 16, at least 32 (measured: `tests/ingest_memory.rs`).
+pub(crate) fn alloc_bytes(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
 }
 
-/// Rough bytes of a span held by the engine.
-pub(crate) fn span_bytes(s: &Span) -> usize {
-    s.trace_id.len()
-        + s.span_id.len()
-        + s.parent_id.as_ref().map_or(0, String::len)
-        + s.operation.len()
-        + s.caller.as_ref().map_or(0, |c| {
-            c.callee_operation.len() + c.callee_span_id.len() + 24
-        })
-        + 96
+/// Slots a drained record takes besides its own while the session takes it in: the session's
+/// vector, which grows by doubling (up to two slots a record) while the drained one is still
+/// whole (the bench measured about 190 MiB above a 512 MiB budget before they were counted).
+const INGEST_SLOTS: usize = 2;
+
+/// Bytes a log record holds outside its `Vec` slot: its body and severity text, and the slots
+/// it takes in the session's vector while the session takes it in ([`INGEST_SLOTS`]).
+pub(crate) fn log_cost(r: &LogRecord) -> usize {
+    alloc_bytes(r.body.capacity())
+        + r.severity.as_ref().map_or(0, |s| alloc_bytes(s.capacity()))
+        + INGEST_SLOTS * std::mem::size_of::<LogRecord>()
+}
+
+/// Bytes a span holds once drained ([`convert::LiveSpan::into_span`]: hex ids, owned names),
+/// slot included, and its slots in the session's vector ([`INGEST_SLOTS`]). With the slot it had in the hub (counted by [`append`]), both of which exist
+/// while it is converted, this is its peak.
+pub(crate) fn span_cost(s: &LiveSpan) -> usize {
+    (1 + INGEST_SLOTS) * std::mem::size_of::<Span>()
+        + alloc_bytes(32)
+        + alloc_bytes(16)
+        + s.parent.map_or(0, |_| alloc_bytes(16))
+        + alloc_bytes(s.operation.len())
+        + s.caller
+            .as_ref()
+            .map_or(0, |c| alloc_bytes(16) + alloc_bytes(c.operation.len()))
+}
+
+/// Appends `items` to `v`, returning the bytes it grew by: new capacity times the slot size
+/// plus `cost` of each item.
+fn append<T>(v: &mut Vec<T>, items: Vec<T>, cost: impl Fn(&T) -> usize) -> usize {
+    let before = v.capacity();
+    let heap: usize = items.iter().map(cost).sum();
+    if v.is_empty() && v.capacity() < items.len() {
+        // The batch's own allocation becomes the buffer.
+        *v = items;
+    } else {
+        v.extend(items);
+    }
+    heap + v.capacity().saturating_sub(before) * std::mem::size_of::<T>()
+}
+
+/// Per (route, side) groups of one request, built without the lock.
+struct Groups<T> {
+    items: Vec<[Vec<T>; 2]>,
+    /// Latest event time per route (its watermark), whether or not a window took the record.
+    marks: Vec<f64>,
+}
+
+impl<T> Groups<T> {
+    fn new(routes: usize) -> Self {
+        Groups {
+            items: (0..routes).map(|_| [Vec::new(), Vec::new()]).collect(),
+            marks: vec![f64::NEG_INFINITY; routes],
+        }
+    }
 }
 
 impl Hub {
@@ -306,7 +388,10 @@ impl Hub {
                 analyses: Vec::new(),
                 join: Join::default(),
                 used: 0,
+                next_key: 1,
             }),
+            routes: Mutex::new(Arc::new(Vec::new())),
+            held: AtomicUsize::new(0),
             budget,
             counters: ReceiverCounters::default(),
         }
@@ -317,12 +402,42 @@ impl Hub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn routes(&self) -> Arc<Vec<Route>> {
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Publishes the routing table of `st` (call with the state locked, after a change).
+    fn publish(&self, st: &State) {
+        let table: Vec<Route> = st
+            .analyses
+            .iter()
+            .map(|a| Route {
+                key: a.key,
+                sides: [
+                    (a.sides[0].matchers.clone(), a.sides[0].window),
+                    (a.sides[1].matchers.clone(), a.sides[1].window),
+                ],
+            })
+            .collect();
+        *self.routes.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+    }
+
+    /// Updates the lock-free copy of the bytes held (call with the state locked).
+    fn settle(&self, st: &State) {
+        self.held
+            .store(st.used + st.join.bytes(), Ordering::Relaxed);
+    }
+
     /// The receiver counters.
     pub fn counters(&self) -> &ReceiverCounters {
         &self.counters
     }
 
-    /// Bytes held for running analyses and the join.
+    /// Bytes held for running analyses (buffered, or drained and not yet released) and the
+    /// join.
     pub fn used(&self) -> usize {
         let st = self.lock();
         st.used + st.join.bytes()
@@ -332,6 +447,11 @@ impl Hub {
     pub fn used_parts(&self) -> (usize, usize) {
         let st = self.lock();
         (st.used, st.join.bytes())
+    }
+
+    /// The budget, bytes.
+    pub fn budget(&self) -> usize {
+        self.budget
     }
 
     /// Starts routing to analysis `id`: telemetry whose attributes match all of `baseline`
@@ -348,7 +468,10 @@ impl Hub {
         if st.analyses.iter().any(|a| a.id == id) {
             return;
         }
+        let key = st.next_key;
+        st.next_key += 1;
         st.analyses.push(Registered {
+            key,
             id: id.to_owned(),
             sides: [
                 SideBuffer::new(baseline, step),
@@ -358,6 +481,7 @@ impl Hub {
             watermark: f64::NEG_INFINITY,
             ended: false,
         });
+        self.publish(&st);
     }
 
     /// Gives the sides of `id` event-time windows `[start, end)`: a record stamped outside a
@@ -372,6 +496,7 @@ impl Hub {
                 side.metrics.window = w;
             }
         }
+        self.publish(&st);
     }
 
     /// Starts the metric grid of `id` at `origin` (its first interval's start) instead of the
@@ -414,12 +539,14 @@ impl Hub {
         Some((a.watermark.max(metrics), a.ended))
     }
 
-    /// Stops routing to `id` and releases its bytes.
+    /// Stops routing to `id` and releases its bytes (drained ones too).
     pub fn unregister(&self, id: &str) {
         let mut st = self.lock();
         if let Some(i) = st.analyses.iter().position(|a| a.id == id) {
             let a = st.analyses.swap_remove(i);
             st.used = st.used.saturating_sub(a.bytes);
+            self.publish(&st);
+            self.settle(&st);
         }
     }
 
@@ -429,38 +556,77 @@ impl Hub {
     }
 
     /// Takes what `id` received: log records and spans so far, metric steps ending by `until`.
-    /// `None` when `id` is not registered.
+    /// `None` when `id` is not registered. The records stay counted against the budget
+    /// ([`Drained::held_bytes`]) until the caller hands them back with [`Hub::release`].
     pub fn drain(&self, id: &str, until: f64) -> Option<[Drained; 2]> {
         let mut st = self.lock();
         let now = crate::service::runner::now_s();
         // Children whose parent never came are given up on here too (no request may arrive).
         let expired = st.join.expire(now);
         ReceiverCounters::add(&self.counters.dropped, Signal::Traces, expired);
+        let st = &mut *st;
         let a = st.analyses.iter_mut().find(|a| a.id == id)?;
         let mut out: [Drained; 2] = Default::default();
-        for (side, d) in a.sides.iter_mut().zip(out.iter_mut()) {
+        let mut live: [Vec<LiveSpan>; 2] = Default::default();
+        let mut metric_freed = 0;
+        for ((side, d), spans) in a.sides.iter_mut().zip(out.iter_mut()).zip(live.iter_mut()) {
             d.logs = std::mem::take(&mut side.logs);
-            d.spans = std::mem::take(&mut side.spans);
+            *spans = std::mem::take(&mut side.spans);
+            d.held_bytes = std::mem::take(&mut side.bytes);
+            let before = side.metrics.bytes();
             d.metrics = side.metrics.drain(until);
+            metric_freed += before.saturating_sub(side.metrics.bytes());
             d.late_points = std::mem::take(&mut side.metrics.late);
         }
+        // Closed metric steps become a few readings: released now.
+        let freed = metric_freed.min(a.bytes);
+        a.bytes -= freed;
+        st.used = st.used.saturating_sub(freed);
+        self.settle(st);
         let late: u64 = out.iter().map(|d| d.late_points).sum();
         ReceiverCounters::add(&self.counters.dropped, Signal::Metrics, late);
-        drop(st);
         // In time order (stable: arrival order among equal times), sorted here once, outside
         // the lock: the session inserts each record at its place in time, which for records
         // from concurrent exporters arriving interleaved was a `Vec::insert` in the middle per
         // record — quadratic, minutes of memmove for an interval of a few million records
         // (benches/otlp.rs). Sorted, each goes at the end.
-        for d in &mut out {
+        for (d, spans) in out.iter_mut().zip(live) {
             d.logs.sort_by(|a, b| key(a.time).total_cmp(&key(b.time)));
-            d.spans.sort_by(|a, b| a.start.total_cmp(&b.start));
+            let slot = std::mem::size_of::<LogRecord>();
+            d.held_after = d
+                .logs
+                .iter()
+                .filter(|r| r.time.is_some_and(|t| t >= until))
+                .map(|r| log_cost(r) + slot)
+                .sum();
+            d.held_after += spans
+                .iter()
+                .filter(|s| s.start >= until)
+                .map(|s| span_cost(s) + std::mem::size_of::<LiveSpan>())
+                .sum::<usize>();
+            let mut spans: Vec<Span> = spans.into_iter().map(LiveSpan::into_span).collect();
+            spans.sort_by(|a, b| a.start.total_cmp(&b.start));
+            d.spans = spans;
+            d.held_after = d.held_after.min(d.held_bytes);
         }
         Some(out)
     }
 
-    fn check_budget(&self, st: &State, incoming: usize) -> Result<(), Refusal> {
-        let used = st.used + st.join.bytes();
+    /// Hands back `bytes` drained from `id` ([`Drained::held_bytes`]) once the session has
+    /// taken them in: they no longer count against the budget. Nothing when `id` ended.
+    pub fn release(&self, id: &str, bytes: usize) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        if let Some(a) = st.analyses.iter_mut().find(|a| a.id == id) {
+            let b = bytes.min(a.bytes);
+            a.bytes -= b;
+            st.used = st.used.saturating_sub(b);
+            self.settle(st);
+        }
+    }
+
+    fn check_budget(&self, incoming: usize) -> Result<(), Refusal> {
+        let used = self.held.load(Ordering::Relaxed);
         if used.saturating_add(incoming) > self.budget {
             return Err(Refusal::OverBudget {
                 budget: self.budget,
@@ -471,16 +637,16 @@ impl Hub {
         Ok(())
     }
 
-    /// Counts an export of `size` bytes holding `n` records of `sig`, and locks the state for it
-    /// unless it would exceed the budget (then all `n` are counted refused).
-    fn admit(&self, sig: Signal, size: usize, n: usize) -> Result<MutexGuard<'_, State>, Refusal> {
+    /// Counts an export of `size` bytes holding `n` records of `sig`, and admits it unless it
+    /// would exceed the budget (then all `n` are counted refused). Requests converted at the
+    /// same time may together pass the budget by their own size.
+    fn admit(&self, sig: Signal, size: usize, n: usize) -> Result<(), Refusal> {
         ReceiverCounters::add(&self.counters.bytes, sig, size as u64);
-        let st = self.lock();
-        if let Err(e) = self.check_budget(&st, size) {
+        if let Err(e) = self.check_budget(size) {
             ReceiverCounters::add(&self.counters.refused, sig, n as u64);
             return Err(e);
         }
-        Ok(st)
+        Ok(())
     }
 
     /// Routes one logs export of `size` bytes.
@@ -492,41 +658,69 @@ impl Hub {
             .map(|s| s.log_records.len())
             .sum();
         let sig = Signal::Logs;
-        let mut st = self.admit(sig, size, n)?;
+        self.admit(sig, size, n)?;
+        let routes = self.routes();
         let mut out = Outcome::default();
-        let st = &mut *st;
+        let mut groups = Groups::<LogRecord>::new(routes.len());
+        let mut takers: Vec<(usize, Role)> = Vec::new();
         for rl in req.resource_logs {
             let resource = rl.resource.map(|r| r.attributes).unwrap_or_default();
             for sl in rl.scope_logs {
                 let scope = sl.scope.map(|s| s.attributes).unwrap_or_default();
-                let targets = targets(&st.analyses, &resource, &scope);
+                let targets = route_targets(&routes, &resource, &scope);
                 if targets.is_empty() {
                     // Dropped before anything is converted.
                     out.unmatched += sl.log_records.len() as u64;
                     continue;
                 }
-                for r in &sl.log_records {
+                for r in sl.log_records {
                     match convert::log_record(r) {
                         Err(why) => out.reject(why),
                         Ok((rec, capped)) => {
                             out.capped += u64::from(capped);
                             out.accepted += 1;
-                            let b = log_bytes(&rec);
                             let t = rec.time.unwrap_or(f64::NEG_INFINITY);
-                            for &(ai, role) in &targets {
-                                let a = &mut st.analyses[ai];
-                                a.watermark = a.watermark.max(t);
-                                if !takes(a, role, t) {
-                                    continue;
+                            takers.clear();
+                            for &(ri, role) in &targets {
+                                groups.marks[ri] = groups.marks[ri].max(t);
+                                if routes[ri].takes(role, t) {
+                                    takers.push((ri, role));
                                 }
-                                a.bytes += b;
-                                st.used += b;
-                                a.sides[role_index(role)].logs.push(rec.clone());
+                            }
+                            // Moved into the last side that takes it, cloned for the others.
+                            if let Some((&(ri, role), rest)) = takers.split_last() {
+                                for &(rj, rrole) in rest {
+                                    groups.items[rj][role_index(rrole)].push(rec.clone());
+                                }
+                                groups.items[ri][role_index(role)].push(rec);
                             }
                         }
                     }
                 }
             }
+        }
+        if out.accepted > 0 {
+            let mut st = self.lock();
+            let st = &mut *st;
+            for (route, (items, mark)) in routes
+                .iter()
+                .zip(groups.items.into_iter().zip(groups.marks))
+            {
+                let Some(a) = st.analyses.iter_mut().find(|a| a.key == route.key) else {
+                    continue;
+                };
+                a.watermark = a.watermark.max(mark);
+                for (side, logs) in a.sides.iter_mut().zip(items) {
+                    if logs.is_empty() {
+                        continue;
+                    }
+                    let b = append(&mut side.logs, logs, log_cost);
+                    side.bytes += b;
+                    a.bytes += b;
+                    st.used += b;
+                }
+            }
+            self.settle(st);
         }
         self.count(sig, &out);
         Ok(out)
@@ -551,19 +745,25 @@ impl Hub {
             .map(|s| s.spans.len())
             .sum();
         let sig = Signal::Traces;
-        let mut st = self.admit(sig, size, n)?;
+        self.admit(sig, size, n)?;
+        let routes = self.routes();
         let now = crate::service::runner::now_s();
         let mut out = Outcome::default();
-        let st = &mut *st;
-        let expired = st.join.expire(now);
-        ReceiverCounters::add(&self.counters.dropped, sig, expired);
+        let mut groups = Groups::<LiveSpan>::new(routes.len());
+        // Converted without the lock: each span, who emitted it, and the sides it goes to
+        // (`to[from..until]`, as (route key, side)).
+        let mut spans: Vec<(LiveSpan, usize, usize, usize)> = Vec::with_capacity(n);
+        let mut whos: Vec<Arc<str>> = Vec::new();
+        let mut to: Vec<join::Target> = Vec::new();
         for rs in req.resource_spans {
             let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
-            let who = convert::identity(&resource);
+            whos.push(Arc::from(convert::identity(&resource)));
+            let who = whos.len() - 1;
             for ss in rs.scope_spans {
                 let scope = ss.scope.map(|s| s.attributes).unwrap_or_default();
-                let all_targets = targets(&st.analyses, &resource, &scope);
-                for s in &ss.spans {
+                let all_targets = route_targets(&routes, &resource, &scope);
+                for s in ss.spans {
+                    let long = s.name.len() > convert::MAX_NAME_BYTES;
                     let span = match convert::span(s) {
                         Ok(span) => span,
                         Err(why) => {
@@ -571,47 +771,65 @@ impl Hub {
                             continue;
                         }
                     };
-                    if s.name.len() > convert::MAX_NAME_BYTES {
-                        out.capped += 1;
-                    }
-                    for &(ai, _) in &all_targets {
-                        let a = &mut st.analyses[ai];
-                        a.watermark = a.watermark.max(span.start);
-                    }
-                    // The sides whose window holds the span (an edge into it goes there too).
-                    let targets: Vec<(usize, Role)> = all_targets
-                        .iter()
-                        .copied()
-                        .filter(|&(ai, role)| takes(&st.analyses[ai], role, span.start))
-                        .collect();
-                    let ids: Vec<(String, Role)> = targets
-                        .iter()
-                        .map(|&(ai, role)| (st.analyses[ai].id.clone(), role))
-                        .collect();
+                    out.capped += u64::from(long);
                     if all_targets.is_empty() {
                         out.unmatched += 1;
                     } else {
                         out.accepted += 1;
-                        let b = span_bytes(&span);
-                        for &(ai, role) in &targets {
-                            let a = &mut st.analyses[ai];
-                            a.bytes += b;
-                            st.used += b;
-                            a.sides[role_index(role)].spans.push(span.clone());
+                    }
+                    let from = to.len();
+                    for &(ri, role) in &all_targets {
+                        groups.marks[ri] = groups.marks[ri].max(span.start);
+                        // The sides whose window holds the span (an edge into it goes there too).
+                        if routes[ri].takes(role, span.start) {
+                            groups.items[ri][role_index(role)].push(span.clone());
+                            to.push((routes[ri].key, role));
                         }
                     }
-                    for (edge, to) in st.join.add(span, &who, &ids, now) {
-                        let b = span_bytes(&edge);
-                        for (id, role) in to {
-                            if let Some(a) = st.analyses.iter_mut().find(|a| a.id == id) {
-                                a.bytes += b;
-                                st.used += b;
-                                a.sides[role_index(role)].spans.push(edge.clone());
-                            }
-                        }
+                    spans.push((span, who, from, to.len()));
+                }
+            }
+        }
+        let mut edges = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let expired = st.join.expire(now);
+            ReceiverCounters::add(&self.counters.dropped, sig, expired);
+            for (span, who, from, until) in spans {
+                st.join
+                    .add(span, &whos[who], &to[from..until], now, &mut edges);
+            }
+            for (route, (items, mark)) in routes
+                .iter()
+                .zip(groups.items.into_iter().zip(groups.marks))
+            {
+                let Some(a) = st.analyses.iter_mut().find(|a| a.key == route.key) else {
+                    continue;
+                };
+                a.watermark = a.watermark.max(mark);
+                for (side, spans) in a.sides.iter_mut().zip(items) {
+                    if spans.is_empty() {
+                        continue;
+                    }
+                    let b = append(&mut side.spans, spans, span_cost);
+                    side.bytes += b;
+                    a.bytes += b;
+                    st.used += b;
+                }
+            }
+            for (edge, to) in edges {
+                for (key, role) in to {
+                    if let Some(a) = st.analyses.iter_mut().find(|a| a.key == key) {
+                        let side = &mut a.sides[role_index(role)];
+                        let b = append(&mut side.spans, vec![edge.clone()], span_cost);
+                        side.bytes += b;
+                        a.bytes += b;
+                        st.used += b;
                     }
                 }
             }
+            self.settle(st);
         }
         // Unmatched spans are kept for the join, not dropped: counted as dropped only if they
         // leave it unjoined (`expire`).
@@ -638,8 +856,9 @@ impl Hub {
             .flat_map(|s| &s.metrics)
             .map(points)
             .sum();
-        let mut st = self.admit(sig, size, n)?;
+        self.admit(sig, size, n)?;
         let mut out = Outcome::default();
+        let mut st = self.lock();
         let st = &mut *st;
         for rm in req.resource_metrics {
             let resource = rm.resource.map(|r| r.attributes).unwrap_or_default();
@@ -672,6 +891,7 @@ impl Hub {
                 }
             }
         }
+        self.settle(st);
         self.count(sig, &out);
         Ok(out)
     }
@@ -680,6 +900,24 @@ impl Hub {
 /// A log record's place in time; untimed ones first (the session drops them).
 fn key(t: Option<f64>) -> f64 {
     t.unwrap_or(f64::NEG_INFINITY)
+}
+
+/// The (route index, side) pairs whose matchers hold on these attributes.
+fn route_targets(
+    routes: &[Route],
+    resource: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    scope: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+) -> Vec<(usize, Role)> {
+    let mut out = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        for role in ROLES {
+            let m = &r.sides[role_index(role)].0;
+            if !m.is_empty() && convert::matches(m, resource, scope) {
+                out.push((i, role));
+            }
+        }
+    }
+    out
 }
 
 /// The (analysis index, side) pairs whose matchers hold on these attributes.

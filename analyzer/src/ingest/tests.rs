@@ -339,9 +339,11 @@ fn a_parent_on_another_service_becomes_a_callers_span_in_either_order() {
 #[test]
 fn the_join_forgets_after_its_delay_and_counts_the_orphans() {
     let mut j = join::Join::default();
-    let child = convert::span(&span(9, 2, Some(1), "c", T0, 1)).unwrap();
-    let to = vec![("a1".to_owned(), Role::Canary)];
-    assert!(j.add(child, "pod-b", &to, 1000.0).is_empty());
+    let child = convert::span(span(9, 2, Some(1), "c", T0, 1)).unwrap();
+    let to = vec![(1, Role::Canary)];
+    let mut out = Vec::new();
+    j.add(child, &Arc::from("pod-b"), &to, 1000.0, &mut out);
+    assert!(out.is_empty());
     assert_eq!(j.held(), (1, 1));
     assert!(j.bytes() > 0);
     // Still waiting just before the delay; gone after it.
@@ -350,8 +352,9 @@ fn the_join_forgets_after_its_delay_and_counts_the_orphans() {
     assert_eq!(j.held(), (0, 0));
     assert_eq!(j.bytes(), 0);
     // The parent arriving now joins nothing.
-    let parent = convert::span(&span(9, 1, None, "p", T0, 5)).unwrap();
-    assert!(j.add(parent, "pod-a", &[], 1062.0).is_empty());
+    let parent = convert::span(span(9, 1, None, "p", T0, 5)).unwrap();
+    j.add(parent, &Arc::from("pod-a"), &[], 1062.0, &mut out);
+    assert!(out.is_empty());
 }
 
 fn number(t: u64, start: u64, v: f64) -> NumberDataPoint {
@@ -543,9 +546,13 @@ fn over_budget_a_request_is_refused_whole_and_unregistering_frees_the_bytes() {
     assert_eq!(budget, 4096);
     assert!(retry_after_s > 0);
     assert_eq!(h.counters().refused[0].load(Ordering::Relaxed), 3);
-    // The drained records stay counted (the session holds them) until the analysis ends.
-    let _ = h.drain("a1", 0.0);
+    // The drained records stay counted (the session holds them) until released or the
+    // analysis ends.
+    let [_, c] = h.drain("a1", 0.0).unwrap();
     assert!(h.used() >= 3000);
+    assert!(c.held_bytes >= 3000 && c.held_bytes <= h.used());
+    h.release("a1", 1000);
+    assert_eq!(h.used(), c.held_bytes - 1000);
     h.unregister("a1");
     assert_eq!(h.used(), 0);
     assert!(h.drain("a1", 0.0).is_none());

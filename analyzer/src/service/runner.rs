@@ -424,9 +424,15 @@ impl Core {
             };
             self.append(&id, vec![event_entry(&ev, None)]).await?;
         }
-        let mut session: Option<(String, Analysis)> = None;
-        // Pushed telemetry: routed here while the analysis runs; what was drained is kept to
-        // rebuild the session when feedback changes (a pushed record cannot be re-queried).
+        // The session, with the modalities it was built for and the feedback it applies.
+        let mut session: Option<(super::spec::Pushed, String, Analysis)> = None;
+        // Pushed telemetry: routed here while the analysis runs. It counts against the hub's
+        // budget from the moment it is routed until the session has reduced it to its judges'
+        // state: each interval's drained records are released after that interval's judgement
+        // (those stamped after its end, which the session keeps pending, after the next one).
+        // Feedback changes a running session in place (`set_metric_rules`); only a modality
+        // seen for the first time rebuilds it, from `history`, which is therefore kept (and
+        // stays counted) only while a side's records are undeclared and some modality unseen.
         let pushed = spec.pushed();
         if pushed {
             self.route_pushed(&id, &spec, &plan);
@@ -437,6 +443,8 @@ impl Core {
             self.hub_ingest.end_input(&id);
         }
         let mut history: Vec<(Role, crate::ingest::Drained)> = Vec::new();
+        let mut history_bytes = 0usize;
+        let mut carried = 0usize;
         let mut action = None;
         let mut seen = super::spec::Pushed::default();
         loop {
@@ -457,7 +465,11 @@ impl Core {
             // Pushed telemetry up to this interval's end; a modality seen for the first time
             // rebuilds the session with it declared.
             let drained = if pushed {
-                self.hub_ingest.drain(&id, end)
+                let (hub, key) = (self.hub_ingest.clone(), id.clone());
+                // Sorting and converting an interval's records is CPU work too.
+                tokio::task::spawn_blocking(move || hub.drain(&key, end))
+                    .await
+                    .map_err(|e| ServiceError::Internal(format!("draining interval {k}: {e}")))?
             } else {
                 None
             };
@@ -468,26 +480,33 @@ impl Core {
             }
             // Sides that declare what they record do not change with what arrived.
             let declared = spec.baseline.records.is_some() && spec.canary.records.is_some();
-            let fb_key = if declared {
-                format!("{feedback:?}")
+            let modalities = if declared {
+                super::spec::Pushed::default()
             } else {
-                format!("{feedback:?} {seen:?}")
+                seen
             };
-            if session.as_ref().is_none_or(|(key, _)| *key != fb_key) {
-                let mut aspec = spec.analysis_spec_with(&plan, seen);
-                apply_feedback(&mut aspec.judges, &feedback);
-                let mut fresh = Analysis::new(aspec);
-                // The judges read their incremental state, never the records (tested in
-                // `analysis`: the same judgements either way), and `history` already holds every
-                // pushed record for a rebuild: a second copy in the session would double the
-                // memory pushed telemetry takes.
-                fresh.keep_records(false);
-                for (role, d) in &history {
-                    ingest_pushed(&mut fresh, *role, d.clone());
+            let fb_key = format!("{feedback:?}");
+            let mut aspec = spec.analysis_spec_with(&plan, seen);
+            apply_feedback(&mut aspec.judges, &feedback);
+            match &mut session {
+                Some((m, key, analysis)) if *m == modalities => {
+                    if *key != fb_key {
+                        analysis.set_metric_rules(aspec.judges.metrics.clone());
+                        *key = fb_key.clone();
+                    }
                 }
-                session = Some((fb_key, fresh));
+                _ => {
+                    let mut fresh = Analysis::new(aspec);
+                    // The judges read their incremental state, never the records (tested in
+                    // `analysis`: the same judgements either way): the session keeps none.
+                    fresh.keep_records(false);
+                    for (role, d) in &history {
+                        ingest_pushed(&mut fresh, *role, d.clone());
+                    }
+                    session = Some((modalities, fb_key, fresh));
+                }
             }
-            let Some((session_key, mut analysis)) = session.take() else {
+            let Some((session_mods, session_key, mut analysis)) = session.take() else {
                 continue;
             };
             let (b_start, b_end) = plan.baseline_window.unwrap_or((plan.t0, end));
@@ -511,11 +530,26 @@ impl Core {
             let mut series = new_series(&spec, "baseline", &base, b_from, b_end);
             series.extend(new_series(&spec, "canary", &can, c_from, end));
             let mut pushed_now = Vec::new();
+            // Bytes to hand back to the hub once this interval is judged.
+            let mut release = std::mem::take(&mut carried);
+            let all_seen = seen.logs && seen.spans && seen.callers;
+            let keep_history = !declared && !all_seen;
             if let Some(sides) = drained {
                 for (role, d) in [Role::Baseline, Role::Canary].into_iter().zip(sides) {
-                    pushed_now.push((role, d.clone()));
-                    history.push((role, d));
+                    if keep_history {
+                        // Held (and counted) as long as the history is.
+                        history_bytes += d.held_bytes;
+                        history.push((role, d.clone()));
+                    } else {
+                        release += d.held_bytes - d.held_after;
+                        carried += d.held_after;
+                    }
+                    pushed_now.push((role, d));
                 }
+            }
+            if !keep_history && !history.is_empty() {
+                history = Vec::new();
+                release += std::mem::take(&mut history_bytes);
             }
             // Ingesting an interval's pushed records and judging are CPU work that can take a
             // while (hundreds of thousands of log lines to mine): off the async workers, so the
@@ -540,7 +574,10 @@ impl Core {
             })
             .await
             .map_err(|e| ServiceError::Internal(format!("judging interval {k}: {e}")))?;
-            session = Some((session_key, analysis));
+            session = Some((session_mods, session_key, analysis));
+            if pushed && release > 0 {
+                self.hub_ingest.release(&id, release);
+            }
             let mut jrec = JudgementRecord::from_judgement(&judgement);
             annotate(&mut jrec, &feedback);
             life.record(elapsed, judgement.clone());
