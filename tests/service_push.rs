@@ -265,6 +265,53 @@ fn push_over_tls_equals_replay() {
     assert!(err.contains("--ca-file"), "{err}");
 }
 
+/// A service whose memory budget holds the baseline and a few intervals but not the whole
+/// scenario: exports are refused with RESOURCE_EXHAUSTED, `vigil push` waits as RetryInfo says,
+/// the refused records are accepted once judged intervals are released, and the verdict is
+/// replay's. (768 KiB is too little for this scenario — what open intervals hold cannot be
+/// released before the watermark passes them — and the push then fails saying the budget may
+/// be too small; 1.5 MiB needs no retry.)
+#[test]
+fn push_retries_through_a_full_memory_budget_and_still_equals_replay() {
+    let server = Server::start_with(TempDir::new("push-budget"), &["--memory-budget", "1MiB"]);
+    let folder = common::datasets().join("nezha/ob-20220823-f27-adservice-network_delay");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("push")
+        .arg(&folder)
+        .args(["--server", &format!("http://{}", server.api)])
+        .args(["--otlp", &format!("http://{}", server.grpc)])
+        .env("VIGIL_TOKEN", "writer-token-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = replay_record(&folder);
+    for key in ["verdict", "score", "time_to_detect_s"] {
+        assert_eq!(pushed[key], want[key], "{key}");
+    }
+    let metrics = common::http(
+        &server.api,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap()
+    .body;
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_otlp_refused_total{signal=\"traces\"} "))
+        .unwrap_or_else(|| panic!("no refused counter:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        refused > 0.0,
+        "the budget never refused anything:\n{metrics}"
+    );
+}
+
 async fn client(api: &str) -> AnalysesClient<tonic::transport::Channel> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{api}"))
         .unwrap()
