@@ -131,7 +131,7 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
             break;
         }
     }
-    if !suspicious && !has_keyword(b) {
+    if !suspicious && !has_keyword(b) && !has_null_value(b) {
         return false;
     }
     if let Some(i) = find_scheme_sep(b) {
@@ -147,9 +147,22 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
     let mut changed = false;
     let mut i = 0;
     while i < b.len() {
+        if let Some(n) = comparator_len(b, i) {
+            // `<1`, `>=5`: a bound is the value written another way; the number that follows
+            // becomes `<*>` and takes the comparator with it.
+            i += n;
+            continue;
+        }
         if is_segment_delim(b[i]) {
             out.push(b[i] as char);
             i += 1;
+            continue;
+        }
+        if let Some(n) = null_value_len(b, i) {
+            // `size=unknown`, `user=-`: a key whose value is missing stays the same variable.
+            push_variable(out);
+            changed = true;
+            i += n;
             continue;
         }
         let start = i;
@@ -183,6 +196,63 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
     changed
 }
 
+/// Length of a comparator (`<`, `>`, `<=`, `>=`) at `i` that bounds the number right after it,
+/// when it starts a value: at the start of the token or after `=`, `:`, `(`, `[`, `,`.
+fn comparator_len(b: &[u8], i: usize) -> Option<usize> {
+    if !matches!(b[i], b'<' | b'>')
+        || (i > 0 && !matches!(b[i - 1], b'=' | b':' | b'(' | b'[' | b','))
+    {
+        return None;
+    }
+    let n = if b.get(i + 1) == Some(&b'=') { 2 } else { 1 };
+    // `<1234@host>` opens a bracket: a `>` later in the token closes it.
+    let bracket = b[i] == b'<' && b[i + n..].contains(&b'>');
+    (!bracket && b.get(i + n).is_some_and(u8::is_ascii_digit)).then_some(n)
+}
+
+/// Words that stand for a missing value (closed list): where a key's value is usually a number
+/// or a name, these are the same variable saying "none". Matched case-insensitively.
+const NULL_WORDS: [&[u8]; 8] = [
+    b"-",
+    b"--",
+    b"n/a",
+    b"none",
+    b"unknown",
+    b"nil",
+    b"nan",
+    b"undefined",
+];
+
+/// Whether `w` (a whole value, trailing punctuation removed) is one of [`NULL_WORDS`].
+pub(super) fn is_null_word(w: &[u8]) -> bool {
+    NULL_WORDS.iter().any(|n| w.eq_ignore_ascii_case(n))
+}
+
+/// A missing-value mark that cannot be prose (`-`, `--`, `N/A`): after a `key:` token the next
+/// word is as often text (`eth1: unknown lease`) as a value, a dash or `N/A` only a value.
+pub(super) fn is_null_mark(w: &[u8]) -> bool {
+    NULL_WORDS[..3].iter().any(|n| w.eq_ignore_ascii_case(n))
+}
+
+/// Length of a missing-value word at `i` that is a key's value: right after `=` or `:`, and
+/// followed by the end of the token or a segment delimiter.
+fn null_value_len(b: &[u8], i: usize) -> Option<usize> {
+    if i == 0 || !matches!(b[i - 1], b'=' | b':') {
+        return None;
+    }
+    let end = (i..b.len())
+        .find(|&j| is_segment_delim(b[j]) && b[j] != b'-')
+        .unwrap_or(b.len());
+    is_null_word(&b[i..end]).then_some(end - i)
+}
+
+/// Cheap pre-check for [`null_value_len`]: `=` or `:` followed by the first letter of a
+/// missing-value word.
+pub(super) fn has_null_value(b: &[u8]) -> bool {
+    b.windows(2)
+        .any(|w| matches!(w[0], b'=' | b':') && matches!(w[1] | 0x20, b'-' | b'n' | b'u'))
+}
+
 fn has_keyword(b: &[u8]) -> bool {
     // Cheap pre-check: only tokens containing a boolean/null word need the slow path.
     if b.len() < 4 {
@@ -212,8 +282,9 @@ fn mask_segment(seg: &str, out: &mut String) -> bool {
     let mut changed = false;
     let mut i = 0;
     while i < b.len() {
-        // A negative number: `-` at the start of a segment (after `:`, `=`, a space…).
-        if i == 0 && b[0] == b'-' && b.len() > 1 && b[1].is_ascii_digit() {
+        // A signed or approximate number: `-1`, `+12`, `~3` at the start of a segment (after
+        // `:`, `=`, a space…). The sign is part of the value: `+12` and `12` are one shape.
+        if i == 0 && matches!(b[0], b'-' | b'+' | b'~') && b.len() > 1 && b[1].is_ascii_digit() {
             let end = piece_end(b, 1);
             push_variable(out);
             changed = true;
@@ -401,6 +472,23 @@ mod tests {
             ("00000001@2016/9/27:20:30:31.455", "<*>@<*>/<*>/<*>"),
             ("v6.1.7601.23505", "<*>"),
             ("Registered", "Registered"),
+            // Signs and bounds belong to the number.
+            ("+12", "<*>"),
+            ("~3,", "<*>,"),
+            ("<1", "<*>"),
+            ("wait>=250", "wait>=<*>"),
+            ("wait=>=250", "wait=<*>"),
+            ("limit=<100", "limit=<*>"),
+            ("(>5)", "(<*>)"),
+            ("id=<4711@mail.example>", "id=<<*>@mail.example>"),
+            ("a<b", "a<b"),
+            // A key whose value is missing.
+            ("size=unknown,", "size=<*>,"),
+            ("user=-", "user=<*>"),
+            ("peer:N/A", "peer:<*>"),
+            ("mode=nonempty", "mode=nonempty"),
+            ("user=-x", "user=-x"),
+            ("unknown", "unknown"),
             (
                 "i-fetch......................0",
                 "i-fetch......................<*>",
@@ -440,13 +528,17 @@ mod tests {
 
     #[test]
     fn absorbs_a_quantity_restated_in_parentheses() {
-        // The restatement joins the value before it (here behind the unit word `bytes`), so the
-        // line with it and the line without it have the same masked tokens.
+        // The restatement joins the value before it (here the value with its unit `bytes`), so
+        // the line with it and the line without it have the same masked tokens.
         let (with, raw) = prepared("sent 1190 bytes (1.16 KB) to peer");
         let (without, _) = prepared("sent 0 bytes to peer");
         assert_eq!(with.join(" "), "sent <*> bytes to peer");
         assert_eq!(with, without);
-        assert_eq!(raw[2], "bytes (1.16 KB)");
+        assert_eq!(raw[1], "1190 bytes (1.16 KB)");
+        // Behind a word that is not a unit, too.
+        let (with, raw) = prepared("sent 1190 frames (1.16 KB) to peer");
+        assert_eq!(with.join(" "), "sent <*> frames to peer");
+        assert_eq!(raw[2], "frames (1.16 KB)");
         // One token, a percentage, and punctuation after the parenthesis.
         let (a, _) = prepared("used 310 (75%), free 100");
         let (b, _) = prepared("used 310, free 100");
@@ -461,6 +553,63 @@ mod tests {
         assert_eq!(c.join(" "), "connection from <*> (<*>) at noon");
         let (c, _) = prepared("retry 3 (3 attempts left) now");
         assert_eq!(c.len(), 6);
+    }
+
+    #[test]
+    fn one_variable_has_one_token_count_whatever_its_shape() {
+        // A number with a unit written apart or glued, a bound, a clock duration, a unit word:
+        // each is one token, and the unit stays visible in the template.
+        let shapes = [
+            ("request took 5 ms", "<*> ms"),
+            ("request took 5ms", "<*>"),
+            ("request took 1.25 seconds", "<*> seconds"),
+            ("request took <1 sec", "<*> sec"),
+            ("request took 00:02", "<*>"),
+            ("request took 1:02:03", "<*>"),
+            ("request took 2h3m", "<*>"),
+            ("request took ~3 s", "<*> s"),
+        ];
+        for (line, value) in shapes {
+            let (masked, _) = prepared(line);
+            assert_eq!(masked, ["request", "took", value], "line {line}");
+        }
+        let (masked, raw) = prepared("cpu at 75 %, disk at 12%, link 100 Mbps.");
+        assert_eq!(
+            masked,
+            [
+                "cpu",
+                "at",
+                "<*> %,",
+                "disk",
+                "at",
+                "<*>%,",
+                "link",
+                "<*> Mbps."
+            ]
+        );
+        assert_eq!(raw[2], "75 %,");
+        // A byte size is one `<*>`, as before; a word that is not a unit stays a token.
+        let (masked, _) = prepared("wrote 16 KB in 3 blocks");
+        assert_eq!(masked, ["wrote", "<*>", "in", "<*>", "blocks"]);
+        // A unit word without a number before it is text.
+        let (masked, _) = prepared("timeout in seconds is 5");
+        assert_eq!(masked.len(), 5);
+    }
+
+    #[test]
+    fn a_missing_value_after_a_key_is_the_variable() {
+        let (a, _) = prepared("peer: - state: up");
+        let (b, _) = prepared("peer: 10.0.0.7 state: up");
+        let (c, _) = prepared("peer: N/A, state: up");
+        assert_eq!(a, b);
+        assert_eq!(a.join(" "), "peer: <*> state: up");
+        assert_eq!(c.join(" "), "peer: <*>, state: up");
+        // After a key, a word that may be prose stays.
+        let (d, _) = prepared("eth1: unknown lease 10.0.0.7");
+        assert_eq!(d.join(" "), "eth1: unknown lease <*>");
+        // A dash between words is punctuation, not a value.
+        let (e, _) = prepared("worker 3 - exited");
+        assert_eq!(e.join(" "), "worker <*> - exited");
     }
 
     #[test]

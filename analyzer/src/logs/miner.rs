@@ -776,6 +776,43 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_in_any_shape_is_one_template() {
+        let mut m = Miner::new(MinerConfig::default());
+        let lines = [
+            "job 1 finished in 5 ms",
+            "job 2 finished in 12ms",
+            "job 3 finished in <1 sec",
+            "job 4 finished in 00:02",
+            "job 5 finished in 3 seconds",
+            "job 6 finished in 1.5 s",
+        ];
+        let ids: Vec<TemplateId> = lines.iter().map(|l| m.add_id(l)).collect();
+        let last = m.resolve(ids[5]);
+        for (id, line) in ids.iter().zip(lines) {
+            assert_eq!(m.resolve(*id), last, "line {line}");
+        }
+        assert_eq!(m.template(last), Some("job <*> finished in <*>"));
+        // Another event with the same count of tokens stays apart.
+        assert_ne!(m.add_id("job 7 cancelled in 5 ms"), last);
+        // Once shapes mixed, the `<*>` stands for the value with its unit.
+        assert_eq!(m.add("job 8 finished in 9 ms").params, ["8", "9 ms"]);
+        // While the template keeps the unit, the value is the number.
+        let mut m = Miner::new(MinerConfig::default());
+        m.add("flush took 5 ms");
+        assert_eq!(m.add("flush took 7 ms").params, ["7"]);
+    }
+
+    #[test]
+    fn a_missing_value_joins_the_template_of_present_ones() {
+        let mut m = Miner::new(MinerConfig::default());
+        let a = m.add_id("lease for client: - renewed");
+        let b = m.add_id("lease for client: 10.1.2.3 renewed");
+        let c = m.add_id("lease for client: N/A renewed");
+        assert_eq!(m.resolve(a), m.resolve(b));
+        assert_eq!(m.resolve(b), m.resolve(c));
+    }
+
+    #[test]
     fn ids_are_stable_hashes() {
         // FNV-1a 64 reference values (from the FNV specification's test suite).
         assert_eq!(TemplateId::of("").0, 0xcbf29ce484222325);

@@ -10,6 +10,11 @@ pub(crate) fn generalise_token(a: &str, b: &str) -> String {
     if a == b {
         return a.to_owned();
     }
+    if value_token(a) && value_token(b) {
+        // One quantity in two units or shapes: one value, with the closing punctuation
+        // both keep (`<*> ms,` and `<*>,` give `<*>,`).
+        return frame_wildcard(a, b);
+    }
     let Some(slots) = align(a, b, is_segment_delim) else {
         return frame_wildcard(a, b);
     };
@@ -169,7 +174,8 @@ pub(crate) fn constant_conflict(a: &str, b: &str) -> bool {
 /// differing slot, or the leading words when the shapes differ. A position's distinct values
 /// are counted on these, so `topActivity=ComponentInfo{A}` and `topActivity=…{B}` are one key.
 pub(crate) fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a str, &'a str)> {
-    if a == b {
+    if a == b || (value_token(a) && value_token(b)) {
+        // `<*> ms` and `<*> s`: one quantity in two units.
         return None;
     }
     match align(a, b, is_segment_delim) {
@@ -249,18 +255,28 @@ impl Prepared {
                 s.0 |= SUSPICIOUS;
             }
         }
+        let (mut after_key, mut after_value) = (false, false);
         for &(a, b) in &spans {
             let suspicious = a & SUSPICIOUS != 0;
             let a = a & !SUSPICIOUS;
             let raw = &content[a as usize..b as usize];
-            collapse |= may_collapse(raw) || opens_paren_number(raw);
+            collapse |= may_collapse(raw)
+                || opens_paren_number(raw)
+                || (after_value && is_unit_name(trim_closing(raw)));
             let start = self.buf.len() as u32;
             self.scratch.clear();
-            if suspicious && mask_token_into(raw, &mut self.scratch) {
+            let bare = trim_closing(raw);
+            if after_key && is_null_mark(bare.as_bytes()) {
+                // `size: -`, `user: N/A`: a key's value that is missing this time.
+                self.buf.push_str(WILDCARD);
+                self.buf.push_str(&raw[bare.len()..]);
+            } else if suspicious && mask_token_into(raw, &mut self.scratch) {
                 self.buf.push_str(&self.scratch);
             } else {
                 self.buf.push_str(raw);
             }
+            after_key = raw.len() > 1 && raw.ends_with([':', '=']);
+            after_value = &self.buf[start as usize..] == WILDCARD;
             let end = self.buf.len() as u32;
             let hash = tok_hash(&self.buf.as_bytes()[start as usize..]);
             self.toks.push(PTok {
@@ -288,17 +304,27 @@ impl Prepared {
         }
     }
 
-    /// The multi-token values: a byte size (`16.0 KB`) and a written-out date
-    /// (`Sun Jul 24 02:38:22 2005`) become one `<*>` token each.
+    /// The multi-token values: a quantity with its unit (`16.0 KB`, `5 ms`) and a written-out
+    /// date (`Sun Jul 24 02:38:22 2005`) become one token each.
+    ///
+    /// A unit is part of its value, and the same variable is written `5ms`, `5 ms` or `00:05`:
+    /// the template's token count must not depend on which. A byte size becomes `<*>` (the
+    /// corrected labels write a size as one value); any other unit from the closed list
+    /// ([`is_unit_name`]) stays visible inside the one token (`<*> ms`), so the template still
+    /// reads as written, and `<*> ms`, `<*> s` and `<*>` never conflict (see
+    /// [`conflicting_constants`]).
     fn collapse(&mut self, content: &str, first: usize) {
-        // Byte sizes: a number followed by its unit; punctuation after the unit stays.
         let mut k = first;
         while k + 1 < self.toks.len() {
             let (a, b) = (self.toks[k], self.toks[k + 1]);
             let unit_raw = &content[b.raw.0 as usize..b.raw.1 as usize];
-            let unit = unit_raw.trim_end_matches([',', ';', ')', ']', '.']);
-            if self.text(&a) == WILDCARD && BYTE_UNITS.contains(&unit) {
-                let text = format!("{WILDCARD}{}", &unit_raw[unit.len()..]);
+            let unit = trim_closing(unit_raw);
+            if self.text(&a) == WILDCARD && is_unit_name(unit) {
+                let text = if BYTE_UNITS.contains(&unit) {
+                    format!("{WILDCARD}{}", &unit_raw[unit.len()..])
+                } else {
+                    format!("{WILDCARD} {unit_raw}")
+                };
                 let t = self.synth(&text, (a.raw.0, b.raw.1));
                 self.toks.splice(k..k + 2, [t]);
             }
@@ -347,7 +373,7 @@ impl Prepared {
                 continue;
             };
             let prev = self.toks[k - 1];
-            let after_value = all_variable(self.text(&prev))
+            let after_value = value_token(self.text(&prev))
                 || (k >= first + 2
                     && is_unit_word(raw(&prev))
                     && all_variable(self.text(&self.toks[k - 2])));
@@ -443,6 +469,74 @@ fn is_unit(u: &str) -> bool {
 
 const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
 
+/// `raw` without closing punctuation (`ms,` → `ms`, `KB)` → `KB`).
+fn trim_closing(raw: &str) -> &str {
+    raw.trim_end_matches([',', ';', ')', ']', '.'])
+}
+
+/// A unit of measure written after a number, from a closed list: byte sizes, SI and
+/// customary time units, bits and rates, frequencies and `%` (case as conventionally written;
+/// one-letter units other than `s` and `B` are left out, being more often words).
+pub(super) fn is_unit_name(u: &str) -> bool {
+    if u.len() > 8 {
+        return false;
+    }
+    BYTE_UNITS.contains(&u)
+        || matches!(
+            u,
+            "bytes"
+                | "byte"
+                | "kB"
+                | "PB"
+                | "PiB"
+                | "bit"
+                | "bits"
+                | "ns"
+                | "us"
+                | "µs"
+                | "μs"
+                | "ms"
+                | "s"
+                | "sec"
+                | "secs"
+                | "second"
+                | "seconds"
+                | "min"
+                | "mins"
+                | "minute"
+                | "minutes"
+                | "hr"
+                | "hrs"
+                | "hour"
+                | "hours"
+                | "day"
+                | "days"
+                | "bps"
+                | "kbps"
+                | "Kbps"
+                | "Mbps"
+                | "Gbps"
+                | "B/s"
+                | "KB/s"
+                | "kB/s"
+                | "MB/s"
+                | "GB/s"
+                | "Hz"
+                | "kHz"
+                | "MHz"
+                | "GHz"
+                | "%"
+        )
+}
+
+/// A masked token that is a value: all variable (`<*>`, `<*>:<*>`) or a value with its unit
+/// (`<*> ms`, `<*> seconds,`).
+pub(super) fn value_token(t: &str) -> bool {
+    all_variable(t)
+        || t.strip_prefix("<*> ")
+            .is_some_and(|u| is_unit_name(trim_closing(u)))
+}
+
 /// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
 /// run of the template must occur in order; what lies between is a parameter. When the raw token
 /// does not fit (it cannot happen for tokens this module masked), the whole token is the value.
@@ -468,8 +562,12 @@ pub(crate) fn extract_params(template_tok: &str, raw: &str, out: &mut Vec<String
         let next = if last {
             if raw.len() >= pos + lit.len() && raw.ends_with(lit) {
                 Some(raw.len() - lit.len())
-            } else {
+            } else if lit.is_empty() {
                 None
+            } else {
+                // A restatement absorbed after the literal (`1190 bytes (1.16 KB)` for
+                // `<*> bytes`): the value is what comes before the literal.
+                raw[pos..].find(lit).map(|o| pos + o)
             }
         } else if lit.is_empty() {
             Some(pos)
