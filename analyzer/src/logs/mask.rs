@@ -134,6 +134,19 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
     if !suspicious && !has_keyword(b) && !has_null_value(b) {
         return false;
     }
+    if let Some(at) = quoted_request_target(tok) {
+        // `"GET /v2/42/servers HTTP/1.1"` kept whole by the tokenizer: the route, then the rest.
+        let end = at + route_len(&tok[at..]);
+        out.push_str(&tok[..at]);
+        mask_route_into(&tok[at..end], out);
+        let mut rest = String::new();
+        if mask_token_into(&tok[end..], &mut rest) {
+            out.push_str(&rest);
+        } else {
+            out.push_str(&tok[end..]);
+        }
+        return true;
+    }
     if let Some(i) = find_scheme_sep(b) {
         // A URL: the scheme's text before it stays if it is a key (`url=http://…`).
         let start = tok[..i].rfind(|c: char| c.is_ascii() && is_segment_delim(c as u8) && c != ':');
@@ -194,6 +207,115 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
         }
     }
     changed
+}
+
+/// The request methods of HTTP (RFC 9110, and `PATCH` from RFC 5789): the token after one is a
+/// request target, which names an endpoint.
+pub(super) fn is_http_method(w: &str) -> bool {
+    matches!(
+        w,
+        "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" | "CONNECT" | "TRACE"
+    )
+}
+
+/// Leading punctuation that may open a request line (`"GET`, `[POST`).
+pub(super) fn strip_openers(t: &str) -> &str {
+    t.trim_start_matches(['"', '\'', '[', '('])
+}
+
+/// Whether a raw token is a request target: an absolute path or a URL.
+pub(super) fn is_request_target(t: &str) -> bool {
+    let b = t.as_bytes();
+    (b.len() > 1 && b[0] == b'/' && b[1] != b'/') || find_scheme_sep(b).is_some_and(|i| i > 0)
+}
+
+/// Where the request target starts in one token holding a whole quoted request line
+/// (`"GET /a/b HTTP/1.1"`), if it is one.
+fn quoted_request_target(tok: &str) -> Option<usize> {
+    let body = strip_openers(tok);
+    let lead = tok.len() - body.len();
+    let sp = body.find(' ')?;
+    (lead > 0 && is_http_method(&body[..sp]) && is_request_target(&body[sp + 1..]))
+        .then_some(lead + sp + 1)
+}
+
+/// Length of the request target at the start of `s`: up to whitespace, a quote, or closing
+/// punctuation at the end.
+pub(super) fn route_len(s: &str) -> usize {
+    let end = s
+        .find(|c: char| c.is_ascii_whitespace() || c == '"' || c == '\'')
+        .unwrap_or(s.len());
+    s[..end].trim_end_matches([',', ';', ')', ']', '.']).len()
+}
+
+/// Whether a segment of a route is an identifier, not the name of a resource: it holds a digit
+/// (ids, hashes, UUIDs; an API version such as `v2` is a name), is a shape-masked word (`true`), or, last, is a
+/// file name with an extension (`app.js`: a static file is a value).
+fn route_segment_is_id(seg: &str, last: bool) -> bool {
+    let b = seg.as_bytes();
+    if is_api_version(b) {
+        return false;
+    }
+    if b.iter().any(|c| c.is_ascii_digit() || *c >= 0x80) || piece_is_variable(b) {
+        return true;
+    }
+    last && seg.rsplit_once('.').is_some_and(|(name, ext)| {
+        !name.is_empty()
+            && (1..=5).contains(&ext.len())
+            && ext.bytes().all(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+/// An API version in a route (`v2`, `V1.1`): part of the endpoint's name, the same in every
+/// request to it.
+fn is_api_version(b: &[u8]) -> bool {
+    b.len() > 1
+        && matches!(b[0], b'v' | b'V')
+        && b[1].is_ascii_digit()
+        && b[1..].iter().all(|c| c.is_ascii_digit() || *c == b'.')
+}
+
+/// Masks a request target after an HTTP method segment by segment: identifiers become `<*>`,
+/// resource names stay, so `GET /v2/<*>/servers/detail` and `GET /v2/<*>/os-events` are two
+/// endpoints; a query string is `?<*>`, a URL's scheme stays and its host is `<*>`. A route with
+/// no resource name left (`/<*>/<*>`) is one `<*>`, as any other path.
+pub(super) fn mask_route_into(route: &str, out: &mut String) {
+    let (path, query) = match route.find('?') {
+        Some(q) => (&route[..q], true),
+        None => (route, false),
+    };
+    let mut body = String::with_capacity(route.len());
+    let mut rest = path;
+    if let Some(i) = find_scheme_sep(path.as_bytes()) {
+        body.push_str(&path[..i + 3]);
+        body.push_str(WILDCARD);
+        let after = &path[i + 3..];
+        rest = &after[after.find('/').unwrap_or(after.len())..];
+    }
+    let mut named = false;
+    let segs = rest.split('/').count();
+    for (j, seg) in rest.split('/').enumerate() {
+        if j > 0 {
+            body.push('/');
+        }
+        if seg.is_empty() {
+            continue;
+        }
+        if route_segment_is_id(seg, j + 1 == segs) {
+            body.push_str(WILDCARD);
+        } else {
+            body.push_str(seg);
+            named = true;
+        }
+    }
+    if !named {
+        push_wildcard(out);
+        return;
+    }
+    out.push_str(&body);
+    if query {
+        out.push_str("?<*>");
+    }
 }
 
 /// Length of a comparator (`<`, `>`, `<=`, `>=`) at `i` that bounds the number right after it,
@@ -610,6 +732,31 @@ mod tests {
         // A dash between words is punctuation, not a value.
         let (e, _) = prepared("worker 3 - exited");
         assert_eq!(e.join(" "), "worker <*> - exited");
+    }
+
+    #[test]
+    fn a_route_after_an_http_method_keeps_its_names() {
+        let (a, raw) = prepared("GET /v2/9f0c2e1ab47d/servers/detail HTTP/1.1 status: 200");
+        assert_eq!(a[1], "/v2/<*>/servers/detail");
+        assert_eq!(raw[1], "/v2/9f0c2e1ab47d/servers/detail");
+        let (b, _) = prepared("GET /v2/77aa01/os-events HTTP/1.1 status: 200");
+        assert_eq!(b[1], "/v2/<*>/os-events");
+        // Ids, a file name, a query, a URL's host; punctuation after the route stays.
+        let (c, _) = prepared("POST /api/users/5521/avatar/me.png?size=2 done");
+        assert_eq!(c[1], "/api/users/<*>/avatar/<*>?<*>");
+        let (d, _) = prepared("PUT http://10.0.0.7:8080/store/items/a7-3, ok");
+        assert_eq!(d[1], "http://<*>/store/items/<*>,");
+        // A route of identifiers only is one value, as any path.
+        let (e, _) = prepared("DELETE /1234/abcd5678 now");
+        assert_eq!(e[1], "<*>");
+        // A whole quoted request line, kept as one token by the tokenizer.
+        let (f, _) = prepared(r#"from 10.1.1.1 "GET /v1.1/7f3e/flavors?limit=5 HTTP/1.1" 200"#);
+        assert_eq!(f[2], r#""GET /v1.1/<*>/flavors?<*> HTTP/<*>""#);
+        // Without a method, a path is one variable (a file name, as the labels write one).
+        let (g, _) = prepared("reading /var/lib/app/state.db");
+        assert_eq!(g[1], "<*>");
+        let (h, _) = prepared("GETTING /var/lib/app/state.db");
+        assert_eq!(h[1], "<*>");
     }
 
     #[test]

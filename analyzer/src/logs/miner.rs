@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use super::mask::WILDCARD;
 use super::template::{
-    conflicting_constants, constant_conflict, covers, extract_params, generalise_token, PTok,
-    Prepared,
+    conflicting_constants, constant_conflict, covers, extract_params, generalise_token, has_route,
+    route_conflict, PTok, Prepared,
 };
 use super::tokenize::{split_tokens, tok_hash};
 use super::LogError;
@@ -168,12 +168,16 @@ struct Cluster {
     /// which constants each position has shown, to turn the position into `<*>` once enough do.
     family: u32,
     alive: bool,
+    /// Whether a token holds a request target (an endpoint): such clusters are only candidates
+    /// for messages of the same endpoint.
+    has_route: bool,
 }
 
 impl Cluster {
     fn new(tokens: Vec<Box<str>>, count: u64, family: u32) -> Cluster {
         let hashes: Vec<u64> = tokens.iter().map(|t| tok_hash(t.as_bytes())).collect();
         let text = tokens.join(" ");
+        let has_route = tokens.iter().any(|t| has_route(t));
         let id = TemplateId::of(&text);
         Cluster {
             tokens,
@@ -184,6 +188,7 @@ impl Cluster {
             count,
             family,
             alive: true,
+            has_route,
         }
     }
 }
@@ -451,6 +456,14 @@ impl Miner {
         if let Some(cands) = self.buckets.get(&key) {
             for &ci in cands {
                 let c = &self.clusters[ci as usize];
+                if c.has_route
+                    && (0..hashes.len()).any(|k| {
+                        c.hashes[k] != hashes[k] && route_conflict(&c.tokens[k], masked.text(k))
+                    })
+                {
+                    // Another endpoint: not a candidate, so the message finds its own.
+                    continue;
+                }
                 let (mut eq_const, mut eq_all, mut wild) = (0, 0, 0);
                 for (a, b) in c.hashes.iter().zip(hashes) {
                     if *a == WILD_HASH {
@@ -500,7 +513,16 @@ impl Miner {
         let mut settled = true;
         let mut conflicts = 0;
         for (k, h) in hashes.iter().enumerate() {
-            if c.hashes[k] == *h || c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
+            if c.hashes[k] == *h {
+                continue;
+            }
+            if route_conflict(&c.tokens[k], masked.text(k)) {
+                // Another endpoint: never the same event, however many appear.
+                conflicts += 1;
+                settled = false;
+                continue;
+            }
+            if c.fits[k] == *h || covers(&c.tokens[k], masked.text(k)) {
                 continue;
             }
             let Some((ca, cb)) = conflicting_constants(&c.tokens[k], masked.text(k)) else {
@@ -810,6 +832,40 @@ mod tests {
         let c = m.add_id("lease for client: N/A renewed");
         assert_eq!(m.resolve(a), m.resolve(b));
         assert_eq!(m.resolve(b), m.resolve(c));
+    }
+
+    #[test]
+    fn endpoints_are_templates_of_their_own() {
+        let mut m = Miner::new(MinerConfig::default());
+        let line = |path: &str, ms: u32| format!("GET {path} HTTP/1.1 status: 200 time: {ms}");
+        let detail = m.add_id(&line("/v2/4fa0c1/servers/detail", 12));
+        let detail2 = m.add_id(&line("/v2/99b01e/servers/detail", 30));
+        assert_eq!(m.resolve(detail), m.resolve(detail2));
+        // Four more endpoints of the same shape: none merges with another, as a user name would
+        // after three values.
+        let others: Vec<TemplateId> = ["os-events", "flavors", "images", "volumes"]
+            .iter()
+            .map(|e| m.add_id(&line(&format!("/v2/4fa0c1/{e}"), 7)))
+            .collect();
+        let mut all: Vec<TemplateId> = others.iter().map(|&i| m.resolve(i)).collect();
+        all.push(m.resolve(detail));
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 5);
+        assert_eq!(
+            m.template(detail),
+            Some("GET /v2/<*>/servers/detail HTTP/<*> status: <*> time: <*>")
+        );
+        // An id where another route has a name is another operation, too.
+        let one = m.add_id(&line("/v2/4fa0c1/servers/77", 7));
+        assert_ne!(m.resolve(one), m.resolve(detail));
+        // The same endpoint with a query string is the same template.
+        let q = m.add_id(&line("/v2/4fa0c1/flavors?limit=3", 7));
+        assert_eq!(m.resolve(q), m.resolve(others[1]));
+        assert_eq!(
+            m.template(q),
+            Some("GET /v2/<*>/flavors?<*> HTTP/<*> status: <*> time: <*>")
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub(crate) fn generalise_token(a: &str, b: &str) -> String {
         // both keep (`<*> ms,` and `<*>,` give `<*>,`).
         return frame_wildcard(a, b);
     }
+    if route_path(a).is_some() && a.replacen("?<*>", "", 1) == b.replacen("?<*>", "", 1) {
+        // One endpoint with and without a query string.
+        return if a.len() > b.len() { a } else { b }.to_owned();
+    }
     let Some(slots) = align(a, b, is_segment_delim) else {
         return frame_wildcard(a, b);
     };
@@ -163,11 +167,47 @@ pub fn covers(template_tok: &str, tok: &str) -> bool {
     true
 }
 
+/// The path of a request target in a masked token (see `mask::mask_route_into`), without its
+/// query: the token itself when it starts with `/`, or the part after `METHOD ` in a quoted request
+/// line. Any other path was masked to one `<*>`, so a masked `/name` is a route.
+fn route_path(t: &str) -> Option<&str> {
+    let at = if t.starts_with('/') {
+        0
+    } else {
+        let sp = t.find(' ')?;
+        is_http_method(strip_openers(&t[..sp])).then_some(sp + 1)?
+    };
+    let r = &t[at..];
+    if !r.starts_with('/') && !r.contains("://") {
+        return None;
+    }
+    let end = r
+        .find(|c: char| c == '?' || c.is_ascii_whitespace() || c == '"' || c == '\'')
+        .unwrap_or(r.len());
+    Some(&r[..end])
+}
+
+/// Whether a masked token holds a request target.
+pub(crate) fn has_route(t: &str) -> bool {
+    route_path(t).is_some()
+}
+
+/// Whether two masked tokens hold request targets that name different endpoints: any difference
+/// in the route's path, names or shape (`/servers/<*>` and `/servers/detail` are two operations).
+/// Unlike other constants, these never merge however many appear: an API's endpoints are its
+/// events, and identifiers in routes are written with digits.
+pub(crate) fn route_conflict(a: &str, b: &str) -> bool {
+    match (route_path(a), route_path(b)) {
+        (Some(x), Some(y)) => x != y,
+        _ => false,
+    }
+}
+
 /// Whether two different masked tokens disagree in constant text: some slot differs where neither
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
 pub(crate) fn constant_conflict(a: &str, b: &str) -> bool {
-    conflicting_constants(a, b).is_some()
+    route_conflict(a, b) || conflicting_constants(a, b).is_some()
 }
 
 /// The constant texts that make two tokens conflict (see [`constant_conflict`]): the first
@@ -255,7 +295,7 @@ impl Prepared {
                 s.0 |= SUSPICIOUS;
             }
         }
-        let (mut after_key, mut after_value) = (false, false);
+        let (mut after_key, mut after_value, mut after_method) = (false, false, false);
         for &(a, b) in &spans {
             let suspicious = a & SUSPICIOUS != 0;
             let a = a & !SUSPICIOUS;
@@ -266,7 +306,16 @@ impl Prepared {
             let start = self.buf.len() as u32;
             self.scratch.clear();
             let bare = trim_closing(raw);
-            if after_key && is_null_mark(bare.as_bytes()) {
+            if after_method && is_request_target(raw) {
+                // `GET /v2/42/servers`: the endpoint's names stay (see `mask_route_into`).
+                let end = route_len(raw);
+                mask_route_into(&raw[..end], &mut self.buf);
+                if mask_token_into(&raw[end..], &mut self.scratch) {
+                    self.buf.push_str(&self.scratch);
+                } else {
+                    self.buf.push_str(&raw[end..]);
+                }
+            } else if after_key && is_null_mark(bare.as_bytes()) {
                 // `size: -`, `user: N/A`: a key's value that is missing this time.
                 self.buf.push_str(WILDCARD);
                 self.buf.push_str(&raw[bare.len()..]);
@@ -276,6 +325,7 @@ impl Prepared {
                 self.buf.push_str(raw);
             }
             after_key = raw.len() > 1 && raw.ends_with([':', '=']);
+            after_method = is_http_method(strip_openers(raw));
             after_value = &self.buf[start as usize..] == WILDCARD;
             let end = self.buf.len() as u32;
             let hash = tok_hash(&self.buf.as_bytes()[start as usize..]);
