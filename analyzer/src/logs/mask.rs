@@ -166,6 +166,11 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
             i += n;
             continue;
         }
+        if b[i] == b',' && out.ends_with(WILDCARD) && thousands_group(b, i) {
+            // `1,234,567`: one number, written as `999` is.
+            i += 4;
+            continue;
+        }
         if is_segment_delim(b[i]) {
             out.push(b[i] as char);
             i += 1;
@@ -207,6 +212,24 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
         }
     }
     changed
+}
+
+/// Whether the `,` at `i` separates thousands: one to three digits before it (after the start
+/// or punctuation), exactly three after it and then no more digits or letters.
+fn thousands_group(b: &[u8], i: usize) -> bool {
+    let before = b[..i]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let lead_ok =
+        i == before || !b[i - before - 1].is_ascii_alphanumeric() && b[i - before - 1] != b'.';
+    (1..=3).contains(&before)
+        && lead_ok
+        && b.len() >= i + 4
+        && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
+        && b.get(i + 4)
+            .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'.')
 }
 
 /// The request methods of HTTP (RFC 9110, and `PATCH` from RFC 5789): the token after one is a
@@ -539,10 +562,20 @@ pub(super) fn calendar_word(t: &str) -> Option<bool> {
 
 /// A masked token with no constant text left (`<*>`, `<*>:<*>:<*>`, `<*>,`).
 pub(super) fn all_variable(t: &str) -> bool {
-    t.contains(WILDCARD)
-        && t.replace(WILDCARD, "")
-            .bytes()
-            .all(|b| matches!(b, b':' | b'.' | b'-' | b'/' | b','))
+    // Without allocating: the bucket of every line asks this of its first token.
+    let b = t.as_bytes();
+    let (mut i, mut any) = (0, false);
+    while i < b.len() {
+        if b[i..].starts_with(WILDCARD.as_bytes()) {
+            any = true;
+            i += WILDCARD.len();
+        } else if matches!(b[i], b':' | b'.' | b'-' | b'/' | b',') {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    any
 }
 
 /// Whether a raw token is a month name or a byte unit: decides cheaply whether a line needs
@@ -604,6 +637,11 @@ mod tests {
             ("(>5)", "(<*>)"),
             ("id=<4711@mail.example>", "id=<<*>@mail.example>"),
             ("a<b", "a<b"),
+            // Thousands separators: one number.
+            ("1,234,567", "<*>"),
+            ("(12,480)", "(<*>)"),
+            ("1,23", "<*>,<*>"),
+            ("a1,234", "a1,<*>"),
             // A key whose value is missing.
             ("size=unknown,", "size=<*>,"),
             ("user=-", "user=<*>"),
@@ -713,6 +751,14 @@ mod tests {
         // A byte size is one `<*>`, as before; a word that is not a unit stays a token.
         let (masked, _) = prepared("wrote 16 KB in 3 blocks");
         assert_eq!(masked, ["wrote", "<*>", "in", "<*>", "blocks"]);
+        // After a key or an opening bracket, too; the key stays.
+        let (a, _) = prepared("flush time=12 ms, queue (3 KB) wait 2,500 ms");
+        assert_eq!(
+            a,
+            ["flush", "time=<*> ms,", "queue", "(<*>)", "wait", "<*> ms"]
+        );
+        let (b, _) = prepared("flush time=12ms, queue (3072) wait 2500ms");
+        assert_eq!(b, ["flush", "time=<*>,", "queue", "(<*>)", "wait", "<*>"]);
         // A unit word without a number before it is text.
         let (masked, _) = prepared("timeout in seconds is 5");
         assert_eq!(masked.len(), 5);

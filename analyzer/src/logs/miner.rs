@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::mask::WILDCARD;
 use super::template::{
     conflicting_constants, constant_conflict, covers, extract_params, generalise_token, has_route,
-    route_conflict, PTok, Prepared,
+    route_conflict, value_token, PTok, Prepared,
 };
 use super::tokenize::{split_tokens, tok_hash};
 use super::LogError;
@@ -450,7 +450,7 @@ impl Miner {
     }
 
     fn assign_hashed(&mut self, masked: &LineView<'_>, hashes: &[u64]) -> usize {
-        let key = bucket_key(hashes);
+        let key = bucket_key((masked.len() > 0).then(|| masked.text(0)), hashes);
         // (constant positions equal, all positions equal, wildcards, cluster)
         let mut best: Option<(usize, usize, usize, usize)> = None;
         if let Some(cands) = self.buckets.get(&key) {
@@ -558,7 +558,7 @@ impl Miner {
     fn absorb_family(&mut self, ci: usize) {
         let c = &self.clusters[ci];
         let family = c.family;
-        let key = bucket_key(&c.hashes);
+        let key = bucket_key(c.tokens.first().map(|t| &**t), &c.hashes);
         let Some(cands) = self.buckets.get(&key) else {
             return;
         };
@@ -638,7 +638,7 @@ impl Miner {
 
     fn insert_cluster(&mut self, c: Cluster) -> usize {
         let idx = self.clusters.len();
-        let key = bucket_key(&c.hashes);
+        let key = bucket_key(c.tokens.first().map(|t| &**t), &c.hashes);
         // A live template owns its text's id again, even if an older template once had it.
         self.aliases.remove(&c.id);
         self.buckets.entry(key).or_default().push(idx as u32);
@@ -661,8 +661,13 @@ fn is_enum_word(t: &str) -> bool {
 const WILD_HASH: u64 = tok_hash(WILDCARD.as_bytes());
 
 /// Bucket of a token sequence: its length and first token (Drain's first two tree levels).
-fn bucket_key(hashes: &[u64]) -> u64 {
-    let first = hashes.first().copied().unwrap_or(0);
+/// A first token that is a value in any shape (`<*>`, `<*> ms`, `<*>,`) counts as `<*>`, so that
+/// the shape a leading variable took does not put its lines in different buckets.
+fn bucket_key(first_token: Option<&str>, hashes: &[u64]) -> u64 {
+    let first = match first_token {
+        Some(t) if t.starts_with(WILDCARD) && value_token(t) => WILD_HASH,
+        _ => hashes.first().copied().unwrap_or(0),
+    };
     first ^ (hashes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
@@ -822,6 +827,25 @@ mod tests {
         let mut m = Miner::new(MinerConfig::default());
         m.add("flush took 5 ms");
         assert_eq!(m.add("flush took 7 ms").params, ["7"]);
+    }
+
+    #[test]
+    fn a_keyed_quantity_and_a_leading_one_merge_across_shapes() {
+        let mut m = Miner::new(MinerConfig::default());
+        let a = m.add_id("flush done time=12 ms, queue 3");
+        let b = m.add_id("flush done time=7ms, queue 4");
+        let c = m.add_id("flush done time=1.5 s, queue 5");
+        assert_eq!(m.resolve(a), m.resolve(c));
+        assert_eq!(m.resolve(b), m.resolve(c));
+        assert_eq!(m.template(c), Some("flush done time=<*>, queue <*>"));
+        // Another key is another template.
+        assert_ne!(m.add_id("flush done size=12 ms, queue 3"), m.resolve(c));
+        // The value first on the line: its shape does not choose the bucket.
+        let d = m.add_id("250 ms spent in garbage collection");
+        let e = m.add_id("1,250 ms spent in garbage collection");
+        let f = m.add_id("3s spent in garbage collection");
+        assert_eq!(m.resolve(d), m.resolve(f));
+        assert_eq!(m.resolve(e), m.resolve(f));
     }
 
     #[test]

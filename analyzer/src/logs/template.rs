@@ -10,10 +10,12 @@ pub(crate) fn generalise_token(a: &str, b: &str) -> String {
     if a == b {
         return a.to_owned();
     }
-    if value_token(a) && value_token(b) {
-        // One quantity in two units or shapes: one value, with the closing punctuation
-        // both keep (`<*> ms,` and `<*>,` give `<*>,`).
-        return frame_wildcard(a, b);
+    if let (Some((pa, va)), Some((pb, vb))) = (keyed_value(a), keyed_value(b)) {
+        if pa == pb {
+            // One quantity in two units or shapes: one value, with the key before it and the
+            // closing punctuation both keep (`t=<*> ms,` and `t=<*>,` give `t=<*>,`).
+            return format!("{pa}{}", frame_wildcard(va, vb));
+        }
     }
     if route_path(a).is_some() && a.replacen("?<*>", "", 1) == b.replacen("?<*>", "", 1) {
         // One endpoint with and without a query string.
@@ -214,9 +216,14 @@ pub(crate) fn constant_conflict(a: &str, b: &str) -> bool {
 /// differing slot, or the leading words when the shapes differ. A position's distinct values
 /// are counted on these, so `topActivity=ComponentInfo{A}` and `topActivity=…{B}` are one key.
 pub(crate) fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a str, &'a str)> {
-    if a == b || (value_token(a) && value_token(b)) {
-        // `<*> ms` and `<*> s`: one quantity in two units.
+    if a == b {
         return None;
+    }
+    if let (Some((pa, _)), Some((pb, _))) = (keyed_value(a), keyed_value(b)) {
+        if pa == pb {
+            // `<*> ms` and `<*> s`: one quantity in two units.
+            return None;
+        }
     }
     match align(a, b, is_segment_delim) {
         // Different shapes: a conflict when the leading words (the keys) differ, as in
@@ -326,7 +333,10 @@ impl Prepared {
             }
             after_key = raw.len() > 1 && raw.ends_with([':', '=']);
             after_method = is_http_method(strip_openers(raw));
-            after_value = &self.buf[start as usize..] == WILDCARD;
+            // A number at the token's end (`5`, `time=5`, `(5`) may have its unit next.
+            after_value = self.buf.ends_with(WILDCARD)
+                && self.buf.len() > start as usize
+                && raw.as_bytes().last().is_some_and(u8::is_ascii_digit);
             let end = self.buf.len() as u32;
             let hash = tok_hash(&self.buf.as_bytes()[start as usize..]);
             self.toks.push(PTok {
@@ -369,11 +379,15 @@ impl Prepared {
             let (a, b) = (self.toks[k], self.toks[k + 1]);
             let unit_raw = &content[b.raw.0 as usize..b.raw.1 as usize];
             let unit = trim_closing(unit_raw);
-            if self.text(&a) == WILDCARD && is_unit_name(unit) {
+            let a_raw = &content[a.raw.0 as usize..a.raw.1 as usize];
+            let number_last =
+                self.text(&a).ends_with(WILDCARD) && a_raw.ends_with(|c: char| c.is_ascii_digit());
+            if number_last && is_unit_name(unit) {
+                // `5 ms`, `time=5 ms,`, `(16 KB)`: the key or bracket before the number stays.
                 let text = if BYTE_UNITS.contains(&unit) {
-                    format!("{WILDCARD}{}", &unit_raw[unit.len()..])
+                    format!("{}{}", self.text(&a), &unit_raw[unit.len()..])
                 } else {
-                    format!("{WILDCARD} {unit_raw}")
+                    format!("{} {unit_raw}", self.text(&a))
                 };
                 let t = self.synth(&text, (a.raw.0, b.raw.1));
                 self.toks.splice(k..k + 2, [t]);
@@ -423,7 +437,7 @@ impl Prepared {
                 continue;
             };
             let prev = self.toks[k - 1];
-            let after_value = value_token(self.text(&prev))
+            let after_value = keyed_value(self.text(&prev)).is_some()
                 || (k >= first + 2
                     && is_unit_word(raw(&prev))
                     && all_variable(self.text(&self.toks[k - 2])));
@@ -503,7 +517,9 @@ fn is_quantity(s: &str) -> bool {
             i += 1;
         }
     }
-    is_unit(&s[i..])
+    // `1.16 KB` arrives as one token once the unit has joined its number.
+    let unit = &s[i..];
+    is_unit(unit.strip_prefix(' ').unwrap_or(unit))
 }
 
 /// An optional unit: empty, `%`, or up to 7 letters with at most one `/` (`KB/s`).
@@ -581,10 +597,19 @@ pub(super) fn is_unit_name(u: &str) -> bool {
 
 /// A masked token that is a value: all variable (`<*>`, `<*>:<*>`) or a value with its unit
 /// (`<*> ms`, `<*> seconds,`).
-pub(super) fn value_token(t: &str) -> bool {
+pub(crate) fn value_token(t: &str) -> bool {
     all_variable(t)
         || t.strip_prefix("<*> ")
             .is_some_and(|u| is_unit_name(trim_closing(u)))
+}
+
+/// A masked token that is a value after a constant prefix without variables (`time=<*> ms,`,
+/// `(<*>)`, `<*>`): the prefix and the value. Two such tokens with the same prefix hold one
+/// quantity, whatever its unit or shape.
+pub(super) fn keyed_value(t: &str) -> Option<(&str, &str)> {
+    let i = t.find(WILDCARD)?;
+    let (prefix, value) = t.split_at(i);
+    value_token(value).then_some((prefix, value))
 }
 
 /// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
