@@ -728,6 +728,9 @@ mod tests {
             ("request took 1:02:03", "<*>"),
             ("request took 2h3m", "<*>"),
             ("request took ~3 s", "<*> s"),
+            ("request took < 1 sec", "<*> sec"),
+            ("request took 2h 3m 4s", "<*>"),
+            ("request took 1m 30.5s", "<*>"),
         ];
         for (line, value) in shapes {
             let (masked, _) = prepared(line);
@@ -759,6 +762,15 @@ mod tests {
         );
         let (b, _) = prepared("flush time=12ms, queue (3072) wait 2500ms");
         assert_eq!(b, ["flush", "time=<*>,", "queue", "(<*>)", "wait", "<*>"]);
+        // Two numbers are two values; a duration's parts after a comma are not joined.
+        let (a, _) = prepared("moved 3 to 4s ago");
+        assert_eq!(a, ["moved", "<*>", "to", "<*>", "ago"]);
+        let (a, _) = prepared("took 2h, 3m left");
+        assert_eq!(a, ["took", "<*>,", "<*>", "left"]);
+        let (a, _) = prepared("x < y by 2");
+        assert_eq!(a.len(), 5);
+        let (a, _) = prepared("image too big, 1234 > 999");
+        assert_eq!(a, ["image", "too", "big,", "<*>", ">", "<*>"]);
         // A unit word without a number before it is text.
         let (masked, _) = prepared("timeout in seconds is 5");
         assert_eq!(masked.len(), 5);

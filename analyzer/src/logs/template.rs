@@ -309,6 +309,8 @@ impl Prepared {
             let raw = &content[a as usize..b as usize];
             collapse |= may_collapse(raw)
                 || opens_paren_number(raw)
+                || is_comparator(raw)
+                || is_duration_part(raw)
                 || (after_value && is_unit_name(trim_closing(raw)));
             let start = self.buf.len() as u32;
             self.scratch.clear();
@@ -374,6 +376,36 @@ impl Prepared {
     /// reads as written, and `<*> ms`, `<*> s` and `<*>` never conflict (see
     /// [`conflicting_constants`]).
     fn collapse(&mut self, content: &str, first: usize) {
+        // `< 1 sec`: a comparator written apart joins the number after it; `2h 3m 4s`: the
+        // parts of one duration are one value.
+        let mut k = first;
+        while k + 1 < self.toks.len() {
+            let (a, b) = (self.toks[k], self.toks[k + 1]);
+            let a_raw = &content[a.raw.0 as usize..a.raw.1 as usize];
+            let b_raw = &content[b.raw.0 as usize..b.raw.1 as usize];
+            // Between two values (`1234 > 999`) a comparator is an operator, not a bound.
+            let bound = k == first || !self.text(&self.toks[k - 1]).ends_with(WILDCARD);
+            let joined = if bound
+                && is_comparator(a_raw)
+                && self.text(&b).starts_with(WILDCARD)
+                && b_raw.starts_with(|c: char| c.is_ascii_digit())
+            {
+                Some(self.text(&b).to_owned())
+            } else if a_raw.rsplit(' ').next().is_some_and(is_duration_part)
+                && is_duration_part(trim_closing(b_raw))
+            {
+                Some(format!("{WILDCARD}{}", &b_raw[trim_closing(b_raw).len()..]))
+            } else {
+                None
+            };
+            match joined {
+                Some(text) => {
+                    let t = self.synth(&text, (a.raw.0, b.raw.1));
+                    self.toks.splice(k..k + 2, [t]);
+                }
+                None => k += 1,
+            }
+        }
         let mut k = first;
         while k + 1 < self.toks.len() {
             let (a, b) = (self.toks[k], self.toks[k + 1]);
@@ -534,6 +566,27 @@ fn is_unit(u: &str) -> bool {
 }
 
 const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
+
+/// A comparator standing alone before a number (`<`, `>`, `<=`, `>=`, `~`).
+fn is_comparator(raw: &str) -> bool {
+    matches!(raw, "<" | ">" | "<=" | ">=" | "~")
+}
+
+/// One part of a duration written in units (`2h`, `3m`, `4s`, `1.5s`, `250ms`, `2d`).
+fn is_duration_part(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if !b.first().is_some_and(u8::is_ascii_digit) {
+        return false;
+    }
+    let n = b
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || **c == b'.')
+        .count();
+    matches!(
+        &raw[n..],
+        "d" | "h" | "m" | "s" | "ms" | "us" | "ns" | "min"
+    )
+}
 
 /// `raw` without closing punctuation (`ms,` → `ms`, `KB)` → `KB`).
 fn trim_closing(raw: &str) -> &str {
