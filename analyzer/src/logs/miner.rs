@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::mask::WILDCARD;
 use super::template::{
     conflicting_constants, constant_conflict, covers, extract_params, generalise_token, has_route,
-    route_conflict, value_token, PTok, Prepared,
+    route_conflict, token_hash, value_token, PTok, Prepared, WILD_HASH,
 };
 use super::tokenize::{split_tokens, tok_hash};
 use super::LogError;
@@ -175,7 +175,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(tokens: Vec<Box<str>>, count: u64, family: u32) -> Cluster {
-        let hashes: Vec<u64> = tokens.iter().map(|t| tok_hash(t.as_bytes())).collect();
+        let hashes: Vec<u64> = tokens.iter().map(|t| token_hash(t)).collect();
         let text = tokens.join(" ");
         let has_route = tokens.iter().any(|t| has_route(t));
         let id = TemplateId::of(&text);
@@ -604,6 +604,16 @@ impl Miner {
         c.count += 1;
         let mut changed = false;
         for (k, h) in hashes.iter().enumerate() {
+            if c.hashes[k] == WILD_HASH && *h == WILD_HASH && *c.tokens[k] != *masked.text(k) {
+                // `<*> ms` meets `<*>` or `<*> s`: one value in two shapes, the template shows
+                // the value alone.
+                let g = generalise_token(&c.tokens[k], masked.text(k));
+                if *g != *c.tokens[k] {
+                    c.tokens[k] = g.into_boxed_str();
+                    changed = true;
+                }
+                continue;
+            }
             if c.hashes[k] != *h
                 && c.hashes[k] != WILD_HASH
                 && c.fits[k] != *h
@@ -616,7 +626,7 @@ impl Miner {
                     c.fits[k] = *h;
                     continue;
                 }
-                c.hashes[k] = tok_hash(g.as_bytes());
+                c.hashes[k] = token_hash(&g);
                 c.tokens[k] = g.into_boxed_str();
                 changed = true;
             }
@@ -657,8 +667,6 @@ fn is_enum_word(t: &str) -> bool {
         && t.bytes()
             .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
 }
-
-const WILD_HASH: u64 = tok_hash(WILDCARD.as_bytes());
 
 /// Bucket of a token sequence: its length and first token (Drain's first two tree levels).
 /// A first token that is a value in any shape (`<*>`, `<*> ms`, `<*>,`) counts as `<*>`, so that
@@ -840,6 +848,13 @@ mod tests {
         assert_eq!(m.template(c), Some("flush done time=<*>, queue <*>"));
         // Another key is another template.
         assert_ne!(m.add_id("flush done size=12 ms, queue 3"), m.resolve(c));
+        // A line of values only: a shape change is still an exact match of the variables.
+        let g = m.add_id("10.0.0.1 5 ms 12");
+        let h = m.add_id("10.0.0.2 00:02 13");
+        let i = m.add_id("10.0.0.3 4 s 14");
+        assert_eq!(m.resolve(g), m.resolve(i));
+        assert_eq!(m.resolve(h), m.resolve(i));
+        assert_eq!(m.template(i), Some("<*> <*> <*>"));
         // The value first on the line: its shape does not choose the bucket.
         let d = m.add_id("250 ms spent in garbage collection");
         let e = m.add_id("1,250 ms spent in garbage collection");

@@ -225,6 +225,15 @@ pub(crate) fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a s
             return None;
         }
     }
+    // `<*> bytes` against a word (`cache`): the unit is evidence of the event, which the word
+    // lacks — a conflict of constants, as `bytes` against `cache` would be.
+    for (x, y) in [(a, b), (b, a)] {
+        if let Some(unit) = x.strip_prefix("<*> ") {
+            if value_token(x) && !y.contains(WILDCARD) {
+                return Some((unit, y));
+            }
+        }
+    }
     match align(a, b, is_segment_delim) {
         // Different shapes: a conflict when the leading words (the keys) differ, as in
         // `num=<*>,flags=<*>` against `topActivity=ComponentInfo{<*>}`.
@@ -362,7 +371,7 @@ impl Prepared {
         PTok {
             masked: (start, self.buf.len() as u32),
             raw,
-            hash: tok_hash(text.as_bytes()),
+            hash: token_hash(text),
         }
     }
 
@@ -654,6 +663,20 @@ pub(crate) fn value_token(t: &str) -> bool {
     all_variable(t)
         || t.strip_prefix("<*> ")
             .is_some_and(|u| is_unit_name(trim_closing(u)))
+}
+
+/// The hash of `<*>`.
+pub(crate) const WILD_HASH: u64 = tok_hash(WILDCARD.as_bytes());
+
+/// The hash a masked token is compared by: a value with its unit (`<*> ms`) hashes as `<*>`, so
+/// the miner's similarity counts it as the variable it is, whichever shape the value took (a line
+/// of values only, `<*> <*> ms <*>` and `<*> <*> <*>`, is then an exact match).
+pub(crate) fn token_hash(t: &str) -> u64 {
+    if t.starts_with("<*> ") && value_token(t) {
+        WILD_HASH
+    } else {
+        tok_hash(t.as_bytes())
+    }
 }
 
 /// A masked token that is a value after a constant prefix without variables (`time=<*> ms,`,
