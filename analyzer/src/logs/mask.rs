@@ -197,6 +197,13 @@ pub(crate) fn mask_token_into(tok: &str, out: &mut String) -> bool {
             i += 1;
             continue;
         }
+        if let Some(n) = fixed_id_len(b, i) {
+            // A UUID or a MAC address: one value, whatever letters its groups start with.
+            push_variable(out);
+            changed = true;
+            i += n;
+            continue;
+        }
         if let Some(n) = null_value_len(b, i) {
             // `size=unknown`, `user=-`: a key whose value is missing stays the same variable.
             push_variable(out);
@@ -251,6 +258,39 @@ fn thousands_group(b: &[u8], i: usize) -> bool {
         && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
         && b.get(i + 4)
             .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'.')
+}
+
+/// Length of a UUID (8-4-4-4-12 hex digits, RFC 9562) or a MAC address (six pairs of hex
+/// digits joined by `:` or `-`, IEEE 802) at `i`, standing alone: after the start or a
+/// delimiter, and before the end or a delimiter. Their groups need not hold a digit, so the piece
+/// rule would keep some (`c4e3`, `ba`) and the same kind of value would take many shapes.
+fn fixed_id_len(b: &[u8], i: usize) -> Option<usize> {
+    if i > 0 && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'-' | b':')) {
+        return None;
+    }
+    let fits = |groups: &[usize], seps: &[u8]| -> Option<usize> {
+        let mut j = i;
+        let mut sep = None;
+        for (g, &len) in groups.iter().enumerate() {
+            if g > 0 {
+                let c = *b.get(j)?;
+                if !seps.contains(&c) || sep.is_some_and(|s| s != c) {
+                    return None;
+                }
+                sep = Some(c);
+                j += 1;
+            }
+            if b.len() < j + len || !b[j..j + len].iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            j += len;
+        }
+        let ends = b
+            .get(j)
+            .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'-' && *c != b':');
+        ends.then_some(j - i)
+    };
+    fits(&[8, 4, 4, 4, 12], b"-").or_else(|| fits(&[2, 2, 2, 2, 2, 2], b":-"))
 }
 
 /// The request methods of HTTP (RFC 9110, and `PATCH` from RFC 5789): the token after one is a
@@ -658,6 +698,16 @@ mod tests {
             ("(>5)", "(<*>)"),
             ("id=<4711@mail.example>", "id=<<*>@mail.example>"),
             ("a<b", "a<b"),
+            // UUIDs and MAC addresses, whatever their groups start with.
+            ("54fadb41-cc4e-4acd-baed-ea35c35a9e01", "<*>"),
+            (
+                "[instance: c4e3da0b-abcd-ef01-2345-6789abcdef01]",
+                "[instance: <*>]",
+            ),
+            ("hw=ab:cd:ef:01:23:45,", "hw=<*>,"),
+            ("00-1A-2b-3C-4d-5E", "<*>"),
+            ("ab:cd:ef:01:23:45:67", "ab:cd:ef:<*>"),
+            ("deadbeef-dead", "deadbeef-dead"),
             // Thousands separators: one number.
             ("1,234,567", "<*>"),
             ("(12,480)", "(<*>)"),
