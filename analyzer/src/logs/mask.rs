@@ -499,10 +499,13 @@ fn mask_segment(seg: &str, out: &mut String) -> bool {
         }
         if is_piece_delim(b[i]) {
             // Collapse `<*>.<*>` and `<*>-<*>`: an IP, a version, a date, a UUID is one value.
-            let joins = matches!(b[i], b'.' | b'-');
+            // `1.2e+06`: an exponent's sign joins too.
+            let exponent =
+                b[i] == b'+' && i > 1 && b[i - 1] | 0x20 == b'e' && b[i - 2].is_ascii_digit();
+            let joins = matches!(b[i], b'.' | b'-') || exponent;
             if joins && out.ends_with(WILDCARD) {
                 let mut j = i;
-                while j < b.len() && matches!(b[j], b'.' | b'-') {
+                while j < b.len() && (matches!(b[j], b'.' | b'-') || j == i) {
                     j += 1;
                 }
                 let pend = piece_end(b, j);
@@ -710,6 +713,9 @@ mod tests {
             ("deadbeef-dead", "deadbeef-dead"),
             // Thousands separators: one number.
             ("1,234,567", "<*>"),
+            ("1.2e+06,", "<*>,"),
+            ("5E-3", "<*>"),
+            ("size+12", "size+<*>"),
             ("(12,480)", "(<*>)"),
             ("1,23", "<*>,<*>"),
             ("a1,234", "a1,<*>"),
@@ -833,6 +839,15 @@ mod tests {
         );
         let (b, _) = prepared("flush time=12ms, queue (3072) wait 2500ms");
         assert_eq!(b, ["flush", "time=<*>,", "queue", "(<*>)", "wait", "<*>"]);
+        // A date and a time of day are one timestamp, as in ISO 8601's one-token form.
+        let (a, _) = prepared("at 2016-09-28 04:30:30,123 ok");
+        let (b, _) = prepared("at 2016-09-28T04:30:30.123Z ok");
+        let (c, _) = prepared("at 28/09/2016 04:30, ok");
+        assert_eq!(a, ["at", "<*>", "ok"]);
+        assert_eq!(a, b);
+        assert_eq!(c, ["at", "<*>,", "ok"]);
+        let (d, _) = prepared("version 1.2.3 12:30 ok");
+        assert_eq!(d.len(), 4);
         // Two numbers are two values; a duration's parts after a comma are not joined.
         let (a, _) = prepared("moved 3 to 4s ago");
         assert_eq!(a, ["moved", "<*>", "to", "<*>", "ago"]);

@@ -320,6 +320,7 @@ impl Prepared {
                 || opens_paren_number(raw)
                 || is_comparator(raw)
                 || is_duration_part(raw)
+                || is_numeric_date(raw)
                 || (after_value && is_unit_name(trim_closing(raw)));
             let start = self.buf.len() as u32;
             self.scratch.clear();
@@ -394,7 +395,11 @@ impl Prepared {
             let b_raw = &content[b.raw.0 as usize..b.raw.1 as usize];
             // Between two values (`1234 > 999`) a comparator is an operator, not a bound.
             let bound = k == first || !self.text(&self.toks[k - 1]).ends_with(WILDCARD);
-            let joined = if bound
+            let joined = if is_numeric_date(a_raw) && is_time_of_day(b_raw) {
+                // `2016-09-28 04:30:30,123`: one timestamp, as `2016-09-28T04:30:30` is.
+                let tail = b_raw.trim_end_matches([',', ';', ')', ']']);
+                Some(format!("{WILDCARD}{}", &b_raw[tail.len()..]))
+            } else if bound
                 && is_comparator(a_raw)
                 && self.text(&b).starts_with(WILDCARD)
                 && b_raw.starts_with(|c: char| c.is_ascii_digit())
@@ -575,6 +580,43 @@ fn is_unit(u: &str) -> bool {
 }
 
 const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
+
+/// A date written in numbers: three groups of digits joined by the same `-`, `/` or `.`, one of
+/// them a four-digit year (`2016-09-28`, `28/09/2016`, `2016.09.28`).
+fn is_numeric_date(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if !(8..=10).contains(&b.len()) || !b[0].is_ascii_digit() {
+        return false;
+    }
+    let Some(&sep) = b.iter().find(|c| !c.is_ascii_digit()) else {
+        return false;
+    };
+    let groups: Vec<&[u8]> = b.split(|&c| c == sep).collect();
+    matches!(sep, b'-' | b'/' | b'.')
+        && groups.len() == 3
+        && groups
+            .iter()
+            .all(|g| (1..=4).contains(&g.len()) && g.iter().all(u8::is_ascii_digit))
+        && groups.iter().any(|g| g.len() == 4)
+}
+
+/// A time of day after a date (`04:30`, `04:30:30`, `04:30:30,123`, `04:30:30.123Z`, with
+/// closing punctuation allowed).
+fn is_time_of_day(raw: &str) -> bool {
+    let t = raw.trim_end_matches([',', ';', ')', ']']);
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    let (hms, frac) = match t.find(['.', ',']) {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, "0"),
+    };
+    let parts: Vec<&str> = hms.split(':').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| (1..=2).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()))
+        && !frac.is_empty()
+        && frac.bytes().all(|c| c.is_ascii_digit())
+}
 
 /// A comparator standing alone before a number (`<`, `>`, `<=`, `>=`, `~`).
 fn is_comparator(raw: &str) -> bool {
