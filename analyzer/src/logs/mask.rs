@@ -839,6 +839,8 @@ mod tests {
         );
         let (b, _) = prepared("flush time=12ms, queue (3072) wait 2500ms");
         assert_eq!(b, ["flush", "time=<*>,", "queue", "(<*>)", "wait", "<*>"]);
+        let (a, _) = prepared("idle=2h 3m, took 4m 5s");
+        assert_eq!(a, ["idle=<*>,", "took", "<*>"]);
         // A date and a time of day are one timestamp, as in ISO 8601's one-token form.
         let (a, _) = prepared("at 2016-09-28 04:30:30,123 ok");
         let (b, _) = prepared("at 2016-09-28T04:30:30.123Z ok");

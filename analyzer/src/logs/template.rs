@@ -405,10 +405,19 @@ impl Prepared {
                 && b_raw.starts_with(|c: char| c.is_ascii_digit())
             {
                 Some(self.text(&b).to_owned())
-            } else if a_raw.rsplit(' ').next().is_some_and(is_duration_part)
+            } else if self.text(&a).ends_with(WILDCARD)
+                && a_raw
+                    .rsplit([' ', '=', ':', '('])
+                    .next()
+                    .is_some_and(is_duration_part)
                 && is_duration_part(trim_closing(b_raw))
             {
-                Some(format!("{WILDCARD}{}", &b_raw[trim_closing(b_raw).len()..]))
+                // `2h 3m`, `idle=2h 3m,`: the key before the duration stays.
+                Some(format!(
+                    "{}{}",
+                    self.text(&a),
+                    &b_raw[trim_closing(b_raw).len()..]
+                ))
             } else {
                 None
             };
