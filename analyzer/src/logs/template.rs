@@ -328,7 +328,9 @@ impl Prepared {
             if after_method && is_request_target(raw) {
                 // `GET /v2/42/servers`: the endpoint's names stay (see `mask_route_into`).
                 let end = route_len(raw);
-                mask_route_into(&raw[..end], &mut self.buf);
+                mask_route_into(&raw[..end], &mut self.scratch);
+                self.buf.push_str(&self.scratch);
+                self.scratch.clear();
                 if mask_token_into(&raw[end..], &mut self.scratch) {
                     self.buf.push_str(&self.scratch);
                 } else {
