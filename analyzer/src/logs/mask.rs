@@ -265,6 +265,9 @@ fn thousands_group(b: &[u8], i: usize) -> bool {
 /// delimiter, and before the end or a delimiter. Their groups need not hold a digit, so the piece
 /// rule would keep some (`c4e3`, `ba`) and the same kind of value would take many shapes.
 fn fixed_id_len(b: &[u8], i: usize) -> Option<usize> {
+    if b.len() < i + 17 || !b[i].is_ascii_hexdigit() {
+        return None;
+    }
     if i > 0 && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'-' | b':')) {
         return None;
     }
@@ -318,9 +321,11 @@ pub(super) fn is_request_target(t: &str) -> bool {
 fn quoted_request_target(tok: &str) -> Option<usize> {
     let body = strip_openers(tok);
     let lead = tok.len() - body.len();
+    if lead == 0 {
+        return None;
+    }
     let sp = body.find(' ')?;
-    (lead > 0 && is_http_method(&body[..sp]) && is_request_target(&body[sp + 1..]))
-        .then_some(lead + sp + 1)
+    (is_http_method(&body[..sp]) && is_request_target(&body[sp + 1..])).then_some(lead + sp + 1)
 }
 
 /// Length of the request target at the start of `s`: up to whitespace, a quote, or closing

@@ -516,7 +516,7 @@ impl Miner {
             if c.hashes[k] == *h {
                 continue;
             }
-            if route_conflict(&c.tokens[k], masked.text(k)) {
+            if c.has_route && route_conflict(&c.tokens[k], masked.text(k)) {
                 // Another endpoint: never the same event, however many appear.
                 conflicts += 1;
                 settled = false;

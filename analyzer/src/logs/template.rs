@@ -316,11 +316,11 @@ impl Prepared {
             let suspicious = a & SUSPICIOUS != 0;
             let a = a & !SUSPICIOUS;
             let raw = &content[a as usize..b as usize];
+            let lead = raw.as_bytes().first().copied().unwrap_or(0);
             collapse |= may_collapse(raw)
                 || opens_paren_number(raw)
-                || is_comparator(raw)
-                || is_duration_part(raw)
-                || is_numeric_date(raw)
+                || (matches!(lead, b'<' | b'>' | b'~') && is_comparator(raw))
+                || (lead.is_ascii_digit() && (is_duration_part(raw) || is_numeric_date(raw)))
                 || (after_value && is_unit_name(trim_closing(raw)));
             let start = self.buf.len() as u32;
             self.scratch.clear();
@@ -346,7 +346,8 @@ impl Prepared {
                 self.buf.push_str(raw);
             }
             after_key = raw.len() > 1 && raw.ends_with([':', '=']);
-            after_method = is_http_method(strip_openers(raw));
+            after_method = matches!(lead, b'A'..=b'Z' | b'"' | b'\'' | b'[' | b'(')
+                && is_http_method(strip_openers(raw));
             // A number at the token's end (`5`, `time=5`, `(5`) may have its unit next.
             after_value = self.buf.ends_with(WILDCARD)
                 && self.buf.len() > start as usize
@@ -602,13 +603,19 @@ fn is_numeric_date(raw: &str) -> bool {
     let Some(&sep) = b.iter().find(|c| !c.is_ascii_digit()) else {
         return false;
     };
-    let groups: Vec<&[u8]> = b.split(|&c| c == sep).collect();
-    matches!(sep, b'-' | b'/' | b'.')
-        && groups.len() == 3
-        && groups
-            .iter()
-            .all(|g| (1..=4).contains(&g.len()) && g.iter().all(u8::is_ascii_digit))
-        && groups.iter().any(|g| g.len() == 4)
+    if !matches!(sep, b'-' | b'/' | b'.') {
+        return false;
+    }
+    // Without allocating: every token of 8 to 10 bytes that starts with a digit asks.
+    let (mut groups, mut year) = (0, false);
+    for g in b.split(|&c| c == sep) {
+        groups += 1;
+        if groups > 3 || !(1..=4).contains(&g.len()) || !g.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        year |= g.len() == 4;
+    }
+    groups == 3 && year
 }
 
 /// A time of day after a date (`04:30`, `04:30:30`, `04:30:30,123`, `04:30:30.123Z`, with
