@@ -324,7 +324,6 @@ impl Prepared {
                 || (after_value && is_unit_name(trim_closing(raw)));
             let start = self.buf.len() as u32;
             self.scratch.clear();
-            let bare = trim_closing(raw);
             if after_method && is_request_target(raw) {
                 // `GET /v2/42/servers`: the endpoint's names stay (see `mask_route_into`).
                 let end = route_len(raw);
@@ -336,10 +335,10 @@ impl Prepared {
                 } else {
                     self.buf.push_str(&raw[end..]);
                 }
-            } else if after_key && is_null_mark(bare.as_bytes()) {
+            } else if after_key && is_null_mark(trim_closing(raw).as_bytes()) {
                 // `size: -`, `user: N/A`: a key's value that is missing this time.
                 self.buf.push_str(WILDCARD);
-                self.buf.push_str(&raw[bare.len()..]);
+                self.buf.push_str(&raw[trim_closing(raw).len()..]);
             } else if suspicious && mask_token_into(raw, &mut self.scratch) {
                 self.buf.push_str(&self.scratch);
             } else {
@@ -349,9 +348,9 @@ impl Prepared {
             after_method = matches!(lead, b'A'..=b'Z' | b'"' | b'\'' | b'[' | b'(')
                 && is_http_method(strip_openers(raw));
             // A number at the token's end (`5`, `time=5`, `(5`) may have its unit next.
-            after_value = self.buf.ends_with(WILDCARD)
+            after_value = raw.as_bytes().last().is_some_and(u8::is_ascii_digit)
                 && self.buf.len() > start as usize
-                && raw.as_bytes().last().is_some_and(u8::is_ascii_digit);
+                && self.buf.ends_with(WILDCARD);
             let end = self.buf.len() as u32;
             let hash = tok_hash(&self.buf.as_bytes()[start as usize..]);
             self.toks.push(PTok {
@@ -666,55 +665,55 @@ fn trim_closing(raw: &str) -> &str {
 /// customary time units, bits and rates, frequencies and `%` (case as conventionally written;
 /// one-letter units other than `s` and `B` are left out, being more often words).
 pub(super) fn is_unit_name(u: &str) -> bool {
-    if u.len() > 8 {
-        return false;
-    }
-    BYTE_UNITS.contains(&u)
-        || matches!(
+    // By length first: every token after a number asks, so this is on the hot path.
+    match u.len() {
+        1 => matches!(u, "B" | "s" | "%"),
+        2 => matches!(
             u,
-            "bytes"
-                | "byte"
-                | "kB"
-                | "PB"
+            "KB" | "MB" | "GB" | "TB" | "PB" | "kB" | "ns" | "us" | "ms" | "hr" | "Hz"
+        ),
+        3 => matches!(
+            u,
+            "KiB"
+                | "MiB"
+                | "GiB"
+                | "TiB"
                 | "PiB"
                 | "bit"
-                | "bits"
-                | "ns"
-                | "us"
                 | "µs"
                 | "μs"
-                | "ms"
-                | "s"
                 | "sec"
-                | "secs"
-                | "second"
-                | "seconds"
                 | "min"
-                | "mins"
-                | "minute"
-                | "minutes"
-                | "hr"
                 | "hrs"
-                | "hour"
-                | "hours"
                 | "day"
-                | "days"
                 | "bps"
+                | "B/s"
+                | "kHz"
+                | "MHz"
+                | "GHz"
+        ),
+        4 => matches!(
+            u,
+            "byte"
+                | "bits"
+                | "secs"
+                | "mins"
+                | "hour"
+                | "days"
                 | "kbps"
                 | "Kbps"
                 | "Mbps"
                 | "Gbps"
-                | "B/s"
                 | "KB/s"
                 | "kB/s"
                 | "MB/s"
                 | "GB/s"
-                | "Hz"
-                | "kHz"
-                | "MHz"
-                | "GHz"
-                | "%"
-        )
+        ),
+        5 => matches!(u, "bytes" | "hours"),
+        6 => matches!(u, "second" | "minute"),
+        7 => matches!(u, "seconds" | "minutes"),
+        _ => false,
+    }
 }
 
 /// A masked token that is a value: all variable (`<*>`, `<*>:<*>`) or a value with its unit
