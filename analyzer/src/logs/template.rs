@@ -10,6 +10,17 @@ pub(crate) fn generalise_token(a: &str, b: &str) -> String {
     if a == b {
         return a.to_owned();
     }
+    if let (Some((pa, va)), Some((pb, vb))) = (keyed_value(a), keyed_value(b)) {
+        if pa == pb {
+            // One quantity in two units or shapes: one value, with the key before it and the
+            // closing punctuation both keep (`t=<*> ms,` and `t=<*>,` give `t=<*>,`).
+            return format!("{pa}{}", frame_wildcard(va, vb));
+        }
+    }
+    if route_path(a).is_some() && a.replacen("?<*>", "", 1) == b.replacen("?<*>", "", 1) {
+        // One endpoint with and without a query string.
+        return if a.len() > b.len() { a } else { b }.to_owned();
+    }
     let Some(slots) = align(a, b, is_segment_delim) else {
         return frame_wildcard(a, b);
     };
@@ -158,11 +169,47 @@ pub fn covers(template_tok: &str, tok: &str) -> bool {
     true
 }
 
+/// The path of a request target in a masked token (see `mask::mask_route_into`), without its
+/// query: the token itself when it starts with `/`, or the part after `METHOD ` in a quoted request
+/// line. Any other path was masked to one `<*>`, so a masked `/name` is a route.
+fn route_path(t: &str) -> Option<&str> {
+    let at = if t.starts_with('/') {
+        0
+    } else {
+        let sp = t.find(' ')?;
+        is_http_method(strip_openers(&t[..sp])).then_some(sp + 1)?
+    };
+    let r = &t[at..];
+    if !r.starts_with('/') && !r.contains("://") {
+        return None;
+    }
+    let end = r
+        .find(|c: char| c == '?' || c.is_ascii_whitespace() || c == '"' || c == '\'')
+        .unwrap_or(r.len());
+    Some(&r[..end])
+}
+
+/// Whether a masked token holds a request target.
+pub(crate) fn has_route(t: &str) -> bool {
+    route_path(t).is_some()
+}
+
+/// Whether two masked tokens hold request targets that name different endpoints: any difference
+/// in the route's path, names or shape (`/servers/<*>` and `/servers/detail` are two operations).
+/// Unlike other constants, these never merge however many appear: an API's endpoints are its
+/// events, and identifiers in routes are written with digits.
+pub(crate) fn route_conflict(a: &str, b: &str) -> bool {
+    match (route_path(a), route_path(b)) {
+        (Some(x), Some(y)) => x != y,
+        _ => false,
+    }
+}
+
 /// Whether two different masked tokens disagree in constant text: some slot differs where neither
 /// side is a variable (`startup`/`shutdown`, `(uid=<*>)`/`LOGIN(uid=<*>)`). Such a difference
 /// only becomes `<*>` once the position has shown enough distinct constants.
 pub(crate) fn constant_conflict(a: &str, b: &str) -> bool {
-    conflicting_constants(a, b).is_some()
+    route_conflict(a, b) || conflicting_constants(a, b).is_some()
 }
 
 /// The constant texts that make two tokens conflict (see [`constant_conflict`]): the first
@@ -171,6 +218,21 @@ pub(crate) fn constant_conflict(a: &str, b: &str) -> bool {
 pub(crate) fn conflicting_constants<'a>(a: &'a str, b: &'a str) -> Option<(&'a str, &'a str)> {
     if a == b {
         return None;
+    }
+    if let (Some((pa, _)), Some((pb, _))) = (keyed_value(a), keyed_value(b)) {
+        if pa == pb {
+            // `<*> ms` and `<*> s`: one quantity in two units.
+            return None;
+        }
+    }
+    // `<*> bytes` against a word (`cache`): the unit is evidence of the event, which the word
+    // lacks — a conflict of constants, as `bytes` against `cache` would be.
+    for (x, y) in [(a, b), (b, a)] {
+        if let Some(unit) = x.strip_prefix("<*> ") {
+            if value_token(x) && !y.contains(WILDCARD) {
+                return Some((unit, y));
+            }
+        }
     }
     match align(a, b, is_segment_delim) {
         // Different shapes: a conflict when the leading words (the keys) differ, as in
@@ -249,18 +311,46 @@ impl Prepared {
                 s.0 |= SUSPICIOUS;
             }
         }
+        let (mut after_key, mut after_value, mut after_method) = (false, false, false);
         for &(a, b) in &spans {
             let suspicious = a & SUSPICIOUS != 0;
             let a = a & !SUSPICIOUS;
             let raw = &content[a as usize..b as usize];
-            collapse |= may_collapse(raw) || opens_paren_number(raw);
+            let lead = raw.as_bytes().first().copied().unwrap_or(0);
+            collapse |= may_collapse(raw)
+                || opens_paren_number(raw)
+                || (matches!(lead, b'<' | b'>' | b'~') && is_comparator(raw))
+                || (lead.is_ascii_digit() && (is_duration_part(raw) || is_numeric_date(raw)))
+                || (after_value && is_unit_name(trim_closing(raw)));
             let start = self.buf.len() as u32;
             self.scratch.clear();
-            if suspicious && mask_token_into(raw, &mut self.scratch) {
+            if after_method && is_request_target(raw) {
+                // `GET /v2/42/servers`: the endpoint's names stay (see `mask_route_into`).
+                let end = route_len(raw);
+                mask_route_into(&raw[..end], &mut self.scratch);
+                self.buf.push_str(&self.scratch);
+                self.scratch.clear();
+                if mask_token_into(&raw[end..], &mut self.scratch) {
+                    self.buf.push_str(&self.scratch);
+                } else {
+                    self.buf.push_str(&raw[end..]);
+                }
+            } else if after_key && is_null_mark(trim_closing(raw).as_bytes()) {
+                // `size: -`, `user: N/A`: a key's value that is missing this time.
+                self.buf.push_str(WILDCARD);
+                self.buf.push_str(&raw[trim_closing(raw).len()..]);
+            } else if suspicious && mask_token_into(raw, &mut self.scratch) {
                 self.buf.push_str(&self.scratch);
             } else {
                 self.buf.push_str(raw);
             }
+            after_key = raw.len() > 1 && raw.ends_with([':', '=']);
+            after_method = matches!(lead, b'A'..=b'Z' | b'"' | b'\'' | b'[' | b'(')
+                && is_http_method(strip_openers(raw));
+            // A number at the token's end (`5`, `time=5`, `(5`) may have its unit next.
+            after_value = raw.as_bytes().last().is_some_and(u8::is_ascii_digit)
+                && self.buf.len() > start as usize
+                && self.buf.ends_with(WILDCARD);
             let end = self.buf.len() as u32;
             let hash = tok_hash(&self.buf.as_bytes()[start as usize..]);
             self.toks.push(PTok {
@@ -284,21 +374,78 @@ impl Prepared {
         PTok {
             masked: (start, self.buf.len() as u32),
             raw,
-            hash: tok_hash(text.as_bytes()),
+            hash: token_hash(text),
         }
     }
 
-    /// The multi-token values: a byte size (`16.0 KB`) and a written-out date
-    /// (`Sun Jul 24 02:38:22 2005`) become one `<*>` token each.
+    /// The multi-token values: a quantity with its unit (`16.0 KB`, `5 ms`) and a written-out
+    /// date (`Sun Jul 24 02:38:22 2005`) become one token each.
+    ///
+    /// A unit is part of its value, and the same variable is written `5ms`, `5 ms` or `00:05`:
+    /// the template's token count must not depend on which. A byte size becomes `<*>` (the
+    /// corrected labels write a size as one value); any other unit from the closed list
+    /// ([`is_unit_name`]) stays visible inside the one token (`<*> ms`), so the template still
+    /// reads as written, and `<*> ms`, `<*> s` and `<*>` never conflict (see
+    /// [`conflicting_constants`]).
     fn collapse(&mut self, content: &str, first: usize) {
-        // Byte sizes: a number followed by its unit; punctuation after the unit stays.
+        // `< 1 sec`: a comparator written apart joins the number after it; `2h 3m 4s`: the
+        // parts of one duration are one value.
+        let mut k = first;
+        while k + 1 < self.toks.len() {
+            let (a, b) = (self.toks[k], self.toks[k + 1]);
+            let a_raw = &content[a.raw.0 as usize..a.raw.1 as usize];
+            let b_raw = &content[b.raw.0 as usize..b.raw.1 as usize];
+            // Between two values (`1234 > 999`) a comparator is an operator, not a bound.
+            let bound = k == first || !self.text(&self.toks[k - 1]).ends_with(WILDCARD);
+            let joined = if is_numeric_date(a_raw) && is_time_of_day(b_raw) {
+                // `2016-09-28 04:30:30,123`: one timestamp, as `2016-09-28T04:30:30` is.
+                let tail = b_raw.trim_end_matches([',', ';', ')', ']']);
+                Some(format!("{WILDCARD}{}", &b_raw[tail.len()..]))
+            } else if bound
+                && is_comparator(a_raw)
+                && self.text(&b).starts_with(WILDCARD)
+                && b_raw.starts_with(|c: char| c.is_ascii_digit())
+            {
+                Some(self.text(&b).to_owned())
+            } else if self.text(&a).ends_with(WILDCARD)
+                && a_raw
+                    .rsplit([' ', '=', ':', '('])
+                    .next()
+                    .is_some_and(is_duration_part)
+                && is_duration_part(trim_closing(b_raw))
+            {
+                // `2h 3m`, `idle=2h 3m,`: the key before the duration stays.
+                Some(format!(
+                    "{}{}",
+                    self.text(&a),
+                    &b_raw[trim_closing(b_raw).len()..]
+                ))
+            } else {
+                None
+            };
+            match joined {
+                Some(text) => {
+                    let t = self.synth(&text, (a.raw.0, b.raw.1));
+                    self.toks.splice(k..k + 2, [t]);
+                }
+                None => k += 1,
+            }
+        }
         let mut k = first;
         while k + 1 < self.toks.len() {
             let (a, b) = (self.toks[k], self.toks[k + 1]);
             let unit_raw = &content[b.raw.0 as usize..b.raw.1 as usize];
-            let unit = unit_raw.trim_end_matches([',', ';', ')', ']', '.']);
-            if self.text(&a) == WILDCARD && BYTE_UNITS.contains(&unit) {
-                let text = format!("{WILDCARD}{}", &unit_raw[unit.len()..]);
+            let unit = trim_closing(unit_raw);
+            let a_raw = &content[a.raw.0 as usize..a.raw.1 as usize];
+            let number_last =
+                self.text(&a).ends_with(WILDCARD) && a_raw.ends_with(|c: char| c.is_ascii_digit());
+            if number_last && is_unit_name(unit) {
+                // `5 ms`, `time=5 ms,`, `(16 KB)`: the key or bracket before the number stays.
+                let text = if BYTE_UNITS.contains(&unit) {
+                    format!("{}{}", self.text(&a), &unit_raw[unit.len()..])
+                } else {
+                    format!("{} {unit_raw}", self.text(&a))
+                };
                 let t = self.synth(&text, (a.raw.0, b.raw.1));
                 self.toks.splice(k..k + 2, [t]);
             }
@@ -347,7 +494,7 @@ impl Prepared {
                 continue;
             };
             let prev = self.toks[k - 1];
-            let after_value = all_variable(self.text(&prev))
+            let after_value = keyed_value(self.text(&prev)).is_some()
                 || (k >= first + 2
                     && is_unit_word(raw(&prev))
                     && all_variable(self.text(&self.toks[k - 2])));
@@ -427,7 +574,9 @@ fn is_quantity(s: &str) -> bool {
             i += 1;
         }
     }
-    is_unit(&s[i..])
+    // `1.16 KB` arrives as one token once the unit has joined its number.
+    let unit = &s[i..];
+    is_unit(unit.strip_prefix(' ').unwrap_or(unit))
 }
 
 /// An optional unit: empty, `%`, or up to 7 letters with at most one `/` (`KB/s`).
@@ -442,6 +591,161 @@ fn is_unit(u: &str) -> bool {
 }
 
 const BYTE_UNITS: [&str; 9] = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
+
+/// A date written in numbers: three groups of digits joined by the same `-`, `/` or `.`, one of
+/// them a four-digit year (`2016-09-28`, `28/09/2016`, `2016.09.28`).
+fn is_numeric_date(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if !(8..=10).contains(&b.len()) || !b[0].is_ascii_digit() {
+        return false;
+    }
+    let Some(&sep) = b.iter().find(|c| !c.is_ascii_digit()) else {
+        return false;
+    };
+    if !matches!(sep, b'-' | b'/' | b'.') {
+        return false;
+    }
+    // Without allocating: every token of 8 to 10 bytes that starts with a digit asks.
+    let (mut groups, mut year) = (0, false);
+    for g in b.split(|&c| c == sep) {
+        groups += 1;
+        if groups > 3 || !(1..=4).contains(&g.len()) || !g.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        year |= g.len() == 4;
+    }
+    groups == 3 && year
+}
+
+/// A time of day after a date (`04:30`, `04:30:30`, `04:30:30,123`, `04:30:30.123Z`, with
+/// closing punctuation allowed).
+fn is_time_of_day(raw: &str) -> bool {
+    let t = raw.trim_end_matches([',', ';', ')', ']']);
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    let (hms, frac) = match t.find(['.', ',']) {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, "0"),
+    };
+    let parts: Vec<&str> = hms.split(':').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| (1..=2).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit()))
+        && !frac.is_empty()
+        && frac.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// A comparator standing alone before a number (`<`, `>`, `<=`, `>=`, `~`).
+fn is_comparator(raw: &str) -> bool {
+    matches!(raw, "<" | ">" | "<=" | ">=" | "~")
+}
+
+/// One part of a duration written in units (`2h`, `3m`, `4s`, `1.5s`, `250ms`, `2d`).
+fn is_duration_part(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if !b.first().is_some_and(u8::is_ascii_digit) {
+        return false;
+    }
+    let n = b
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || **c == b'.')
+        .count();
+    matches!(
+        &raw[n..],
+        "d" | "h" | "m" | "s" | "ms" | "us" | "ns" | "min"
+    )
+}
+
+/// `raw` without closing punctuation (`ms,` → `ms`, `KB)` → `KB`).
+fn trim_closing(raw: &str) -> &str {
+    raw.trim_end_matches([',', ';', ')', ']', '.'])
+}
+
+/// A unit of measure written after a number, from a closed list: byte sizes, SI and
+/// customary time units, bits and rates, frequencies and `%` (case as conventionally written;
+/// one-letter units other than `s` and `B` are left out, being more often words).
+pub(super) fn is_unit_name(u: &str) -> bool {
+    // By length first: every token after a number asks, so this is on the hot path.
+    match u.len() {
+        1 => matches!(u, "B" | "s" | "%"),
+        2 => matches!(
+            u,
+            "KB" | "MB" | "GB" | "TB" | "PB" | "kB" | "ns" | "us" | "ms" | "hr" | "Hz"
+        ),
+        3 => matches!(
+            u,
+            "KiB"
+                | "MiB"
+                | "GiB"
+                | "TiB"
+                | "PiB"
+                | "bit"
+                | "µs"
+                | "μs"
+                | "sec"
+                | "min"
+                | "hrs"
+                | "day"
+                | "bps"
+                | "B/s"
+                | "kHz"
+                | "MHz"
+                | "GHz"
+        ),
+        4 => matches!(
+            u,
+            "byte"
+                | "bits"
+                | "secs"
+                | "mins"
+                | "hour"
+                | "days"
+                | "kbps"
+                | "Kbps"
+                | "Mbps"
+                | "Gbps"
+                | "KB/s"
+                | "kB/s"
+                | "MB/s"
+                | "GB/s"
+        ),
+        5 => matches!(u, "bytes" | "hours"),
+        6 => matches!(u, "second" | "minute"),
+        7 => matches!(u, "seconds" | "minutes"),
+        _ => false,
+    }
+}
+
+/// A masked token that is a value: all variable (`<*>`, `<*>:<*>`) or a value with its unit
+/// (`<*> ms`, `<*> seconds,`).
+pub(crate) fn value_token(t: &str) -> bool {
+    all_variable(t)
+        || t.strip_prefix("<*> ")
+            .is_some_and(|u| is_unit_name(trim_closing(u)))
+}
+
+/// The hash of `<*>`.
+pub(crate) const WILD_HASH: u64 = tok_hash(WILDCARD.as_bytes());
+
+/// The hash a masked token is compared by: a value with its unit (`<*> ms`) hashes as `<*>`, so
+/// the miner's similarity counts it as the variable it is, whichever shape the value took (a line
+/// of values only, `<*> <*> ms <*>` and `<*> <*> <*>`, is then an exact match).
+pub(crate) fn token_hash(t: &str) -> u64 {
+    if t.starts_with("<*> ") && value_token(t) {
+        WILD_HASH
+    } else {
+        tok_hash(t.as_bytes())
+    }
+}
+
+/// A masked token that is a value after a constant prefix without variables (`time=<*> ms,`,
+/// `(<*>)`, `<*>`): the prefix and the value. Two such tokens with the same prefix hold one
+/// quantity, whatever its unit or shape.
+pub(super) fn keyed_value(t: &str) -> Option<(&str, &str)> {
+    let i = t.find(WILDCARD)?;
+    let (prefix, value) = t.split_at(i);
+    value_token(value).then_some((prefix, value))
+}
 
 /// Extracts the values that the `<*>` of a template token stand for in a raw token: each literal
 /// run of the template must occur in order; what lies between is a parameter. When the raw token
@@ -468,8 +772,12 @@ pub(crate) fn extract_params(template_tok: &str, raw: &str, out: &mut Vec<String
         let next = if last {
             if raw.len() >= pos + lit.len() && raw.ends_with(lit) {
                 Some(raw.len() - lit.len())
-            } else {
+            } else if lit.is_empty() {
                 None
+            } else {
+                // A restatement absorbed after the literal (`1190 bytes (1.16 KB)` for
+                // `<*> bytes`): the value is what comes before the literal.
+                raw[pos..].find(lit).map(|o| pos + o)
             }
         } else if lit.is_empty() {
             Some(pos)

@@ -84,7 +84,8 @@ pub(crate) fn split_tokens<'a>(content: &'a str, extra: &[char], out: &mut Vec<&
     }
 }
 /// Flag set in a span's start by [`scan_tokens`]: the token may hold a variable (a digit, a
-/// slash, non-ASCII, a quote, or a piece spelling `true`/`false`/`null`). Offsets stay below it
+/// slash, non-ASCII, a quote, a piece spelling `true`/`false`/`null`, or `=`/`:` before what may
+/// be a missing-value word such as `unknown` or `-`). Offsets stay below it
 /// because every message is capped at [`crate::telemetry::MAX_LOG_BODY_BYTES`] first.
 pub(super) const SUSPICIOUS: u32 = 1 << 31;
 const _: () = assert!(crate::telemetry::MAX_LOG_BODY_BYTES < SUSPICIOUS as usize);
@@ -177,6 +178,10 @@ pub(super) fn scan_tokens(b: &[u8], out: &mut Vec<(u32, u32)>) {
             suspicious |= cls & C_SUSPICIOUS != 0;
             if cls & C_PIECE != 0 {
                 suspicious |= is_keyword_piece(&b[piece..i]);
+                // `key=unknown`, `key:-`: a missing value, see `mask::null_value_len`.
+                suspicious |= matches!(b[i], b'=' | b':')
+                    && i + 1 < n
+                    && matches!(b[i + 1] | 0x20, b'-' | b'n' | b'u');
                 piece = i + 1;
             }
             i += 1;
