@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki;
 
 use common::TempDir;
 
@@ -412,30 +414,8 @@ fn bad_input_tokens_and_the_budget_over_both_receivers() {
 
 #[test]
 fn with_tls_the_receivers_speak_tls_too() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let pki = TempDir::new("otlp-pki");
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "vigil test CA");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let root = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-    let mut p =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "vigil");
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let k = KeyPair::generate().unwrap();
-    let write = |name: &str, text: &str| {
-        let f = pki.0.join(name);
-        std::fs::write(&f, text).unwrap();
-        f.display().to_string()
-    };
-    let ca = write("ca.pem", &root.pem());
-    let cert = write("server.pem", &p.signed_by(&k, &root).unwrap().pem());
-    let key = write("server.key", &k.serialize_pem());
+    let dir = TempDir::new("otlp-pki");
+    let pki::ServerPki { ca, cert, key } = pki::server_pki(&dir.0, "vigil test CA");
     let server = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otlp_send.py");
     // Both exporters over TLS, trusting the test CA: every export answered OK.

@@ -13,6 +13,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -211,30 +213,8 @@ fn push_equals_replay_on_bundled_scenarios() {
 /// `--ca-file` and still reaches replay's verdict; without the CA it refuses to connect.
 #[test]
 fn push_over_tls_equals_replay() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
     let dir = TempDir::new("push-tls");
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "vigil push test CA");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let root = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-    let mut p =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "vigil");
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let k = KeyPair::generate().unwrap();
-    let write = |name: &str, text: &str| {
-        let f = dir.0.join(name);
-        std::fs::write(&f, text).unwrap();
-        f.display().to_string()
-    };
-    let ca = write("ca.pem", &root.pem());
-    let cert = write("server.pem", &p.signed_by(&k, &root).unwrap().pem());
-    let key = write("server.key", &k.serialize_pem());
+    let pki::ServerPki { ca, cert, key } = pki::server_pki(&dir.0, "vigil push test CA");
     let server = Server::start_with(dir, &["--tls-cert", &cert, "--tls-key", &key]);
     let folder = common::datasets().join("synthetic/syn-constant-metrics-jump");
     let push = |extra: &[&str]| {
