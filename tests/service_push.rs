@@ -89,6 +89,20 @@ impl Server {
 }
 
 impl Server {
+    /// `vigil push FOLDER` at this server over `scheme` (`http` or `https`), with `extra`
+    /// arguments and the write token from `VIGIL_TOKEN` (a `--token` in `extra` wins).
+    fn push(&self, scheme: &str, folder: &std::path::Path, extra: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("push")
+            .arg(folder)
+            .args(["--server", &format!("{scheme}://{}", self.api)])
+            .args(["--otlp", &format!("{scheme}://{}", self.grpc)])
+            .args(extra)
+            .env("VIGIL_TOKEN", "writer-token-1")
+            .output()
+            .unwrap()
+    }
+
     /// Kills the process (SIGKILL: no clean shutdown) and hands back its directory.
     fn kill(mut self) -> TempDir {
         let _ = self.child.kill();
@@ -154,15 +168,8 @@ fn push_equals_replay_on_bundled_scenarios() {
     let mut differ = Vec::new();
     for rel in SCENARIOS {
         let folder = common::datasets().join(rel);
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("push")
-            .arg(&folder)
-            .args(["--server", &format!("http://{}", server.api)])
-            .args(["--otlp", &format!("http://{}", server.grpc)])
-            // The token as `vigil analysis` takes it: from the environment.
-            .env("VIGIL_TOKEN", "writer-token-1")
-            .output()
-            .unwrap();
+        // The token as `vigil analysis` takes it: from the environment.
+        let out = server.push("http", &folder, &[]);
         assert!(
             out.status.success(),
             "push {rel}: {}",
@@ -217,18 +224,7 @@ fn push_over_tls_equals_replay() {
     let pki::ServerPki { ca, cert, key } = pki::server_pki(&dir.0, "vigil push test CA");
     let server = Server::start_with(dir, &["--tls-cert", &cert, "--tls-key", &key]);
     let folder = common::datasets().join("synthetic/syn-constant-metrics-jump");
-    let push = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("push")
-            .arg(&folder)
-            .args(["--server", &format!("https://{}", server.api)])
-            .args(["--otlp", &format!("https://{}", server.grpc)])
-            .args(extra)
-            .env("VIGIL_TOKEN", "writer-token-1")
-            .output()
-            .unwrap()
-    };
-    let out = push(&["--ca-file", &ca]);
+    let out = server.push("https", &folder, &["--ca-file", &ca]);
     assert!(
         out.status.success(),
         "{}",
@@ -239,7 +235,7 @@ fn push_over_tls_equals_replay() {
     for key in ["verdict", "score", "time_to_detect_s"] {
         assert_eq!(pushed[key], want[key], "{key}");
     }
-    let out = push(&[]);
+    let out = server.push("https", &folder, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--ca-file"), "{err}");
@@ -255,14 +251,7 @@ fn push_over_tls_equals_replay() {
 fn push_retries_through_a_full_memory_budget_and_still_equals_replay() {
     let server = Server::start_with(TempDir::new("push-budget"), &["--memory-budget", "1MiB"]);
     let folder = common::datasets().join("nezha/ob-20220823-f27-adservice-network_delay");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("push")
-        .arg(&folder)
-        .args(["--server", &format!("http://{}", server.api)])
-        .args(["--otlp", &format!("http://{}", server.grpc)])
-        .env("VIGIL_TOKEN", "writer-token-1")
-        .output()
-        .unwrap();
+    let out = server.push("http", &folder, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -583,21 +572,18 @@ fn speed_paces_the_push_at_n_times_recorded_time_and_keeps_the_verdict() {
     let rel = "nezha/tt-20230129-n100310-ts-preserve-other-service";
     let folder = common::datasets().join(rel);
     let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("push")
-        .arg(&folder)
-        .args(["--server", &format!("http://{}", server.api)])
-        .args(["--otlp", &format!("http://{}", server.grpc)])
-        .args([
+    let out = server.push(
+        "http",
+        &folder,
+        &[
             "--token",
             "writer-token-1",
             "--speed",
             "1000",
             "--id",
             "paced",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let took = started.elapsed();
     assert!(
         out.status.success(),
@@ -613,14 +599,11 @@ fn speed_paces_the_push_at_n_times_recorded_time_and_keeps_the_verdict() {
         assert_eq!(pushed[k], want[k], "{k}");
     }
     // The same id again would push every record a second time: refused.
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("push")
-        .arg(&folder)
-        .args(["--server", &format!("http://{}", server.api)])
-        .args(["--otlp", &format!("http://{}", server.grpc)])
-        .args(["--token", "writer-token-1", "--id", "paced"])
-        .output()
-        .unwrap();
+    let out = server.push(
+        "http",
+        &folder,
+        &["--token", "writer-token-1", "--id", "paced"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("analysis `paced` exists already"), "{err}");
@@ -635,14 +618,11 @@ fn a_base_spec_sets_what_the_scenario_does_not_and_replay_agrees_with_the_same_s
         "interval: 60s\nthresholds: {pass: 80, marginal: 50}\n",
     );
     let folder = common::datasets().join("nezha/ob-20220823-f31-adservice-cpu_consumed");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("push")
-        .arg(&folder)
-        .args(["--server", &format!("http://{}", server.api)])
-        .args(["--otlp", &format!("http://{}", server.grpc)])
-        .args(["--token", "writer-token-1", "--spec", &base])
-        .output()
-        .unwrap();
+    let out = server.push(
+        "http",
+        &folder,
+        &["--token", "writer-token-1", "--spec", &base],
+    );
     assert!(
         out.status.success(),
         "{}",

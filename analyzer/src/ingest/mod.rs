@@ -269,6 +269,38 @@ struct State {
     next_key: u64,
 }
 
+impl State {
+    /// Appends one request's groups to the buffers `field` picks on each routed analysis side,
+    /// counting their bytes, and moves each analysis's watermark. Routes whose analysis left
+    /// since the snapshot are skipped.
+    fn append_groups<T>(
+        &mut self,
+        routes: &[Route],
+        groups: Groups<T>,
+        field: impl Fn(&mut SideBuffer) -> &mut Vec<T>,
+        cost: impl Fn(&T) -> usize + Copy,
+    ) {
+        for (route, (items, mark)) in routes
+            .iter()
+            .zip(groups.items.into_iter().zip(groups.marks))
+        {
+            let Some(a) = self.analyses.iter_mut().find(|a| a.key == route.key) else {
+                continue;
+            };
+            a.watermark = a.watermark.max(mark);
+            for (side, records) in a.sides.iter_mut().zip(items) {
+                if records.is_empty() {
+                    continue;
+                }
+                let b = append(field(side), records, cost);
+                side.bytes += b;
+                a.bytes += b;
+                self.used += b;
+            }
+        }
+    }
+}
+
 /// One side's matchers and event-time window.
 type RouteSide = (Vec<(String, String)>, Option<(f64, f64)>);
 
@@ -702,24 +734,7 @@ impl Hub {
         if out.accepted > 0 {
             let mut st = self.lock();
             let st = &mut *st;
-            for (route, (items, mark)) in routes
-                .iter()
-                .zip(groups.items.into_iter().zip(groups.marks))
-            {
-                let Some(a) = st.analyses.iter_mut().find(|a| a.key == route.key) else {
-                    continue;
-                };
-                a.watermark = a.watermark.max(mark);
-                for (side, logs) in a.sides.iter_mut().zip(items) {
-                    if logs.is_empty() {
-                        continue;
-                    }
-                    let b = append(&mut side.logs, logs, log_cost);
-                    side.bytes += b;
-                    a.bytes += b;
-                    st.used += b;
-                }
-            }
+            st.append_groups(&routes, groups, |side| &mut side.logs, log_cost);
             self.settle(st);
         }
         self.count(sig, &out);
@@ -800,24 +815,7 @@ impl Hub {
                 st.join
                     .add(span, &whos[who], &to[from..until], now, &mut edges);
             }
-            for (route, (items, mark)) in routes
-                .iter()
-                .zip(groups.items.into_iter().zip(groups.marks))
-            {
-                let Some(a) = st.analyses.iter_mut().find(|a| a.key == route.key) else {
-                    continue;
-                };
-                a.watermark = a.watermark.max(mark);
-                for (side, spans) in a.sides.iter_mut().zip(items) {
-                    if spans.is_empty() {
-                        continue;
-                    }
-                    let b = append(&mut side.spans, spans, span_cost);
-                    side.bytes += b;
-                    a.bytes += b;
-                    st.used += b;
-                }
-            }
+            st.append_groups(&routes, groups, |side| &mut side.spans, span_cost);
             for (edge, to) in edges {
                 for (key, role) in to {
                     if let Some(a) = st.analyses.iter_mut().find(|a| a.key == key) {
