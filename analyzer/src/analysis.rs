@@ -435,6 +435,8 @@ impl Analysis {
         match &mut side.logs {
             None => self.dropped.undeclared += batch.logs.len() as u64,
             Some(logs) => {
+                // One growth for the batch, not a doubling per power of two as it is pushed.
+                logs.reserve(batch.logs.len());
                 for mut r in batch.logs {
                     if r.time.is_none() {
                         self.dropped.untimed_logs += 1;
@@ -453,6 +455,13 @@ impl Analysis {
                     insert_sorted(logs, r, |r| r.time.unwrap_or(f64::NEG_INFINITY));
                 }
             }
+        }
+        let callers = batch.spans.iter().filter(|s| s.caller.is_some()).count();
+        if let Some(v) = &mut side.callers {
+            v.reserve(callers);
+        }
+        if let Some(v) = &mut side.spans {
+            v.reserve(batch.spans.len() - callers);
         }
         for s in batch.spans {
             let target = if s.caller.is_some() {

@@ -851,7 +851,15 @@ impl Measured {
 fn perf_start(pid: &str, name: &str, secs: Duration) -> Option<Child> {
     let dir = std::env::var("VIGIL_BENCH_PERF").ok()?;
     Command::new("perf")
-        .args(["record", "-F", "499", "-g", "-o"])
+        .args(["record", "-F", "499"])
+        // `VIGIL_BENCH_PERF_DWARF=1`: DWARF call graphs (the bench profile keeps no frame
+        // pointers, so `-g` alone loses most callers; heavier, so the numbers suffer more).
+        .args(if std::env::var_os("VIGIL_BENCH_PERF_DWARF").is_some() {
+            &["--call-graph", "dwarf,16384"][..]
+        } else {
+            &["-g"][..]
+        })
+        .arg("-o")
         .arg(format!("{dir}/perf-{name}.data"))
         .args(["-p", pid, "--", "sleep"])
         .arg(format!("{}", secs.as_secs_f64()))

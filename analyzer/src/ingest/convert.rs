@@ -211,12 +211,14 @@ pub fn log_record(mut r: OtlpLog) -> Result<(LogRecord, bool), Invalid> {
 /// Lower-case hex of an id (only where an id is printed: a drained span's text ids).
 pub fn hex(id: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(id.len() * 2);
+    // Bytes first, one allocation, no per-char UTF-8 encoding (a tenth of the server's time
+    // under span load went here): the digits are ASCII, so the conversion cannot fail.
+    let mut b = Vec::with_capacity(id.len() * 2);
     for &x in id {
-        s.push(char::from(DIGITS[usize::from(x >> 4)]));
-        s.push(char::from(DIGITS[usize::from(x & 0xf)]));
+        b.push(DIGITS[usize::from(x >> 4)]);
+        b.push(DIGITS[usize::from(x & 0xf)]);
     }
-    s
+    String::from_utf8(b).unwrap_or_default()
 }
 
 /// A span as the hub and the join hold it until the runner takes it: ids as the fixed bytes

@@ -396,6 +396,24 @@ fn append<T>(v: &mut Vec<T>, items: Vec<T>, cost: impl Fn(&T) -> usize) -> usize
     heap + v.capacity().saturating_sub(before) * std::mem::size_of::<T>()
 }
 
+/// The engine's spans of `live`, stably sorted by start. The sort moves 16-byte keys, not
+/// spans: a stable sort of the spans themselves (about 150 bytes each) took a scratch copy of
+/// half the interval and a tenth of the server's time under span load (benches/otlp.rs).
+fn in_time_order(live: Vec<LiveSpan>) -> Vec<Span> {
+    // Arrival order breaks ties, so an unstable sort of (start, index) is stable in effect.
+    let mut order: Vec<(f64, usize)> = live.iter().map(|s| s.start).zip(0..).collect();
+    if order.is_sorted_by(|a, b| a.0.total_cmp(&b.0).is_le()) {
+        return live.into_iter().map(LiveSpan::into_span).collect();
+    }
+    order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut slots: Vec<Option<LiveSpan>> = live.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, i)| slots.get_mut(i).and_then(Option::take))
+        .map(LiveSpan::into_span)
+        .collect()
+}
+
 /// Per (route, side) groups of one request, built without the lock.
 struct Groups<T> {
     items: Vec<[Vec<T>; 2]>,
@@ -591,37 +609,41 @@ impl Hub {
     /// `None` when `id` is not registered. The records stay counted against the budget
     /// ([`Drained::held_bytes`]) until the caller hands them back with [`Hub::release`].
     pub fn drain(&self, id: &str, until: f64) -> Option<[Drained; 2]> {
-        let mut st = self.lock();
-        let now = crate::service::runner::now_s();
-        // Children whose parent never came are given up on here too (no request may arrive).
-        let expired = st.join.expire(now);
-        ReceiverCounters::add(&self.counters.dropped, Signal::Traces, expired);
-        let st = &mut *st;
-        let a = st.analyses.iter_mut().find(|a| a.id == id)?;
         let mut out: [Drained; 2] = Default::default();
         let mut live: [Vec<LiveSpan>; 2] = Default::default();
-        let mut metric_freed = 0;
-        for ((side, d), spans) in a.sides.iter_mut().zip(out.iter_mut()).zip(live.iter_mut()) {
-            d.logs = std::mem::take(&mut side.logs);
-            *spans = std::mem::take(&mut side.spans);
-            d.held_bytes = std::mem::take(&mut side.bytes);
-            let before = side.metrics.bytes();
-            d.metrics = side.metrics.drain(until);
-            metric_freed += before.saturating_sub(side.metrics.bytes());
-            d.late_points = std::mem::take(&mut side.metrics.late);
+        {
+            let mut st = self.lock();
+            let now = crate::service::runner::now_s();
+            // Children whose parent never came are given up on here too (no request may arrive).
+            let expired = st.join.expire(now);
+            ReceiverCounters::add(&self.counters.dropped, Signal::Traces, expired);
+            let st = &mut *st;
+            let a = st.analyses.iter_mut().find(|a| a.id == id)?;
+            let mut metric_freed = 0;
+            for ((side, d), spans) in a.sides.iter_mut().zip(out.iter_mut()).zip(live.iter_mut()) {
+                d.logs = std::mem::take(&mut side.logs);
+                *spans = std::mem::take(&mut side.spans);
+                d.held_bytes = std::mem::take(&mut side.bytes);
+                let before = side.metrics.bytes();
+                d.metrics = side.metrics.drain(until);
+                metric_freed += before.saturating_sub(side.metrics.bytes());
+                d.late_points = std::mem::take(&mut side.metrics.late);
+            }
+            // Closed metric steps become a few readings: released now.
+            let freed = metric_freed.min(a.bytes);
+            a.bytes -= freed;
+            st.used = st.used.saturating_sub(freed);
+            self.settle(st);
         }
-        // Closed metric steps become a few readings: released now.
-        let freed = metric_freed.min(a.bytes);
-        a.bytes -= freed;
-        st.used = st.used.saturating_sub(freed);
-        self.settle(st);
         let late: u64 = out.iter().map(|d| d.late_points).sum();
         ReceiverCounters::add(&self.counters.dropped, Signal::Metrics, late);
-        // In time order (stable: arrival order among equal times), sorted here once, outside
-        // the lock: the session inserts each record at its place in time, which for records
-        // from concurrent exporters arriving interleaved was a `Vec::insert` in the middle per
-        // record — quadratic, minutes of memmove for an interval of a few million records
-        // (benches/otlp.rs). Sorted, each goes at the end.
+        // In time order (stable: arrival order among equal times), sorted here once and outside
+        // the lock (the guard is dropped above: converting and sorting an interval of half a
+        // million spans under it stalled every export for a quarter of a second — the spans'
+        // p99 in benches/otlp.rs): the session inserts each record at its place in time, which
+        // for records from concurrent exporters arriving interleaved was a `Vec::insert` in
+        // the middle per record — quadratic, minutes of memmove for an interval of a few
+        // million records (benches/otlp.rs). Sorted, each goes at the end.
         for (d, spans) in out.iter_mut().zip(live) {
             d.logs.sort_by(|a, b| key(a.time).total_cmp(&key(b.time)));
             let slot = std::mem::size_of::<LogRecord>();
@@ -636,9 +658,7 @@ impl Hub {
                 .filter(|s| s.start >= until)
                 .map(|s| span_cost(s) + std::mem::size_of::<LiveSpan>())
                 .sum::<usize>();
-            let mut spans: Vec<Span> = spans.into_iter().map(LiveSpan::into_span).collect();
-            spans.sort_by(|a, b| a.start.total_cmp(&b.start));
-            d.spans = spans;
+            d.spans = in_time_order(spans);
             d.held_after = d.held_after.min(d.held_bytes);
         }
         Some(out)

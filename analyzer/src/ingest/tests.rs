@@ -165,13 +165,15 @@ fn drained_records_come_in_time_order_arrival_order_among_equals() {
         span(1, 1, None, "late", T0 + 3 * S, 1),
         span(1, 2, None, "early", T0 + S, 1),
         span(1, 3, None, "mid", T0 + 2 * S, 1),
+        // Same time as "early", arrived after it (the sort moves keys, then the spans).
+        span(1, 4, None, "early too", T0 + S, 1),
     ];
     h.traces(traces_req(vec![(V1, spans)]), 10).unwrap();
     let [b, _] = h.drain("a1", 0.0).unwrap();
     let bodies: Vec<&str> = b.logs.iter().map(|r| r.body.as_str()).collect();
     assert_eq!(bodies, ["a", "b", "c", "d", "e", "f", "g"]);
     let ops: Vec<&str> = b.spans.iter().map(|s| s.operation.as_str()).collect();
-    assert_eq!(ops, ["early", "mid", "late"]);
+    assert_eq!(ops, ["early", "early too", "mid", "late"]);
 }
 
 #[test]
