@@ -397,6 +397,13 @@ impl Analysis {
         self.canary.retain = keep;
     }
 
+    /// How many threads mine a large batch of log lines (0: every core; the default, 1, suits
+    /// replay's one scenario per core). Judgements are the same for any number
+    /// ([`crate::logs::judge::LogSession::set_threads`]).
+    pub fn mining_threads(&mut self, threads: usize) {
+        self.kept.logs.set_threads(threads);
+    }
+
     /// Replaces which metrics are judged and how ([`crate::judge::JudgeConfig::metrics`]: what
     /// feedback on a metric's findings changes) in a running session. No incremental state
     /// depends on these rules — the metric judges read the tables at each judgement — so the

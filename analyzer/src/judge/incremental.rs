@@ -40,9 +40,7 @@ impl Incremental {
     /// Takes log records of one side (`canary`: the canary's), in the order they are to be
     /// mined.
     pub(crate) fn add_logs(&mut self, canary: bool, logs: &[LogRecord]) {
-        for r in logs {
-            self.logs.mine(canary, r);
-        }
+        self.logs.mine_all(canary, logs);
         self.events[usize::from(canary)].add_logs(logs);
     }
 

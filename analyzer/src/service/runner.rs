@@ -500,6 +500,9 @@ impl Core {
                     // The judges read their incremental state, never the records (tested in
                     // `analysis`: the same judgements either way): the session keeps none.
                     fresh.keep_records(false);
+                    // An interval of pushed lines is mined on every core: the pattern miner
+                    // is what bounds how many log records a second the service sustains.
+                    fresh.mining_threads(0);
                     for (role, d) in &history {
                         ingest_pushed(&mut fresh, *role, d.clone());
                     }
