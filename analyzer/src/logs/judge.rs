@@ -821,6 +821,18 @@ mod tests {
             .collect()
     }
 
+    /// The bundled Loghub systems whose lines the session tests mine.
+    const SYSTEMS: [&str; 8] = [
+        "Android",
+        "BGL",
+        "HDFS",
+        "HPC",
+        "Hadoop",
+        "Linux",
+        "Spark",
+        "Thunderbird",
+    ];
+
     fn loghub(system: &str) -> Vec<LogRecord> {
         let path = format!(
             "{}/../datasets/loghub/{system}_2k.log_structured_corrected.csv",
@@ -845,16 +857,7 @@ mod tests {
     #[test]
     fn a_session_mined_in_slices_tallies_exactly_as_resolving_every_line_at_the_end() {
         let mut merged_somewhere = false;
-        for system in [
-            "Android",
-            "BGL",
-            "HDFS",
-            "HPC",
-            "Hadoop",
-            "Linux",
-            "Spark",
-            "Thunderbird",
-        ] {
+        for system in SYSTEMS {
             let records = loghub(system);
             let (baseline, canary) = records.split_at(800);
             let cfg = LogJudgeConfig::default();
@@ -899,19 +902,7 @@ mod tests {
     #[test]
     fn mining_a_batch_on_two_threads_gives_the_state_of_mining_each_line() {
         // Eight systems' lines, levels mixed, in batches above the parallel threshold.
-        let records: Vec<LogRecord> = [
-            "Android",
-            "BGL",
-            "HDFS",
-            "HPC",
-            "Hadoop",
-            "Linux",
-            "Spark",
-            "Thunderbird",
-        ]
-        .iter()
-        .flat_map(|s| loghub(s))
-        .collect();
+        let records: Vec<LogRecord> = SYSTEMS.iter().flat_map(|s| loghub(s)).collect();
         let (baseline, canary) = records.split_at(6000);
         let cfg = LogJudgeConfig::default();
         let mut one = LogSession::new(&cfg.miner, None);
