@@ -162,6 +162,20 @@ fn replay_record(folder: &std::path::Path) -> Value {
     v["scenarios"][0].clone()
 }
 
+/// A successful `vigil push` whose verdict, score and time to detect are replay's.
+fn assert_pushed_equals_replay(out: &std::process::Output, folder: &std::path::Path) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = replay_record(folder);
+    for key in ["verdict", "score", "time_to_detect_s"] {
+        assert_eq!(pushed[key], want[key], "{key}");
+    }
+}
+
 #[test]
 fn push_equals_replay_on_bundled_scenarios() {
     let server = Server::start();
@@ -225,16 +239,7 @@ fn push_over_tls_equals_replay() {
     let server = Server::start_with(dir, &["--tls-cert", &cert, "--tls-key", &key]);
     let folder = common::datasets().join("synthetic/syn-constant-metrics-jump");
     let out = server.push("https", &folder, &["--ca-file", &ca]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let want = replay_record(&folder);
-    for key in ["verdict", "score", "time_to_detect_s"] {
-        assert_eq!(pushed[key], want[key], "{key}");
-    }
+    assert_pushed_equals_replay(&out, &folder);
     let out = server.push("https", &folder, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -252,16 +257,7 @@ fn push_retries_through_a_full_memory_budget_and_still_equals_replay() {
     let server = Server::start_with(TempDir::new("push-budget"), &["--memory-budget", "1MiB"]);
     let folder = common::datasets().join("nezha/ob-20220823-f27-adservice-network_delay");
     let out = server.push("http", &folder, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let want = replay_record(&folder);
-    for key in ["verdict", "score", "time_to_detect_s"] {
-        assert_eq!(pushed[key], want[key], "{key}");
-    }
+    assert_pushed_equals_replay(&out, &folder);
     let metrics = common::http(
         &server.api,
         "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
@@ -593,11 +589,7 @@ fn speed_paces_the_push_at_n_times_recorded_time_and_keeps_the_verdict() {
     // The recording spans 31 min (baseline metrics from 09:33:04, canary to 10:04:34 in
     // scenario.json's metric windows): at 1000× the last slice is due after at least 1.8 s.
     assert!(took >= Duration::from_millis(1800), "took {took:?}");
-    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let want = replay_record(&folder);
-    for k in ["verdict", "score", "time_to_detect_s"] {
-        assert_eq!(pushed[k], want[k], "{k}");
-    }
+    assert_pushed_equals_replay(&out, &folder);
     // The same id again would push every record a second time: refused.
     let out = server.push(
         "http",
