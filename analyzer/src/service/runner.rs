@@ -9,7 +9,9 @@
 //! (a late sample still counts); a sample the session already holds is kept as first read.
 //!
 //! After a restart an analysis resumes at its next interval: the lifecycle is rebuilt from the
-//! stored judgements and the session from the source, which keeps history.
+//! stored judgements and the session from the source, which keeps history. Pushed telemetry has
+//! no such source (the hub holds it in memory): an analysis fed by it ends as Error instead,
+//! saying why (`lost_pushed`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -285,15 +287,20 @@ impl Core {
         let rows = self.with_store(|s| s.unfinished()).await?;
         let mut n = 0;
         for row in rows {
-            match Spec::parse(&row.spec_json) {
+            let parsed = Spec::parse(&row.spec_json)
+                .map_err(|e| format!("stored spec no longer valid: {e}"));
+            match parsed.and_then(|spec| match lost_pushed(&row, &spec) {
+                Some(why) => Err(why),
+                None => Ok(spec),
+            }) {
                 Ok(spec) => {
                     self.start(row, spec);
                     n += 1;
                 }
-                Err(e) => {
+                Err(message) => {
                     let ev = EventRecord {
                         kind: "finished".into(),
-                        message: format!("stored spec no longer valid: {e}"),
+                        message,
                         state: "error".into(),
                         verdict: Some("Error".into()),
                         score: None,
@@ -795,6 +802,23 @@ pub fn event_entry(ev: &EventRecord, finished_ms: Option<i64>) -> NewEntry {
         finished_ms: if final_state { finished_ms } else { None },
         at_ms: now_ms(),
     }
+}
+
+/// Why an unfinished analysis fed by pushed telemetry cannot resume after a restart, if it
+/// cannot: the hub holds pushed records in memory (no spool yet) from the analysis's creation
+/// on, so what arrived before the restart is gone, and judging what arrives after it would be a
+/// verdict on partial data — which the service never gives (`design/service.md`, Durability).
+/// It ends as Error saying so.
+fn lost_pushed(row: &AnalysisRow, spec: &Spec) -> Option<String> {
+    spec.pushed().then(|| {
+        format!(
+            "the service restarted before interval {} was judged: the pushed telemetry this \
+             analysis had received was held in memory and is lost (pushed data is not spooled \
+             to disk yet), and a verdict on what arrives after the restart would judge partial \
+             data; push it again into a new analysis",
+            row.next_interval.max(1)
+        )
+    })
 }
 
 /// A judgement for an interval the source could not deliver: Error, with why.
