@@ -240,6 +240,21 @@ struct Registered {
     watermark: f64,
     /// The client said no more data will come ([`Hub::end_input`]).
     ended: bool,
+    /// Some record has been routed here.
+    received: bool,
+    /// Told when the first record is routed here ([`Hub::first_record`]).
+    on_first: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Registered {
+    /// Notes that a record was routed here.
+    fn receive(&mut self) {
+        self.received = true;
+        if let Some(tx) = self.on_first.take() {
+            // The runner may have ended: then nobody needs to know.
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// What the runner takes from the hub at an interval, for one side.
@@ -288,6 +303,7 @@ impl State {
                 continue;
             };
             a.watermark = a.watermark.max(mark);
+            let mut any = false;
             for (side, records) in a.sides.iter_mut().zip(items) {
                 if records.is_empty() {
                     continue;
@@ -296,6 +312,10 @@ impl State {
                 side.bytes += b;
                 a.bytes += b;
                 self.used += b;
+                any = true;
+            }
+            if any {
+                a.receive();
             }
         }
     }
@@ -504,6 +524,21 @@ impl Hub {
         self.budget
     }
 
+    /// Resolves when the first record is routed to `id` (at once if one was already); `None`
+    /// when `id` is not registered. The runner stores that moment: after a restart, an analysis
+    /// that had received pushed records knows they were lost (the hub holds them in memory).
+    pub fn first_record(&self, id: &str) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut st = self.lock();
+        let a = st.analyses.iter_mut().find(|a| a.id == id)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if a.received {
+            let _ = tx.send(());
+        } else {
+            a.on_first = Some(tx);
+        }
+        Some(rx)
+    }
+
     /// Starts routing to analysis `id`: telemetry whose attributes match all of `baseline`
     /// (`canary`) goes to that side. Metric points are combined on a grid of `step` seconds.
     /// Registering an id again keeps what it holds.
@@ -530,6 +565,8 @@ impl Hub {
             bytes: 0,
             watermark: f64::NEG_INFINITY,
             ended: false,
+            received: false,
+            on_first: None,
         });
         self.publish(&st);
     }
@@ -844,6 +881,7 @@ impl Hub {
                         side.bytes += b;
                         a.bytes += b;
                         st.used += b;
+                        a.receive();
                     }
                 }
             }
@@ -898,6 +936,9 @@ impl Hub {
                         let grew = after.saturating_sub(before);
                         a.bytes += grew;
                         st.used += grew;
+                        if ok > 0 {
+                            a.receive();
+                        }
                         // Counted once per point, not once per analysis it went to.
                         if role == targets[0].1 && ai == targets[0].0 {
                             out.accepted += ok;

@@ -101,6 +101,24 @@ const V2: &[(&str, &str)] = &[
 const OTHER: &[(&str, &str)] = &[("service.name", "frontend"), ("service.version", "v2")];
 
 #[test]
+fn the_first_routed_record_is_told_once_and_unmatched_ones_tell_nothing() {
+    let h = hub();
+    assert!(h.first_record("nope").is_none());
+    let mut first = h.first_record("a1").unwrap();
+    h.logs(logs_req(vec![(OTHER, vec![log(T0, "INFO", 9, "x")])]), 10)
+        .unwrap();
+    assert!(
+        first.try_recv().is_err(),
+        "a record no side takes is not one"
+    );
+    h.logs(logs_req(vec![(V2, vec![log(T0, "INFO", 9, "y")])]), 10)
+        .unwrap();
+    assert!(first.try_recv().is_ok());
+    // Asked again after the fact: told at once.
+    assert!(h.first_record("a1").unwrap().try_recv().is_ok());
+}
+
+#[test]
 fn logs_go_to_the_side_their_resource_matches() {
     let h = hub();
     let req = logs_req(vec![

@@ -264,6 +264,7 @@ impl Core {
         if spec.pushed() {
             if let Ok(plan) = spec.plan(row.created_ms as f64 / 1000.0) {
                 self.route_pushed(&id, &spec, &plan);
+                self.mark_first_record(&id);
             }
         }
         let core = self.clone();
@@ -280,6 +281,43 @@ impl Core {
         }
     }
 
+    /// Stores an event the moment the first pushed record reaches `id`: after a restart, that
+    /// event says the analysis had data the hub held in memory, now lost (`lost_pushed`).
+    /// (A crash between the record's acceptance and this write is the one way to lose it
+    /// silently: a few milliseconds, once per analysis.)
+    fn mark_first_record(self: &Arc<Self>, id: &str) {
+        let Some(first) = self.hub_ingest.first_record(id) else {
+            return;
+        };
+        let (core, id) = (self.clone(), id.to_owned());
+        tokio::spawn(async move {
+            // An error: the analysis ended before any record came.
+            if first.await.is_ok() {
+                let key = id.clone();
+                let state = match core.with_store(move |s| s.get(&key)).await {
+                    Ok(Some(row)) => row.state,
+                    _ => return,
+                };
+                let ev = EventRecord {
+                    kind: RECEIVING.into(),
+                    message: "the first pushed records arrived (held in memory until judged)"
+                        .into(),
+                    state,
+                    verdict: None,
+                    score: None,
+                    time_to_detect_s: None,
+                    intervals_total: None,
+                };
+                let mut entry = event_entry(&ev, None);
+                // An event beside the lifecycle: it changes no state.
+                entry.state = None;
+                if let Err(e) = core.append(&id, vec![entry]).await {
+                    tracing::warn!(analysis = %id, error = %e, "could not store the first pushed record's arrival");
+                }
+            }
+        });
+    }
+
     /// Resumes every unfinished analysis of the store (at start-up), and every rollback or
     /// promotion that a finished analysis ordered and that did not complete.
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, ServiceError> {
@@ -287,9 +325,18 @@ impl Core {
         let rows = self.with_store(|s| s.unfinished()).await?;
         let mut n = 0;
         for row in rows {
+            let key = row.id.clone();
+            let entries = self
+                .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
+                .await?;
+            let received = entries.iter().any(|e| {
+                e.kind == "event"
+                    && serde_json::from_str::<EventRecord>(&e.payload_json)
+                        .is_ok_and(|ev| ev.kind == RECEIVING)
+            });
             let parsed = Spec::parse(&row.spec_json)
                 .map_err(|e| format!("stored spec no longer valid: {e}"));
-            match parsed.and_then(|spec| match lost_pushed(&row, &spec) {
+            match parsed.and_then(|spec| match lost_pushed(&row, &spec, received) {
                 Some(why) => Err(why),
                 None => Ok(spec),
             }) {
@@ -804,13 +851,16 @@ pub fn event_entry(ev: &EventRecord, finished_ms: Option<i64>) -> NewEntry {
     }
 }
 
-/// Why an unfinished analysis fed by pushed telemetry cannot resume after a restart, if it
-/// cannot: the hub holds pushed records in memory (no spool yet) from the analysis's creation
-/// on, so what arrived before the restart is gone, and judging what arrives after it would be a
-/// verdict on partial data — which the service never gives (`design/service.md`, Durability).
-/// It ends as Error saying so.
-fn lost_pushed(row: &AnalysisRow, spec: &Spec) -> Option<String> {
-    spec.pushed().then(|| {
+/// The event kind that says an analysis's first pushed record arrived.
+const RECEIVING: &str = "receiving";
+
+/// Why an unfinished analysis cannot resume after a restart, if it cannot: it had `received`
+/// pushed records, which the hub holds in memory (no spool yet), so they are gone, and judging
+/// what arrives after the restart would be a verdict on partial data — which the service never
+/// gives (`design/service.md`, Durability). It ends as Error saying so. An analysis that had
+/// received nothing has lost nothing and resumes.
+fn lost_pushed(row: &AnalysisRow, spec: &Spec, received: bool) -> Option<String> {
+    (spec.pushed() && received).then(|| {
         format!(
             "the service restarted before interval {} was judged: the pushed telemetry this \
              analysis had received was held in memory and is lost (pushed data is not spooled \
