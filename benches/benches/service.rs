@@ -432,8 +432,19 @@ fn tmp_dir(name: &str) -> PathBuf {
 // The parts
 // ------------------------------------------------------------------------------------------
 
-const CONNS: usize = 4;
-const INFLIGHT: usize = 16;
+/// HTTP/2 connections and requests in flight on each for the `GetAnalysis` load
+/// (`VIGIL_BENCH_CONNS`, `VIGIL_BENCH_INFLIGHT`; default 4 × 16): fewer in flight trades rate for
+/// latency on two shared cores.
+fn load_shape() -> (usize, usize) {
+    let var = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(default)
+    };
+    (var("VIGIL_BENCH_CONNS", 4), var("VIGIL_BENCH_INFLIGHT", 16))
+}
 
 fn row(name: &str, l: &Load) {
     println!(
@@ -483,25 +494,20 @@ async fn get_analysis(prom: SocketAddr) -> Result<(), BoxError> {
     let ids = Arc::new(ids);
     let warm = Duration::from_secs(2);
     let timed = Duration::from_secs(secs());
-    let vigil = {
+    let (conns, inflight) = load_shape();
+    // The same requests, round-robin over the ids, at either server.
+    let load = |addr: SocketAddr| {
         let ids = ids.clone();
-        drive(
-            server.addr,
-            CONNS,
-            INFLIGHT,
-            warm,
-            timed,
-            move |mut c, n| {
-                let id = ids[n as usize % ids.len()].clone();
-                async move {
-                    c.get_analysis(pb::GetAnalysisRequest { id })
-                        .await
-                        .map(drop)
-                }
-            },
-        )
-        .await?
+        drive(addr, conns, inflight, warm, timed, move |mut c, n| {
+            let id = ids[n as usize % ids.len()].clone();
+            async move {
+                c.get_analysis(pb::GetAnalysisRequest { id })
+                    .await
+                    .map(drop)
+            }
+        })
     };
+    let vigil = load(server.addr).await?;
     drop(server);
     let answer_file = dir.join("answer.bin");
     std::fs::create_dir_all(&dir)?;
@@ -510,28 +516,10 @@ async fn get_analysis(prom: SocketAddr) -> Result<(), BoxError> {
         "trivial",
         &[("VIGIL_BENCH_ANSWER", answer_file.display().to_string())],
     )?;
-    let ceiling = {
-        let ids = ids.clone();
-        drive(
-            trivial.addr,
-            CONNS,
-            INFLIGHT,
-            warm,
-            timed,
-            move |mut c, n| {
-                let id = ids[n as usize % ids.len()].clone();
-                async move {
-                    c.get_analysis(pb::GetAnalysisRequest { id })
-                        .await
-                        .map(drop)
-                }
-            },
-        )
-        .await?
-    };
+    let ceiling = load(trivial.addr).await?;
     drop(trivial);
     println!(
-        "\n{CONNS} connections x {INFLIGHT} in flight, {} s timed after 2 s warm-up\n",
+        "\n{conns} connections x {inflight} in flight, {} s timed after 2 s warm-up\n",
         secs()
     );
     println!("| load | rate | p50 | p99 | p99.9 | count |\n|---|---|---|---|---|---|");
