@@ -318,6 +318,19 @@ impl Core {
         });
     }
 
+    /// Whether pushed records had reached `id` (its `receiving` event is stored).
+    async fn had_pushed_records(&self, id: &str) -> Result<bool, ServiceError> {
+        let key = id.to_owned();
+        let entries = self
+            .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
+            .await?;
+        Ok(entries.iter().any(|e| {
+            e.kind == "event"
+                && serde_json::from_str::<EventRecord>(&e.payload_json)
+                    .is_ok_and(|ev| ev.kind == RECEIVING)
+        }))
+    }
+
     /// Resumes every unfinished analysis of the store (at start-up), and every rollback or
     /// promotion that a finished analysis ordered and that did not complete.
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, ServiceError> {
@@ -325,21 +338,14 @@ impl Core {
         let rows = self.with_store(|s| s.unfinished()).await?;
         let mut n = 0;
         for row in rows {
-            let key = row.id.clone();
-            let entries = self
-                .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
-                .await?;
-            let received = entries.iter().any(|e| {
-                e.kind == "event"
-                    && serde_json::from_str::<EventRecord>(&e.payload_json)
-                        .is_ok_and(|ev| ev.kind == RECEIVING)
-            });
-            let parsed = Spec::parse(&row.spec_json)
-                .map_err(|e| format!("stored spec no longer valid: {e}"));
-            match parsed.and_then(|spec| match lost_pushed(&row, &spec, received) {
-                Some(why) => Err(why),
-                None => Ok(spec),
-            }) {
+            let outcome = match Spec::parse(&row.spec_json) {
+                Err(e) => Err(format!("stored spec no longer valid: {e}")),
+                Ok(spec) if spec.pushed() && self.had_pushed_records(&row.id).await? => {
+                    Err(lost_pushed(&row))
+                }
+                Ok(spec) => Ok(spec),
+            };
+            match outcome {
                 Ok(spec) => {
                     self.start(row, spec);
                     n += 1;
@@ -854,21 +860,19 @@ pub fn event_entry(ev: &EventRecord, finished_ms: Option<i64>) -> NewEntry {
 /// The event kind that says an analysis's first pushed record arrived.
 const RECEIVING: &str = "receiving";
 
-/// Why an unfinished analysis cannot resume after a restart, if it cannot: it had `received`
-/// pushed records, which the hub holds in memory (no spool yet), so they are gone, and judging
-/// what arrives after the restart would be a verdict on partial data — which the service never
-/// gives (`design/service.md`, Durability). It ends as Error saying so. An analysis that had
-/// received nothing has lost nothing and resumes.
-fn lost_pushed(row: &AnalysisRow, spec: &Spec, received: bool) -> Option<String> {
-    (spec.pushed() && received).then(|| {
-        format!(
-            "the service restarted before interval {} was judged: the pushed telemetry this \
-             analysis had received was held in memory and is lost (pushed data is not spooled \
-             to disk yet), and a verdict on what arrives after the restart would judge partial \
-             data; push it again into a new analysis",
-            row.next_interval.max(1)
-        )
-    })
+/// Why an unfinished analysis that had received pushed records cannot resume after a restart:
+/// the hub holds them in memory (no spool yet), so they are gone, and judging what arrives after
+/// the restart would be a verdict on partial data — which the service never gives
+/// (`design/service.md`, Durability). It ends as Error saying so. An analysis that had received
+/// nothing has lost nothing and resumes.
+fn lost_pushed(row: &AnalysisRow) -> String {
+    format!(
+        "the service restarted before interval {} was judged: the pushed telemetry this analysis \
+         had received was held in memory and is lost (pushed data is not spooled to disk yet), \
+         and a verdict on what arrives after the restart would judge partial data; push it again \
+         into a new analysis",
+        row.next_interval.max(1)
+    )
 }
 
 /// A judgement for an interval the source could not deliver: Error, with why.
