@@ -249,16 +249,26 @@ fn the_opentelemetry_sdk_over_grpc_and_http_feeds_an_analysis_selected_by_servic
         ),
         (Some(0), Some(30))
     );
-    // Metrics: the histogram's mean per step, ~42 ms against ~122 ms.
+    // Metrics: the histogram's mean per step. The observations are 40–44 ms (baseline) and
+    // 120–124 ms (canary), so every step's mean — and the median of them — lies in that range;
+    // which observations share a 1 s export depends on the machine's load (41 and 42 both seen),
+    // so the range is what is asserted, not one value.
     let f = finding("metrics", "checkout.duration");
     assert_eq!(f["severity"], "fail");
     assert!(f["counts"]["baseline"].as_u64().unwrap() >= 3, "{f}");
     assert!(f["counts"]["canary"].as_u64().unwrap() >= 3, "{f}");
     let detail = f["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("median 42") && detail.contains("-> 122"),
-        "{detail}"
-    );
+    let number_after = |tag: &str| -> f64 {
+        let rest = &detail[detail
+            .find(tag)
+            .unwrap_or_else(|| panic!("{tag}: {detail}"))
+            + tag.len()..];
+        let word = rest.split_whitespace().next().unwrap();
+        word.trim_end_matches(',').parse().unwrap()
+    };
+    let (base, canary) = (number_after("median "), number_after("-> "));
+    assert!((40.0..=44.0).contains(&base), "{detail}");
+    assert!((120.0..=124.0).contains(&canary), "{detail}");
     // The receiver counters: 60 log records and 60 shop spans routed (plus 60 frontend spans
     // kept for the caller join), nothing refused.
     let (code, _, body) = http(&server.api, "GET", "/metrics", &[], b"");
