@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use super::record::EventRecord;
-use super::runner::{event_entry, now_ms, Core, ServiceError};
+use super::runner::{event_entry, has_event, now_ms, Core, ServiceError};
 use super::spec::Spec;
 use crate::actions::{decide, Action, ActionError, ActionOrder, Target};
 use crate::verdict::Verdict;
@@ -233,13 +233,7 @@ pub(crate) async fn resume(core: &Arc<Core>) -> Result<usize, ServiceError> {
         let (row, entries) = core
             .with_store(move |s| Ok((s.get(&key)?, s.entries_since(&key, 0, u32::MAX)?)))
             .await?;
-        let has = |kind: &str| {
-            entries.iter().any(|e| {
-                e.kind == "event"
-                    && serde_json::from_str::<EventRecord>(&e.payload_json)
-                        .is_ok_and(|ev| ev.kind == kind)
-            })
-        };
+        let has = |kind: &str| has_event(&entries, kind);
         // Reported already (a crash between the outcome and the mark), or ordered by a verdict
         // that was never stored (the analysis was cancelled in between): nothing to do.
         if has(action.as_str()) || !has("finished") {

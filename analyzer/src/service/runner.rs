@@ -318,17 +318,13 @@ impl Core {
         });
     }
 
-    /// Whether pushed records had reached `id` (its `receiving` event is stored).
-    async fn had_pushed_records(&self, id: &str) -> Result<bool, ServiceError> {
+    /// Whether an event of `kind` is stored for `id`.
+    async fn has_stored_event(&self, id: &str, kind: &'static str) -> Result<bool, ServiceError> {
         let key = id.to_owned();
         let entries = self
             .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
             .await?;
-        Ok(entries.iter().any(|e| {
-            e.kind == "event"
-                && serde_json::from_str::<EventRecord>(&e.payload_json)
-                    .is_ok_and(|ev| ev.kind == RECEIVING)
-        }))
+        Ok(has_event(&entries, kind))
     }
 
     /// Resumes every unfinished analysis of the store (at start-up), and every rollback or
@@ -340,7 +336,7 @@ impl Core {
         for row in rows {
             let outcome = match Spec::parse(&row.spec_json) {
                 Err(e) => Err(format!("stored spec no longer valid: {e}")),
-                Ok(spec) if spec.pushed() && self.had_pushed_records(&row.id).await? => {
+                Ok(spec) if spec.pushed() && self.has_stored_event(&row.id, RECEIVING).await? => {
                     Err(lost_pushed(&row))
                 }
                 Ok(spec) => Ok(spec),
@@ -771,15 +767,7 @@ impl Core {
 
     /// Whether the client ended the input of `id` (an `input_ended` event is stored).
     async fn input_ended(&self, id: &str) -> Result<bool, ServiceError> {
-        let key = id.to_owned();
-        let entries = self
-            .with_store(move |s| s.entries_since(&key, 0, u32::MAX))
-            .await?;
-        Ok(entries.iter().any(|e| {
-            e.kind == "event"
-                && serde_json::from_str::<EventRecord>(&e.payload_json)
-                    .is_ok_and(|ev| ev.kind == "input_ended")
-        }))
+        self.has_stored_event(id, "input_ended").await
     }
 
     /// Ends the pushed input of event-time analysis `id`: its remaining intervals close on
@@ -855,6 +843,14 @@ pub fn event_entry(ev: &EventRecord, finished_ms: Option<i64>) -> NewEntry {
         finished_ms: if final_state { finished_ms } else { None },
         at_ms: now_ms(),
     }
+}
+
+/// Whether `entries` hold an event of `kind`.
+pub(crate) fn has_event(entries: &[super::store::Entry], kind: &str) -> bool {
+    entries.iter().any(|e| {
+        e.kind == "event"
+            && serde_json::from_str::<EventRecord>(&e.payload_json).is_ok_and(|ev| ev.kind == kind)
+    })
 }
 
 /// The event kind that says an analysis's first pushed record arrived.
