@@ -24,6 +24,7 @@ KNOBS = {
     "metric.alpha": [0.0001, 0.001, 0.01, 0.05],
     "trace.alpha": [0.0001, 0.001, 0.01, 0.05],
     "callers.alpha": [0.0001, 0.001, 0.01, 0.05],
+    "callers.transport_ceiling_ms": [50, 100, 200, 500, 1000, "inf"],
     "anomaly.false_alarm_rate": [0.01, 0.05, 0.1, 0.2],
     "trace.tail_ratio_fail": [1.5, 2, 3],
 }

@@ -857,3 +857,52 @@ fn callers_spans_load_with_their_edges() {
             || page.contains("callers' time outside the pod")
     );
 }
+
+#[test]
+fn callers_waiting_far_outside_a_pod_with_no_baseline_callers_flag_a_network_delay() {
+    // A recorded network delay whose baseline window has no caller span at all: the pod's own
+    // spans barely move, its 400 callers wait ~200 ms outside it. Without a baseline to compare
+    // with, the ceiling makes it a Review (Marginal), naming the edges; with the check off
+    // (`inf`) nothing flags it — the expected outcome comes from the fault label, not from us.
+    let dir = datasets()
+        .join("nezha")
+        .join("ob-20220823-f04-cartservice-network_delay");
+    let run = |extra: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["replay", "--quiet", "--json"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let on = run(&[]);
+    let s = &on["scenarios"][0];
+    assert_eq!(s["expected"], "fail");
+    assert_eq!(s["verdict"], "Marginal", "{s}");
+    let f = s["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["signal"] == "callers")
+        .unwrap_or_else(|| panic!("no callers' finding: {s}"));
+    assert_eq!(f["severity"], "Review", "{f}");
+    let subject = f["subject"].as_str().unwrap();
+    assert!(
+        subject.contains("no baseline") && subject.contains("hipstershop.CartService/GetCart"),
+        "{subject}"
+    );
+    let off = run(&["--set", "callers.transport_ceiling_ms=inf"]);
+    let s = &off["scenarios"][0];
+    assert_eq!(s["verdict"], "Pass", "{s}");
+    assert!(s["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["signal"] != "callers"));
+}

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use vigil_models::counts::{bh_adjust, fisher_exact, Alternative};
+use vigil_models::counts::{bh_adjust, binom_test, fisher_exact, Alternative};
 use vigil_models::vigil_judge::{hodges_lehmann, mann_whitney_greater, quantile_sorted};
 
 use crate::verdict::{strength, Coverage, Finding, Severity, Signal, SignalReport, Typed};
@@ -55,6 +55,14 @@ pub struct CallerConfig {
     pub min_shift_ms: f64,
     /// Canary median at least this many times the baseline's (and the floor above): Fail.
     pub fail_ratio: f64,
+    /// Where an edge has no baseline to compare with (fewer than `min_spans` baseline calls, or
+    /// none recorded), the callers' median time outside the pod is held against this ceiling
+    /// instead: 100 ms, the limit under which a wait is perceived as instantaneous (Card, Moran
+    /// & Newell 1983; Nielsen 1993), while a hop inside a cluster costs milliseconds. What
+    /// exceeds it is a Review finding — without a baseline a person decides whether it is the
+    /// release — and what stays under it vouches for nothing (see [`unpaired_test`]).
+    /// Infinity turns the check off.
+    pub transport_ceiling_ms: f64,
 }
 
 impl Default for CallerConfig {
@@ -64,6 +72,7 @@ impl Default for CallerConfig {
             min_spans: 5,
             min_shift_ms: 10.0,
             fail_ratio: 2.0,
+            transport_ceiling_ms: 100.0,
         }
     }
 }
@@ -203,13 +212,19 @@ pub(crate) fn judge_sides(
     canary: Option<&CallerSide>,
     config: &CallerConfig,
 ) -> SignalReport {
-    let (Some(baseline), Some(canary)) = (baseline, canary) else {
-        return SignalReport {
-            signal: Signal::Callers,
-            coverage: Coverage::Absent,
-            findings: Vec::new(),
-        };
+    let absent = || SignalReport {
+        signal: Signal::Callers,
+        coverage: Coverage::Absent,
+        findings: Vec::new(),
     };
+    let Some(canary) = canary else {
+        return absent();
+    };
+    // A baseline without callers' spans has nothing to compare; the canary's callers may still
+    // wait beyond what any transport explains (see `unpaired_test`).
+    let nothing = CallerSide::default();
+    let recorded = baseline.is_some();
+    let baseline = baseline.unwrap_or(&nothing);
     struct Test<'a> {
         edge: Edge<'a>,
         measure: Measure,
@@ -255,20 +270,28 @@ pub(crate) fn judge_sides(
         }
     }
     let errors = error_tests(baseline, canary, config);
-    if tests.is_empty() && errors.is_empty() {
-        return SignalReport {
+    let unpaired = unpaired_test(baseline, canary, config);
+    let inconclusive = || {
+        if !recorded {
+            return absent();
+        }
+        SignalReport {
             signal: Signal::Callers,
             coverage: Coverage::Inconclusive(format!(
                 "{} baseline and {} canary caller spans, no edge with {} on both sides",
                 baseline.n, canary.n, config.min_spans
             )),
             findings: Vec::new(),
-        };
+        }
+    };
+    if tests.is_empty() && errors.is_empty() && unpaired.is_none() {
+        return inconclusive();
     }
     let p: Vec<f64> = tests
         .iter()
         .map(|t| t.p)
         .chain(errors.iter().map(|e| e.p))
+        .chain(unpaired.iter().map(|u| u.p))
         .collect();
     // Our own p-values are in [0, 1]; were one not, nothing is reported rather than guessed.
     let q = bh_adjust(&p).unwrap_or_else(|_| vec![1.0; p.len()]);
@@ -306,7 +329,9 @@ pub(crate) fn judge_sides(
             ),
         });
     }
-    for (e, q) in errors.iter().zip(&q[tests.len()..]) {
+    let unpaired_q = q.get(tests.len() + errors.len()).copied();
+    let for_errors = &q[tests.len()..tests.len() + errors.len()];
+    for (e, q) in errors.iter().zip(for_errors) {
         if *q >= config.alpha {
             continue;
         }
@@ -322,11 +347,83 @@ pub(crate) fn judge_sides(
             ),
         });
     }
+    match (unpaired, unpaired_q) {
+        (Some(u), Some(q)) if q < config.alpha => findings.push(Finding {
+            typed: Typed::default(),
+            signal: Signal::Callers,
+            subject: format!("time outside the pod, no baseline: {}", u.edges.join(", ")),
+            severity: Severity::Review,
+            strength: strength(q),
+            detail: format!(
+                "callers waited a median {:.1} ms outside the pod ({} of {} calls above {:.0} ms, sign test q {q:.1e}); the baseline has fewer than {} calls on these edges to compare with, and a hop inside a cluster takes milliseconds",
+                u.median, u.above, u.n, config.transport_ceiling_ms, config.min_spans
+            ),
+        }),
+        // Under the ceiling is no evidence of health: without a baseline the signal stays as
+        // it would be without this check.
+        _ if tests.is_empty() && errors.is_empty() => return inconclusive(),
+        _ => {}
+    }
     SignalReport {
         signal: Signal::Callers,
         coverage: Coverage::Judged,
         findings,
     }
+}
+
+/// The callers' time outside the pod on the edges that have no baseline to compare with,
+/// pooled — a network delay on the pod reaches every edge alike — and held against
+/// [`CallerConfig::transport_ceiling_ms`].
+struct Unpaired {
+    edges: Vec<String>,
+    n: usize,
+    above: usize,
+    median: f64,
+    p: f64,
+}
+
+/// The sign test that the callers' median time outside the pod exceeds the ceiling, over the
+/// canary's calls on edges with at least `min_spans` canary calls and fewer than `min_spans`
+/// baseline calls. The paired comparison needs a baseline that a new edge, a baseline window
+/// the pod's traces did not cover, or a label a minute off may not have; without this, such a
+/// canary would pass on the pod's own spans however long its callers wait. `None` when no edge
+/// qualifies or the ceiling is off.
+fn unpaired_test(
+    baseline: &CallerSide,
+    canary: &CallerSide,
+    config: &CallerConfig,
+) -> Option<Unpaired> {
+    if !config.transport_ceiling_ms.is_finite() {
+        return None;
+    }
+    let b = baseline.by_edge(Measure::Outside);
+    let mut pooled = Vec::new();
+    let mut edges = Vec::new();
+    for (edge, cv) in canary.by_edge(Measure::Outside) {
+        let nb = b.get(&edge).map_or(0, |v| v.len());
+        if nb >= config.min_spans || cv.len() < config.min_spans {
+            continue;
+        }
+        pooled.extend_from_slice(cv);
+        edges.push(format!("{} -> {}", edge.0, edge.1));
+    }
+    if pooled.is_empty() {
+        return None;
+    }
+    pooled.sort_by(f64::total_cmp);
+    let n = pooled.len();
+    let above = pooled
+        .iter()
+        .filter(|&&v| v > config.transport_ceiling_ms)
+        .count();
+    let p = binom_test(above as u64, n as u64, 0.5, Alternative::Greater).ok()?;
+    Some(Unpaired {
+        edges,
+        n,
+        above,
+        median: quantile_sorted(&pooled, 0.5)?,
+        p,
+    })
 }
 
 struct ErrorTest<'a> {
@@ -525,6 +622,99 @@ mod tests {
                 .any(|f| f.severity == Severity::Fail && f.subject.starts_with("time outside")),
             "{r:?}"
         );
+    }
+
+    /// `n` calls on one edge, each waiting `outside(i)` ms outside a 15 ms callee.
+    fn calls(
+        caller: &'static str,
+        n: usize,
+        outside: impl Fn(usize) -> f64,
+    ) -> Vec<CallerSpan<'static>> {
+        (0..n)
+            .map(|i| CallerSpan {
+                caller_operation: caller,
+                callee_operation: "/api/v1/foods",
+                duration_ms: 15.0 + outside(i),
+                callee_duration_ms: 15.0,
+                error: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn callers_waiting_beyond_any_transport_are_a_review_finding_when_no_baseline_compares() {
+        let cfg = CallerConfig::default();
+        // No caller spans in the baseline at all; 40 canary calls wait ~2 s outside the pod.
+        let c = calls("HTTP GET", 40, |i| 2000.0 + jitter(i));
+        let r = judge(None, Some(&c), &cfg);
+        assert_eq!(r.coverage, Coverage::Judged, "{r:?}");
+        let f = &r.findings[0];
+        assert_eq!(f.severity, Severity::Review, "{f:?}");
+        assert!(
+            f.subject.contains("no baseline") && f.subject.contains("HTTP GET -> /api/v1/foods"),
+            "{}",
+            f.subject
+        );
+        assert!(
+            f.detail.contains("40 of 40 calls above 100 ms"),
+            "{}",
+            f.detail
+        );
+        // Two baseline calls (fewer than min_spans) are no baseline either; the edges without
+        // one are pooled: 5 + 5 calls on two edges, all above the ceiling.
+        let b = calls("HTTP GET", 2, |_| 3.0);
+        let mut c = calls("HTTP GET", 5, |_| 2000.0);
+        c.extend(calls("HTTP POST", 5, |_| 2000.0));
+        let r = judge(Some(&b), Some(&c), &cfg);
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.severity == Severity::Review && f.detail.contains("10 of 10")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn the_ceiling_is_a_sign_test_at_the_callers_level() {
+        // One-sided sign test, H0 median <= ceiling: 10 of 10 above gives p = 2^-10 = 0.000977
+        // (scipy.stats.binomtest(10, 10, 0.5, 'greater')), under 0.001; 9 of 10 gives
+        // 11/1024 = 0.0107, over it.
+        let cfg = CallerConfig::default();
+        let all = calls("HTTP GET", 10, |_| 500.0);
+        let r = judge(None, Some(&all), &cfg);
+        assert!(
+            r.findings.iter().any(|f| f.severity == Severity::Review),
+            "{r:?}"
+        );
+        let nine = calls("HTTP GET", 10, |i| if i == 0 { 2.0 } else { 500.0 });
+        let r = judge(None, Some(&nine), &cfg);
+        assert!(r.findings.is_empty(), "{r:?}");
+        // Off at infinity.
+        let off = CallerConfig {
+            transport_ceiling_ms: f64::INFINITY,
+            ..CallerConfig::default()
+        };
+        assert_eq!(judge(None, Some(&all), &off).coverage, Coverage::Absent);
+    }
+
+    #[test]
+    fn under_the_ceiling_vouches_for_nothing_and_a_real_baseline_is_compared_instead() {
+        let cfg = CallerConfig::default();
+        // Canary callers at 4 ms with no baseline: no finding, and the signal stays absent (or
+        // inconclusive when the baseline records a few calls) rather than passing the canary.
+        let c = calls("HTTP GET", 40, |i| 3.0 + jitter(i));
+        assert_eq!(judge(None, Some(&c), &cfg).coverage, Coverage::Absent);
+        let r = judge(Some(&calls("HTTP GET", 2, |_| 3.0)), Some(&c), &cfg);
+        assert!(matches!(r.coverage, Coverage::Inconclusive(_)), "{r:?}");
+        // Seven baseline calls are a baseline: the paired rank test decides, and 7 against 5
+        // (best p 1/792) cannot reach the level, so no ceiling finding stands in for it.
+        let r = judge(
+            Some(&calls("HTTP GET", 7, |_| 3.0)),
+            Some(&calls("HTTP GET", 5, |_| 2000.0)),
+            &cfg,
+        );
+        assert!(r.findings.is_empty(), "{r:?}");
+        assert!(matches!(r.coverage, Coverage::Inconclusive(_)), "{r:?}");
     }
 
     #[test]

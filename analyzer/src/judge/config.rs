@@ -66,6 +66,10 @@ impl JudgeConfig {
         ("trace.alpha", "a probability in (0, 1)"),
         ("trace.tail_ratio_fail", "a ratio of at least 1"),
         ("callers.alpha", "a probability in (0, 1)"),
+        (
+            "callers.transport_ceiling_ms",
+            "milliseconds above 0 (inf turns the check off)",
+        ),
         ("anomaly.false_alarm_rate", "a probability in (0, 1)"),
         ("fusion.pass_threshold", "a score in [0, 100]"),
         ("fusion.marginal_threshold", "a score in [0, 100]"),
@@ -102,6 +106,7 @@ impl JudgeConfig {
                 x >= 1.0 && x.is_finite()
             }),
             "callers.alpha" => (&mut self.callers.alpha, probability),
+            "callers.transport_ceiling_ms" => (&mut self.callers.transport_ceiling_ms, |x| x > 0.0),
             "anomaly.false_alarm_rate" => (&mut self.anomaly.false_alarm_rate, probability),
             "fusion.pass_threshold" => (&mut self.fusion.pass_threshold, score),
             "fusion.marginal_threshold" => (&mut self.fusion.marginal_threshold, score),
