@@ -31,6 +31,27 @@ fn replay(ids: &[&str]) -> Vec<ScenarioResult> {
     replay_all(&folders, &ReplayConfig::default(), Some(2), false).unwrap()
 }
 
+/// `vigil replay --quiet --json DIR EXTRA…` as a process.
+fn replay_cli(dir: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["replay", "--quiet", "--json"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// [`replay_cli`], which must succeed, read as JSON.
+fn replay_json(dir: &Path, extra: &[&str]) -> Value {
+    let out = replay_cli(dir, extra);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn by_id<'a>(results: &'a [ScenarioResult], id: &str) -> &'a ScenarioResult {
     results.iter().find(|r| r.id == id).unwrap()
 }
@@ -170,17 +191,7 @@ fn real_incidents_cpu_contention_fails_and_a_fault_free_pair_passes() {
 
 #[test]
 fn json_output_keeps_its_contract() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["replay", "--json", "--quiet"])
-        .arg(datasets().join("synthetic"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = replay_json(&datasets().join("synthetic"), &[]);
     let scenarios = v["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 14);
     for s in scenarios {
@@ -416,17 +427,7 @@ fn set_changes_a_judge_setting_and_the_summary_says_so() {
     let dir = datasets()
         .join("nezha")
         .join("tt-20230129-n142200-ts-train-food-service");
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["replay", "--quiet", "--json"])
-            .arg(&dir)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
-    let default = run(&[]);
-    assert!(default.status.success());
-    let default: Value = serde_json::from_slice(&default.stdout).unwrap();
+    let default = replay_json(&dir, &[]);
     assert!(default["summary"].get("settings").is_none());
     let s = &default["scenarios"][0];
     assert_eq!(s["verdict"], "Pass", "{s}");
@@ -434,9 +435,7 @@ fn set_changes_a_judge_setting_and_the_summary_says_so() {
     assert!(score < 100.0, "{s}");
     // Demanding a perfect score to pass turns that Warn into a Marginal, and the summary says
     // which setting made the difference.
-    let strict = run(&["--set", "fusion.pass_threshold=100"]);
-    assert!(strict.status.success());
-    let strict: Value = serde_json::from_slice(&strict.stdout).unwrap();
+    let strict = replay_json(&dir, &["--set", "fusion.pass_threshold=100"]);
     assert_eq!(
         strict["summary"]["settings"]["fusion.pass_threshold"],
         "100"
@@ -444,7 +443,7 @@ fn set_changes_a_judge_setting_and_the_summary_says_so() {
     let s = &strict["scenarios"][0];
     assert_eq!(s["verdict"], "Marginal", "{s}");
     assert_eq!(s["score"].as_f64(), Some(score));
-    let bad = run(&["--set", "metric.alpha=1.5"]);
+    let bad = replay_cli(&dir, &["--set", "metric.alpha=1.5"]);
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
@@ -867,21 +866,7 @@ fn callers_waiting_far_outside_a_pod_with_no_baseline_callers_flag_a_network_del
     let dir = datasets()
         .join("nezha")
         .join("ob-20220823-f04-cartservice-network_delay");
-    let run = |extra: &[&str]| -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["replay", "--quiet", "--json"])
-            .arg(&dir)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let on = run(&[]);
+    let on = replay_json(&dir, &[]);
     let s = &on["scenarios"][0];
     assert_eq!(s["expected"], "fail");
     assert_eq!(s["verdict"], "Marginal", "{s}");
@@ -897,7 +882,7 @@ fn callers_waiting_far_outside_a_pod_with_no_baseline_callers_flag_a_network_del
         subject.contains("no baseline") && subject.contains("hipstershop.CartService/GetCart"),
         "{subject}"
     );
-    let off = run(&["--set", "callers.transport_ceiling_ms=inf"]);
+    let off = replay_json(&dir, &["--set", "callers.transport_ceiling_ms=inf"]);
     let s = &off["scenarios"][0];
     assert_eq!(s["verdict"], "Pass", "{s}");
     assert!(s["findings"]
