@@ -401,12 +401,16 @@ pub(crate) fn fuse(reports: &[SignalReport], config: &FusionConfig) -> Judgement
     if critical_fail {
         score = score.min(config.marginal_threshold - 1.0);
     } else if other_fail {
-        // A clear failure of a non-critical signal is worth a person's look: at most Marginal.
-        score = score.min(config.pass_threshold - 1.0);
+        // A clear failure of a non-critical signal is worth a person's look: at most Marginal —
+        // and no worse on its own account: the cap never takes a score below the marginal line
+        // (with a pass threshold at or just above it, `pass - 1` would turn the cap into a Fail).
+        score = score
+            .min(config.pass_threshold - 1.0)
+            .max(score.min(config.marginal_threshold));
     }
     let verdict = if critical_fail || score < config.marginal_threshold {
         Verdict::Fail
-    } else if score < config.pass_threshold {
+    } else if score < config.pass_threshold || other_fail {
         Verdict::Marginal
     } else {
         Verdict::Pass
@@ -503,6 +507,44 @@ mod tests {
         // anomaly 75: (35 + 11.25) / 0.5 = 92.5
         assert_eq!(j.verdict, Verdict::Pass);
         assert!((j.score - 92.5).abs() < 1e-9, "{}", j.score);
+    }
+
+    #[test]
+    fn the_at_most_marginal_cap_never_makes_a_fail_whatever_the_thresholds() {
+        // metrics 100 (w .35), anomaly 40 (w .15): 82 before the cap, as above.
+        let signals = [
+            report(Signal::Metrics, vec![]),
+            report(
+                Signal::Anomaly,
+                vec![finding(Signal::Anomaly, Severity::Fail, 3.0)],
+            ),
+        ];
+        for (pass, marginal) in [(50.0, 50.0), (51.0, 50.0), (60.0, 50.0), (75.0, 50.0)] {
+            let cfg = FusionConfig {
+                pass_threshold: pass,
+                marginal_threshold: marginal,
+                ..FusionConfig::default()
+            };
+            let j = fuse(&signals, &cfg);
+            assert_eq!(j.verdict, Verdict::Marginal, "pass {pass}: {}", j.score);
+            assert!(j.score >= marginal, "pass {pass}: {}", j.score);
+        }
+        // A score already under the marginal line on its own stays a Fail: the cap does not lift it.
+        let low = fuse(
+            &[
+                report(Signal::Metrics, vec![]),
+                report(
+                    Signal::Anomaly,
+                    vec![finding(Signal::Anomaly, Severity::Fail, 3.0)],
+                ),
+            ],
+            &FusionConfig {
+                pass_threshold: 95.0,
+                marginal_threshold: 90.0,
+                ..FusionConfig::default()
+            },
+        );
+        assert_eq!(low.verdict, Verdict::Fail, "{}", low.score);
     }
 
     #[test]
