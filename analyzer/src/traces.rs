@@ -258,6 +258,7 @@ pub(crate) fn judge_sides(
     struct Lat {
         op: String,
         p: f64,
+        test: &'static str,
         b_med: f64,
         c_med: f64,
         b_tail: (f64, f64, f64),
@@ -273,19 +274,32 @@ pub(crate) fn judge_sides(
         }
         // A side without durations (or with NaN ones) has no latency to compare: skipped,
         // as too few spans are, rather than counted as "tested, no change".
-        let (Ok(p), Some(b_med), Some(c_med)) = (
+        let (Ok(p_rank), Some(b_med), Some(c_med)) = (
             mann_whitney_greater(c, b),
             quantile_sorted(b, 0.5),
             quantile_sorted(c, 0.5),
         ) else {
             continue;
         };
+        let b_tail = quantile_ci(b, config.tail_quantile);
+        let above = |v: &[f64]| v.iter().filter(|&&x| x > b_tail.0).count() as u64;
+        let p_tail = fisher_greater(above(c), c.len() as u64, above(b), b.len() as u64);
+        // Two tests per operation — the rank test for a shift of the whole distribution, an
+        // exact test of how many canary spans exceed the baseline's tail quantile for a spread
+        // that grows while the median stays — Bonferroni-combined, so that the
+        // Benjamini–Hochberg step across operations still sees one valid p-value each.
+        let (p, test) = if p_rank <= p_tail {
+            (p_rank, "mann_whitney")
+        } else {
+            (p_tail, "tail_exceedance")
+        };
         lats.push(Lat {
             op: op.to_string(),
-            p,
+            p: (2.0 * p).min(1.0),
+            test,
             b_med,
             c_med,
-            b_tail: quantile_ci(b, config.tail_quantile),
+            b_tail,
             c_tail: quantile_ci(c, config.tail_quantile),
             nb: b.len(),
             nc: c.len(),
@@ -327,7 +341,7 @@ pub(crate) fn judge_sides(
             findings.push(Finding {
                 typed: Typed {
                     key: format!("latency:{}", l.op),
-                    test: Some("mann_whitney"),
+                    test: Some(l.test),
                     p: Some(l.p),
                     q: Some(q),
                     effect: Some(Effect {
@@ -651,6 +665,41 @@ mod tests {
         );
         let r = judge(
             &spans("GET /x", &ib, &base),
+            &spans("GET /x", &ic, &base),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+    }
+
+    #[test]
+    fn a_spread_that_grows_while_the_median_stays_is_found_by_its_tail() {
+        // Same median (100 ms), three times the spread: the rank test sees no shift (p about
+        // 0.5), but 1 in 10 baseline spans exceeds the baseline's p90 against about 1 in 3
+        // canary spans — the exact exceedance test finds it, and the p90's 1.3x is a Warn.
+        let ib = ids("b", 420);
+        let ic = ids("c", 420);
+        let base: Vec<f64> = (0..420)
+            .map(|i| 100.0 + 2.0 * ((i % 21) as f64 - 10.0))
+            .collect();
+        let wide: Vec<f64> = (0..420)
+            .map(|i| 100.0 + 6.0 * ((i % 21) as f64 - 10.0))
+            .collect();
+        let r = judge(
+            &spans("GET /x", &ib, &base),
+            &spans("GET /x", &ic, &wide),
+            60.0,
+            60.0,
+            &TraceConfig::default(),
+        );
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(f.severity, Severity::Warn, "{f:?}");
+        assert_eq!(f.typed.test, Some("tail_exceedance"), "{f:?}");
+        // Narrower is not slower: the same spread reversed finds nothing.
+        let r = judge(
+            &spans("GET /x", &ib, &wide),
             &spans("GET /x", &ic, &base),
             60.0,
             60.0,
