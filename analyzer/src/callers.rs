@@ -329,8 +329,7 @@ pub(crate) fn judge_sides(
             ),
         });
     }
-    let unpaired_q = q.get(tests.len() + errors.len()).copied();
-    let for_errors = &q[tests.len()..tests.len() + errors.len()];
+    let (for_errors, for_unpaired) = q[tests.len()..].split_at(errors.len());
     for (e, q) in errors.iter().zip(for_errors) {
         if *q >= config.alpha {
             continue;
@@ -347,8 +346,8 @@ pub(crate) fn judge_sides(
             ),
         });
     }
-    match (unpaired, unpaired_q) {
-        (Some(u), Some(q)) if q < config.alpha => findings.push(Finding {
+    match (unpaired, for_unpaired.first()) {
+        (Some(u), Some(&q)) if q < config.alpha => findings.push(Finding {
             typed: Typed::default(),
             signal: Signal::Callers,
             subject: format!("time outside the pod, no baseline: {}", u.edges.join(", ")),

@@ -282,7 +282,8 @@ pub(crate) fn judge_sides(
             continue;
         };
         let b_tail = quantile_ci(b, config.tail_quantile);
-        let above = |v: &[f64]| v.iter().filter(|&&x| x > b_tail.0).count() as u64;
+        // Both sides are sorted: the count above is a binary search, not a pass.
+        let above = |v: &[f64]| (v.len() - v.partition_point(|&x| x <= b_tail.0)) as u64;
         let p_tail = fisher_greater(above(c), c.len() as u64, above(b), b.len() as u64);
         // Two tests per operation — the rank test for a shift of the whole distribution, an
         // exact test of how many canary spans exceed the baseline's tail quantile for a spread
